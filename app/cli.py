@@ -1,0 +1,54 @@
+"""The ``observatory`` command: argparse sub-commands, no logic of its own."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from app.cliutil import OneLineParser, UsageError
+
+# Sub-command name -> module under app.commands. Each module provides
+# add_parser(subparsers) and run(args) -> int.
+COMMANDS = ("snapshot", "lab", "scan", "sockaddr", "endian", "serve")
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog="observatory",
+        description="Connection Observatory: watch TCP/IP sockets while you learn them.",
+    )
+    from app.commands import dashboard
+
+    dashboard.add_arguments(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"app.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"app.commands.{name}":
+                raise
+            continue  # not built yet
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            from app.commands import dashboard
+
+            return dashboard.run(args)
+        module = importlib.import_module(f"app.commands.{args.command}")
+        return int(module.run(args))
+    except UsageError as exc:
+        sys.stderr.write(f"observatory {args.command or ''}".rstrip() + f": {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The headless model: sockets, processes, scans. Never imports textual or rich."""

@@ -1,0 +1,36 @@
+"""Built-in lab programs: the lecture's servers and clients, standard library only.
+
+Each program is a module with ``build_parser()`` (an argparse parser whose
+``error`` raises :class:`LabUsageError` instead of exiting) and
+``main(argv) -> int``. ``python -m app.labs.tcp_server 6000`` runs one alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+# Program name (as typed and as shown in ps/ss) -> module.
+PROGRAMS: dict[str, str] = {
+    "tcp-server": "app.labs.tcp_server",
+    "tcp-client": "app.labs.tcp_client",
+    "udp-server": "app.labs.udp_server",
+    "udp-client": "app.labs.udp_client",
+}
+
+
+class LabUsageError(ValueError):
+    """Arguments a lab program would refuse; the message is one line of words."""
+
+
+def validate(program: str, args: Sequence[str]) -> None:
+    """Check a built-in's name and arguments without running it.
+
+    Raises:
+        LabUsageError: naming what is wrong, in words.
+    """
+    if program not in PROGRAMS:
+        known = ", ".join(PROGRAMS)
+        raise LabUsageError(f"there is no built-in program {program!r} (known: {known})")
+    module = importlib.import_module(PROGRAMS[program])
+    module.build_parser().parse_args(list(args))

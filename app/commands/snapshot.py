@@ -1,0 +1,85 @@
+"""``observatory snapshot``: one poll, printed like ``netstat -tulpn`` / ``ss``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from app.cliutil import port_number
+
+HELP = "print every socket once, like netstat -tulpn / ss (--json for scripts)"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("snapshot", help=HELP, description=HELP)
+    p.add_argument("--json", action="store_true", help="a JSON array, one object per socket")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--listen", dest="state", action="store_const", const="listen",
+                       help="only listening sockets (netstat -l)")
+    state.add_argument("--established", dest="state", action="store_const",
+                       const="established", help="only established connections")
+    state.add_argument("--all", dest="state", action="store_const", const="all",
+                       help="every TCP state: TIME_WAIT, SYN_SENT, CLOSE_WAIT, ...")
+    p.set_defaults(state="default")
+    p.add_argument("--udp", action="store_true", help="include UDP sockets")
+    fam = p.add_mutually_exclusive_group()
+    fam.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 only")
+    fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 only")
+    p.add_argument("--numeric", "-n", action="store_true", help="no service names")
+    p.add_argument("--port", type=port_number, default=None,
+                   help="only sockets with this port at either end (1-65535)")
+
+
+HEADERS = ("Proto", "Recv-Q", "Send-Q", "Local Address", "Foreign Address", "State",
+           "PID/Program", "User", "Service")
+
+
+def render_text(sockets: Sequence[object], numeric: bool) -> str:
+    from app.core.model import Socket, owner_help
+
+    rows: list[tuple[str, ...]] = []
+    kinds: set[str] = set()
+    for s in sockets:
+        assert isinstance(s, Socket)
+        kinds.add(s.owner)
+        rows.append((
+            s.proto, str(s.recv_q), str(s.send_q), s.local, s.remote,
+            s.state if s.is_tcp else ("UNCONN" if s.remote_port is None else "ESTAB"),
+            s.owner_label, s.user or "-", "" if numeric else (s.service or "-"),
+        ))
+    headers = HEADERS[:-1] if numeric else HEADERS
+    rows = [r[: len(headers)] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    right = {1, 2}  # queue sizes are numbers: right-aligned, as netstat does
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(parts).rstrip()
+
+    out = [line(headers)] + [line(r) for r in rows]
+    if not rows:
+        out.append("(no sockets match)")
+    notes = [f"  {k}: {owner_help(k)}" for k in ("hidden", "kernel") if k in kinds]
+    if notes:
+        out.append("")
+        out.append("Where there is no PID:")
+        out.extend(notes)
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.core.select import Selection, select
+    from app.core.sockets import ProcNetSource
+
+    selection = Selection(state=args.state, udp=args.udp, family=args.family, port=args.port)
+    snap = ProcNetSource().poll()
+    chosen = select(snap.sockets, selection)
+    if args.json:
+        json.dump([s.to_json() for s in chosen], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(chosen, args.numeric) + "\n")
+    return 0

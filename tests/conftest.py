@@ -1,0 +1,118 @@
+"""Shared fixtures: real loopback sockets, and running code as another user."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sockets() -> Iterator[list[socket.socket]]:
+    """A list the test appends its sockets to; all are closed afterwards."""
+    held: list[socket.socket] = []
+    yield held
+    for s in held:
+        with contextlib.suppress(OSError):
+            s.close()
+
+
+def listener(held: list[socket.socket], addr: str = "127.0.0.1", backlog: int = 5) -> socket.socket:
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    held.append(s)
+    s.bind((addr, 0))
+    s.listen(backlog)
+    return s
+
+
+def connect(held: list[socket.socket], server: socket.socket) -> socket.socket:
+    addr = server.getsockname()
+    family = server.family
+    c = socket.socket(family, socket.SOCK_STREAM)
+    held.append(c)
+    c.connect(addr[:2])
+    return c
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.05) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(step)
+
+
+def _python_for_nobody() -> str | None:
+    """An interpreter of this Python's version that user nobody may execute."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [os.path.realpath(sys.executable), f"/usr/bin/python{version}",
+                  f"/usr/local/bin/python{version}"]
+    for exe in candidates:
+        if not os.path.exists(exe):
+            continue
+        try:
+            out = subprocess.run(
+                [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                user="nobody", capture_output=True, text=True, timeout=10,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode == 0 and out.stdout.strip() == version:
+            return exe
+    return None
+
+
+@pytest.fixture(scope="session")
+def as_nobody() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    """Run ``python -m app ...`` (or ``-c CODE``) as user nobody.
+
+    The repository and the venv may live where nobody cannot read (under
+    /root), so the package and psutil are copied into a world-readable
+    folder first. Skips without root, or without an interpreter nobody may run.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start a process as user nobody")
+    exe = _python_for_nobody()
+    if exe is None:
+        pytest.skip("no Python interpreter of this version that user nobody may execute")
+    import psutil
+
+    # pytest's own temporary folders are private to root: make a public one.
+    base = Path(tempfile.mkdtemp(prefix="observatory-nobody-"))
+    shutil.copytree(REPO / "app", base / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(psutil.__file__).parent, base / "psutil",
+                    ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    for path in [base, *base.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    parent = base
+    while parent != parent.parent:  # every folder above must be searchable
+        parent = parent.parent
+        if parent.stat().st_mode & 0o001 == 0:
+            pytest.skip(f"{parent} is not searchable by other users")
+
+    def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(base),
+               "HOME": str(base)}
+        argv = [exe, *args] if args[:1] == ("-c",) else [exe, "-m", "app", *args]
+        return subprocess.run(argv, user="nobody", capture_output=True, text=True,
+                              timeout=timeout, env=env, cwd=str(base))
+
+    run.python = exe  # type: ignore[attr-defined]
+    yield run
+    shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,516 @@
+"""What every lab program shares: its name, its parent, its signals, its errors.
+
+Standard library only, and cheap to import: a tiny exec shim may import
+:func:`set_pdeathsig` from here before it execs another program.
+
+Conventions of every lab program:
+
+* Output is line-buffered and flushed after each line, so a parent reading
+  a pipe sees each line at once.
+* Every error a user can cause is ONE line ``<program>: <words>`` on
+  stderr and exit code 1 (:data:`EXIT_ERROR`), usage errors included.
+* SIGTERM, SIGINT and SIGHUP stop the program quietly: it prints
+  ``Stopped by SIGTERM`` (or the signal's name), closes its sockets and exits
+  with 128 + the signal number (143, 130, 129), as a shell reports a program
+  killed by that signal. A parent that sent the signal itself may count that
+  as a normal end.
+* The program exits when its parent dies (see :func:`install_parent_guard`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import errno
+import ipaddress
+import os
+import signal
+import socket
+import stat
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import NoReturn
+
+from app.labs import LabUsageError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+# The dashboard's process manager sets these for the programs it starts.
+PARENT_PID_ENV = "OBSERVATORY_PARENT_PID"
+LIFELINE_FD_ENV = "OBSERVATORY_LIFELINE_FD"
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+# <linux/prctl.h>
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+_COMM_LEN = 15  # TASK_COMM_LEN - 1: longer names are cut by the kernel
+
+
+class LabError(Exception):
+    """A failure the user caused or can fix (port in use, refused, ...); one line of words."""
+
+
+class Stopped(BaseException):
+    """Raised in the main thread by a stop signal.
+
+    A BaseException so that ``except Exception`` around socket calls does
+    not swallow the request to stop.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+# -- Linux process controls ---------------------------------------------------------
+
+
+def _prctl(option: int, arg: int | bytes) -> bool:
+    """Call prctl(2) through libc; False off Linux or when the call fails."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        value: ctypes.c_char_p | ctypes.c_ulong
+        value = ctypes.c_char_p(arg) if isinstance(arg, bytes) else ctypes.c_ulong(arg)
+        result = libc.prctl(option, value, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    except (OSError, AttributeError):
+        return False
+    return bool(result == 0)
+
+
+def set_process_name(name: str) -> bool:
+    """Set this process's name (comm: what ps, ss and psutil ``name()`` show).
+
+    Only the first 15 bytes count. Returns False where that is impossible.
+    """
+    return _prctl(_PR_SET_NAME, name.encode("utf-8", "replace")[:_COMM_LEN])
+
+
+def set_pdeathsig(sig: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies.
+
+    Strictly, when the parent *thread* that forked this process exits. The
+    setting survives exec (of a program that is not set-user-ID), so an exec
+    shim may call it and then exec. Returns False off Linux (a no-op there).
+    """
+    return _prctl(_PR_SET_PDEATHSIG, int(sig))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, belongs to someone else
+        return True
+    return True
+
+
+def _block_stop_signals() -> None:
+    """Keep stop signals away from this (helper) thread.
+
+    Python runs signal handlers in the main thread, but the kernel may
+    deliver a process-wide signal to any thread; a main thread blocked in
+    accept() would then not be interrupted. Blocking them in helper threads
+    makes the kernel pick the main thread.
+    """
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def start_helper_thread(target: Callable[[], object], name: str) -> threading.Thread:
+    """Start a daemon thread that never receives stop signals."""
+
+    def run() -> None:
+        _block_stop_signals()
+        target()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _watch_lifeline(fd: int) -> None:
+    """Block reading the lifeline pipe; EOF means every writer (the parent) is gone."""
+    try:
+        while os.read(fd, 512):
+            pass
+    except OSError:
+        pass
+    os._exit(128 + signal.SIGTERM)
+
+
+def install_parent_guard(sig: int = signal.SIGTERM) -> None:
+    """Make this process exit when its parent dies.
+
+    1. ``PR_SET_PDEATHSIG``: the kernel sends ``sig`` when the parent exits.
+    2. The standard race fix: if the parent died before step 1, the signal
+       will never come, so compare with the parent recorded at start
+       (``OBSERVATORY_PARENT_PID`` if set, else ``os.getppid()``) and exit now
+       if that parent is gone. (When the variable names an ancestor that is
+       still alive, e.g. a shell script sits in between, nothing happens.)
+    3. Fallback: if ``OBSERVATORY_LIFELINE_FD=<n>`` names an inherited pipe
+       read end, a daemon thread reads it and ``os._exit``\\ s at EOF, that
+       is when the parent, which holds the write end, is gone.
+
+    Both variables are removed from the environment so they do not leak.
+    """
+    parent = os.getppid()
+    recorded = os.environ.pop(PARENT_PID_ENV, "").strip()
+    if recorded.isdigit() and int(recorded) > 0:
+        parent = int(recorded)
+    set_pdeathsig(sig)
+    if os.getppid() != parent and not _pid_alive(parent):
+        os._exit(128 + sig)
+
+    lifeline = os.environ.pop(LIFELINE_FD_ENV, "").strip()
+    if lifeline.isdigit():
+        fd = int(lifeline)
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            return  # not an open descriptor: nothing to watch
+        # A regular file or a terminal would read EOF (or block) for other reasons.
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            os.set_inheritable(fd, False)
+            start_helper_thread(lambda: _watch_lifeline(fd), "lifeline")
+
+
+def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+def install_stop_handlers() -> dict[int, object]:
+    """SIGTERM/SIGINT/SIGHUP raise :class:`Stopped` in the main thread (no traceback).
+
+    Returns the handlers they replace, for :func:`restore_handlers`.
+    """
+    previous: dict[int, object] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous  # signal.signal works only there; the caller handles stopping
+    for sig in STOP_SIGNALS:
+        previous[sig] = signal.signal(sig, _raise_stopped)
+    return previous
+
+
+def restore_handlers(previous: dict[int, object]) -> None:
+    """Put back what :func:`install_stop_handlers` replaced (for in-process callers)."""
+    for sig, handler in previous.items():
+        with contextlib.suppress(TypeError, ValueError):
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def start_program(name: str) -> dict[int, object]:
+    """Everything a lab program does first: output, name, signals, parent guard.
+
+    Returns the signal handlers replaced (see :func:`restore_handlers`).
+    """
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    set_process_name(name)
+    previous = install_stop_handlers()
+    install_parent_guard()
+    return previous
+
+
+# -- output -------------------------------------------------------------------------
+
+_say_lock = threading.Lock()
+
+
+def say(line: str) -> None:
+    """Print one line to stdout and flush it; a vanished reader is not an error."""
+    with _say_lock:
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader is gone (our parent died?). Point stdout at /dev/null so
+            # that neither this nor the flush at exit raises again.
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+
+def shown_text(data: bytes) -> str:
+    """Received bytes as one printable line (control characters escaped)."""
+    text = data.decode("utf-8", "replace")
+    out = []
+    for ch in text:
+        if ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def endpoint(addr: str, port: int) -> str:
+    """``127.0.0.1:6000`` or ``[::1]:6000``, as ss prints them."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def peer_endpoint(sockaddr: tuple[object, ...]) -> str:
+    """An accepted/received address tuple (IPv4 or IPv6) as :func:`endpoint`."""
+    return endpoint(str(sockaddr[0]), int(str(sockaddr[1])))
+
+
+# -- arguments ----------------------------------------------------------------------
+
+
+Check = Callable[[str], object]
+
+
+class LabParser(argparse.ArgumentParser):
+    """An ArgumentParser for lab programs.
+
+    ``error()`` raises :class:`LabUsageError` (one line) instead of exiting.
+    Values that need checking in words are checked after parsing (see
+    :meth:`check`), so the message is exactly the checker's words, without
+    argparse's ``argument X:`` prefix.
+    """
+
+    def __init__(self, prog: str, description: str) -> None:
+        super().__init__(prog=prog, description=description, allow_abbrev=False)
+        self._checks: list[tuple[str, Check]] = []
+
+    def check(self, dest: str, checker: Check) -> None:
+        """After parsing, replace ``namespace.dest`` by ``checker(text)`` (skipped if None).
+
+        ``checker`` raises ValueError with the message for the user.
+        """
+        self._checks.append((dest, checker))
+
+    def parse_known_args(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        for dest, checker in self._checks:
+            text = getattr(parsed, dest, None)
+            if text is None or not isinstance(text, str):
+                continue
+            try:
+                setattr(parsed, dest, checker(text))
+            except ValueError as exc:
+                self.error(str(exc))
+        return parsed, extras
+
+    def error(self, message: str) -> NoReturn:
+        raise LabUsageError(" ".join(message.split()))
+
+
+def _shown(text: str) -> str:
+    """The user's text as it goes into a message: numbers bare, words quoted."""
+    stripped = text.strip()
+    if stripped.lstrip("+-").isdigit():
+        return stripped
+    return repr(text)
+
+
+def check_port(text: str) -> int:
+    """A TCP/UDP port: a whole number from 1 to 65535."""
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise ValueError(f"port must be a number from 1 to 65535, not {_shown(text)}")
+    return value
+
+
+def check_ip(text: str) -> str:
+    """An IP address literal, IPv4 or IPv6 (never a host name: nothing is resolved)."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        pass
+    raise ValueError(
+        f"{text!r} is not an IP address: write it as numbers, like 127.0.0.1 or ::1 "
+        "(names such as localhost are not looked up)"
+    )
+
+
+def int_checker(option: str, low: int, high: int) -> Check:
+    """A whole number from ``low`` to ``high`` for ``option``."""
+
+    def checker(text: str) -> int:
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise ValueError(
+                f"{option} must be a whole number from {low} to {high}, not {_shown(text)}"
+            )
+        return value
+
+    return checker
+
+
+def seconds_checker(option: str, allow_zero: bool) -> Check:
+    """A number of seconds for ``option``: at least 0 (or more than 0)."""
+
+    def checker(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            value = float("nan")
+        ok = value >= 0 if allow_zero else value > 0
+        if not ok or value == float("inf"):  # NaN compares false
+            least = "0 or more" if allow_zero else "more than 0"
+            raise ValueError(f"{option} must be a number of seconds, {least}, not {_shown(text)}")
+        return value
+
+    return checker
+
+
+# -- sockets ------------------------------------------------------------------------
+
+
+def family_of(ip: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+def sockaddr(ip: str, port: int) -> tuple[socket.AddressFamily, tuple[object, ...]]:
+    """The family and socket address for an IP literal (scope ids such as ``%eth0`` kept)."""
+    try:
+        infos = socket.getaddrinfo(
+            ip, port, family_of(ip), socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST
+        )
+    except socket.gaierror as exc:
+        raise LabError(f"{ip} cannot be used as an address here ({exc.strerror})") from None
+    family, _type, _proto, _name, addr = infos[0]
+    return family, addr
+
+
+def new_socket(ip: str, kind: socket.SocketKind) -> socket.socket:
+    """A socket of the family of ``ip``, with a one-line error if that family is missing."""
+    try:
+        return socket.socket(family_of(ip), kind)
+    except OSError as exc:
+        if exc.errno in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+            raise LabError("IPv6 is not available on this machine") from None
+        raise LabError(f"cannot create a socket: {_words(exc)}") from None
+
+
+def _words(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
+
+
+def unprivileged_port_start() -> int:
+    """The lowest port an ordinary user may bind (usually 1024)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return 1024
+
+
+def bind_error(exc: OSError, ip: str, port: int, proto: str = "tcp") -> LabError:
+    """Words for a failed bind() of ``ip``:``port``."""
+    where = endpoint(ip, port) if port else ip
+    if exc.errno == errno.EADDRINUSE:
+        if proto == "udp":
+            return LabError(
+                f"port {port} is already in use on {ip}: another program has it "
+                f"(find it with `observatory snapshot --udp --port {port}`)"
+            )
+        return LabError(
+            f"port {port} is already in use on {ip}: another program is listening there "
+            f"(find it with `observatory snapshot --listen --port {port}`)"
+        )
+    if exc.errno == errno.EACCES:
+        start = unprivileged_port_start()
+        if 0 < port < start:
+            return LabError(f"ports below {start} need root: try a port from {start} to 65535")
+        return LabError(f"permission denied to use {where}")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return LabError(f"{ip} is not an address of this machine (see `ip addr`)")
+    if exc.errno == errno.EINVAL:
+        return LabError(f"{where} cannot be bound here ({_words(exc)})")
+    return LabError(f"cannot bind {where}: {_words(exc)}")
+
+
+def connect_error(exc: OSError, ip: str, port: int, timeout: float) -> LabError:
+    """Words for a failed connect() to ``ip``:``port``."""
+    where = endpoint(ip, port)
+    if isinstance(exc, TimeoutError) and exc.errno is None:  # socket timeout (ours)
+        return LabError(
+            f"no answer from {where} within {timeout:g} s "
+            "(is the address right, is that machine up, is a firewall dropping it?)"
+        )
+    if exc.errno == errno.ECONNREFUSED:
+        return LabError(f"connection refused: nothing listens on {where}")
+    if exc.errno == errno.ETIMEDOUT:
+        return LabError(f"no answer from {where} (connection timed out)")
+    if exc.errno == errno.ENETUNREACH:
+        return LabError(f"network unreachable: this machine has no route to {ip} (see `ip route`)")
+    if exc.errno == errno.EHOSTUNREACH:
+        return LabError(f"host unreachable: nothing answers for {ip} (try `ping {ip}`)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return LabError(f"cannot connect to {where}: that address cannot be reached from here")
+    if exc.errno == errno.EACCES:
+        return LabError(f"permission denied connecting to {where} (a broadcast address?)")
+    return LabError(f"cannot connect to {where}: {_words(exc)}")
+
+
+# -- running ------------------------------------------------------------------------
+
+
+def run_main(
+    program: str,
+    build_parser: Callable[[], argparse.ArgumentParser],
+    body: Callable[[argparse.Namespace], int],
+    argv: Sequence[str] | None,
+) -> int:
+    """Parse, set the process up, run ``body``; turn every user error into one line.
+
+    Returns the exit code: 0 normal, 1 any error (usage included), 128+N
+    when stopped by signal N.
+    """
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    except LabUsageError as exc:
+        _error_line(program, str(exc))
+        return EXIT_ERROR
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    previous: dict[int, object] = {}
+    try:
+        previous = start_program(program)
+        return body(args)
+    except LabError as exc:
+        _error_line(program, str(exc))
+        return EXIT_ERROR
+    except Stopped as exc:
+        say(f"Stopped by {signal.Signals(exc.signum).name}")
+        return exc.exit_code
+    finally:
+        restore_handlers(previous)
+
+
+def _error_line(program: str, message: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"{program}: {message}\n")
+        sys.stderr.flush()

@@ -62,13 +62,16 @@ class Socket:
     inode: int = 0
     uid: int | None = None
     recv_q: int = 0  # LISTEN: connections waiting to be accepted; else bytes unread
-    send_q: int = 0  # LISTEN: the backlog limit; else bytes unacknowledged
+    send_q: int = 0  # bytes not yet acknowledged by the peer
+    # Stable identity across polls: protocol and both ends (not pid, not state).
+    # Computed once here: diffs of thousands of sockets read it every poll.
+    key: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> str:
-        """Stable identity across polls: protocol and both ends (not pid, not state)."""
+    def __post_init__(self) -> None:
         remote = "*" if self.remote_addr is None else f"{self.remote_addr}:{self.remote_port}"
-        return f"{self.proto} {self.local_addr}:{self.local_port} {remote}"
+        object.__setattr__(
+            self, "key", f"{self.proto} {self.local_addr}:{self.local_port} {remote}"
+        )
 
     @property
     def is_tcp(self) -> bool:

@@ -21,6 +21,7 @@ to catch descriptors handed from one process to another.
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import socket
@@ -61,48 +62,62 @@ class RawSocket:
     send_q: int
 
 
-def _decode_v4(hex_addr: str) -> str:
-    # The kernel prints the big-endian __be32 as a native-endian integer.
-    return socket.inet_ntop(socket.AF_INET, struct.pack("=I", int(hex_addr, 16)))
+# The fields of a /proc/net line that identify one socket's visible state:
+# local, remote, state, queues, uid, inode (not the slot number nor timers).
+LineKey = tuple[str, str, str, str, str, str, str]
 
 
-def _decode_v6(hex_addr: str) -> str:
+def _line_key(proto: str, fields: list[str]) -> LineKey:
+    return (proto, fields[1], fields[2], fields[3], fields[4], fields[7], fields[9])
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_addr(hex_addr: str) -> str:
+    if len(hex_addr) == 8:
+        # The kernel prints the big-endian __be32 as a native-endian integer.
+        return socket.inet_ntop(socket.AF_INET, struct.pack("=I", int(hex_addr, 16)))
     words = [int(hex_addr[i : i + 8], 16) for i in range(0, 32, 8)]
     return socket.inet_ntop(socket.AF_INET6, struct.pack("=4I", *words))
 
 
+def decode_line(key: LineKey) -> RawSocket:
+    """Decode the fields of one /proc/net line (as picked by the line key)."""
+    proto, local, remote, state_hex, queues, uid, inode = key
+    local_hex, _, lport_hex = local.partition(":")
+    remote_hex, _, rport_hex = remote.partition(":")
+    tx_hex, _, rx_hex = queues.partition(":")
+    rport = int(rport_hex, 16)
+    if proto.startswith("tcp"):
+        state_no = int(state_hex, 16)
+        state = TCP_STATES[state_no - 1] if 1 <= state_no <= len(TCP_STATES) else "NONE"
+        if state == "NEW_SYN_RECV":
+            state = "SYN_RECV"
+    else:
+        state = UDP_STATE
+    return RawSocket(
+        proto=proto,
+        local_addr=_decode_addr(local_hex),
+        local_port=int(lport_hex, 16),
+        remote_addr=_decode_addr(remote_hex) if rport else None,
+        remote_port=rport or None,
+        state=state,
+        uid=int(uid),
+        inode=int(inode),
+        recv_q=int(rx_hex, 16),
+        send_q=int(tx_hex, 16),
+    )
+
+
+def _line_keys(text: str, proto: str) -> Iterator[LineKey]:
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 10:
+            yield _line_key(proto, fields)
+
+
 def parse_proc_net(text: str, proto: str) -> Iterator[RawSocket]:
     """Decode the text of one ``/proc/net/<proto>`` file."""
-    decode = _decode_v6 if proto.endswith("6") else _decode_v4
-    is_tcp = proto.startswith("tcp")
-    lines = text.splitlines()
-    for line in lines[1:]:
-        fields = line.split()
-        if len(fields) < 10:
-            continue
-        local_hex, _, lport_hex = fields[1].partition(":")
-        remote_hex, _, rport_hex = fields[2].partition(":")
-        state_no = int(fields[3], 16)
-        tx_hex, _, rx_hex = fields[4].partition(":")
-        rport = int(rport_hex, 16)
-        if is_tcp:
-            state = TCP_STATES[state_no - 1] if 1 <= state_no <= len(TCP_STATES) else "NONE"
-            if state == "NEW_SYN_RECV":
-                state = "SYN_RECV"
-        else:
-            state = UDP_STATE
-        yield RawSocket(
-            proto=proto,
-            local_addr=decode(local_hex),
-            local_port=int(lport_hex, 16),
-            remote_addr=decode(remote_hex) if rport else None,
-            remote_port=rport or None,
-            state=state,
-            uid=int(fields[7]),
-            inode=int(fields[9]),
-            recv_q=int(rx_hex, 16),
-            send_q=int(tx_hex, 16),
-        )
+    return (decode_line(key) for key in _line_keys(text, proto))
 
 
 def _read(path: str) -> str:
@@ -113,14 +128,19 @@ def _read(path: str) -> str:
         return ""
 
 
+def read_line_keys(protos: Iterable[str] = PROTOCOLS, proc_root: str = "/proc") -> list[LineKey]:
+    """The line keys of every socket of the given protocols in this network namespace."""
+    out: list[LineKey] = []
+    for proto in protos:
+        out.extend(_line_keys(_read(f"{proc_root}/net/{proto}"), proto))
+    return out
+
+
 def read_raw_sockets(
     protos: Iterable[str] = PROTOCOLS, proc_root: str = "/proc"
 ) -> list[RawSocket]:
     """Every socket of the given protocols in this network namespace."""
-    out: list[RawSocket] = []
-    for proto in protos:
-        out.extend(parse_proc_net(_read(f"{proc_root}/net/{proto}"), proto))
-    return out
+    return [decode_line(key) for key in read_line_keys(protos, proc_root)]
 
 
 @dataclass(slots=True)
@@ -156,6 +176,7 @@ class ProcNetSource:
         self._last_walk = 0.0
         self._procs: dict[int, tuple[str | None, _ProcInfo]] = {}
         self._users: dict[int, str | None] = {}
+        self._lines: dict[LineKey, Socket] = {}  # last poll's sockets by their line
         self.walks = 0  # how many full /proc/*/fd walks were made (for tests and bench)
 
     # -- owners ---------------------------------------------------------------
@@ -181,12 +202,11 @@ class ProcNetSource:
         self._last_walk = time.monotonic()
         self.walks += 1
 
-    def _resolve_owners(self, raws: list[RawSocket]) -> None:
+    def _resolve_owners(self, inodes: set[int]) -> None:
         pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
         live = set(pids)
-        inodes = {r.inode for r in raws if r.inode}
         known = self._inode_pid
-        stale = any(pid not in live for inode, pid in known.items() if inode in inodes)
+        stale = not set(known.values()) <= live  # an owner exited: who holds its sockets now?
         missing = inodes - known.keys() - self._unresolved
         due = time.monotonic() - self._last_walk >= self.rescan_every
         if stale or missing or due:
@@ -226,15 +246,38 @@ class ProcNetSource:
 
     # -- poll -----------------------------------------------------------------
     def poll(self) -> Snapshot:
+        """Read every socket now. Never raises for processes that vanish or deny access."""
         started = time.perf_counter()
         taken_at = time.time()
-        raws = read_raw_sockets(self.protos)
-        self._resolve_owners(raws)
+        keys = read_line_keys(self.protos)
+        self._resolve_owners({int(k[6]) for k in keys} - {0})
         infos: dict[int, _ProcInfo] = {}  # each owner read once per poll
-        sockets = tuple(self._build(r, infos) for r in raws)
+        previous: dict[LineKey, Socket] = self._lines
+        current: dict[LineKey, Socket] = {}
+        sockets: list[Socket] = []
+        for key in keys:
+            sock = previous.get(key)
+            if sock is None or not self._still_valid(sock, infos):
+                sock = self._build(decode_line(key), infos)
+            current[key] = sock
+            sockets.append(sock)
+        self._lines = current
         return Snapshot(
-            taken_at=taken_at, sockets=sockets, duration=time.perf_counter() - started
+            taken_at=taken_at, sockets=tuple(sockets), duration=time.perf_counter() - started
         )
+
+    def _still_valid(self, sock: Socket, infos: dict[int, _ProcInfo]) -> bool:
+        """Whether a socket built last poll from the very same line still tells the truth."""
+        pid = self._inode_pid.get(sock.inode) if sock.inode else None
+        if pid != sock.pid:
+            return False
+        return pid is None or self._info(pid, infos).name == sock.process
+
+    def _info(self, pid: int, infos: dict[int, _ProcInfo]) -> _ProcInfo:
+        info = infos.get(pid)
+        if info is None:
+            info = infos[pid] = self._proc_info(pid)
+        return info
 
     def _build(self, raw: RawSocket, infos: dict[int, _ProcInfo]) -> Socket:
         pid = self._inode_pid.get(raw.inode) if raw.inode else None
@@ -243,9 +286,7 @@ class ProcNetSource:
         cmdline: tuple[str, ...] = ()
         if pid is not None:
             owner = "process"
-            info = infos.get(pid)
-            if info is None:
-                info = infos[pid] = self._proc_info(pid)
+            info = self._info(pid, infos)
             name, cmdline = info.name, info.cmdline
         elif raw.inode:
             owner = "hidden"

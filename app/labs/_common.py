@@ -288,8 +288,8 @@ class LabParser(argparse.ArgumentParser):
     argparse's ``argument X:`` prefix.
     """
 
-    def __init__(self, prog: str, description: str) -> None:
-        super().__init__(prog=prog, description=description, allow_abbrev=False)
+    def __init__(self, prog: str, description: str, usage: str | None = None) -> None:
+        super().__init__(prog=prog, description=description, usage=usage, allow_abbrev=False)
         self._checks: list[tuple[str, Check]] = []
 
     def check(self, dest: str, checker: Check) -> None:

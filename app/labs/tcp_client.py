@@ -49,7 +49,10 @@ SPIN = 20_000  # loop rounds between two looks at the socket with --busy
 
 def build_parser() -> LabParser:
     parser = LabParser(
-        PROGRAM, "The lecture's TCP client: connect, send MESSAGE, hold the connection."
+        PROGRAM,
+        "The lecture's TCP client: connect, send MESSAGE, hold the connection.",
+        usage="%(prog)s IP MESSAGE PORT "
+        "[--bind ADDR] [--count N] [--hold SECONDS] [--busy] [--timeout SECONDS]",
     )
     parser.add_argument("ip", metavar="IP", help="server IP address (a number, not a name)")
     parser.add_argument("message", metavar="MESSAGE", help="text to send")

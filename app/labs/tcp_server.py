@@ -52,6 +52,8 @@ def build_parser() -> LabParser:
         PROGRAM,
         "The lecture's TCP server: accept one client, serve it until it leaves, "
         "then accept the next.",
+        usage="%(prog)s PORT "
+        "[--bind ADDR] [--backlog N] [--handler {hold,echo,busy}] [--concurrent]",
     )
     parser.add_argument("port", metavar="PORT", help="port to listen on, 1-65535")
     parser.add_argument(
@@ -60,9 +62,7 @@ def build_parser() -> LabParser:
         default="127.0.0.1",
         help="IP address to bind (default 127.0.0.1; 0.0.0.0 is INADDR_ANY, :: for IPv6)",
     )
-    parser.add_argument(
-        "--backlog", metavar="N", default="5", help="listen() backlog (default 5)"
-    )
+    parser.add_argument("--backlog", metavar="N", default="5", help="listen() backlog (default 5)")
     parser.add_argument(
         "--handler",
         choices=HANDLERS,

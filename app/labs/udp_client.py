@@ -45,7 +45,12 @@ PROGRAM = "udp-client"
 
 
 def build_parser() -> LabParser:
-    parser = LabParser(PROGRAM, "A UDP client: send MESSAGE as datagrams, print any reply.")
+    parser = LabParser(
+        PROGRAM,
+        "A UDP client: send MESSAGE as datagrams, print any reply.",
+        usage="%(prog)s IP MESSAGE PORT "
+        "[--bind ADDR] [--count N] [--hold SECONDS] [--timeout SECONDS]",
+    )
     parser.add_argument("ip", metavar="IP", help="server IP address (a number, not a name)")
     parser.add_argument("message", metavar="MESSAGE", help="text to send")
     parser.add_argument("port", metavar="PORT", help="server port, 1-65535")

@@ -38,7 +38,11 @@ PROGRAM = "udp-server"
 
 
 def build_parser() -> LabParser:
-    parser = LabParser(PROGRAM, "A UDP echo server: print each datagram and send it back.")
+    parser = LabParser(
+        PROGRAM,
+        "A UDP echo server: print each datagram and send it back.",
+        usage="%(prog)s PORT [--bind ADDR]",
+    )
     parser.add_argument("port", metavar="PORT", help="port to receive on, 1-65535")
     parser.add_argument(
         "--bind",

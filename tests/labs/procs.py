@@ -41,8 +41,9 @@ def lab_argv(program: str, *args: str) -> list[str]:
 class LabProcess:
     """One lab program started as a real process, its stdout read line by line."""
 
-    def __init__(self, program: str, *args: str, env: dict[str, str] | None = None,
-                 **popen: object) -> None:
+    def __init__(
+        self, program: str, *args: str, env: dict[str, str] | None = None, **popen: object
+    ) -> None:
         full_env = dict(os.environ)
         # Exercise the parent guard's recorded-parent path in every test.
         full_env["OBSERVATORY_PARENT_PID"] = str(os.getpid())
@@ -90,8 +91,10 @@ class LabProcess:
         while True:
             line = self.next_line(max(0.01, deadline - time.monotonic()))
             if line is None:
-                pytest.fail(f"{self.program} ended before {prefix!r}; output {self.seen}, "
-                            f"stderr {self.stderr_text()!r}")
+                pytest.fail(
+                    f"{self.program} ended before {prefix!r}; output {self.seen}, "
+                    f"stderr {self.stderr_text()!r}"
+                )
             if line.startswith(prefix):
                 return line
 
@@ -132,8 +135,9 @@ class Labs:
         self.started: list[LabProcess] = []
         self.pids: list[int] = []  # grandchildren started through an intermediate parent
 
-    def start(self, program: str, *args: str, env: dict[str, str] | None = None,
-              **popen: object) -> LabProcess:
+    def start(
+        self, program: str, *args: str, env: dict[str, str] | None = None, **popen: object
+    ) -> LabProcess:
         proc = LabProcess(program, *args, env=env, **popen)
         self.started.append(proc)
         return proc
@@ -186,12 +190,19 @@ def listen_row(port: int) -> list[str] | None:
     return None
 
 
-def run_lab(program: str, *args: str, timeout: float = 10,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_lab(
+    program: str, *args: str, timeout: float = 10, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a lab program to its end (for the error cases)."""
-    return subprocess.run(lab_argv(program, *args), capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, stdin=subprocess.DEVNULL,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        lab_argv(program, *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], program: str) -> str:
@@ -203,7 +214,7 @@ def one_error_line(result: subprocess.CompletedProcess[str], program: str) -> st
     assert "Traceback" not in result.stderr
     prefix = f"{program}: "
     assert lines[0].startswith(prefix), lines[0]
-    return lines[0][len(prefix):]
+    return lines[0][len(prefix) :]
 
 
 def unused_low_port(candidates: Sequence[int] = tuple(range(1023, 899, -1))) -> int | None:
@@ -217,3 +228,15 @@ def unused_low_port(candidates: Sequence[int] = tuple(range(1023, 899, -1))) -> 
             continue
         return port
     return None
+
+
+def listening_line(
+    port: int,
+    bind: str = "127.0.0.1",
+    mode: str = "iterative",
+    backlog: int = 5,
+    handler: str = "hold",
+) -> str:
+    """The tcp-server's first line."""
+    where = f"[{bind}]" if ":" in bind else bind
+    return f"Listening on {where}:{port} ({mode}, backlog {backlog}, handler {handler})"

@@ -10,10 +10,30 @@ from app.labs import PROGRAMS, LabUsageError, validate
 from tests.labs.procs import one_error_line, run_lab
 
 GOOD = {
-    "tcp-server": ["6000", "--bind", "0.0.0.0", "--backlog", "3", "--handler", "echo",
-                   "--concurrent"],
-    "tcp-client": ["127.0.0.1", "hello", "6000", "--count", "2", "--hold", "1.5", "--busy",
-                   "--bind", "127.0.0.1", "--timeout", "2"],
+    "tcp-server": [
+        "6000",
+        "--bind",
+        "0.0.0.0",
+        "--backlog",
+        "3",
+        "--handler",
+        "echo",
+        "--concurrent",
+    ],
+    "tcp-client": [
+        "127.0.0.1",
+        "hello",
+        "6000",
+        "--count",
+        "2",
+        "--hold",
+        "1.5",
+        "--busy",
+        "--bind",
+        "127.0.0.1",
+        "--timeout",
+        "2",
+    ],
     "udp-server": ["6000", "--bind", "::1"],
     "udp-client": ["::1", "hello", "6000", "--count", "3", "--hold", "0", "--timeout", "0.5"],
 }
@@ -24,27 +44,48 @@ BAD = [
     ("tcp-server", ["0"], "port must be a number from 1 to 65535, not 0"),
     ("tcp-server", ["-5"], "port must be a number from 1 to 65535, not -5"),
     ("tcp-server", [], "the following arguments are required: PORT"),
-    ("tcp-server", ["6000", "--bind", "localhost"],
-     "'localhost' is not an IP address: write it as numbers, like 127.0.0.1 or ::1 "
-     "(names such as localhost are not looked up)"),
+    (
+        "tcp-server",
+        ["6000", "--bind", "localhost"],
+        "'localhost' is not an IP address: write it as numbers, like 127.0.0.1 or ::1 "
+        "(names such as localhost are not looked up)",
+    ),
     ("tcp-server", ["6000", "--bind", "999.1.1.1"], "'999.1.1.1' is not an IP address"),
-    ("tcp-server", ["6000", "--backlog", "many"],
-     "--backlog must be a whole number from 0 to 65535, not 'many'"),
+    (
+        "tcp-server",
+        ["6000", "--backlog", "many"],
+        "--backlog must be a whole number from 0 to 65535, not 'many'",
+    ),
     ("tcp-server", ["6000", "--handler", "spin"], "invalid choice: 'spin'"),
     ("tcp-client", ["127.0.0.1", "hello"], "the following arguments are required: PORT"),
     ("tcp-client", ["example.org", "hello", "80"], "'example.org' is not an IP address"),
-    ("tcp-client", ["127.0.0.1", "hello", "http"],
-     "port must be a number from 1 to 65535, not 'http'"),
-    ("tcp-client", ["127.0.0.1", "hi", "6000", "--count", "0"],
-     "--count must be a whole number from 1 to 1000000, not 0"),
-    ("tcp-client", ["127.0.0.1", "hi", "6000", "--hold", "-1"],
-     "--hold must be a number of seconds, 0 or more, not -1"),
-    ("tcp-client", ["127.0.0.1", "hi", "6000", "--timeout", "0"],
-     "--timeout must be a number of seconds, more than 0, not 0"),
+    (
+        "tcp-client",
+        ["127.0.0.1", "hello", "http"],
+        "port must be a number from 1 to 65535, not 'http'",
+    ),
+    (
+        "tcp-client",
+        ["127.0.0.1", "hi", "6000", "--count", "0"],
+        "--count must be a whole number from 1 to 1000000, not 0",
+    ),
+    (
+        "tcp-client",
+        ["127.0.0.1", "hi", "6000", "--hold", "-1"],
+        "--hold must be a number of seconds, 0 or more, not -1",
+    ),
+    (
+        "tcp-client",
+        ["127.0.0.1", "hi", "6000", "--timeout", "0"],
+        "--timeout must be a number of seconds, more than 0, not 0",
+    ),
     ("udp-server", ["65536"], "port must be a number from 1 to 65535, not 65536"),
     ("udp-client", ["1.2.3", "hi", "6000"], "'1.2.3' is not an IP address"),
-    ("udp-client", ["127.0.0.1", "hi", "6000", "--hold", "nan"],
-     "--hold must be a number of seconds, 0 or more, not 'nan'"),
+    (
+        "udp-client",
+        ["127.0.0.1", "hi", "6000", "--hold", "nan"],
+        "--hold must be a number of seconds, 0 or more, not 'nan'",
+    ),
 ]
 
 
@@ -60,10 +101,20 @@ def test_parsed_values_are_converted() -> None:
 
     server = tcp_server.build_parser().parse_args(["6000"])
     assert (server.port, server.bind, server.backlog, server.handler, server.concurrent) == (
-        6000, "127.0.0.1", 5, "hold", False)
+        6000,
+        "127.0.0.1",
+        5,
+        "hold",
+        False,
+    )
     client = tcp_client.build_parser().parse_args(GOOD["tcp-client"])
     assert (client.ip, client.message, client.count, client.hold, client.timeout) == (
-        "127.0.0.1", "hello", 2, 1.5, 2.0)
+        "127.0.0.1",
+        "hello",
+        2,
+        1.5,
+        2.0,
+    )
     assert tcp_server.build_parser().parse_args(["6000", "--bind", "::0001"]).bind == "::1"
 
 
@@ -99,8 +150,10 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     ("argv", "words"),
-    [(["70000"], "port must be a number from 1 to 65535, not 70000"),
-     (["http"], "port must be a number from 1 to 65535, not 'http'")],
+    [
+        (["70000"], "port must be a number from 1 to 65535, not 70000"),
+        (["http"], "port must be a number from 1 to 65535, not 'http'"),
+    ],
 )
 def test_run_alone_bad_port_is_one_line_exit_1(argv: list[str], words: str) -> None:
     assert one_error_line(run_lab("tcp-server", *argv), "tcp-server") == words

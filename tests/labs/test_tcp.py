@@ -9,7 +9,7 @@ import time
 import pytest
 
 from app.core.sockets import ProcNetSource
-from tests.labs.procs import Labs, free_port, listen_row
+from tests.labs.procs import Labs, free_port, listen_row, listening_line
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -32,7 +32,7 @@ def backlog_of(port: int) -> int:
 def test_iterative_server_serves_one_client_the_other_waits_in_the_backlog(lab: Labs) -> None:
     port = free_port()
     server = lab.start("tcp-server", str(port))
-    assert server.next_line() == f"Listening on 127.0.0.1:{port} (iterative, backlog 5, handler hold)"
+    assert server.next_line() == listening_line(port)
 
     first = lab.start("tcp-client", "127.0.0.1", "hello", str(port))
     first_port = connected_port(first.expect("Connected"), port)
@@ -70,9 +70,7 @@ def test_iterative_server_serves_one_client_the_other_waits_in_the_backlog(lab: 
 def test_concurrent_server_accepts_both_clients(lab: Labs) -> None:
     port = free_port()
     server = lab.start("tcp-server", str(port), "--concurrent", "--backlog", "3")
-    assert server.next_line() == (
-        f"Listening on 127.0.0.1:{port} (concurrent, backlog 3, handler hold)"
-    )
+    assert server.next_line() == listening_line(port, mode="concurrent", backlog=3)
     clients = [lab.start("tcp-client", "127.0.0.1", "hi", str(port)) for _ in range(2)]
     ports = {connected_port(c.expect("Connected"), port) for c in clients}
     accepted = {server.expect("Client:", timeout=5) for _ in range(2)}
@@ -148,7 +146,7 @@ def test_ipv6_loopback_lines(lab: Labs) -> None:
     except OSError:
         pytest.skip("no IPv6 loopback here")
     server = lab.start("tcp-server", str(port), "--bind", "::1")
-    assert server.next_line() == f"Listening on [::1]:{port} (iterative, backlog 5, handler hold)"
+    assert server.next_line() == listening_line(port, "::1")
     client = lab.start("tcp-client", "::1", "hi", str(port), "--hold", "2")
     line = client.expect("Connected")
     match = re.fullmatch(r"Connected \[::1\]:(\d+) -> \[::1\]:(\d+)", line)

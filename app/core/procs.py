@@ -1,0 +1,1071 @@
+"""Start, watch and stop the lab's processes: one manager owns every child.
+
+The dashboard and ``observatory lab up`` start servers and clients through a
+:class:`ProcessManager`. It guarantees what a projected lab needs:
+
+* every child runs in its own session and process group, with stdin from
+  ``/dev/null`` and stdout/stderr piped (an inherited terminal would corrupt
+  the dashboard's screen);
+* output is read line by line into a bounded buffer (a fixed number of lines,
+  each cut to a maximum length), so a child printing without end never grows
+  the observatory's memory;
+* no child outlives the observatory. Caught exits (``shutdown()``, ``atexit``,
+  SIGTERM/SIGHUP/SIGINT through :meth:`ProcessManager.install_signal_handlers`)
+  stop every process group. For SIGKILL, which cannot be caught, every child
+  asks the kernel for a parent-death signal (``PR_SET_PDEATHSIG``): built-in
+  lab programs do it themselves (and also watch a "lifeline" pipe), arbitrary
+  commands get it from :mod:`app.core.shim`, which sets it and then ``exec``\\ s
+  the command;
+* it never signals a process it did not start, except through the explicit
+  :meth:`ProcessManager.kill_foreign`.
+
+Thread model
+------------
+``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child ends, not
+the process. So every ``Popen`` happens on ONE long-lived "launcher" thread
+owned by the manager; ``launch_*`` hands it a request and blocks until the
+child has started (or raises). Per child there are two reader threads (stdout,
+stderr) and one waiter thread. All are daemon threads.
+
+Subscriber callbacks (:meth:`ProcessManager.subscribe`) are called on the
+caller's thread for :class:`ProcessStarted`, on the reader threads for
+:class:`OutputLine` and on the waiter thread for :class:`ProcessExited`: never
+on a UI loop. A UI must marshal them itself (Textual: ``app.call_from_thread``
+or ``post_message``). Callbacks must be quick and must not wait for a process
+(a slow callback slows the reader, which in turn slows the child: that is
+back-pressure, not loss). Output lines of one stream arrive in order; the
+exit event of a process comes after its output (when the pipes close within
+half a second of the exit). For headless use, :meth:`ProcessManager.drain_events`
+returns the most recent events (a bounded backlog).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import logging
+import os
+import queue
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import IO, Literal
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+# Environment the built-in lab programs read (app.labs._common.install_parent_guard).
+ENV_PARENT_PID = "OBSERVATORY_PARENT_PID"
+ENV_LIFELINE_FD = "OBSERVATORY_LIFELINE_FD"
+
+SHIM_PATH = str(Path(__file__).with_name("shim.py"))
+# The folder that holds the ``app`` package: put on PYTHONPATH of built-ins so
+# ``python -m app.labs.X`` works even when the project is not installed.
+_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent.parent)
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+NAME_RULE = "a name is 1 to 40 letters, digits, '-', '_' or '.', starting with a letter or digit"
+
+# Signals that mean "stop": a process that ends after one of these, sent by
+# us, ended because we asked (lab up counts that as ending well).
+_STOPPING_SIGNALS = frozenset(
+    {signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+)
+
+Stream = Literal["stdout", "stderr"]
+Target = str | int
+
+
+class ProcessError(Exception):
+    """Something the manager refuses or cannot do; the message is one line of words."""
+
+
+class LaunchError(ProcessError):
+    """A process could not be started."""
+
+
+# --------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStarted:
+    """A child is running (its pid is known)."""
+
+    name: str
+    pid: int
+    argv: tuple[str, ...]
+    program: str | None  # built-in program name, or None for a command
+    at: float  # time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One line a child printed (without its newline)."""
+
+    name: str
+    pid: int
+    stream: Stream
+    text: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessExited:
+    """A child ended and was reaped."""
+
+    name: str
+    pid: int
+    returncode: int  # like Popen: negative = killed by that signal
+    state: str  # "exited 0", "killed by SIGKILL", ...
+    requested: bool  # we had asked it to stop (kill/stop/kill_all/shutdown)
+    at: float
+
+    @property
+    def signal_name(self) -> str | None:
+        """``"SIGKILL"`` when a signal ended it, else None."""
+        return _signal_name(-self.returncode) if self.returncode < 0 else None
+
+    @property
+    def ended_well(self) -> bool:
+        """Exit status 0, or ended after we asked it to stop."""
+        return self.returncode == 0 or self.requested
+
+
+ProcessEvent = ProcessStarted | OutputLine | ProcessExited
+Subscriber = Callable[[ProcessEvent], None]
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """A snapshot of one managed process.
+
+    ``state`` is one of "starting", "running", "exited N", "killed by SIGNAME".
+    ``cpu_percent`` is like top's (100 = one core), measured between two calls
+    of :meth:`ProcessManager.processes` at least 0.25 s apart (the first call
+    measures since the start); None when not running.
+    """
+
+    name: str
+    pid: int | None
+    argv: tuple[str, ...]  # what actually runs (a built-in: python -m app.labs.X ...)
+    program: str | None  # built-in name ("tcp-server"), None for a command
+    args: tuple[str, ...]  # a built-in's arguments; a command's argv[1:]
+    state: str
+    returncode: int | None
+    cpu_percent: float | None
+    started_at: float | None
+    ended_at: float | None
+    stop_requested: bool
+    output: tuple[str, ...] = field(repr=False)  # most recent lines, oldest first
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def ended(self) -> bool:
+        return self.returncode is not None
+
+    @property
+    def ended_well(self) -> bool:
+        """Ended with status 0, or after we asked it to stop."""
+        return self.returncode is not None and (self.returncode == 0 or self.stop_requested)
+
+    @property
+    def command_line(self) -> str:
+        """What a student would type: ``tcp-server 6000`` or ``nc -vn 127.0.0.1 7000``."""
+        import shlex
+
+        if self.program is not None:
+            return shlex.join([self.program, *self.args])
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignProcess:
+    """Who a pid is, for a "really kill it?" dialog."""
+
+    pid: int
+    name: str
+    user: str | None
+    cmdline: tuple[str, ...]
+    managed_name: str | None  # our name for it when we started it
+
+    @property
+    def command_line(self) -> str:
+        return " ".join(self.cmdline) if self.cmdline else f"[{self.name}]"
+
+
+# ------------------------------------------------------------------ internals
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def state_text(returncode: int, sent: Iterable[int] = ()) -> str:
+    """``exited 0`` / ``killed by SIGKILL`` from a Popen return code.
+
+    A program that catches the stop signal we sent and exits with 128 + that
+    signal (as the built-ins do: 143 after SIGTERM) is "stopped by SIGTERM
+    (exit 143)".
+    """
+    if returncode < 0:
+        return f"killed by {_signal_name(-returncode)}"
+    if returncode > 128 and returncode - 128 in sent:
+        return f"stopped by {_signal_name(returncode - 128)} (exit {returncode})"
+    return f"exited {returncode}"
+
+
+def _user_of(pid: int) -> str | None:
+    try:
+        return str(psutil.Process(pid).username())
+    except (psutil.Error, KeyError):
+        try:
+            return str(os.stat(f"/proc/{pid}").st_uid)
+        except OSError:
+            return None
+
+
+@dataclass(eq=False)
+class _Record:
+    name: str
+    argv: tuple[str, ...]
+    program: str | None
+    args: tuple[str, ...]
+    env: dict[str, str] | None
+    cwd: str | None
+    builtin: bool
+    max_lines: int
+    popen: subprocess.Popen[bytes] | None = None
+    pid: int | None = None
+    ps: psutil.Process | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    returncode: int | None = None
+    stop_requested: bool = False
+    sent_signals: set[int] = field(default_factory=set)  # stopping signals we sent
+    threads: list[threading.Thread] = field(default_factory=list)
+    out_lock: threading.Lock = field(default_factory=threading.Lock)
+    output: deque[str] = field(init=False)
+    cpu_last: tuple[float, float] | None = None  # (monotonic, cpu seconds)
+    cpu_percent: float | None = None
+
+    def __post_init__(self) -> None:
+        self.output = deque(maxlen=self.max_lines)
+
+    @property
+    def state(self) -> str:
+        if self.returncode is not None:
+            return state_text(self.returncode, self.sent_signals)
+        return "starting" if self.pid is None else "running"
+
+    @property
+    def alive(self) -> bool:
+        """Started and not reaped yet: its pid (and process group id) is still ours."""
+        return self.pid is not None and self.returncode is None
+
+
+@dataclass(frozen=True, slots=True)
+class _LaunchRequest:
+    argv: list[str]
+    env: dict[str, str] | None
+    cwd: str | None
+    pass_fds: tuple[int, ...]
+    result: Future[subprocess.Popen[bytes]]
+
+
+def executable_problem(argv0: str, cwd: str | None, env: Mapping[str, str] | None) -> str | None:
+    """Why ``argv0`` cannot be run, in words; None when it can."""
+    if not argv0:
+        return "the command is empty"
+    if "/" in argv0:
+        path = Path(cwd or ".", argv0) if not os.path.isabs(argv0) else Path(argv0)
+        if not path.exists():
+            return f"no such file: {argv0}"
+        if path.is_dir():
+            return f"{argv0} is a folder, not a program"
+        if not os.access(path, os.X_OK):
+            return f"{argv0} is not executable (try: chmod +x {argv0})"
+        return None
+    search = (env or os.environ).get("PATH", os.defpath)
+    if shutil.which(argv0, path=search) is None:
+        return f"command not found: {argv0}"
+    return None
+
+
+class ProcessManager:
+    """Owns the lab's child processes. Thread-safe; usable as a context manager.
+
+    Args:
+        max_lines: output lines kept per process (older ones are dropped).
+        max_line_bytes: a longer line is cut there (and marked as cut).
+        event_backlog: events kept for :meth:`drain_events` (oldest dropped).
+        register_atexit: stop every child when the interpreter exits.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_lines: int = 1000,
+        max_line_bytes: int = 2000,
+        event_backlog: int = 1000,
+        register_atexit: bool = True,
+    ) -> None:
+        if max_lines < 1 or max_line_bytes < 16:
+            raise ValueError("max_lines must be >= 1 and max_line_bytes >= 16")
+        self._max_lines = max_lines
+        self._max_line_bytes = max_line_bytes
+        self._lock = threading.RLock()  # RLock: a signal handler may re-enter
+        self._changed = threading.Condition(self._lock)
+        self._records: dict[str, _Record] = {}
+        self._subscribers: list[Subscriber] = []
+        self._events: deque[ProcessEvent] = deque(maxlen=max(1, event_backlog))
+        self._closed = False
+        self._lifeline: tuple[int, int] | None = None
+        self._requests: queue.SimpleQueue[_LaunchRequest | None] = queue.SimpleQueue()
+        self._launcher = threading.Thread(
+            target=self._launcher_loop, name="observatory-launcher", daemon=True
+        )
+        self._launcher.start()
+        self._atexit = register_atexit
+        if register_atexit:
+            atexit.register(self.shutdown)
+
+    # ----------------------------------------------------------- context
+
+    def __enter__(self) -> ProcessManager:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------ events
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(event)`` for every future event; returns an unsubscribe function.
+
+        The callback runs on the manager's threads (see the module docstring),
+        never on the caller's event loop. Exceptions it raises are logged and
+        otherwise ignored.
+        """
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def drain_events(self) -> list[ProcessEvent]:
+        """The events since the last call (at most ``event_backlog`` of the newest)."""
+        out: list[ProcessEvent] = []
+        while True:
+            try:
+                out.append(self._events.popleft())
+            except IndexError:
+                return out
+
+    def _emit(self, event: ProcessEvent) -> None:
+        self._events.append(event)
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("process event subscriber failed")
+
+    # ------------------------------------------------------------ launch
+
+    def launch_builtin(
+        self,
+        name: str,
+        program: str,
+        args: Sequence[str] = (),
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ProcessInfo:
+        """Start a built-in lab program (``tcp-server``...) as ``python -m app.labs.X ARGS``.
+
+        Its arguments are checked first (the same words the program would
+        print). Returns once the child runs.
+
+        Raises:
+            LaunchError: unknown program, bad arguments, name in use, or the
+                operating system could not start it.
+        """
+        from app.labs import PROGRAMS, LabUsageError, validate
+
+        args = [str(a) for a in args]
+        try:
+            validate(program, args)
+        except LabUsageError as exc:
+            raise LaunchError(str(exc)) from None
+        except ImportError as exc:
+            raise LaunchError(
+                f"the built-in program {program!r} is not available ({exc})"
+            ) from None
+        full_env = dict(os.environ if env is None else env)
+        full_env["PYTHONUNBUFFERED"] = "1"
+        pythonpath = full_env.get("PYTHONPATH")
+        full_env["PYTHONPATH"] = (
+            _PROJECT_ROOT if not pythonpath else f"{_PROJECT_ROOT}{os.pathsep}{pythonpath}"
+        )
+        argv = [sys.executable, "-m", PROGRAMS[program], *args]
+        return self._launch(name, argv, program, tuple(args), full_env, cwd, builtin=True)
+
+    def launch_command(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ProcessInfo:
+        """Start any program, e.g. ``["./tcp_server1", "6000"]`` or ``["nc", "-vn", ...]``.
+
+        It runs through :mod:`app.core.shim`, which makes the kernel signal it
+        when the observatory dies, then becomes the command (same pid). A
+        relative path (``./x``) is relative to ``cwd``.
+
+        Raises:
+            LaunchError: empty argv, the program does not exist or is not
+                executable, name in use, or the system could not start it.
+        """
+        argv = [str(a) for a in argv]
+        if not argv:
+            raise LaunchError("the command is empty: give a program and its arguments")
+        cwd_text = None if cwd is None else os.fspath(cwd)
+        problem = executable_problem(argv[0], cwd_text, env)
+        if problem:
+            raise LaunchError(problem)
+        full_env = dict(os.environ if env is None else env)
+        # -I -S: the shim needs only the standard library; isolated mode starts
+        # faster and cannot import a student's own "app" folder by accident.
+        real = [sys.executable, "-I", "-S", SHIM_PATH, "--", *argv]
+        return self._launch(name, real, None, tuple(argv), full_env, cwd, builtin=False)
+
+    def _launch(
+        self,
+        name: str,
+        real_argv: list[str],
+        program: str | None,
+        args: tuple[str, ...],
+        env: dict[str, str],
+        cwd: str | os.PathLike[str] | None,
+        *,
+        builtin: bool,
+    ) -> ProcessInfo:
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise LaunchError(f"{name!r} cannot be a process name: {NAME_RULE}")
+        cwd_text = None if cwd is None else os.fspath(cwd)
+        if cwd_text is not None and not os.path.isdir(cwd_text):
+            raise LaunchError(f"the folder {cwd_text} does not exist")
+        shown_argv = tuple(real_argv) if builtin else args
+        record = _Record(
+            name=name,
+            argv=shown_argv,
+            program=program,
+            args=args if builtin else args[1:],
+            env=env,
+            cwd=cwd_text,
+            builtin=builtin,
+            max_lines=self._max_lines,
+        )
+        with self._lock:
+            if self._closed:
+                raise LaunchError("the process manager has shut down; nothing more can start")
+            old = self._records.get(name)
+            if old is not None and old.returncode is None:
+                where = f"pid {old.pid}" if old.pid else "starting"
+                raise LaunchError(
+                    f"a process named {name!r} is already running ({where}); "
+                    "stop it first or choose another name"
+                )
+            # Reserve the name ("starting") so two launches cannot race for it.
+            self._records.pop(name, None)  # a relaunch goes to the end of the list
+            self._records[name] = record
+            env[ENV_PARENT_PID] = str(os.getpid())
+            env.setdefault("PYTHONIOENCODING", "utf-8")
+            pass_fds: tuple[int, ...] = ()
+            if builtin:
+                read_end = self._lifeline_read_end()
+                env[ENV_LIFELINE_FD] = str(read_end)
+                pass_fds = (read_end,)
+        request = _LaunchRequest(real_argv, env, cwd_text, pass_fds, Future())
+        self._requests.put(request)
+        try:
+            popen = request.result.result()
+        except OSError as exc:
+            with self._lock:
+                if self._records.get(name) is record:
+                    del self._records[name]
+                    if old is not None:
+                        self._records[name] = old
+                self._changed.notify_all()
+            raise LaunchError(f"could not start {name}: {exc.strerror or exc}") from None
+        except BaseException:
+            with self._lock:
+                if self._records.get(name) is record:
+                    del self._records[name]
+                self._changed.notify_all()
+            raise
+        assert popen.stdout is not None and popen.stderr is not None
+        with self._lock:
+            record.popen = popen
+            record.pid = popen.pid
+            record.started_at = time.time()
+            try:
+                record.ps = psutil.Process(popen.pid)
+                times = record.ps.cpu_times()
+                record.cpu_last = (time.monotonic(), float(times.user + times.system))
+            except psutil.Error:
+                record.ps = None
+            closed = self._closed
+            self._changed.notify_all()
+        if closed:  # shutdown() ran while we were starting: do not leave it behind
+            self._signal_group(record, signal.SIGKILL)
+        self._emit(
+            ProcessStarted(name, popen.pid, record.argv, program, record.started_at or time.time())
+        )
+        for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
+            thread = threading.Thread(
+                target=self._read_stream,
+                args=(record, stream, pipe),
+                name=f"observatory-read-{name}-{stream}",
+                daemon=True,
+            )
+            record.threads.append(thread)
+            thread.start()
+        waiter = threading.Thread(
+            target=self._wait_child, args=(record,), name=f"observatory-wait-{name}", daemon=True
+        )
+        waiter.start()
+        return self._info(record)
+
+    def _lifeline_read_end(self) -> int:
+        # Called with the lock held. The write end never leaves this process
+        # (os.pipe() descriptors are not inheritable): when the observatory
+        # dies, the kernel closes it and every built-in reads end-of-file.
+        if self._lifeline is None:
+            self._lifeline = os.pipe()
+        return self._lifeline[0]
+
+    def _launcher_loop(self) -> None:
+        # The one thread that forks: children's PR_SET_PDEATHSIG is tied to it,
+        # so it must live as long as the manager.
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            if not request.result.set_running_or_notify_cancel():
+                continue
+            try:
+                popen = subprocess.Popen(
+                    request.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    close_fds=True,
+                    pass_fds=request.pass_fds,
+                    env=request.env,
+                    cwd=request.cwd,
+                )
+            except BaseException as exc:
+                request.result.set_exception(exc)
+            else:
+                request.result.set_result(popen)
+
+    # ------------------------------------------------------- reading output
+
+    def _read_stream(self, record: _Record, stream: Stream, pipe: IO[bytes]) -> None:
+        """Split a pipe into lines: bounded in count and length, partial lines flushed."""
+        fd = pipe.fileno()
+        limit = self._max_line_bytes
+        pending = bytearray()
+        skipping = False  # inside a line already cut: drop until its newline
+        pid = record.pid or 0
+        try:
+            while True:
+                if pending:
+                    # A prompt without a newline: show it if nothing follows soon.
+                    ready, _, _ = select.select([fd], [], [], 0.5)
+                    if not ready:
+                        self._add_line(record, pid, stream, bytes(pending), cut=False)
+                        pending.clear()
+                        continue
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                start = 0
+                while True:
+                    newline = data.find(b"\n", start)
+                    if newline < 0:
+                        piece = data[start:]
+                        if not skipping:
+                            room = limit - len(pending)
+                            if len(piece) > room:
+                                pending += piece[:room]
+                                self._add_line(record, pid, stream, bytes(pending), cut=True)
+                                pending.clear()
+                                skipping = True
+                            else:
+                                pending += piece
+                        break
+                    if skipping:
+                        skipping = False
+                    else:
+                        piece = data[start:newline]
+                        if len(pending) + len(piece) > limit:
+                            whole = bytes(pending + piece[: limit - len(pending)])
+                            self._add_line(record, pid, stream, whole, cut=True)
+                        else:
+                            self._add_line(record, pid, stream, bytes(pending + piece), cut=False)
+                        pending.clear()
+                    start = newline + 1
+            if pending:
+                self._add_line(record, pid, stream, bytes(pending), cut=False)
+        finally:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+    def _add_line(
+        self, record: _Record, pid: int, stream: Stream, raw: bytes, *, cut: bool
+    ) -> None:
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        if cut:
+            text += f" [... line cut at {self._max_line_bytes} bytes]"
+        with record.out_lock:
+            record.output.append(text)
+        self._emit(OutputLine(record.name, pid, stream, text, time.time()))
+
+    # ------------------------------------------------------------- exits
+
+    def _wait_child(self, record: _Record) -> None:
+        popen = record.popen
+        assert popen is not None
+        # Wait WITHOUT reaping: until we reap under the lock, the pid and the
+        # process group id stay reserved, so kill() can never hit a stranger
+        # that reused the number.
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOWAIT)
+        deadline = time.monotonic() + 0.5
+        for thread in record.threads:  # let the last lines arrive before "exited"
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            returncode = popen.wait()
+            record.returncode = returncode
+            record.ended_at = time.time()
+            record.cpu_percent = None
+            self._changed.notify_all()
+        self._emit(
+            ProcessExited(
+                record.name,
+                popen.pid,
+                returncode,
+                state_text(returncode, record.sent_signals),
+                record.stop_requested,
+                record.ended_at,
+            )
+        )
+
+    # ---------------------------------------------------------- snapshots
+
+    def _info(self, record: _Record) -> ProcessInfo:
+        with record.out_lock:
+            lines = tuple(record.output)
+        return ProcessInfo(
+            name=record.name,
+            pid=record.pid,
+            argv=record.argv,
+            program=record.program,
+            args=record.args,
+            state=record.state,
+            returncode=record.returncode,
+            cpu_percent=record.cpu_percent if record.alive else None,
+            started_at=record.started_at,
+            ended_at=record.ended_at,
+            stop_requested=record.stop_requested,
+            output=lines,
+        )
+
+    def _sample_cpu(self, record: _Record) -> None:
+        # Called with the lock held and the child not reaped (pid still ours).
+        if record.ps is None or not record.alive:
+            return
+        now = time.monotonic()
+        try:
+            times = record.ps.cpu_times()
+        except psutil.Error:
+            return
+        total = float(times.user + times.system)
+        if record.cpu_last is None:
+            record.cpu_last = (now, total)
+            return
+        then, before = record.cpu_last
+        if now - then >= 0.25 or record.cpu_percent is None:
+            elapsed = max(now - then, 1e-6)
+            record.cpu_percent = round(max(0.0, (total - before) / elapsed * 100.0), 1)
+            record.cpu_last = (now, total)
+
+    def processes(self) -> list[ProcessInfo]:
+        """Every managed process (running and ended), in launch order; samples CPU%."""
+        with self._lock:
+            records = list(self._records.values())
+            for record in records:
+                self._sample_cpu(record)
+            return [self._info(r) for r in records]
+
+    def get(self, target: Target) -> ProcessInfo:
+        """The snapshot of one managed process, by name or pid.
+
+        Raises:
+            ProcessError: no managed process has that name or pid.
+        """
+        with self._lock:
+            record = self._find(target)
+            self._sample_cpu(record)
+            return self._info(record)
+
+    def output(self, target: Target) -> list[str]:
+        """The most recent output lines of a managed process (stdout and stderr)."""
+        with self._lock:
+            record = self._find(target)
+        with record.out_lock:
+            return list(record.output)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._records)
+
+    def is_managed(self, pid: int) -> bool:
+        """True when ``pid`` is a child we started and have not reaped yet."""
+        with self._lock:
+            return any(r.pid == pid and r.alive for r in self._records.values())
+
+    def forget(self, name: str) -> None:
+        """Drop an ended process from the list.
+
+        Raises:
+            ProcessError: unknown, or still running.
+        """
+        with self._lock:
+            record = self._find(name)
+            if record.returncode is None:
+                raise ProcessError(f"{name} is still running; stop it before removing it")
+            del self._records[record.name]
+
+    def _find(self, target: Target) -> _Record:
+        if isinstance(target, bool):
+            raise ProcessError(f"{target!r} is neither a process name nor a pid")
+        if isinstance(target, int):
+            matches = [r for r in self._records.values() if r.pid == target]
+            if not matches:
+                raise ProcessError(
+                    f"pid {target} was not started by the observatory; "
+                    "kill it as a foreign process (with confirmation) if you must"
+                )
+            running = [r for r in matches if r.returncode is None]
+            return (running or matches)[-1]
+        record = self._records.get(target)
+        if record is None:
+            raise ProcessError(f"no process named {target!r} was started here")
+        return record
+
+    # ------------------------------------------------------------- waiting
+
+    def wait(self, target: Target, timeout: float | None = None) -> ProcessInfo:
+        """Block until the process has ended (and been reaped).
+
+        Raises:
+            TimeoutError: still running after ``timeout`` seconds.
+            ProcessError: unknown name or pid.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            record = self._find(target)
+            while record.returncode is None:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"{record.name} is still running after {timeout} s")
+                self._changed.wait(remaining)
+            return self._info(record)
+
+    def wait_all(self, timeout: float | None = None) -> bool:
+        """Block until every managed process has ended; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while any(r.returncode is None for r in self._records.values()):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    # ------------------------------------------------------------- signals
+
+    def _signal_group(self, record: _Record, sig: int) -> None:
+        """Signal a child's process group and any descendant that left it.
+
+        Follows psutil's ``kill_proc_tree`` recipe: list the descendants
+        first (once signalled they may be reparented and lost), then signal.
+        Called with the lock held, before the leader is reaped, so its pid
+        (= the group id) cannot have been reused.
+        """
+        pid = record.pid
+        if pid is None or record.returncode is not None:
+            return
+        if sig in _STOPPING_SIGNALS:
+            record.stop_requested = True
+            record.sent_signals.add(sig)
+        try:
+            descendants = psutil.Process(pid).children(recursive=True)
+        except psutil.Error:
+            descendants = []
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise ProcessError(
+                f"the operating system refused to signal {record.name} (pid {pid}): "
+                f"{os.strerror(errno.EPERM)}"
+            ) from None
+        for child in descendants:
+            try:
+                if os.getpgid(child.pid) != pid:  # left our group (setsid, setpgid)
+                    child.send_signal(sig)
+            except (psutil.Error, OSError):
+                pass
+
+    def kill(self, target: Target, sig: int = signal.SIGTERM) -> ProcessInfo:
+        """Send ``sig`` to a managed process's whole group (and descendants that left it).
+
+        Does not wait; see :meth:`stop`.
+
+        Raises:
+            ProcessError: unknown, still starting, or already ended (in words).
+        """
+        with self._lock:
+            record = self._find(target)
+            if record.returncode is not None:
+                raise ProcessError(f"{record.name} has already ended ({record.state})")
+            if record.pid is None:
+                raise ProcessError(f"{record.name} is still starting; try again in a moment")
+            self._signal_group(record, sig)
+            return self._info(record)
+
+    def kill_all(self, sig: int = signal.SIGTERM) -> list[str]:
+        """Signal every running managed process; returns the names signalled."""
+        names = []
+        with self._lock:
+            for record in self._records.values():
+                if record.alive:
+                    with contextlib.suppress(ProcessError):
+                        self._signal_group(record, sig)
+                    names.append(record.name)
+        return names
+
+    def stop(self, target: Target, timeout: float = 3.0) -> ProcessInfo:
+        """SIGTERM, wait up to ``timeout`` s, then SIGKILL; returns once it has ended.
+
+        Blocks: call it from a worker thread, not a UI loop.
+        """
+        with self._lock:
+            record = self._find(target)
+            if record.alive:
+                self._signal_group(record, signal.SIGTERM)
+        try:
+            return self.wait(record.name, timeout)
+        except TimeoutError:
+            pass
+        with self._lock:
+            self._signal_group(record, signal.SIGKILL)
+        return self.wait(record.name, 5.0)
+
+    def restart(self, target: Target, timeout: float = 3.0) -> ProcessInfo:
+        """Stop the process (if running) and start it again with the same argv; new pid.
+
+        Blocks like :meth:`stop`.
+        """
+        with self._lock:
+            record = self._find(target)
+        if record.returncode is None:
+            self.stop(record.name, timeout)
+        env = dict(record.env or os.environ)
+        env.pop(ENV_LIFELINE_FD, None)
+        if record.builtin:
+            return self._launch(
+                record.name,
+                list(record.argv),
+                record.program,
+                record.args,
+                env,
+                record.cwd,
+                builtin=True,
+            )
+        return self._launch(
+            record.name,
+            [sys.executable, "-I", "-S", SHIM_PATH, "--", *record.argv],
+            None,
+            record.argv,
+            env,
+            record.cwd,
+            builtin=False,
+        )
+
+    # ------------------------------------------------------ foreign processes
+
+    def describe_foreign(self, pid: int) -> ForeignProcess:
+        """Who ``pid`` is (user, command line), to ask "really kill it?".
+
+        Raises:
+            ProcessError: no such process, or not a valid pid.
+        """
+        self._check_pid(pid)
+        try:
+            proc = psutil.Process(pid)
+            name = str(proc.name())
+        except psutil.NoSuchProcess:
+            raise ProcessError(f"there is no process with pid {pid} (it may have ended)") from None
+        except psutil.AccessDenied:
+            name = "?"
+        try:
+            cmdline = tuple(str(part) for part in proc.cmdline())
+        except psutil.Error:
+            cmdline = ()
+        with self._lock:
+            managed = next(
+                (r.name for r in self._records.values() if r.pid == pid and r.alive), None
+            )
+        return ForeignProcess(pid, name, _user_of(pid), cmdline, managed)
+
+    def kill_foreign(self, pid: int, sig: int = signal.SIGTERM) -> None:
+        """Signal a process the observatory did not start (only that one process).
+
+        The caller must have asked the user first. Pid 1 and the observatory
+        itself are refused.
+
+        Raises:
+            ProcessError: in words, e.g. "the operating system refused: pid 1
+                belongs to root (Operation not permitted)".
+        """
+        self._check_pid(pid)
+        if pid == 1:
+            raise ProcessError(
+                "pid 1 is the system's init process; the observatory will not signal it"
+            )
+        try:
+            psutil.Process(pid).send_signal(sig)
+        except psutil.NoSuchProcess:
+            raise ProcessError(f"there is no process with pid {pid} (it may have ended)") from None
+        except psutil.AccessDenied:
+            user = _user_of(pid) or "another user"
+            raise ProcessError(
+                f"the operating system refused: pid {pid} belongs to {user} "
+                f"({os.strerror(errno.EPERM)})"
+            ) from None
+
+    @staticmethod
+    def _check_pid(pid: int) -> None:
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise ProcessError(f"{pid!r} is not a process id (a pid is a whole number above 0)")
+        if pid == os.getpid():
+            raise ProcessError(f"pid {pid} is the observatory itself; quit it instead")
+
+    # -------------------------------------------------------------- the end
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def shutdown(self, timeout: float = 3.0) -> None:
+        """Stop everything: SIGTERM every group, wait ``timeout`` s, SIGKILL the rest.
+
+        Idempotent; called by ``atexit`` and ``__exit__``. No launch is
+        accepted afterwards.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for record in self._records.values():
+                if record.alive:
+                    with contextlib.suppress(ProcessError):
+                        self._signal_group(record, signal.SIGTERM)
+        if not self.wait_all(timeout):
+            with self._lock:
+                for record in self._records.values():
+                    if record.alive:
+                        with contextlib.suppress(ProcessError):
+                            self._signal_group(record, signal.SIGKILL)
+            self.wait_all(2.0)
+        self._requests.put(None)
+        self._launcher.join(1.0)
+        with self._lock:
+            if self._lifeline is not None:
+                for fd in self._lifeline:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                self._lifeline = None
+            threads = [t for r in self._records.values() for t in r.threads]
+        deadline = time.monotonic() + 1.0
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self._atexit:
+            atexit.unregister(self.shutdown)
+
+    def install_signal_handlers(
+        self,
+        signals: Iterable[int] = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT),
+    ) -> dict[int, object]:
+        """On these signals: shut down (stop every child), then exit with 128 + signal.
+
+        Optional: a UI may handle signals itself and call :meth:`shutdown`.
+        Must be called from the main thread. Returns the previous handlers.
+
+        Raises:
+            ProcessError: not called from the main thread.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            raise ProcessError("signal handlers can only be installed from the main thread")
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.shutdown()
+            raise SystemExit(128 + signum)
+
+        previous: dict[int, object] = {}
+        for sig in signals:
+            previous[sig] = signal.signal(sig, handler)
+        return previous

@@ -1,0 +1,411 @@
+"""Scenario files: a lecture's set of processes in one TOML file.
+
+Format (a fixed contract)::
+
+    [[process]]
+    name = "server1"                 # unique; shown as [server1] before its output
+    program = "tcp-server"           # a built-in lab program ...
+    args = ["6000", "--bind", "0.0.0.0"]
+
+    [[process]]
+    name = "client1"
+    command = ["./tcp_client1", "127.0.0.1", "hello", "6000"]   # ... or any program
+    delay = 1.0                      # seconds after the previous process started
+
+Everything is checked before anything starts (:func:`load_scenario`): TOML
+syntax, unknown keys, names, each built-in's arguments, that each command
+exists, delays. All mistakes are collected, each as one line naming the file,
+the entry and the key::
+
+    session4.toml: process #2 "client1": key "args": tcp-client needs IP MESSAGE PORT
+
+Paths in a scenario are relative to the file's folder, and every command
+starts in that folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import shlex
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.core.procs import (
+    NAME_PATTERN,
+    NAME_RULE,
+    ProcessInfo,
+    ProcessManager,
+    executable_problem,
+)
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
+
+ENTRY_KEYS = ("name", "program", "args", "command", "delay")
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot start; ``errors`` holds one line per mistake."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors: tuple[str, ...] = tuple(errors)
+        first = self.errors[0] if self.errors else "invalid scenario"
+        more = len(self.errors) - 1
+        super().__init__(first if more <= 0 else f"{first} (and {more} more)")
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioEntry:
+    """One ``[[process]]`` table, checked."""
+
+    index: int  # 1-based position in the file
+    name: str
+    program: str | None  # a built-in, or None for a command
+    args: tuple[str, ...]  # the built-in's arguments (empty for a command)
+    command: tuple[str, ...] | None  # argv of any program, or None for a built-in
+    delay: float  # seconds after the previous process started
+
+    @property
+    def command_line(self) -> str:
+        if self.program is not None:
+            return shlex.join([self.program, *self.args])
+        return shlex.join(self.command or ())
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A checked scenario: every entry can be started."""
+
+    path: Path
+    entries: tuple[ScenarioEntry, ...]
+
+    @property
+    def folder(self) -> Path:
+        """Where commands start and relative paths point."""
+        return self.path.resolve().parent
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _as_words(value: object, what: str) -> tuple[list[str] | None, str | None]:
+    """A TOML list of text (whole numbers accepted, as text) -> list[str], or an error."""
+    if not isinstance(value, list):
+        return None, f"must be a list of {what}, like [\"6000\"], not {_kind(value)}"
+    out: list[str] = []
+    for position, item in enumerate(value, start=1):
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            out.append(str(item))  # args = ["127.0.0.1", "hello", 6000] is fine
+        else:
+            return None, (
+                f"item {position} must be text in quotes or a whole number, not {_kind(item)}"
+            )
+    return out, None
+
+
+def _usage(program: str) -> str:
+    """``tcp-client IP MESSAGE PORT [--bind ADDR] ...`` from the program's own parser."""
+    import importlib
+
+    from app.labs import PROGRAMS
+
+    try:
+        parser = importlib.import_module(PROGRAMS[program]).build_parser()
+        text = str(parser.format_usage())
+    except Exception:  # only a hint: never let it hide the real message
+        return program
+    return " ".join(text.replace("usage:", "", 1).split())
+
+
+def _builtin_problem(program: str, args: Sequence[str]) -> tuple[str, str] | None:
+    """(key, words) when a built-in or its arguments would be refused."""
+    try:
+        from app.labs import PROGRAMS, LabUsageError, validate
+    except ImportError as exc:  # pragma: no cover - the labs package ships with the app
+        return "program", f"the built-in programs are not available ({exc})"
+    if program not in PROGRAMS:
+        known = ", ".join(PROGRAMS)
+        close = difflib.get_close_matches(program, list(PROGRAMS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return "program", f"there is no built-in program {program!r} (known: {known}){hint}"
+    try:
+        validate(program, list(args))
+    except LabUsageError as exc:
+        message = str(exc)
+        if "required" in message or "unrecognized" in message:
+            message += f" (usage: {_usage(program)})"
+        return "args", message
+    except ImportError as exc:
+        return "program", f"the built-in program {program!r} is not available ({exc})"
+    return None
+
+
+def parse_scenario(
+    text: str,
+    label: str = "scenario",
+    folder: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    path: Path | None = None,
+) -> Scenario:
+    """Check a scenario's text; ``label`` names it in messages (usually the path).
+
+    Raises:
+        ScenarioError: with every mistake found, one line each.
+    """
+    errors: list[str] = []
+    base = os.fspath(folder) if folder is not None else os.getcwd()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError([f"{label}: not valid TOML: {exc}"]) from None
+
+    for key in data:
+        if key != "process":
+            near = difflib.get_close_matches(key, ["process"], n=1)
+            suggestion = " (did you mean [[process]]?)" if near else ""
+            errors.append(
+                f"{label}: key {key!r}: unknown; a scenario holds only [[process]] tables"
+                f"{suggestion}"
+            )
+    tables = data.get("process")
+    if tables is None:
+        errors.append(f"{label}: no [[process]] table: nothing to start")
+        raise ScenarioError(errors)
+    if isinstance(tables, dict):
+        errors.append(
+            f"{label}: write [[process]] with two brackets for each process, not [process]"
+        )
+        raise ScenarioError(errors)
+    if not isinstance(tables, list) or not tables:
+        errors.append(f"{label}: \"process\" must be a list of [[process]] tables")
+        raise ScenarioError(errors)
+
+    entries: list[ScenarioEntry] = []
+    seen: dict[str, int] = {}
+    for index, table in enumerate(tables, start=1):
+        if not isinstance(table, dict):
+            errors.append(f"{label}: process #{index}: must be a [[process]] table")
+            continue
+        entry_errors: list[str] = []
+
+        raw_name = table.get("name")
+        name: str | None = None
+        if raw_name is None:
+            where = f"{label}: process #{index}"
+            entry_errors.append(f"{where}: key \"name\": missing (every process needs a name)")
+        elif not isinstance(raw_name, str):
+            where = f"{label}: process #{index}"
+            entry_errors.append(f"{where}: key \"name\": must be text, not {_kind(raw_name)}")
+        else:
+            where = f"{label}: process #{index} \"{raw_name}\""
+            if not NAME_PATTERN.fullmatch(raw_name):
+                entry_errors.append(f"{where}: key \"name\": {NAME_RULE}")
+            elif raw_name in seen:
+                entry_errors.append(
+                    f"{where}: key \"name\": \"{raw_name}\" is already the name of "
+                    f"process #{seen[raw_name]}"
+                )
+            else:
+                seen[raw_name] = index
+                name = raw_name
+
+        problems: list[tuple[str, str]] = []  # (key, words)
+
+        def problem(key: str, words: str, problems: list[tuple[str, str]] = problems) -> None:
+            problems.append((key, words))
+
+        for key in table:
+            if key not in ENTRY_KEYS:
+                close = difflib.get_close_matches(key, ENTRY_KEYS, n=1)
+                hint = f"did you mean \"{close[0]}\"?" if close else "known: " + ", ".join(
+                    ENTRY_KEYS
+                )
+                problem(key, f"unknown key ({hint})")
+
+        has_program = "program" in table
+        has_command = "command" in table
+        program: str | None = None
+        args: list[str] = []
+        command: list[str] | None = None
+        if has_program and has_command:
+            problem(
+                "command",
+                "give either \"program\" (a built-in) or \"command\" (any program), not both",
+            )
+        elif not has_program and not has_command:
+            problem(
+                "program",
+                "missing: give \"program\" (a built-in such as tcp-server) "
+                "or \"command\" (any program, as a list)",
+            )
+        elif has_program:
+            raw_program = table["program"]
+            if not isinstance(raw_program, str):
+                problem("program", f"must be text like \"tcp-server\", not {_kind(raw_program)}")
+            else:
+                program = raw_program
+            if "args" in table:
+                parsed, error = _as_words(table["args"], "arguments")
+                if error:
+                    problem("args", error)
+                    program = None  # do not check arguments we could not read
+                else:
+                    args = parsed or []
+            if program is not None:
+                found = _builtin_problem(program, args)
+                if found:
+                    problem(*found)
+        else:
+            raw_command = table["command"]
+            if isinstance(raw_command, str):
+                try:
+                    words = shlex.split(raw_command)
+                except ValueError:
+                    words = raw_command.split()
+                shown = "[" + ", ".join(f'"{part}"' for part in words) + "]"
+                problem("command", f"must be a list, one item per argument: command = {shown}")
+            else:
+                parsed, error = _as_words(raw_command, "the program and its arguments")
+                if error:
+                    problem("command", error)
+                elif not parsed:
+                    problem("command", "is empty: give the program and its arguments")
+                else:
+                    missing = executable_problem(parsed[0], base, env)
+                    if missing:
+                        problem("command", missing)
+                    command = parsed
+            if "args" in table:
+                problem(
+                    "args",
+                    "only goes with \"program\"; put a command's arguments inside \"command\"",
+                )
+
+        delay = 0.0
+        if "delay" in table:
+            raw_delay = table["delay"]
+            if isinstance(raw_delay, bool) or not isinstance(raw_delay, (int, float)):
+                problem("delay", f"must be a number of seconds, not {_kind(raw_delay)}")
+            elif not math.isfinite(raw_delay) or raw_delay < 0:
+                problem("delay", f"must be a number of seconds, 0 or more, not {raw_delay}")
+            else:
+                delay = float(raw_delay)
+
+        entry_errors.extend(f"{where}: key \"{key}\": {words}" for key, words in problems)
+        errors.extend(entry_errors)
+        if not entry_errors and name is not None:
+            entries.append(
+                ScenarioEntry(
+                    index=index,
+                    name=name,
+                    program=program,
+                    args=tuple(args) if program is not None else (),
+                    command=tuple(command) if command is not None else None,
+                    delay=delay,
+                )
+            )
+    if errors:
+        raise ScenarioError(errors)
+    return Scenario(path=path or Path(label), entries=tuple(entries))
+
+
+def load_scenario(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> Scenario:
+    """Read and check a scenario file.
+
+    Raises:
+        ScenarioError: the file is missing or unreadable, or has mistakes
+            (every one of them, one line each).
+    """
+    label = os.fspath(path)
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError([f"{label}: no such file"]) from None
+    except IsADirectoryError:
+        raise ScenarioError([f"{label}: is a folder, not a scenario file"]) from None
+    except PermissionError:
+        raise ScenarioError([f"{label}: permission denied (cannot read it)"]) from None
+    except OSError as exc:
+        raise ScenarioError([f"{label}: cannot read it ({exc.strerror or exc})"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            [f"{label}: not a text file in UTF-8 (bad byte at position {exc.start})"]
+        ) from None
+    return parse_scenario(text, label, folder=file.resolve().parent, env=env, path=file)
+
+
+def check_scenario(path: str | os.PathLike[str]) -> list[str]:
+    """Every mistake in a scenario file, one line each (empty when it can start)."""
+    try:
+        load_scenario(path)
+    except ScenarioError as exc:
+        return list(exc.errors)
+    return []
+
+
+def start_scenario(
+    manager: ProcessManager,
+    scenario: Scenario,
+    *,
+    stop: threading.Event | None = None,
+    on_started: Callable[[ScenarioEntry, ProcessInfo], None] | None = None,
+) -> list[ProcessInfo]:
+    """Start every entry in order, waiting each one's ``delay`` first.
+
+    Blocks for the sum of the delays: call it from a worker thread in a UI
+    (the manager forks on its own launcher thread either way). Setting
+    ``stop`` ends the waiting and starts nothing more.
+
+    Raises:
+        LaunchError: an entry could not start (those already started keep
+            running; the caller decides whether to stop them).
+    """
+    started: list[ProcessInfo] = []
+    folder = scenario.folder
+    for entry in scenario.entries:
+        if entry.delay > 0:
+            if stop is not None:
+                if stop.wait(entry.delay):
+                    break
+            else:
+                threading.Event().wait(entry.delay)
+        if stop is not None and stop.is_set():
+            break
+        if entry.program is not None:
+            info = manager.launch_builtin(entry.name, entry.program, entry.args)
+        else:
+            info = manager.launch_command(entry.name, entry.command or (), cwd=folder)
+        started.append(info)
+        if on_started is not None:
+            on_started(entry, info)
+    return started

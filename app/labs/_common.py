@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import ctypes
 import errno
+import hashlib
 import ipaddress
 import os
 import signal
@@ -221,6 +222,24 @@ def start_program(name: str) -> dict[int, object]:
     previous = install_stop_handlers()
     install_parent_guard()
     return previous
+
+
+# -- busy loops ---------------------------------------------------------------------
+
+_burn_block: bytes | None = None
+
+
+def burn_cpu() -> None:
+    """Burn about a millisecond of CPU, like one stretch of the lecture's ``while(1);``.
+
+    Hashing a large buffer is pure CPU work during which hashlib releases the
+    GIL. A plain Python loop would hold the GIL and starve the other threads:
+    the main thread could then take seconds to run a stop signal's handler.
+    """
+    global _burn_block
+    if _burn_block is None:
+        _burn_block = bytes(1 << 20)
+    hashlib.sha256(_burn_block).digest()
 
 
 # -- output -------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from app.labs._common import (
     LabError,
     LabParser,
     bind_error,
+    burn_cpu,
     check_ip,
     check_port,
     connect_error,
@@ -44,7 +45,6 @@ from app.labs._common import (
 )
 
 PROGRAM = "tcp-client"
-SPIN = 20_000  # loop rounds between two looks at the socket with --busy
 
 
 def build_parser() -> LabParser:
@@ -112,8 +112,7 @@ def _wait(sock: socket.socket, deadline: float | None, busy: bool) -> bytes | No
     if busy:
         sock.setblocking(False)
         while deadline is None or time.monotonic() < deadline:
-            for _ in range(SPIN):
-                pass
+            burn_cpu()
             try:
                 return sock.recv(65536)
             except BlockingIOError:

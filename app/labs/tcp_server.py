@@ -30,6 +30,7 @@ from app.labs._common import (
     LabError,
     LabParser,
     bind_error,
+    burn_cpu,
     check_ip,
     check_port,
     endpoint,
@@ -44,7 +45,6 @@ from app.labs._common import (
 
 PROGRAM = "tcp-server"
 HANDLERS = ("hold", "echo", "busy")
-SPIN = 20_000  # loop rounds between two looks at the socket in the busy handler
 
 
 def build_parser() -> LabParser:
@@ -96,8 +96,7 @@ def _busy(conn: socket.socket) -> None:
     # socket between rounds so that a client that leaves is still noticed.
     conn.setblocking(False)
     while True:
-        for _ in range(SPIN):
-            pass
+        burn_cpu()
         try:
             if not conn.recv(65536):
                 return

@@ -203,8 +203,12 @@ def test_a_stop_signal_ends_a_serving_server_quietly(
     client.expect("Holding")
     server.expect("Client:")
     server.signal(sig)
-    assert server.wait(timeout=3) == 128 + sig
+    assert server.wait(timeout=1) == 128 + sig  # promptly, even with a busy thread
     assert server.expect("Stopped by") == f"Stopped by {sig.name}"
     assert server.stderr_text() == ""
-    assert client.expect("Server closed") == "Server closed the connection"
+    # "(reset)" when the server exits with the client's bytes unread (busy reads late).
+    assert client.expect("Server closed") in (
+        "Server closed the connection",
+        "Server closed the connection (reset)",
+    )
     assert client.wait() == 0

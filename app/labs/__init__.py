@@ -7,7 +7,9 @@ Each program is a module with ``build_parser()`` (an argparse parser whose
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 from collections.abc import Sequence
 
 # Program name (as typed and as shown in ps/ss) -> module.
@@ -33,4 +35,11 @@ def validate(program: str, args: Sequence[str]) -> None:
         known = ", ".join(PROGRAMS)
         raise LabUsageError(f"there is no built-in program {program!r} (known: {known})")
     module = importlib.import_module(PROGRAMS[program])
-    module.build_parser().parse_args(list(args))
+    # -h/--help would print the help and exit instead of running: refuse it here.
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            module.build_parser().parse_args(list(args))
+        except SystemExit:
+            raise LabUsageError(
+                f"{program} would only print its help (-h/--help) instead of running"
+            ) from None

@@ -157,3 +157,9 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 )
 def test_run_alone_bad_port_is_one_line_exit_1(argv: list[str], words: str) -> None:
     assert one_error_line(run_lab("tcp-server", *argv), "tcp-server") == words
+
+
+def test_validate_refuses_help_without_printing(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(LabUsageError, match="would only print its help"):
+        validate("tcp-server", ["6000", "--help"])
+    assert capsys.readouterr().out == ""

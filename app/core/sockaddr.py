@@ -1,0 +1,623 @@
+"""The bytes of ``struct sockaddr_in`` / ``sockaddr_in6``, as Linux lays them out.
+
+The lecture fills a ``struct sockaddr_in`` one field at a time and dumps its
+16 bytes after each assignment with ``printf("[%d]=%X,", i, byte)``::
+
+    [0]=2,[1]=0,[2]=3,[3]=E8,[4]=7F,[5]=0,[6]=0,[7]=1,[8]=0,...,[15]=0,
+
+This module builds the same bytes with :mod:`struct` (no C compiler needed)
+and explains every one of them. The layouts (``include/uapi/linux/in.h`` and
+``in6.h``)::
+
+    struct sockaddr_in  {  sa_family_t sin_family;    /* host byte order   */
+                           __be16      sin_port;      /* network order     */
+                           struct in_addr sin_addr;   /* __be32, network   */
+                           unsigned char  sin_zero[8]; };      /* 16 bytes */
+
+    struct sockaddr_in6 {  sa_family_t sin6_family;   /* host byte order   */
+                           __be16      sin6_port;     /* network order     */
+                           __be32      sin6_flowinfo; /* network order     */
+                           struct in6_addr sin6_addr; /* 16 bytes, network */
+                           __u32       sin6_scope_id; /* host byte order   */ };  /* 28 */
+
+The family is the only field kept in the *host's* byte order: it never
+leaves the machine, while port and address travel in packet headers, which
+TCP/IP writes big-endian ("network byte order").
+
+Everything here is a pure function: no socket is opened, no name is looked
+up (``localhost`` is refused: the lecture's ``inet_addr()`` does not resolve
+names either).
+
+Port 0 is accepted on purpose: it is a valid value of ``sin_port``. Given to
+``bind()`` it means "let the kernel choose a free (ephemeral) port"; given to
+``connect()`` it fails, since nothing can listen on port 0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import struct
+import sys
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+ByteOrder = Literal["little", "big"]
+
+HOST_BYTEORDER: ByteOrder = "little" if sys.byteorder == "little" else "big"
+
+SOCKADDR_IN_SIZE = 16
+SOCKADDR_IN6_SIZE = 28
+# Linux's values; taken from the socket module so that they are this OS's truth.
+AF_INET = int(socket.AF_INET)
+AF_INET6 = int(socket.AF_INET6)
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+class SockaddrError(ValueError):
+    """Input that cannot go into a sockaddr; the message is one line in words."""
+
+
+def lecture_line(data: bytes) -> str:
+    """The bytes exactly as the lecture's C loop prints them.
+
+    ``printf("[%d]=%X,", i, (unsigned char)byte)`` for each byte, trailing
+    comma included: ``[0]=2,[1]=0,[2]=3,[3]=E8,``.
+    """
+    return "".join(f"[{i}]={b:X}," for i, b in enumerate(data))
+
+
+def hex_bytes(data: bytes) -> str:
+    """``7F 00 00 01``: two hex digits per byte, separated by spaces."""
+    return " ".join(f"{b:02X}" for b in data)
+
+
+def parse_port(text: str) -> int:
+    """A port as typed by a user: decimal digits only, 0 to 65535.
+
+    0 is valid in a sockaddr (``bind()`` then lets the OS choose a port).
+
+    Raises:
+        SockaddrError: not a whole decimal number, or outside 0-65535.
+    """
+    text = text.strip()
+    if not _DIGITS.fullmatch(text):
+        raise SockaddrError(f"a port is a whole number from 0 to 65535, not {text!r}")
+    value = int(text)
+    if value > 65535:
+        raise SockaddrError(
+            f"a port is a number from 0 to 65535 (it has 16 bits); {value} is too big"
+        )
+    return value
+
+
+def _scope_to_index(scope: str) -> int:
+    if _DIGITS.fullmatch(scope):
+        value = int(scope)
+        if value > 0xFFFFFFFF:
+            raise SockaddrError(f"a scope id is a 32-bit interface index; {value} is too big")
+        return value
+    try:
+        return socket.if_nametoindex(scope)
+    except OSError:
+        raise SockaddrError(
+            f"no network interface named {scope!r} on this machine (see `ip addr`)"
+        ) from None
+
+
+def parse_address(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """An IPv4 or IPv6 literal (never a host name), and its IPv6 scope id.
+
+    ``fe80::1%lo`` or ``fe80::1%1`` give the scope id of that interface; it is
+    0 for every other address.
+
+    Raises:
+        SockaddrError: not an IP address literal.
+    """
+    text = text.strip()
+    if not text:
+        raise SockaddrError("an address is needed, like 127.0.0.1 or ::1")
+    scope_id = 0
+    literal = text
+    if "%" in text:
+        literal, _, scope = text.partition("%")
+        if ":" not in literal or not scope:
+            raise SockaddrError(f"{text!r} is not an IP address; only IPv6 addresses take a %scope")
+        scope_id = _scope_to_index(scope)
+    try:
+        addr = ipaddress.ip_address(literal)
+    except ValueError:
+        raise SockaddrError(
+            f"{text!r} is not an IPv4 or IPv6 address (like 127.0.0.1 or ::1); "
+            "names are not looked up here"
+        ) from None
+    return addr, scope_id
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One member of the struct: where it sits, its bytes, and what they mean."""
+
+    name: str
+    offset: int
+    size: int
+    data: bytes
+    meaning: str
+
+    @property
+    def hex(self) -> str:
+        return hex_bytes(self.data)
+
+    @property
+    def span(self) -> str:
+        """``4-7``: first and last offset of the field."""
+        return f"{self.offset}-{self.offset + self.size - 1}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "offset": self.offset,
+            "size": self.size,
+            "hex": self.hex,
+            "meaning": self.meaning,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ByteOrderRow:
+    """One value shown in both byte orders, with what ``hton*`` makes of it."""
+
+    function: str  # "htons" or "htonl"
+    label: str  # "port 1000"
+    value: int  # the number in the program (host order)
+    host_bytes: bytes  # how this machine stores the number
+    network_bytes: bytes  # big-endian: what goes into the struct
+    converted: int  # hton*(value) read back as a number on this machine
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "function": self.function,
+            "label": self.label,
+            "value": self.value,
+            "host_hex": hex_bytes(self.host_bytes),
+            "network_hex": hex_bytes(self.network_bytes),
+            "converted": self.converted,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The struct after one C statement of the lecture's program."""
+
+    statement: str
+    data: bytes
+    changed: tuple[int, ...]  # offsets this statement changed
+    note: str
+
+    @property
+    def line(self) -> str:
+        return lecture_line(self.data)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "statement": self.statement,
+            "line": self.line,
+            "changed": list(self.changed),
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SockaddrLayout:
+    """A filled-in ``sockaddr_in``/``sockaddr_in6`` and its explanation."""
+
+    struct_name: str  # "sockaddr_in" / "sockaddr_in6"
+    family_name: str  # "AF_INET" / "AF_INET6"
+    family: int
+    address: str  # canonical text of the address
+    port: int
+    data: bytes
+    fields: tuple[Field, ...]
+    byte_order: tuple[ByteOrderRow, ...]
+    host_byteorder: ByteOrder
+    notes: tuple[str, ...] = field(default=())
+    flowinfo: int = 0
+    scope_id: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def lecture_line(self) -> str:
+        return lecture_line(self.data)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "struct": self.struct_name,
+            "family": self.family_name,
+            "family_value": self.family,
+            "address": self.address,
+            "port": self.port,
+            "flowinfo": self.flowinfo,
+            "scope_id": self.scope_id,
+            "size": self.size,
+            "bytes": list(self.data),
+            "hex": self.data.hex().upper(),
+            "lecture_line": self.lecture_line,
+            "host_byteorder": self.host_byteorder,
+            "fields": [f.to_json() for f in self.fields],
+            "byte_order": [r.to_json() for r in self.byte_order],
+            "notes": list(self.notes),
+        }
+
+
+def _family_bytes(family: int, byteorder: ByteOrder) -> bytes:
+    # sa_family_t is an unsigned short stored in the host's own order.
+    return struct.pack("<H" if byteorder == "little" else ">H", family)
+
+
+def _u32_host(value: int, byteorder: ByteOrder) -> bytes:
+    return struct.pack("<I" if byteorder == "little" else ">I", value)
+
+
+def _as_host_number(data: bytes, byteorder: ByteOrder) -> int:
+    return int.from_bytes(data, byteorder)
+
+
+def _port_meaning(port: int, prefix: str, byteorder: ByteOrder) -> str:
+    be = struct.pack(">H", port)
+    text = (
+        f"{prefix} = htons({port}) = 0x{port:04X} in network byte order (big-endian): "
+        f"bytes {hex_bytes(be)}"
+    )
+    if byteorder == "little":
+        return text + (
+            f"; read little-endian on this machine it would be {_as_host_number(be, 'little')}"
+        )
+    return text + "; this machine is big-endian too, so htons() changes nothing"
+
+
+def _notes(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> tuple[str, ...]:
+    notes: list[str] = []
+    if port == 0:
+        notes.append(
+            "port 0: given to bind() it asks the OS to choose a free port; "
+            "connect() to port 0 fails, nothing can listen there"
+        )
+    elif port < 1024:
+        notes.append(
+            f"port {port} is below 1024: a privileged port, normally only root may bind() it "
+            "(a client may connect() to it freely)"
+        )
+    if addr.is_unspecified:
+        name = "INADDR_ANY" if addr.version == 4 else "in6addr_any"
+        notes.append(
+            f"{addr} is {name}: a server bound to it accepts on every address of the machine"
+        )
+    if addr.version == 4 and int(addr) == 0xFFFFFFFF:
+        notes.append(
+            "inet_addr() returns INADDR_NONE (-1) on error, which is this very address: "
+            "it cannot tell them apart; inet_pton() can"
+        )
+    if addr.is_loopback:
+        notes.append(f"{addr} is loopback: the packets never leave this machine")
+    return tuple(notes)
+
+
+def build_sockaddr(
+    address: str,
+    port: int,
+    *,
+    flowinfo: int = 0,
+    scope_id: int | None = None,
+    byteorder: ByteOrder = HOST_BYTEORDER,
+) -> SockaddrLayout:
+    """Fill a ``sockaddr_in`` (IPv4 literal) or ``sockaddr_in6`` (IPv6 literal).
+
+    Args:
+        address: an IP literal; ``fe80::1%lo`` carries a scope id.
+        port: 0-65535, in host order as a program has it.
+        flowinfo: IPv6 flow information (stored big-endian); 0 in practice.
+        scope_id: IPv6 interface index; overrides a ``%scope`` in ``address``.
+        byteorder: the host's byte order; only tests pass anything else, to
+            show a big-endian machine's bytes.
+
+    Raises:
+        SockaddrError: a bad address, port, flowinfo or scope id (one line of words).
+    """
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise SockaddrError(f"a port is a number from 0 to 65535, not {port!r}")
+    addr, parsed_scope = parse_address(address)
+    if scope_id is None:
+        scope_id = parsed_scope
+    port_be = struct.pack(">H", port)
+    port_host = port.to_bytes(2, byteorder)
+    port_row = ByteOrderRow(
+        function="htons",
+        label=f"port {port}",
+        value=port,
+        host_bytes=port_host,
+        network_bytes=port_be,
+        converted=_as_host_number(port_be, byteorder),
+    )
+    if addr.version == 4:
+        return _build_v4(addr, port, port_be, port_row, byteorder)
+    if not 0 <= flowinfo <= 0xFFFFFFFF:
+        raise SockaddrError(f"flowinfo is a 32-bit number; {flowinfo} is outside 0-4294967295")
+    if not 0 <= scope_id <= 0xFFFFFFFF:
+        raise SockaddrError(f"a scope id is a 32-bit number; {scope_id} is outside 0-4294967295")
+    assert isinstance(addr, ipaddress.IPv6Address)
+    return _build_v6(addr, port, port_be, port_row, flowinfo, scope_id, byteorder)
+
+
+def _build_v4(
+    addr: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    port: int,
+    port_be: bytes,
+    port_row: ByteOrderRow,
+    byteorder: ByteOrder,
+) -> SockaddrLayout:
+    family = _family_bytes(AF_INET, byteorder)
+    addr_be = addr.packed  # inet_addr() already gives network order
+    value = int(addr)
+    data = family + port_be + addr_be + bytes(8)
+    assert len(data) == SOCKADDR_IN_SIZE
+    host_addr = value.to_bytes(4, byteorder)
+    if byteorder == "little":
+        addr_tail = (
+            f"; as a host-order integer that is 0x{value:08X} = {value}, which htonl() turns "
+            f"into these bytes; read little-endian on this machine they would be "
+            f"0x{_as_host_number(addr_be, 'little'):08X} = {_as_host_number(addr_be, 'little')}"
+        )
+    else:
+        addr_tail = (
+            f"; as a host-order integer that is 0x{value:08X} = {value}; this machine is "
+            "big-endian too, so htonl() changes nothing"
+        )
+    fields = (
+        Field(
+            "sin_family",
+            0,
+            2,
+            family,
+            f"sin_family = AF_INET ({AF_INET}), host byte order "
+            f"({byteorder}-endian here: bytes {hex_bytes(family)})",
+        ),
+        Field("sin_port", 2, 2, port_be, _port_meaning(port, "sin_port", byteorder)),
+        Field(
+            "sin_addr",
+            4,
+            4,
+            addr_be,
+            f'sin_addr = inet_addr("{addr}") = bytes {hex_bytes(addr_be)} in network byte '
+            f"order (big-endian){addr_tail}",
+        ),
+        Field("sin_zero", 8, 8, bytes(8), "padding, 8 zero bytes (sin_zero), to fill 16 bytes"),
+    )
+    addr_row = ByteOrderRow(
+        function="htonl",
+        label=f"address {addr}",
+        value=value,
+        host_bytes=host_addr,
+        network_bytes=addr_be,
+        converted=_as_host_number(addr_be, byteorder),
+    )
+    return SockaddrLayout(
+        struct_name="sockaddr_in",
+        family_name="AF_INET",
+        family=AF_INET,
+        address=str(addr),
+        port=port,
+        data=data,
+        fields=fields,
+        byte_order=(port_row, addr_row),
+        host_byteorder=byteorder,
+        notes=_notes(addr, port),
+    )
+
+
+def _build_v6(
+    addr: ipaddress.IPv6Address,
+    port: int,
+    port_be: bytes,
+    port_row: ByteOrderRow,
+    flowinfo: int,
+    scope_id: int,
+    byteorder: ByteOrder,
+) -> SockaddrLayout:
+    family = _family_bytes(AF_INET6, byteorder)
+    flow_be = struct.pack(">I", flowinfo)
+    scope = _u32_host(scope_id, byteorder)
+    addr_be = addr.packed
+    data = family + port_be + flow_be + addr_be + scope
+    assert len(data) == SOCKADDR_IN6_SIZE
+    # str() of a scoped address ends in %scope: show the address alone, and an
+    # IPv4-mapped one with its dotted quad as people write it.
+    mapped = addr.ipv4_mapped
+    shown = f"::ffff:{mapped}" if mapped else str(ipaddress.IPv6Address(int(addr)))
+    fields = (
+        Field(
+            "sin6_family",
+            0,
+            2,
+            family,
+            f"sin6_family = AF_INET6 ({AF_INET6}), host byte order "
+            f"({byteorder}-endian here: bytes {hex_bytes(family)})",
+        ),
+        Field("sin6_port", 2, 2, port_be, _port_meaning(port, "sin6_port", byteorder)),
+        Field(
+            "sin6_flowinfo",
+            4,
+            4,
+            flow_be,
+            f"sin6_flowinfo = {flowinfo}: IPv6 flow label, network byte order; "
+            "0 unless a program sets it",
+        ),
+        Field(
+            "sin6_addr",
+            8,
+            16,
+            addr_be,
+            f'sin6_addr = inet_pton(AF_INET6, "{shown}"): 16 bytes in network byte order '
+            "(most significant first); no htonl(), the bytes are already in order",
+        ),
+        Field(
+            "sin6_scope_id",
+            24,
+            4,
+            scope,
+            f"sin6_scope_id = {scope_id}: interface index for link-local addresses, "
+            f"host byte order; 0 = none",
+        ),
+    )
+    return SockaddrLayout(
+        struct_name="sockaddr_in6",
+        family_name="AF_INET6",
+        family=AF_INET6,
+        address=shown,
+        port=port,
+        data=data,
+        fields=fields,
+        byte_order=(port_row,),
+        host_byteorder=byteorder,
+        notes=_notes(addr, port),
+        flowinfo=flowinfo,
+        scope_id=scope_id,
+    )
+
+
+def _changed(before: bytes, after: bytes) -> tuple[int, ...]:
+    return tuple(i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b)
+
+
+def steps(layout: SockaddrLayout) -> list[Step]:
+    """The struct after each statement, in the lecture's order.
+
+    IPv4: ``memset``, ``sin_family``, ``sin_addr``, ``sin_port`` (the four
+    lines the lecture prints); IPv6 the same, plus ``sin6_scope_id`` and
+    ``sin6_flowinfo`` when they are not 0.
+    """
+    size = layout.size
+    by_name = {f.name: f for f in layout.fields}
+    current = bytearray(size)
+    out: list[Step] = [
+        Step(
+            "memset(&addr, 0, sizeof(addr));",
+            bytes(current),
+            (),
+            f"all {size} bytes set to zero",
+        )
+    ]
+
+    def assign(name: str, statement: str) -> None:
+        f = by_name[name]
+        before = bytes(current)
+        current[f.offset : f.offset + f.size] = f.data
+        changed = _changed(before, bytes(current))
+        if changed:
+            where = f"bytes {f.span} now {f.hex}"
+            if len(changed) < f.size:
+                where += f" (only {_offsets(changed)} changed: zeros were already there)"
+        else:
+            where = f"bytes {f.span} stay {f.hex}: the value is zero"
+        out.append(Step(statement, bytes(current), changed, where))
+
+    if layout.family == AF_INET:
+        assign("sin_family", "addr.sin_family = AF_INET;")
+        assign("sin_addr", f'addr.sin_addr.s_addr = inet_addr("{layout.address}");')
+        assign("sin_port", f"addr.sin_port = htons({layout.port});")
+    else:
+        assign("sin6_family", "addr.sin6_family = AF_INET6;")
+        assign("sin6_addr", f'inet_pton(AF_INET6, "{layout.address}", &addr.sin6_addr);')
+        assign("sin6_port", f"addr.sin6_port = htons({layout.port});")
+        if layout.flowinfo:
+            assign("sin6_flowinfo", f"addr.sin6_flowinfo = htonl({layout.flowinfo});")
+        if layout.scope_id:
+            assign("sin6_scope_id", f"addr.sin6_scope_id = {layout.scope_id};")
+    return out
+
+
+def lecture_steps(address: str, port: int) -> list[str]:
+    """The lines the lecture's program prints: after memset, family, address, port."""
+    return [s.line for s in steps(build_sockaddr(address, port))]
+
+
+def _offsets(offsets: Sequence[int]) -> str:
+    return ("byte " if len(offsets) == 1 else "bytes ") + ", ".join(str(o) for o in offsets)
+
+
+BYTES_PER_ROW = 8
+
+
+def render_lines(layout: SockaddrLayout, width: int | None = None) -> list[str]:
+    """The lecture's line first, then the annotated grid and the byte orders.
+
+    Args:
+        layout: what :func:`build_sockaddr` returned.
+        width: wrap the explanations (never the first line) to this many
+            columns; None leaves every explanation on one line.
+    """
+    lines = [layout.lecture_line]
+    summary = (
+        f"struct {layout.struct_name} for {layout.address} port {layout.port}: "
+        f"{layout.size} bytes; this machine is {layout.host_byteorder}-endian, "
+        "TCP/IP is big-endian"
+    )
+    lines.extend(_wrap(summary, width, "    "))
+    bytes_width = BYTES_PER_ROW * 3 - 1
+    lines.append(f"{'offset':<7} {'bytes':<{bytes_width}}  meaning")
+    indent = 7 + 1 + bytes_width + 2
+    for f in layout.fields:
+        chunks = [f.data[i : i + BYTES_PER_ROW] for i in range(0, f.size, BYTES_PER_ROW)]
+        meaning = _wrap(f.meaning, None if width is None else max(width - indent, 20))
+        for n in range(max(len(chunks), len(meaning))):
+            offset = f.span if n == 0 else ""
+            chunk = hex_bytes(chunks[n]) if n < len(chunks) else ""
+            text = meaning[n] if n < len(meaning) else ""
+            lines.append(f"{offset:<7} {chunk:<{bytes_width}}  {text}".rstrip())
+    rest = render_byte_order(layout) + [f"note: {n}" for n in layout.notes]
+    for line in rest:
+        lines.extend(_wrap(line, width, "    "))
+    return lines
+
+
+def _wrap(text: str, width: int | None, indent: str = "") -> list[str]:
+    if width is None or len(text) <= width:
+        return [text]
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False)
+
+
+def render_byte_order(layout: SockaddrLayout) -> list[str]:
+    """The hton* values: the bytes in host and in network order, and as numbers."""
+    order = layout.host_byteorder
+    lines = [f"{'value':<24} {'this machine (' + order + '-endian)':<30} network (big-endian)"]
+    for r in layout.byte_order:
+        lines.append(f"{r.label:<24} {hex_bytes(r.host_bytes):<30} {hex_bytes(r.network_bytes)}")
+    for r in layout.byte_order:
+        digits = len(r.network_bytes) * 2
+        arg = str(r.value) if r.function == "htons" else f"0x{r.value:0{digits}X}"
+        lines.append(
+            f"{r.function}({arg}) = 0x{r.converted:0{digits}X} = {r.converted} "
+            f"as a number on this machine; {r.function.replace('hton', 'ntoh')}() turns it "
+            f"back into {arg}"
+        )
+    return lines
+
+
+def render_text(layout: SockaddrLayout) -> str:
+    return "\n".join(render_lines(layout)) + "\n"
+
+
+def render_steps(layout: SockaddrLayout) -> list[str]:
+    """The lecture's step-by-step dump: one line per statement, then what each did."""
+    all_steps = steps(layout)
+    lines = [s.line for s in all_steps]
+    width = max(len(s.statement) for s in all_steps)
+    for n, s in enumerate(all_steps, 1):
+        lines.append(f"step {n}: {s.statement:<{width}}  {s.note}")
+    return lines

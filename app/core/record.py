@@ -1,0 +1,474 @@
+"""Record a lab session as JSON Lines, and turn it into handouts.
+
+A :class:`SessionRecorder` appends one JSON object per line to
+``<sessions dir>/<YYYYmmdd-HHMMSS>.jsonl``: socket events (from
+:func:`app.core.diff.diff`), process events (any dict: started, output,
+exited...) and the teacher's notes. Each line goes to the kernel with one
+``write()`` on an ``O_APPEND`` descriptor as soon as it is recorded, so a
+crash (even ``kill -9``) loses nothing already recorded; at most a line being
+written is cut short, and :func:`read_session` skips such a line.
+
+Where the files go (first that applies):
+
+1. the ``directory`` argument (the files go right there);
+2. ``$OBSERVATORY_DATA_DIR/sessions``;
+3. ``$XDG_DATA_HOME/connection-observatory/sessions`` (an absolute path only,
+   as the XDG spec says);
+4. ``~/.local/share/connection-observatory/sessions``.
+
+Recording never crashes the app: :meth:`SessionRecorder.start` raises
+:class:`RecordError` (an ``OSError`` turned into one line of words) when the
+directory cannot be written, and once started the ``record_*`` methods return
+False and keep that line in :attr:`SessionRecorder.warning` instead of raising.
+
+Line format (``"type"`` says which; all have ``at``, seconds since the epoch,
+and ``time``, local ISO-8601)::
+
+    {"type": "session", "format": 1, "started": ...}               first line
+    {"type": "socket", "kind": "listener-opened", "key": ..., "text": describe(),
+     "old_state": ..., "new_state": ..., "socket": Socket.to_json()}
+    {"type": "process", "kind": "exited", "data": {...}}
+    {"type": "note", "text": "..."}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import io
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app.core.model import SocketEvent
+
+APP_DIR_NAME = "connection-observatory"
+FORMAT_VERSION = 1
+ENV_DATA_DIR = "OBSERVATORY_DATA_DIR"
+
+Entry = dict[str, Any]
+
+
+class RecordError(Exception):
+    """Recording is impossible here; ``str()`` is one line of words for the user."""
+
+
+def sessions_dir(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """The directory session files go to when no directory is given.
+
+    Args:
+        env: the environment to read (default ``os.environ``).
+        home: the home directory (default ``Path.home()``).
+    """
+    env = os.environ if env is None else env
+    override = env.get(ENV_DATA_DIR, "").strip()
+    if override:
+        return Path(override).expanduser() / "sessions"
+    xdg = env.get("XDG_DATA_HOME", "").strip()
+    # The XDG spec: a relative path is invalid and must be ignored.
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / APP_DIR_NAME / "sessions"
+    base = Path.home() if home is None else home
+    return base / ".local" / "share" / APP_DIR_NAME / "sessions"
+
+
+def _in_words(exc: OSError, what: str, path: Path) -> str:
+    reasons = {
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "the file system is read-only",
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.ENOTDIR: "a part of the path is a file, not a directory",
+        errno.ENOENT: "the directory does not exist",
+        errno.EISDIR: "it is a directory",
+    }
+    reason = reasons.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+    return f"cannot {what} {path}: {reason}"
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds")
+
+
+def _jsonable(value: object) -> object:
+    """Anything a process event may carry, as something JSON can hold."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):
+        return _jsonable(to_json())
+    return str(value)
+
+
+class SessionRecorder:
+    """Appends a session's events to one ``.jsonl`` file, a line at a time.
+
+    Use :meth:`start` to create one (it may raise :class:`RecordError`); the
+    ``record_*`` methods never raise. Safe to call from several threads.
+    """
+
+    def __init__(self, path: Path, fd: int, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.lines_written = 0
+        self.warning: str | None = None  # the last failure, in words; None = all well
+
+    @classmethod
+    def start(
+        cls,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        env: Mapping[str, str] | None = None,
+    ) -> SessionRecorder:
+        """Create the directory and a new ``<YYYYmmdd-HHMMSS>.jsonl`` in it.
+
+        Args:
+            directory: where the file goes; default :func:`sessions_dir`.
+            clock: seconds since the epoch (tests pass a fixed one).
+            env: environment for :func:`sessions_dir` (default ``os.environ``).
+
+        Raises:
+            RecordError: the directory cannot be created or written (one line).
+        """
+        folder = Path(directory).expanduser() if directory is not None else sessions_dir(env)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordError(_in_words(exc, "create the session folder", folder)) from None
+        now = clock()
+        stem = datetime.fromtimestamp(now).strftime("%Y%m%d-%H%M%S")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        # Two sessions started in the same second get -2, -3...: never overwrite one.
+        for n in range(1, 1000):
+            path = folder / (f"{stem}.jsonl" if n == 1 else f"{stem}-{n}.jsonl")
+            try:
+                fd = os.open(path, flags, 0o644)
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise RecordError(_in_words(exc, "write a session file in", folder)) from None
+        else:
+            raise RecordError(f"cannot write a session file in {folder}: too many sessions")
+        recorder = cls(path, fd, clock)
+        header = {"type": "session", "format": FORMAT_VERSION, "started": _iso(now)}
+        if not recorder._write(header):
+            recorder.close()
+            raise RecordError(recorder.warning or f"cannot write {path}")
+        return recorder
+
+    @property
+    def ok(self) -> bool:
+        """True while every line so far was written."""
+        return self.warning is None
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def _write(self, entry: Entry) -> bool:
+        at = self._clock()
+        line = {"type": entry.pop("type"), "at": round(at, 6), "time": _iso(at), **entry}
+        data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            if self._fd is None:
+                self.warning = f"the session file {self.path} is already closed"
+                return False
+            try:
+                # One write() per line on an O_APPEND descriptor: the kernel has the
+                # line as soon as this returns, so a crash after it loses nothing.
+                view = memoryview(data)
+                while view:
+                    written = os.write(self._fd, view)
+                    view = view[written:]
+            except OSError as exc:
+                self.warning = _in_words(exc, "write", self.path)
+                return False
+            self.lines_written += 1
+            return True
+
+    def record_event(self, event: SocketEvent) -> bool:
+        """One socket event: kind, key, ``describe()`` and the socket's JSON."""
+        return self._write(
+            {
+                "type": "socket",
+                "kind": event.kind,
+                "key": event.key,
+                "text": event.describe(),
+                "event_at": event.at,
+                "old_state": event.old_state,
+                "new_state": event.new_state,
+                "socket": event.socket.to_json(),
+            }
+        )
+
+    def record_events(self, events: Iterable[SocketEvent]) -> int:
+        """Every event given; returns how many were written."""
+        return sum(1 for e in events if self.record_event(e))
+
+    def record_process(self, data: Mapping[str, object], kind: str | None = None) -> bool:
+        """A process event: any mapping (pid, name, exit code, output line...).
+
+        Args:
+            data: what happened; values that JSON cannot hold become strings.
+            kind: a short word (``started``, ``output``, ``exited``); default
+                ``data["kind"]``, else ``"process"``.
+        """
+        payload = _jsonable(data)
+        assert isinstance(payload, dict)
+        name = kind if kind is not None else str(payload.get("kind", "process"))
+        return self._write({"type": "process", "kind": name, "data": payload})
+
+    def record_note(self, text: str) -> bool:
+        """A free-text note (the teacher's remark, an experiment's title)."""
+        return self._write({"type": "note", "text": str(text)})
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> SessionRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A forgotten recorder must not leak its descriptor.
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def try_start(
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    env: Mapping[str, str] | None = None,
+) -> tuple[SessionRecorder | None, str | None]:
+    """:meth:`SessionRecorder.start` without exceptions: (recorder, None) or (None, warning)."""
+    try:
+        return SessionRecorder.start(directory, clock=clock, env=env), None
+    except RecordError as exc:
+        return None, str(exc)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLog:
+    """A session file read back: its entries, and how many lines were unreadable."""
+
+    path: Path
+    entries: tuple[Entry, ...]
+    skipped: int  # lines that are not JSON objects (e.g. the last one cut by a crash)
+
+
+def read_session(path: str | os.PathLike[str]) -> SessionLog:
+    """Read a ``.jsonl`` session; broken lines are counted, not fatal.
+
+    Raises:
+        RecordError: the file cannot be read (one line of words).
+    """
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise RecordError(_in_words(exc, "read", file)) from None
+    entries: list[Entry] = []
+    skipped = 0
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            skipped += 1
+            continue
+        if isinstance(entry, dict) and "type" in entry:
+            entries.append(entry)
+        else:
+            skipped += 1
+    return SessionLog(path=file, entries=tuple(entries), skipped=skipped)
+
+
+# --- export ---------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "time",
+    "type",
+    "kind",
+    "text",
+    "proto",
+    "local",
+    "remote",
+    "state",
+    "old_state",
+    "new_state",
+    "pid",
+    "process",
+    "user",
+    "owner",
+    "key",
+    "at",
+)
+
+
+def _endpoint(addr: object, port: object) -> str:
+    if addr is None:
+        return ""
+    shown = f"[{addr}]" if ":" in str(addr) else str(addr)
+    return f"{shown}:{'*' if port is None else port}"
+
+
+def _process_text(entry: Entry) -> str:
+    data = entry.get("data")
+    if not isinstance(data, dict):
+        return str(entry.get("kind", ""))
+    for key in ("text", "line", "message", "describe"):
+        if isinstance(data.get(key), str):
+            return str(data[key])
+    return ", ".join(f"{k}={v}" for k, v in data.items() if k != "kind")
+
+
+def flatten(entry: Entry) -> dict[str, str]:
+    """One entry as the export columns (:data:`CSV_COLUMNS`), every value text."""
+    row = dict.fromkeys(CSV_COLUMNS, "")
+    kind = entry.get("type", "")
+    row["type"] = str(kind)
+    row["at"] = str(entry.get("at", ""))
+    time_text = str(entry.get("time", ""))
+    # "2026-05-09T14:03:07.123+02:00" -> "14:03:07" for handouts.
+    row["time"] = time_text[11:19] if len(time_text) >= 19 else time_text
+    row["key"] = str(entry.get("key", "") or "")
+    if kind == "socket":
+        sock = entry.get("socket") if isinstance(entry.get("socket"), dict) else {}
+        assert isinstance(sock, dict)
+        row["kind"] = str(entry.get("kind", ""))
+        row["text"] = str(entry.get("text", ""))
+        row["proto"] = str(sock.get("proto") or "")
+        row["local"] = _endpoint(sock.get("local_addr"), sock.get("local_port"))
+        row["remote"] = _endpoint(sock.get("remote_addr"), sock.get("remote_port"))
+        row["state"] = str(sock.get("state") or "")
+        row["old_state"] = str(entry.get("old_state") or "")
+        row["new_state"] = str(entry.get("new_state") or "")
+        row["pid"] = "" if sock.get("pid") is None else str(sock.get("pid"))
+        row["process"] = str(sock.get("process") or "")
+        row["user"] = str(sock.get("user") or "")
+        row["owner"] = str(sock.get("owner") or "")
+    elif kind == "process":
+        row["kind"] = str(entry.get("kind", ""))
+        row["text"] = _process_text(entry)
+        data = entry.get("data") if isinstance(entry.get("data"), dict) else {}
+        assert isinstance(data, dict)
+        row["pid"] = "" if data.get("pid") is None else str(data.get("pid"))
+        name = data.get("process", data.get("name"))
+        row["process"] = "" if name is None else str(name)
+    elif kind == "note":
+        row["kind"] = "note"
+        row["text"] = str(entry.get("text", ""))
+    else:
+        row["kind"] = str(entry.get("kind", kind))
+        row["text"] = str(entry.get("started", ""))
+    return row
+
+
+def _md_cell(text: str) -> str:
+    # A pipe ends a cell and a newline ends the row: escape one, flatten the other.
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _events_only(entries: Iterable[Entry]) -> list[Entry]:
+    return [e for e in entries if e.get("type") != "session"]
+
+
+def to_markdown(entries: Iterable[Entry], title: str | None = None) -> str:
+    """A Markdown table for handouts: time, what happened, state, owner."""
+    rows = [flatten(e) for e in _events_only(entries)]
+    out = []
+    if title:
+        out += [f"# {title}", ""]
+    out.append("| time | event | what happened | state | pid/program |")
+    out.append("|---|---|---|---|---|")
+    for r in rows:
+        state = r["state"]
+        if r["old_state"] and r["new_state"]:
+            state = f"{r['old_state']} → {r['new_state']}"
+        owner = f"{r['pid']}/{r['process']}" if r["pid"] else r["process"] or r["owner"]
+        event = r["type"] if r["type"] == "note" else f"{r['type']}: {r['kind']}"
+        cells = (r["time"], event, r["text"], state, owner)
+        out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def to_csv(entries: Iterable[Entry], *, spreadsheet_safe: bool = True) -> str:
+    """CSV with :data:`CSV_COLUMNS` as header.
+
+    Args:
+        entries: what :func:`read_session` returned.
+        spreadsheet_safe: prefix cells that start with ``= + - @`` with ``'``
+            so a spreadsheet shows them as text instead of running a formula
+            (``describe()`` lines start with ``+`` and ``-``).
+    """
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for entry in _events_only(entries):
+        row = flatten(entry)
+        if spreadsheet_safe:
+            row = {k: ("'" + v if v.startswith(_FORMULA_START) else v) for k, v in row.items()}
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def export_session(
+    path: str | os.PathLike[str],
+    fmt: str,
+    out: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write a session as ``md`` or ``csv`` next to it (or to ``out``).
+
+    Returns:
+        The path written.
+
+    Raises:
+        RecordError: unknown format, or a file that cannot be read or written.
+    """
+    fmt = fmt.lower().lstrip(".")
+    if fmt in ("markdown",):
+        fmt = "md"
+    if fmt not in ("md", "csv"):
+        raise RecordError(f"cannot export to {fmt!r}: the formats are md and csv")
+    log = read_session(path)
+    target = Path(out) if out is not None else log.path.with_suffix(f".{fmt}")
+    if fmt == "md":
+        text = to_markdown(log.entries, title=f"Session {log.path.stem}")
+    else:
+        text = to_csv(log.entries)
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise RecordError(_in_words(exc, "write", target)) from None
+    return target

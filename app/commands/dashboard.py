@@ -3,23 +3,61 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from app.cliutil import positive_seconds
+from app.cliutil import UsageError, positive_seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--theme", default=None, help="colour theme (e.g. projector)")
+    parser.add_argument("--theme", default=None, metavar="NAME",
+                        help="colour theme: projector (high contrast) or a Textual theme")
     parser.add_argument(
-        "--interval", type=positive_seconds, default=1.0, help="seconds between polls (> 0)"
+        "--interval", type=positive_seconds, default=1.0, metavar="SECONDS",
+        help="seconds between polls (> 0, default 1)",
     )
-    parser.add_argument("--scenario", default=None, help="a scenario file to start at launch")
+    parser.add_argument("--scenario", default=None, metavar="FILE",
+                        help="a scenario file (TOML) to start at launch")
 
 
 def run(args: argparse.Namespace) -> int:
-    # Until the dashboard exists, show one snapshot.
-    from app.commands import snapshot
+    from app.ui.themes import theme_names
 
-    ns = argparse.Namespace(
-        json=False, state="default", udp=False, family=None, numeric=False, port=None
-    )
-    return snapshot.run(ns)
+    if args.theme is not None and args.theme not in theme_names():
+        raise UsageError(
+            f"there is no theme {args.theme!r}; choose one of: projector, "
+            + ", ".join(n for n in theme_names() if n != "projector")
+        )
+    scenario = None
+    if args.scenario is not None:
+        from app.core.scenario import ScenarioError, load_scenario
+
+        try:
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as exc:
+            for line in exc.errors:
+                sys.stderr.write(f"observatory: {line}\n")
+            return 2
+    if not sys.stdout.isatty() and not _served():
+        raise UsageError("the dashboard needs a terminal; for one printout use "
+                         "`observatory snapshot`")
+
+    from app.core.procs import ProcessManager
+    from app.core.sockets import ProcNetSource
+    from app.ui.app import ObservatoryApp
+
+    manager = ProcessManager()
+    try:
+        app = ObservatoryApp(ProcNetSource(), manager, interval=args.interval,
+                             theme_name=args.theme, scenario=scenario)
+        app.run()
+        return app.return_code or 0
+    finally:
+        manager.shutdown()
+
+
+def _served() -> bool:
+    """True under textual-serve (its driver talks over pipes, not a tty)."""
+    import os
+
+    return bool(os.environ.get("TEXTUAL_DRIVER") or os.environ.get("TEXTUAL_FPS")
+                or os.environ.get("OBSERVATORY_SERVED"))

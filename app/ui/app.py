@@ -1,0 +1,335 @@
+"""The Textual application: wires the core's sources to the main screen."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widget import Widget
+
+from app.core.interfaces import Interface, list_interfaces
+from app.core.model import SocketEvent
+from app.core.sockets import SocketSource
+from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
+from app.ui.poller import Poller
+from app.ui.screens.dialogs import ConfirmDialog
+from app.ui.screens.launch import LaunchRequest
+from app.ui.screens.main import MainScreen
+from app.ui.themes import DEFAULT_THEME, PROJECTOR, THEMES
+
+
+def styles_dir() -> Path:
+    """``app/styles`` inside an installed wheel, else ``styles/`` of the source tree."""
+    here = Path(__file__).resolve().parent.parent
+    packaged = here / "styles"
+    return packaged if packaged.is_dir() else here.parent / "styles"
+
+
+STYLES = styles_dir()
+
+
+class ObservatoryApp(App[None]):
+    """The dashboard. Its sources are injected, so tests can pass fakes.
+
+    Args:
+        source: takes snapshots of the machine's sockets.
+        manager: the process manager (or a stand-in with the same methods).
+        interval: seconds between polls.
+        theme_name: a Textual theme name or ``projector``.
+        scenario: a scenario file to start once the screen is up.
+        interfaces: returns this machine's interfaces.
+        clock: the time shown in the status line.
+        poll: False for snapshot tests: no background polling; call
+            :meth:`deliver` yourself.
+    """
+
+    TITLE = "Connection Observatory"
+    CSS_PATH = [STYLES / "app.tcss", STYLES / "main.tcss", STYLES / "dialogs.tcss"]
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        source: SocketSource,
+        manager: Any = None,
+        *,
+        interval: float = 1.0,
+        theme_name: str | None = None,
+        scenario: Any = None,
+        interfaces: Callable[[], list[Interface]] = list_interfaces,
+        clock: Callable[[], float] = time.time,
+        poll: bool = True,
+        recorder: Any = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.manager = manager
+        self.interval = interval
+        self.theme_name = theme_name or DEFAULT_THEME
+        self.scenario = scenario
+        self._interfaces_fn = interfaces
+        self._interfaces: list[Interface] = []
+        self.clock = clock
+        self._poll_enabled = poll
+        self.recorder = recorder
+        self._unsubscribe: Callable[[], None] | None = None
+        self._observatory_loop: asyncio.AbstractEventLoop | None = None
+        self.poller = Poller(
+            source,
+            self._deliver_from_thread,
+            interval,
+            processes=(lambda: list(manager.processes())) if manager is not None else None,
+            interfaces=self._read_interfaces,
+            fail=lambda error: self._post_from_thread(PollFailed(error)),
+        )
+
+    # -- start and stop -------------------------------------------------------------
+    def on_mount(self) -> None:
+        self._observatory_loop = asyncio.get_running_loop()
+        for theme in THEMES.values():
+            if theme.name not in self.available_themes:
+                self.register_theme(theme)
+        self.register_theme(PROJECTOR)
+        self.theme = self.theme_name
+        self.push_screen(MainScreen())
+        loop = self._observatory_loop
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        if self.manager is not None:
+            self._unsubscribe = self.manager.subscribe(
+                lambda event: self._post_from_thread(ProcessEventMessage(event))
+            )
+        if self._poll_enabled:
+            self.poller.start()
+        if self.scenario is not None:
+            self._start_scenario(self.scenario)
+
+    def _on_signal(self, sig: int) -> None:
+        # Textual's driver does not handle SIGTERM/SIGHUP: stop children and leave.
+        self._shutdown_children()
+        self.exit(return_code=128 + sig)
+
+    def on_unmount(self) -> None:
+        self.poller.stop()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+
+    def _shutdown_children(self) -> None:
+        if self.manager is not None:
+            threading.Thread(target=self.manager.shutdown, daemon=True).start()
+
+    # -- from threads -----------------------------------------------------------------
+    def _post_from_thread(self, message: Any) -> None:
+        """Hand a message from a worker thread to the main screen, on the UI loop."""
+        loop = self._observatory_loop
+        if loop is None or loop.is_closed():
+            raise RuntimeError("the dashboard is not running")
+        loop.call_soon_threadsafe(self._dispatch, message)
+
+    def _dispatch(self, message: Any) -> None:
+        main = self.main_screen()
+        if main is not None:
+            main.post_message(message)
+
+    def _deliver_from_thread(self, result: PollResult) -> None:
+        self._post_from_thread(SnapshotReady(result))
+
+    def _read_interfaces(self) -> list[Interface]:
+        self._interfaces = self._interfaces_fn()
+        return self._interfaces
+
+    def deliver(self, result: PollResult) -> None:
+        """Hand a poll result to the screen directly (tests, snapshots)."""
+        if result.interfaces is not None:
+            self._interfaces = result.interfaces
+        self._dispatch(SnapshotReady(result))
+
+    def main_screen(self) -> MainScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        return None
+
+    # -- used by the main screen ------------------------------------------------------
+    def extra_tabs(self) -> Iterable[Widget]:
+        """More tabs for the side column (scan, tools); none yet."""
+        return []
+
+    def last_poll_duration(self) -> float:
+        return self.poller.last_duration
+
+    def poll_now(self) -> None:
+        self.poller.poll_now()
+
+    def set_paused(self, paused: bool) -> None:
+        self.poller.set_paused(paused)
+
+    def set_poll_interval(self, seconds: float) -> None:
+        self.interval = seconds
+        self.poller.set_interval(seconds)
+
+    def interfaces_now(self) -> list[Interface]:
+        return self._interfaces or self._interfaces_fn()
+
+    def toggle_theme(self) -> None:
+        self.theme = DEFAULT_THEME if self.theme == "projector" else "projector"
+        self.notify(f"Theme: {self.theme}")
+
+    def record_event(self, event: SocketEvent) -> None:
+        if self.recorder is not None:
+            self.recorder.record_socket_event(event)
+
+    def record_process_event(self, event: Any) -> None:
+        if self.recorder is not None:
+            self.recorder.record_process_event(event)
+
+    def process_output(self, name: str) -> list[str]:
+        if self.manager is None:
+            return []
+        try:
+            return list(self.manager.output(name))
+        except Exception:
+            return []
+
+    @staticmethod
+    def command_of(event: Any) -> str:
+        """What a student would type for a started process (not ``python -m ...``)."""
+        import shlex
+
+        argv = list(event.argv)
+        if event.program is not None and "-m" in argv:  # python -m app.labs.X ARGS
+            argv = [event.program, *argv[argv.index("-m") + 2:]]
+        return shlex.join(argv)
+
+    def lab_pids(self) -> frozenset[int]:
+        screen = self.main_screen()
+        procs = screen.processes if screen is not None else []
+        return frozenset(p.pid for p in procs if p.pid is not None and p.running)
+
+    # -- process control: blocking calls run on daemon threads ---------------------------
+    def _background(self, work: Callable[[], Any], done: str | None = None) -> None:
+        def run() -> None:
+            try:
+                work()
+            except Exception as exc:  # a refusal in words, never a traceback
+                self._notify_from_thread(str(exc), "error")
+            else:
+                if done:
+                    self._notify_from_thread(done, "information")
+            self.poller.poll_now()
+
+        threading.Thread(target=run, daemon=True, name="observatory-action").start()
+
+    def _notify_from_thread(self, text: str, severity: str) -> None:
+        loop = self._observatory_loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(
+                lambda: self.notify(text, severity=severity, timeout=8)  # type: ignore[arg-type]
+            )
+
+    def _need_manager(self) -> bool:
+        if self.manager is None:
+            self.notify("This dashboard runs without a process manager.", severity="error")
+            return False
+        return True
+
+    def launch(self, request: LaunchRequest) -> None:
+        if not self._need_manager():
+            return
+        if request.program is not None:
+            self._background(lambda: self.manager.launch_builtin(
+                request.name, request.program, list(request.args)))
+        else:
+            self._background(lambda: self.manager.launch_command(request.name,
+                                                                 list(request.args)))
+
+    def kill_process(self, name: str, sig: int) -> None:
+        if self._need_manager():
+            self._background(lambda: self.manager.kill(name, sig))
+
+    def kill_pid(self, pid: int, sig: int) -> None:
+        """Kill a socket's owner: directly when we started it, else after a confirmation."""
+        if not self._need_manager():
+            return
+        if self.manager.is_managed(pid):
+            self._background(lambda: self.manager.kill(pid, sig))
+            return
+        try:
+            describe = self.manager.describe_foreign(pid)
+        except Exception as exc:
+            self.notify(str(exc), severity="error")
+            return
+        screen = self.main_screen()
+        if screen is not None:
+            screen.confirm_foreign_kill(describe, sig)
+
+    def kill_foreign(self, pid: int, sig: int) -> None:
+        self._background(lambda: self.manager.kill_foreign(pid, sig),
+                         done=f"Signal sent to pid {pid}.")
+
+    def restart_process(self, name: str) -> None:
+        if self._need_manager():
+            self._background(lambda: self.manager.restart(name), done=f"{name} restarted.")
+
+    def kill_all(self) -> None:
+        if self._need_manager():
+            self._background(lambda: self.manager.kill_all())
+
+    def load_scenario(self, path: str) -> None:
+        from app.core.scenario import ScenarioError, load_scenario
+
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as exc:
+            self.notify("\n".join(exc.errors[:6]), title="Scenario refused", severity="error",
+                        timeout=15)
+            return
+        self._start_scenario(scenario)
+
+    def _start_scenario(self, scenario: Any) -> None:
+        if not self._need_manager():
+            return
+        from app.core.scenario import start_scenario
+
+        self.notify(f"Starting {len(scenario.entries)} processes from {scenario.path.name}")
+        self._background(lambda: start_scenario(self.manager, scenario))
+
+    # -- quit -----------------------------------------------------------------------------
+    def request_quit(self) -> None:
+        running = []
+        if self.manager is not None:
+            screen = self.main_screen()
+            running = [p.name for p in (screen.processes if screen else []) if p.running]
+        if not running:
+            self._quit()
+            return
+        names = ", ".join(running[:6]) + (" …" if len(running) > 6 else "")
+        body = (f"{len(running)} lab process(es) still run: {names}.\n\n"
+                "Quitting stops them all (nothing the observatory started outlives it).")
+        self.push_screen(ConfirmDialog("Quit the observatory?", body, yes="Stop them and quit"),
+                         lambda yes: self._quit() if yes else None)
+
+    def _quit(self) -> None:
+        self._shutdown_children()
+        self.exit()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        main = self.main_screen()
+        if main is None:
+            return
+        for b in MainScreen.BINDINGS:
+            assert isinstance(b, Binding)
+            action = getattr(main, f"action_{b.action}", None)
+            if action is not None and b.action != "quit":
+                key = b.key.split(",")[0]
+                yield SystemCommand(f"{b.description} ({key})", b.tooltip or b.description, action)

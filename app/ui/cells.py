@@ -1,0 +1,116 @@
+"""Table cells for the dashboard's socket tables: text and style, never colour alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rich.text import Text
+
+from app.core.model import Socket
+from app.ui.rows import GONE_MARK, NEW_MARK, Marked, ViewOptions, backlog_text, pair_order
+from app.ui.widgets.keyed_table import Cell, TableRow
+
+# Okabe-Ito colours: told apart by colour-blind readers; always with a word or sign.
+NEW_STYLE = "bold #56B4E9"
+GONE_STYLE = "bold #E69F00"
+KERNEL_STYLE = "italic"
+HIDDEN_STYLE = "italic"
+
+LISTEN_COLUMNS = [("", "mark"), ("Proto", "proto"), ("Local address", "local"),
+                  ("Service", "service"), ("PID/Program", "owner"), ("Queue", "queue"),
+                  ("User", "user")]
+ESTABLISHED_COLUMNS = [("", "mark"), ("Proto", "proto"), ("Local", "local"), ("Peer", "peer"),
+                       ("PID/Program", "owner"), ("Service", "service")]
+OTHER_COLUMNS = [("", "mark"), ("Proto", "proto"), ("State", "state"), ("Local", "local"),
+                 ("Peer", "peer"), ("PID/Program", "owner")]
+UDP_COLUMNS = [("", "mark"), ("Proto", "proto"), ("Local", "local"), ("Peer", "peer"),
+               ("PID/Program", "owner"), ("Service", "service")]
+
+
+def mark_cell(mark: str) -> Cell:
+    if mark == NEW_MARK:
+        return Text(mark, style=NEW_STYLE)
+    if mark == GONE_MARK:
+        return Text(mark, style=GONE_STYLE)
+    return ""
+
+
+def owner_cell(sock: Socket) -> Cell:
+    label = sock.owner_label
+    if sock.owner == "kernel":
+        return Text(label, style=KERNEL_STYLE)
+    if sock.owner == "hidden":
+        return Text(label, style=HIDDEN_STYLE)
+    return label
+
+
+def _service(sock: Socket, options: ViewOptions) -> str:
+    return "" if options.numeric else (sock.service or "-")
+
+
+def _cell_value(key: str, sock: Socket, options: ViewOptions) -> Cell:
+    if key == "proto":
+        return sock.proto
+    if key == "local":
+        return sock.local
+    if key == "peer":
+        return sock.remote
+    if key == "service":
+        return _service(sock, options)
+    if key == "owner":
+        return owner_cell(sock)
+    if key == "queue":
+        return Text(backlog_text(sock), style="bold") if sock.recv_q else ""
+    if key == "user":
+        return sock.user or "-"
+    if key == "state":
+        return sock.state
+    return ""
+
+
+def _user_sort(column: str) -> Callable[[Marked], tuple[object, ...]]:
+    def key(m: Marked) -> tuple[object, ...]:
+        s = m.sock
+        if column in ("local", "proto"):
+            return (s.local_addr, s.local_port)
+        if column == "peer":
+            return (s.remote_addr or "", s.remote_port or 0)
+        if column == "owner":
+            # A blank pid is normal (TIME_WAIT, backlog, other users): sort it last, never
+            # compare None with an int.
+            return (s.pid is None, s.pid or 0, s.owner_label)
+        if column == "service":
+            return (s.service or "~", s.local_port)
+        if column == "state":
+            return (s.state, s.local_port)
+        if column == "user":
+            return (s.user or "~",)
+        if column == "queue":
+            return (-s.recv_q,)
+        return (m.mark,)
+
+    return key
+
+
+def build_rows(
+    marked: Sequence[Marked],
+    columns: Sequence[tuple[str, str]],
+    options: ViewOptions,
+    listen_ports: set[int],
+) -> list[TableRow]:
+    """Filter, order and format one table's rows."""
+    chosen = [m for m in marked if options.matches(m.sock)]
+    column_keys = [k for _, k in columns]
+    if options.sort and options.sort in column_keys:
+        chosen.sort(key=_user_sort(options.sort), reverse=options.reverse)
+    else:
+        pair = pair_order(listen_ports)
+        chosen.sort(key=lambda m: pair(m.sock))
+    rows = []
+    for m in chosen:
+        cells = tuple(
+            mark_cell(m.mark) if k == "mark" else _cell_value(k, m.sock, options)
+            for k in column_keys
+        )
+        rows.append(TableRow(m.key, cells))
+    return rows

@@ -1,0 +1,48 @@
+"""Typed messages from the worker threads to the UI loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from app.core.interfaces import Interface
+from app.core.model import Snapshot, SocketEvent
+
+
+@dataclass
+class PollResult:
+    """What one poll found: the snapshot, its diff and the lab processes' state."""
+
+    snapshot: Snapshot
+    events: list[SocketEvent]
+    processes: list[object]  # app.core.procs.ProcessInfo
+    interfaces: list[Interface] | None  # refreshed every few polls, else None
+    error: str | None = None
+
+
+class SnapshotReady(Message):
+    """A poll finished. Never replaced: each carries the events of its diff."""
+
+    def __init__(self, result: PollResult) -> None:
+        super().__init__()
+        self.result = result
+
+
+class PollFailed(Message):
+    """A poll raised; the message says why in words. Latest wins."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PollFailed)
+
+
+class ProcessEventMessage(Message):
+    """A lab process started, printed a line, or ended. Never replaced."""
+
+    def __init__(self, event: object) -> None:
+        super().__init__()
+        self.event = event

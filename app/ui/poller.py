@@ -1,0 +1,96 @@
+"""The one polling thread: polls never overlap and never run on the UI loop.
+
+It is a daemon thread, so a poll stuck in the kernel can never keep the
+process alive after quit. Results reach the UI loop through
+``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from app.core.diff import diff
+from app.core.interfaces import Interface
+from app.core.model import Snapshot
+from app.core.sockets import SocketSource
+from app.ui.messages import PollResult
+
+INTERFACES_EVERY = 5.0  # seconds between interface reads
+
+
+class Poller:
+    def __init__(
+        self,
+        source: SocketSource,
+        deliver: Callable[[PollResult], None],
+        interval: float,
+        processes: Callable[[], list[object]] | None = None,
+        interfaces: Callable[[], list[Interface]] | None = None,
+        fail: Callable[[str], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.deliver = deliver
+        self.interval = interval
+        self.processes = processes
+        self.interfaces = interfaces
+        self.fail = fail
+        self.paused = False
+        self.last_duration = 0.0
+        self._previous: Snapshot | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="observatory-poller", daemon=True)
+        self._last_interfaces = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def poll_now(self) -> None:
+        self._wake.set()
+
+    def set_interval(self, seconds: float) -> None:
+        self.interval = seconds
+        self._wake.set()
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.paused:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            started = time.monotonic()
+            try:
+                result = self._poll_once()
+            except Exception as exc:  # a poll must never kill the dashboard
+                if self.fail is not None:
+                    self.fail(f"reading sockets failed: {exc}")
+            else:
+                try:
+                    self.deliver(result)
+                except RuntimeError:  # the UI loop is closed: we are quitting
+                    return
+            self.last_duration = time.monotonic() - started
+            self._wake.wait(max(0.05, self.interval - self.last_duration))
+            self._wake.clear()
+
+    def _poll_once(self) -> PollResult:
+        snap = self.source.poll()
+        events = diff(self._previous, snap) if self._previous is not None else []
+        self._previous = snap
+        procs = self.processes() if self.processes is not None else []
+        ifaces = None
+        now = time.monotonic()
+        if self.interfaces is not None and now - self._last_interfaces >= INTERFACES_EVERY:
+            ifaces = self.interfaces()
+            self._last_interfaces = now
+        return PollResult(snap, events, procs, ifaces)

@@ -1,0 +1,81 @@
+"""Modal dialogs: yes/no confirmation, quit, scenario file."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """Ask a yes/no question; dismisses with True for yes."""
+
+    BINDINGS = [Binding("escape", "no", "Cancel"), Binding("y", "yes", "Yes", show=False),
+                Binding("n", "no", "No", show=False)]
+
+    def __init__(self, title: str, body: str, yes: str = "Yes", no: str = "Cancel") -> None:
+        super().__init__()
+        self._title, self._body, self._yes, self._no = title, body, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog"):
+            yield Label(self._title, id="dialog-title")
+            yield Static(self._body, id="dialog-body")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self._yes, variant="error", id="yes")
+                yield Button(self._no, variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        self.dismiss(False)
+
+
+class PathDialog(ModalScreen[str | None]):
+    """Ask for a file path (a scenario to load)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, placeholder: str, error: str = "") -> None:
+        super().__init__()
+        self._title, self._placeholder, self._error = title, placeholder, error
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog"):
+            yield Label(self._title, id="dialog-title")
+            yield Input(placeholder=self._placeholder, id="path")
+            yield Static(self._error, id="dialog-error", classes="error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Load", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self) -> None:
+        self._finish()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._finish()
+        else:
+            self.dismiss(None)
+
+    def _finish(self) -> None:
+        value = self.query_one(Input).value.strip()
+        if not value:
+            self.query_one("#dialog-error", Static).update("Type the path of a scenario file.")
+            return
+        self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

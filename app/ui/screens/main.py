@@ -1,0 +1,505 @@
+"""The main screen: socket tables, lab processes, events, interfaces."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Input,
+    RichLog,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from app.core.model import Snapshot, Socket, owner_help
+from app.ui.cells import (
+    ESTABLISHED_COLUMNS,
+    LISTEN_COLUMNS,
+    OTHER_COLUMNS,
+    UDP_COLUMNS,
+    build_rows,
+)
+from app.ui.messages import PollFailed, ProcessEventMessage, SnapshotReady
+from app.ui.rows import Lifecycle, Marked, ViewOptions, group
+from app.ui.screens.dialogs import ConfirmDialog, PathDialog
+from app.ui.screens.launch import LaunchDialog, LaunchRequest
+from app.ui.widgets.events import EventsPanel, Timeline, TimelineEntry
+from app.ui.widgets.keyed_table import KeyedTable, TableRow
+
+if TYPE_CHECKING:
+    from app.ui.app import ObservatoryApp
+
+PROCESS_COLUMNS = [("Name", "name"), ("PID", "pid"), ("State", "state"), ("CPU%", "cpu"),
+                   ("Command", "command")]
+INTERFACE_COLUMNS = [("Interface", "name"), ("State", "state"), ("IPv4", "ipv4"),
+                     ("IPv6", "ipv6")]
+SOCKET_TABLES = {
+    "listen": LISTEN_COLUMNS,
+    "established": ESTABLISHED_COLUMNS,
+    "other": OTHER_COLUMNS,
+    "udp": UDP_COLUMNS,
+}
+INTERVALS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+NARROW = 110  # columns: below this the side column goes under the tables
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding(key, action, description, id=action, tooltip=tooltip)
+        for key, action, description, tooltip in (
+            ("q", "quit", "Quit", "Quit (asks about running lab processes)"),
+            ("l", "launch", "Launch", "Start a lab server, client or any command"),
+            ("k", "kill", "Kill", "SIGTERM the selected process or the socket's owner"),
+            ("K", "kill9", "Kill -9", "SIGKILL, like kill -9 PID"),
+            ("r", "restart", "Restart", "Stop and start the selected lab process"),
+            ("X", "kill_all", "Kill all", "SIGTERM every lab process"),
+            ("slash", "filter", "Filter", "Show only rows containing some text"),
+            ("space", "freeze", "Freeze", "Hold a still frame for the class"),
+            ("plus,equals_sign", "faster", "Faster", "Poll more often"),
+            ("minus", "slower", "Slower", "Poll less often"),
+            ("a", "lab_only", "Lab only", "Only sockets of lab processes, or all"),
+            ("f", "family", "IPv4/6", "Cycle IPv4 and IPv6, IPv4 only, IPv6 only"),
+            ("n", "numeric", "Numeric", "Hide or show service names"),
+            ("o", "sort", "Sort", "Sort the focused table by its next column"),
+            ("t", "theme", "Theme", "Switch the default and projector themes"),
+            ("O", "scenario", "Scenario", "Load a scenario file"),
+        )
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lifecycle = Lifecycle()
+        self.options = ViewOptions()
+        self.timeline = Timeline()
+        self.snapshot: Snapshot | None = None
+        self.marked: dict[str, Marked] = {}
+        self.processes: list[Any] = []
+        self.frozen = False
+        self.poll_error: str | None = None
+        self.selected_process: str | None = None
+
+    @property
+    def oapp(self) -> ObservatoryApp:
+        return self.app  # type: ignore[return-value]
+
+    # -- layout -----------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static("Connection Observatory", id="status")
+        with Horizontal(id="main"):
+            with Vertical(id="tables"):
+                listen = KeyedTable(LISTEN_COLUMNS, id="listen")
+                listen.border_title = "LISTEN  (like netstat -tulpn)"
+                yield listen
+                est = KeyedTable(ESTABLISHED_COLUMNS, id="established")
+                est.border_title = "ESTABLISHED  (like ss -n state established)"
+                yield est
+            with Vertical(id="side"):
+                with TabbedContent(id="tabs", initial="tab-lab"):
+                    with TabPane("Lab", id="tab-lab"):
+                        procs = KeyedTable(PROCESS_COLUMNS, id="processes")
+                        yield procs
+                        with Horizontal(id="process-buttons"):
+                            yield Button("Launch", id="btn-launch", variant="success")
+                            yield Button("Kill", id="btn-kill", variant="warning")
+                            yield Button("Kill -9", id="btn-kill9", variant="error")
+                            yield Button("Restart", id="btn-restart")
+                            yield Button("Kill all", id="btn-kill-all", variant="error")
+                        yield RichLog(id="output", max_lines=1000, wrap=True, markup=False)
+                    with TabPane("Events", id="tab-events"):
+                        yield EventsPanel(self.timeline, id="events")
+                    with TabPane("Other states", id="tab-other"):
+                        yield KeyedTable(OTHER_COLUMNS, id="other")
+                    with TabPane("UDP", id="tab-udp"):
+                        yield KeyedTable(UDP_COLUMNS, id="udp")
+                    with TabPane("Interfaces", id="tab-interfaces"):
+                        yield KeyedTable(INTERFACE_COLUMNS, id="interfaces")
+                    yield from self.oapp.extra_tabs()
+                yield Static(id="events-mini")
+        yield Input(placeholder="filter: type text, Enter to keep, Esc to clear", id="filter")
+        yield Static(id="why")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#output", RichLog).border_title = "output"
+        self.query_one("#events-mini", Static).border_title = "Events (newest first)"
+        self.query_one("#filter", Input).display = False
+        self.query_one("#listen", KeyedTable).focus()
+        self._layout_for(self.size.width)
+        self._update_status()
+        self._update_mini()
+
+    def on_resize(self, event: Any) -> None:
+        self._layout_for(event.size.width)
+
+    def _layout_for(self, width: int) -> None:
+        self.set_class(width < NARROW, "-narrow")
+
+    # -- polls ------------------------------------------------------------------
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        result = message.result
+        self.poll_error = None
+        if result.interfaces is not None:
+            self._show_interfaces(result.interfaces)
+        self.processes = result.processes
+        self._show_processes()
+        if self.frozen:
+            return
+        self.snapshot = result.snapshot
+        for event in result.events:
+            sign = event.describe()[:1]
+            self.timeline.add(TimelineEntry(event.at, sign, event.describe()[2:]))
+            self.oapp.record_event(event)
+        marked = self.lifecycle.update(result.snapshot)
+        self.marked = {m.key: m for m in marked}
+        with self.app.batch_update():
+            self._show_sockets(marked)
+            panel = self.query_one("#events", EventsPanel)
+            panel.record_counts(result.snapshot.counts())
+            if result.events:
+                panel.refresh_log()
+                self._update_mini()
+        self._update_status()
+        self._update_why()
+
+    def on_poll_failed(self, message: PollFailed) -> None:
+        self.poll_error = message.error
+        self._update_status()
+
+    def _show_sockets(self, marked: list[Marked]) -> None:
+        groups = group(marked)
+        listen_ports = {m.sock.local_port for m in groups["listen"]}
+        for name, columns in SOCKET_TABLES.items():
+            table = self.query_one(f"#{name}", KeyedTable)
+            table.apply(build_rows(groups[name], columns, self.options, listen_ports))
+            self._title_count(table, name, len(table.rows), len(groups[name]))
+
+    def _title_count(self, table: KeyedTable, name: str, shown: int, total: int) -> None:
+        count = f"{shown}" if shown == total else f"{shown} of {total}"
+        if name == "listen":
+            table.border_title = f"LISTEN  (like netstat -tulpn) · {count}"
+        elif name == "established":
+            table.border_title = f"ESTABLISHED  (like ss -n state established) · {count}"
+        else:
+            table.border_title = f"{count} sockets"
+
+    def _show_processes(self) -> None:
+        rows = []
+        for p in self.processes:
+            cpu = "" if p.cpu_percent is None else f"{p.cpu_percent:.0f}%"
+            state = Text(p.state, style="bold" if p.running else "italic")
+            rows.append(TableRow(p.name, (p.name, str(p.pid or ""), state, cpu, p.command_line)))
+        table = self.query_one("#processes", KeyedTable)
+        table.apply(rows)
+        table.border_title = f"Lab processes · {sum(p.running for p in self.processes)} running"
+        if self.selected_process is None and rows:
+            self._select_process(rows[0].key)
+
+    def _show_interfaces(self, interfaces: list[Any]) -> None:
+        rows = [
+            TableRow(i.name, (i.name, "UP" if i.up else "DOWN", " ".join(i.ipv4) or "-",
+                              " ".join(i.ipv6) or "-"))
+            for i in interfaces
+        ]
+        self.query_one("#interfaces", KeyedTable).apply(rows)
+
+    # -- process events -----------------------------------------------------------
+    def on_process_event_message(self, message: ProcessEventMessage) -> None:
+        event: Any = message.event
+        kind = type(event).__name__
+        if kind == "OutputLine":
+            if event.name == self.selected_process:
+                self.query_one("#output", RichLog).write(event.text)
+            return
+        if kind == "ProcessStarted":
+            text = f"{event.name} started, pid {event.pid}: {self.oapp.command_of(event)}"
+            self.timeline.add(TimelineEntry(event.at, "!", text))
+        elif kind == "ProcessExited":
+            text = f"{event.name} (pid {event.pid}) {event.state}"
+            self.timeline.add(TimelineEntry(event.at, "!", text))
+        self.oapp.record_process_event(event)
+        self.query_one("#events", EventsPanel).refresh_log()
+        self._update_mini()
+        self.oapp.poll_now()
+
+    # -- status lines -------------------------------------------------------------
+    def _update_status(self) -> None:
+        snap = self.snapshot
+        parts = [Text("Connection Observatory", style="bold")]
+        if snap is not None:
+            counts = snap.counts()
+            for state in ("LISTEN", "ESTABLISHED", "TIME_WAIT"):
+                parts.append(Text(f"{counts.get(state, 0)} {state}"))
+            if self.options.lab_pids is not None:
+                parts.append(Text("lab only", style="bold"))
+            if self.options.family:
+                parts.append(Text(f"IPv{self.options.family} only", style="bold"))
+            if self.options.text:
+                parts.append(Text(f"filter: {self.options.text}", style="bold"))
+        parts.append(Text(f"every {self.oapp.interval:g} s"))
+        slow = self.oapp.last_poll_duration()
+        if slow > max(0.5, self.oapp.interval):
+            parts.append(Text(f"slow poll {slow:.1f} s", style="bold reverse"))
+        if self.frozen:
+            parts.append(Text("FROZEN (space to resume)", style="bold reverse"))
+        if self.poll_error:
+            parts.append(Text(self.poll_error, style="bold reverse"))
+        stamp = self.oapp.clock()
+        parts.append(Text(time.strftime("%H:%M:%S", time.localtime(stamp))))
+        self.query_one("#status", Static).update(Text(" · ").join(parts))
+
+    def _update_mini(self) -> None:
+        self.query_one("#events-mini", Static).update(self.timeline.render(limit=8, wrap=False))
+
+    def _focused_socket(self) -> Socket | None:
+        focused = self.focused
+        if isinstance(focused, KeyedTable) and focused.id in SOCKET_TABLES:
+            key = focused.selected_key()
+            if key and key in self.marked:
+                return self.marked[key].sock
+        return None
+
+    def _update_why(self) -> None:
+        sock = self._focused_socket()
+        why = self.query_one("#why", Static)
+        if sock is None:
+            kinds = {m.sock.owner for m in self.marked.values()} - {"process"}
+            hint = "  ".join(f"{k}: {owner_help(k)}." for k in sorted(kinds))
+            why.update(hint)
+            return
+        if sock.owner == "process":
+            text = f"{sock.local} {sock.state}: pid {sock.pid} {sock.process} ({sock.user}): " \
+                   f"{' '.join(sock.cmdline) or sock.process}"
+        elif sock.waiting_in_backlog:
+            text = (f"{sock.local} ← {sock.remote}: handshake done, waiting in the listener's "
+                    "backlog; no process has accept()ed it yet.")
+        elif sock.state == "TIME_WAIT":
+            text = (f"{sock.local} → {sock.remote}: TIME_WAIT. This side closed first; the "
+                    "kernel keeps it about 60 s so late packets cannot confuse a new connection.")
+        else:
+            text = f"{sock.local}: {sock.owner}: {owner_help(sock.owner)}."
+        why.update(text)
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "processes":
+            # (a process table row key is the process name)
+            key = event.row_key.value
+            if key and key != self.selected_process:
+                self._select_process(key)
+        else:
+            self._update_why()
+
+    def on_descendant_focus(self) -> None:
+        self._update_why()
+
+    def _select_process(self, name: str) -> None:
+        self.selected_process = name
+        log = self.query_one("#output", RichLog)
+        log.clear()
+        log.border_title = f"{name} output"
+        for line in self.oapp.process_output(name):
+            log.write(line)
+
+    # -- actions ------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("kill", "kill9"):
+            return self._kill_target() is not None or None
+        if action == "restart":
+            return self._selected_process_info() is not None or None
+        if action == "kill_all":
+            return any(p.running for p in self.processes) or None
+        return True
+
+    def _selected_process_info(self) -> Any:
+        for p in self.processes:
+            if p.name == self.selected_process:
+                return p
+        return None
+
+    def _kill_target(self) -> Socket | Any | None:
+        if isinstance(self.focused, KeyedTable) and self.focused.id in SOCKET_TABLES:
+            return self._focused_socket()
+        p = self._selected_process_info()
+        return p if p is not None and p.running else None
+
+    def action_quit(self) -> None:
+        self.oapp.request_quit()
+
+    def action_launch(self) -> None:
+        addresses = ["127.0.0.1", "0.0.0.0", "::1", "::"]
+        for iface in self.oapp.interfaces_now():
+            for a in iface.ipv4 + iface.ipv6:
+                if a not in addresses and not a.startswith("fe80"):
+                    addresses.append(a)
+        taken = {p.name for p in self.processes if p.running}
+        self.app.push_screen(LaunchDialog(addresses, taken), self._launch)
+
+    def _launch(self, request: LaunchRequest | None) -> None:
+        if request is not None:
+            self.oapp.launch(request)
+
+    def action_kill(self) -> None:
+        self._kill(signal.SIGTERM)
+
+    def action_kill9(self) -> None:
+        self._kill(signal.SIGKILL)
+
+    def _kill(self, sig: int) -> None:
+        target = self._kill_target()
+        if target is None:
+            self.notify("Select a lab process or a socket row first.", severity="warning")
+            return
+        if isinstance(target, Socket):
+            if target.owner == "kernel":
+                self.notify(
+                    "No process holds this socket: "
+                    + ("it is in TIME_WAIT; the kernel ends it by itself."
+                       if target.state == "TIME_WAIT"
+                       else "it waits in a backlog; kill the server that listens instead."),
+                    severity="warning", timeout=6)
+                return
+            if target.owner == "hidden" or target.pid is None:
+                self.notify(f"You may not see which process holds {target.local}: "
+                            f"{owner_help('hidden')}.", severity="warning", timeout=6)
+                return
+            self.oapp.kill_pid(target.pid, sig)
+        else:
+            self.oapp.kill_process(target.name, sig)
+
+    def action_restart(self) -> None:
+        p = self._selected_process_info()
+        if p is not None:
+            self.oapp.restart_process(p.name)
+
+    def action_kill_all(self) -> None:
+        self.oapp.kill_all()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._set_options(text=event.value.strip())
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        box = self.query_one("#filter", Input)
+        if not box.value:
+            box.display = False
+        self.query_one("#listen", KeyedTable).focus()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_focus:
+            box.value = ""
+            box.display = False
+            self.query_one("#listen", KeyedTable).focus()
+
+    def action_freeze(self) -> None:
+        self.frozen = not self.frozen
+        self.oapp.set_paused(self.frozen)
+        self._update_status()
+
+    def action_faster(self) -> None:
+        self._step_interval(-1)
+
+    def action_slower(self) -> None:
+        self._step_interval(1)
+
+    def _step_interval(self, direction: int) -> None:
+        now = self.oapp.interval
+        if direction < 0:
+            choices = [i for i in INTERVALS if i < now]
+            new = choices[-1] if choices else INTERVALS[0]
+        else:
+            choices = [i for i in INTERVALS if i > now]
+            new = choices[0] if choices else INTERVALS[-1]
+        self.oapp.set_poll_interval(new)
+        self._update_status()
+
+    def action_lab_only(self) -> None:
+        if self.options.lab_pids is None:
+            self._set_options(lab_pids=self.oapp.lab_pids())
+            self.notify("Showing only sockets of lab processes (a: all sockets).")
+        else:
+            self._set_options(lab_pids=None)
+
+    def action_family(self) -> None:
+        nxt = {None: 4, 4: 6, 6: None}[self.options.family]
+        self._set_options(family=nxt)
+
+    def action_numeric(self) -> None:
+        self._set_options(numeric=not self.options.numeric)
+
+    def action_sort(self) -> None:
+        table = self.focused if isinstance(self.focused, KeyedTable) else None
+        if table is None or table.id not in SOCKET_TABLES:
+            table = self.query_one("#listen", KeyedTable)
+        keys = [k for _, k in SOCKET_TABLES[table.id or "listen"] if k != "mark"]
+        # Cycle through the columns, then back to the natural order (None).
+        cycle: list[str | None] = [*keys, None]
+        current = self.options.sort
+        nxt = cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else keys[0]
+        self._set_options(sort=nxt)
+        self.notify(f"Sorted by {nxt}" if nxt else "Natural order: connection pairs together")
+
+    def action_theme(self) -> None:
+        self.oapp.toggle_theme()
+
+    def action_scenario(self) -> None:
+        self.app.push_screen(PathDialog("Load a scenario file", "scenarios/session4.toml"),
+                             self._load_scenario)
+
+    def _load_scenario(self, path: str | None) -> None:
+        if path:
+            self.oapp.load_scenario(path)
+
+    def _set_options(self, **changes: Any) -> None:
+        from dataclasses import replace
+
+        if "lab_pids" not in changes and self.options.lab_pids is not None:
+            changes["lab_pids"] = self.oapp.lab_pids()
+        self.options = replace(self.options, **changes)
+        if self.snapshot is not None:
+            with self.app.batch_update():
+                self._show_sockets(list(self.marked.values()))
+        self._update_status()
+
+    @on(Button.Pressed)
+    def _button(self, event: Button.Pressed) -> None:
+        actions = {"btn-launch": self.action_launch, "btn-kill-all": self.action_kill_all,
+                   "btn-restart": self.action_restart}
+        if event.button.id in actions:
+            actions[event.button.id]()
+        elif event.button.id in ("btn-kill", "btn-kill9"):
+            p = self._selected_process_info()
+            if p is None or not p.running:
+                self.notify("Select a running lab process first.", severity="warning")
+                return
+            sig = signal.SIGKILL if event.button.id == "btn-kill9" else signal.SIGTERM
+            self.oapp.kill_process(p.name, sig)
+
+    def confirm_foreign_kill(self, describe: Any, sig: int) -> None:
+        """Ask before signalling a process the dashboard did not start."""
+        name = "SIGKILL" if sig == signal.SIGKILL else "SIGTERM"
+        body = (f"pid {describe.pid} was not started by the observatory.\n\n"
+                f"  user:    {describe.user or '?'}\n  command: {describe.command_line}\n\n"
+                f"Send it {name}?")
+        self.app.push_screen(
+            ConfirmDialog(f"Kill pid {describe.pid}?", body, yes=f"Send {name}"),
+            lambda yes: self.oapp.kill_foreign(describe.pid, sig) if yes else None,
+        )

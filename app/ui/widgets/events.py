@@ -1,0 +1,97 @@
+"""The events timeline (newest first, filterable) and socket counts over time."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Input, Label, Sparkline, Static
+
+MAX_EVENTS = 2000
+HISTORY = 180  # samples kept for the sparklines (3 minutes at 1 s)
+
+SPARK_STATES = ("LISTEN", "ESTABLISHED", "TIME_WAIT")
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: float
+    sign: str  # "+", "-", "~", "!" (process), "·" (note)
+    text: str
+
+    def render(self) -> Text:
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.at))
+        style = {"+": "bold #56B4E9", "-": "bold #E69F00", "!": "bold"}.get(self.sign, "")
+        line = Text(f"{stamp} ")
+        line.append(f"{self.sign} ", style=style)
+        line.append(self.text)
+        return line
+
+
+class Timeline:
+    """Bounded list of entries, newest first when rendered."""
+
+    def __init__(self) -> None:
+        self.entries: deque[TimelineEntry] = deque(maxlen=MAX_EVENTS)
+
+    def add(self, entry: TimelineEntry) -> None:
+        self.entries.append(entry)
+
+    def render(self, text_filter: str = "", limit: int = 300, wrap: bool = True) -> Text:
+        out = Text(no_wrap=not wrap, overflow="ellipsis")
+        needle = text_filter.lower()
+        shown = 0
+        for entry in reversed(self.entries):
+            if needle and needle not in entry.text.lower():
+                continue
+            if shown:
+                out.append("\n")
+            out.append_text(entry.render())
+            shown += 1
+            if shown >= limit:
+                break
+        if not shown:
+            out.append("(no events yet: start a server with l)" if not needle
+                       else f"(no event matches {text_filter!r})")
+        return out
+
+
+class EventsPanel(Vertical):
+    """Sparklines of socket counts, a filter, and the timeline."""
+
+    def __init__(self, timeline: Timeline, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.timeline = timeline
+        self.history: dict[str, deque[float]] = {s: deque([0.0], maxlen=HISTORY)
+                                                 for s in SPARK_STATES}
+
+    def compose(self) -> ComposeResult:
+        for state in SPARK_STATES:
+            with Horizontal(classes="spark-row"):
+                yield Label(f"{state:<12}", classes="spark-label", id=f"spark-label-{state}")
+                yield Sparkline([0.0], id=f"spark-{state}", classes="spark")
+        yield Input(placeholder="filter events (e.g. 6000, LISTEN, killed)", id="event-filter")
+        with VerticalScroll(id="event-scroll"):
+            yield Static(id="event-log")
+
+    def on_mount(self) -> None:
+        self.refresh_log()
+
+    def record_counts(self, counts: dict[str, int]) -> None:
+        for state in SPARK_STATES:
+            value = counts.get(state, 0)
+            self.history[state].append(float(value))
+            self.query_one(f"#spark-{state}", Sparkline).data = list(self.history[state])
+            self.query_one(f"#spark-label-{state}", Label).update(f"{state:<12}{value:>5} ")
+
+    def refresh_log(self) -> None:
+        text_filter = self.query_one("#event-filter", Input).value
+        self.query_one("#event-log", Static).update(self.timeline.render(text_filter))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "event-filter":
+            self.refresh_log()

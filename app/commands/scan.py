@@ -1,0 +1,157 @@
+"""``observatory scan``: one nmap scan, joined with this machine's own listeners."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import signal
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from app.cliutil import UsageError, positive_seconds
+
+if TYPE_CHECKING:
+    from app.core.scan import ScanProgress, ScanResult
+
+HELP = "scan ports with nmap and show which local process answers (--json for scripts)"
+TYPES = ("connect", "syn", "udp", "version")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "scan", help=HELP, description=HELP,
+        epilog="Without -p: the ports listening now plus the lecture's 6000, 16000 and 45321.",
+    )
+    p.add_argument("target", metavar="TARGET",
+                   help="an IP address, a network of at most 256 addresses "
+                        "(127.0.0.0/24), or a hostname")
+    p.add_argument("-p", dest="ports", metavar="PORTS", default=None,
+                   help="ports and ranges, like 22,80,6000-6010 (each 1-65535)")
+    p.add_argument("--type", dest="scan_type", choices=TYPES, default="connect",
+                   help="connect (-sT, default), syn (-sS, root), udp (-sU, root), "
+                        "version (-sT -sV)")
+    p.add_argument("--json", action="store_true",
+                   help="a JSON object: target, scanner, ports (with listeners)")
+    p.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
+                   help="stop nmap after this many seconds (default 60)")
+
+
+def _table(rows: Sequence[tuple[str, ...]], headers: tuple[str, ...]) -> list[str]:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    return ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+            for cells in (headers, *rows)]
+
+
+def _wrap(text: str, indent: str = "  ") -> list[str]:
+    width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120) - 1)
+    return textwrap.wrap(text, width=width, initial_indent=indent,
+                         subsequent_indent=indent + "  ", break_on_hyphens=False)
+
+
+def render_text(result: ScanResult) -> str:
+    """nmap's table, with a LISTENER column and explanations under the ports."""
+    out = [f"Command: {shlex.join(result.command)}"]
+    with_version = result.type == "version"
+    headers = ("PORT", "STATE", "SERVICE", "LISTENER") + (("VERSION",) if with_version else ())
+    for host in result.hosts:
+        where = ("this machine: listeners from its own socket table" if host.local
+                 else "not this machine: no listener information")
+        out += ["", f"Nmap scan report for {host.address} ({where})"]
+        ports = [p for p in result.ports if p.address == host.address]
+        if ports:
+            rows: list[tuple[str, ...]] = []
+            for p in ports:
+                row = (f"{p.port}/{p.proto}", p.state, p.service,
+                       p.listener.label if p.listener else "-")
+                rows.append(row + ((p.version or "",) if with_version else ()))
+            lines = _table(rows, headers)
+            out.append(lines[0])
+            for line, p in zip(lines[1:], ports, strict=True):
+                out.append(line)
+                if p.explanation:
+                    out += _wrap(p.explanation)
+        out += [group.describe() for group in host.not_shown]
+    if result.error:
+        out += ["", result.error]
+    out += ["", f"Scanned in {result.duration:.2f} s"]
+    return "\n".join(out)
+
+
+def _json_ports(result: ScanResult) -> list[dict[str, object]]:
+    return [p.to_json() for p in result.ports]
+
+
+class _ProgressLine:
+    """``Scanning... 45% (3.2 s)`` on one rewritten line of a terminal's stderr."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, progress: ScanProgress) -> None:
+        task = f" {progress.task}" if progress.task else ""
+        sys.stderr.write(f"\rScanning{task}... {progress.percent:3.0f}% "
+                         f"({progress.elapsed:.1f} s)   ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.core.scan import (
+        DEFAULT_TIMEOUT,
+        NmapNotFound,
+        Scan,
+        ScanError,
+        ScanRequest,
+    )
+
+    try:
+        request = ScanRequest.create(args.target, args.ports, args.scan_type)
+    except ScanError as exc:
+        raise UsageError(str(exc)) from None
+    timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
+    progress = _ProgressLine() if (not args.json and sys.stderr.isatty()) else None
+    scan = Scan(request, timeout=timeout, on_progress=progress)
+    # The scan runs in its own thread; this one only waits. Ctrl-C, SIGTERM
+    # and SIGHUP cancel the scan (which kills nmap) instead of killing Python
+    # mid-way, which would leave nmap, in its own session, running.
+    stopped: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopped.append(signum)
+        scan.cancel()
+
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, stop) for sig in watched}
+    try:
+        scan.start()
+        result = None
+        while result is None:
+            result = scan.wait(0.2)
+    except NmapNotFound as exc:
+        sys.stderr.write(f"observatory scan: {exc}\n")
+        return 1
+    except ScanError as exc:  # the type needs root
+        raise UsageError(str(exc)) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if progress is not None:
+            progress.clear()
+    if stopped:
+        return 128 + stopped[0]
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        if result.error:
+            sys.stderr.write(f"observatory scan: {result.error}\n")
+    else:
+        print(render_text(result))
+    return 0 if result.ok else 1

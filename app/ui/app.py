@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import signal
 import threading
 import time
@@ -15,6 +16,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
+from textual.widgets import TabPane
 
 from app.core.interfaces import Interface, list_interfaces
 from app.core.model import SocketEvent
@@ -35,6 +37,16 @@ def styles_dir() -> Path:
 
 
 STYLES = styles_dir()
+
+# Instrument panels: (tab title, tab id, module, widget class). A panel with the
+# class "socket-aware" gets update_snapshot(snapshot, events) after each poll and
+# select_socket(socket) when the highlighted socket row changes.
+PANELS = (
+    ("Scan", "tab-scan", "app.ui.widgets.scan_panel", "ScanPanel"),
+    ("Bytes", "tab-bytes", "app.ui.widgets.bytes_panel", "BytesPanel"),
+    ("TCP states", "tab-machine", "app.ui.widgets.tcp_machine", "StateMachinePanel"),
+    ("Backlog", "tab-backlog", "app.ui.widgets.backlog", "BacklogPanel"),
+)
 
 
 class ObservatoryApp(App[None]):
@@ -161,8 +173,15 @@ class ObservatoryApp(App[None]):
 
     # -- used by the main screen ------------------------------------------------------
     def extra_tabs(self) -> Iterable[Widget]:
-        """More tabs for the side column (scan, tools); none yet."""
-        return []
+        """The side column's instrument tabs: scan, bytes, TCP states, backlog."""
+        for title, tab_id, module_name, class_name in PANELS:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                continue
+            yield TabPane(title, getattr(module, class_name)(), id=tab_id)
 
     def last_poll_duration(self) -> float:
         return self.poller.last_duration

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import (
@@ -56,7 +56,7 @@ NARROW = 110  # columns: below this the side column goes under the tables
 
 
 class MainScreen(Screen[None]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding(key, action, description, id=action, tooltip=tooltip)
         for key, action, description, tooltip in (
             ("q", "quit", "Quit", "Quit (asks about running lab processes)"),
@@ -75,6 +75,14 @@ class MainScreen(Screen[None]):
             ("o", "sort", "Sort", "Sort the focused table by its next column"),
             ("t", "theme", "Theme", "Switch the default and projector themes"),
             ("O", "scenario", "Scenario", "Load a scenario file"),
+            ("z", "zoom", "Zoom", "Give the side column the whole screen, or not"),
+        )
+    ] + [
+        Binding(key, f"tab('{tab}')", title, id=tab, tooltip=f"Show the {title} tab")
+        for key, tab, title in (
+            ("s", "tab-scan", "Scan"), ("b", "tab-bytes", "Bytes"),
+            ("m", "tab-machine", "TCP states"), ("w", "tab-backlog", "Backlog"),
+            ("e", "tab-events", "Events"), ("i", "tab-interfaces", "Interfaces"),
         )
     ]
 
@@ -89,6 +97,7 @@ class MainScreen(Screen[None]):
         self.frozen = False
         self.poll_error: str | None = None
         self.selected_process: str | None = None
+        self._last_selected: Socket | None = None
 
     @property
     def oapp(self) -> ObservatoryApp:
@@ -165,6 +174,8 @@ class MainScreen(Screen[None]):
         self.marked = {m.key: m for m in marked}
         with self.app.batch_update():
             self._show_sockets(marked)
+            for aware in self.query(".socket-aware"):
+                aware.update_snapshot(result.snapshot, result.events)  # type: ignore[attr-defined]
             panel = self.query_one("#events", EventsPanel)
             panel.record_counts(result.snapshot.counts())
             if result.events:
@@ -198,8 +209,7 @@ class MainScreen(Screen[None]):
         rows = []
         for p in self.processes:
             cpu = "" if p.cpu_percent is None else f"{p.cpu_percent:.0f}%"
-            state = Text(p.state, style="bold" if p.running else "italic")
-            rows.append(TableRow(p.name, (p.name, str(p.pid or ""), state, cpu, p.command_line)))
+            rows.append(TableRow(p.name, (p.name, str(p.pid or ""), p.state, cpu, p.command_line)))
         table = self.query_one("#processes", KeyedTable)
         table.apply(rows)
         table.border_title = f"Lab processes · {sum(p.running for p in self.processes)} running"
@@ -236,7 +246,7 @@ class MainScreen(Screen[None]):
     # -- status lines -------------------------------------------------------------
     def _update_status(self) -> None:
         snap = self.snapshot
-        parts = [Text("Connection Observatory", style="bold")]
+        parts = [Text("Observatory", style="bold")]
         if snap is not None:
             counts = snap.counts()
             for state in ("LISTEN", "ESTABLISHED", "TIME_WAIT"):
@@ -272,6 +282,10 @@ class MainScreen(Screen[None]):
 
     def _update_why(self) -> None:
         sock = self._focused_socket()
+        if sock is not None and sock is not self._last_selected:
+            self._last_selected = sock
+            for aware in self.query(".socket-aware"):
+                aware.select_socket(sock)  # type: ignore[attr-defined]
         why = self.query_one("#why", Static)
         if sock is None:
             kinds = {m.sock.owner for m in self.marked.values()} - {"process"}
@@ -314,6 +328,8 @@ class MainScreen(Screen[None]):
 
     # -- actions ------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "tab":
+            return bool(self.query(f"#{parameters[0]}")) or None
         if action in ("kill", "kill9"):
             return self._kill_target() is not None or None
         if action == "restart":
@@ -456,6 +472,12 @@ class MainScreen(Screen[None]):
         nxt = cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else keys[0]
         self._set_options(sort=nxt)
         self.notify(f"Sorted by {nxt}" if nxt else "Natural order: connection pairs together")
+
+    def action_tab(self, tab_id: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab_id
+
+    def action_zoom(self) -> None:
+        self.toggle_class("-zoom")
 
     def action_theme(self) -> None:
         self.oapp.toggle_theme()

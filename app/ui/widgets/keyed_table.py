@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
@@ -93,6 +94,17 @@ class KeyedTable(DataTable[Cell]):
             self._data.pop(row_key, None)
             del self._cells[key]
         self._require_update_dimensions = True
+
+    def _update_dimensions(self, new_rows: Any) -> None:
+        # DataTable measures new rows on idle; lines rendered before that were cached
+        # at the old column widths (cells showed cut, e.g. "2759/tcp-se"). Widths may
+        # have grown: drop those lines.
+        before = [c.content_width for c in self.ordered_columns]
+        super()._update_dimensions(new_rows)
+        if [c.content_width for c in self.ordered_columns] != before:
+            self._update_count += 1
+            self._clear_caches()
+            self.refresh()
 
     def _reorder(self, keys: list[str]) -> None:
         if keys == self._order:

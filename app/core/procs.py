@@ -513,9 +513,9 @@ class ProcessManager:
             self._records.pop(name, None)  # a relaunch goes to the end of the list
             self._records[name] = record
             env[ENV_PARENT_PID] = str(os.getpid())
-            env.setdefault("PYTHONIOENCODING", "utf-8")
             pass_fds: tuple[int, ...] = ()
             if builtin:
+                env.setdefault("PYTHONIOENCODING", "utf-8")
                 read_end = self._lifeline_read_end()
                 env[ENV_LIFELINE_FD] = str(read_end)
                 pass_fds = (read_end,)

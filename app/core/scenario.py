@@ -114,7 +114,7 @@ def _kind(value: object) -> str:
 def _as_words(value: object, what: str) -> tuple[list[str] | None, str | None]:
     """A TOML list of text (whole numbers accepted, as text) -> list[str], or an error."""
     if not isinstance(value, list):
-        return None, f"must be a list of {what}, like [\"6000\"], not {_kind(value)}"
+        return None, f'must be a list of {what}, like ["6000"], not {_kind(value)}'
     out: list[str] = []
     for position, item in enumerate(value, start=1):
         if isinstance(item, str):
@@ -189,7 +189,7 @@ def parse_scenario(
             near = difflib.get_close_matches(key, ["process"], n=1)
             suggestion = " (did you mean [[process]]?)" if near else ""
             errors.append(
-                f"{label}: key {key!r}: unknown; a scenario holds only [[process]] tables"
+                f'{label}: key "{key}": unknown; a scenario holds only [[process]] tables'
                 f"{suggestion}"
             )
     tables = data.get("process")
@@ -202,7 +202,7 @@ def parse_scenario(
         )
         raise ScenarioError(errors)
     if not isinstance(tables, list) or not tables:
-        errors.append(f"{label}: \"process\" must be a list of [[process]] tables")
+        errors.append(f'{label}: "process" must be a list of [[process]] tables')
         raise ScenarioError(errors)
 
     entries: list[ScenarioEntry] = []
@@ -217,17 +217,17 @@ def parse_scenario(
         name: str | None = None
         if raw_name is None:
             where = f"{label}: process #{index}"
-            entry_errors.append(f"{where}: key \"name\": missing (every process needs a name)")
+            entry_errors.append(f'{where}: key "name": missing (every process needs a name)')
         elif not isinstance(raw_name, str):
             where = f"{label}: process #{index}"
-            entry_errors.append(f"{where}: key \"name\": must be text, not {_kind(raw_name)}")
+            entry_errors.append(f'{where}: key "name": must be text, not {_kind(raw_name)}')
         else:
-            where = f"{label}: process #{index} \"{raw_name}\""
+            where = f'{label}: process #{index} "{raw_name}"'
             if not NAME_PATTERN.fullmatch(raw_name):
-                entry_errors.append(f"{where}: key \"name\": {NAME_RULE}")
+                entry_errors.append(f'{where}: key "name": {NAME_RULE}')
             elif raw_name in seen:
                 entry_errors.append(
-                    f"{where}: key \"name\": \"{raw_name}\" is already the name of "
+                    f'{where}: key "name": "{raw_name}" is already the name of '
                     f"process #{seen[raw_name]}"
                 )
             else:
@@ -242,9 +242,7 @@ def parse_scenario(
         for key in table:
             if key not in ENTRY_KEYS:
                 close = difflib.get_close_matches(key, ENTRY_KEYS, n=1)
-                hint = f"did you mean \"{close[0]}\"?" if close else "known: " + ", ".join(
-                    ENTRY_KEYS
-                )
+                hint = f'did you mean "{close[0]}"?' if close else "known: " + ", ".join(ENTRY_KEYS)
                 problem(key, f"unknown key ({hint})")
 
         has_program = "program" in table
@@ -255,18 +253,18 @@ def parse_scenario(
         if has_program and has_command:
             problem(
                 "command",
-                "give either \"program\" (a built-in) or \"command\" (any program), not both",
+                'give either "program" (a built-in) or "command" (any program), not both',
             )
         elif not has_program and not has_command:
             problem(
                 "program",
-                "missing: give \"program\" (a built-in such as tcp-server) "
-                "or \"command\" (any program, as a list)",
+                'missing: give "program" (a built-in such as tcp-server) '
+                'or "command" (any program, as a list)',
             )
         elif has_program:
             raw_program = table["program"]
             if not isinstance(raw_program, str):
-                problem("program", f"must be text like \"tcp-server\", not {_kind(raw_program)}")
+                problem("program", f'must be text like "tcp-server", not {_kind(raw_program)}')
             else:
                 program = raw_program
             if "args" in table:
@@ -303,7 +301,7 @@ def parse_scenario(
             if "args" in table:
                 problem(
                     "args",
-                    "only goes with \"program\"; put a command's arguments inside \"command\"",
+                    'only goes with "program"; put a command\'s arguments inside "command"',
                 )
 
         delay = 0.0
@@ -316,7 +314,7 @@ def parse_scenario(
             else:
                 delay = float(raw_delay)
 
-        entry_errors.extend(f"{where}: key \"{key}\": {words}" for key, words in problems)
+        entry_errors.extend(f'{where}: key "{key}": {words}' for key, words in problems)
         errors.extend(entry_errors)
         if not entry_errors and name is not None:
             entries.append(
@@ -334,9 +332,7 @@ def parse_scenario(
     return Scenario(path=path or Path(label), entries=tuple(entries))
 
 
-def load_scenario(
-    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
-) -> Scenario:
+def load_scenario(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Scenario:
     """Read and check a scenario file.
 
     Raises:

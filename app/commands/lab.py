@@ -1,0 +1,222 @@
+"""``observatory lab``: run the lecture's programs from the command line.
+
+* ``lab run PROGRAM ARGS...``  one built-in in the foreground (``tcp-server 6000``);
+* ``lab up FILE``              every process of a scenario file, output prefixed by name;
+* ``lab check FILE``           check a scenario file without starting anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import TextIO
+
+from app.cliutil import OneLineParser, UsageError
+
+# After a stop request, processes get this long to end before SIGKILL.
+STOP_GRACE = 5.0
+
+
+def add_parser(subparsers: argparse._SubParsersAction[OneLineParser]) -> None:
+    parser = subparsers.add_parser(
+        "lab",
+        help="run the lecture's lab programs (one, or a whole scenario file)",
+        description="Run built-in lab programs, alone or from a scenario file.",
+    )
+    sub = parser.add_subparsers(dest="lab_command", metavar="ACTION", parser_class=OneLineParser)
+    run = sub.add_parser(
+        "run",
+        help="run one built-in program in the foreground",
+        description="Run one built-in lab program in the foreground, e.g. "
+        "`observatory lab run tcp-server 6000 --bind 0.0.0.0`.",
+    )
+    run.add_argument(
+        "program", metavar="PROGRAM", nargs="?", help="tcp-server, tcp-client, udp-server, ..."
+    )
+    run.add_argument(
+        "args", metavar="ARGS", nargs=argparse.REMAINDER, help="the program's own arguments"
+    )
+    up = sub.add_parser(
+        "up",
+        help="start every process of a scenario file; Ctrl+C stops them all",
+        description="Check a scenario file, start every process it lists, show their "
+        "output prefixed by name, and stop them all on Ctrl+C (SIGINT), SIGTERM or SIGHUP.",
+    )
+    up.add_argument(
+        "file", metavar="FILE", help="a scenario file (TOML), e.g. scenarios/session4.toml"
+    )
+    check = sub.add_parser(
+        "check",
+        help="check a scenario file without starting anything",
+    )
+    check.add_argument("file", metavar="FILE", help="a scenario file (TOML)")
+
+
+def run(args: argparse.Namespace) -> int:
+    action = getattr(args, "lab_command", None)
+    if action == "run":
+        return run_program(args.program, list(args.args))
+    if action == "up":
+        return up(args.file)
+    if action == "check":
+        return check(args.file)
+    raise UsageError("choose what to do: run PROGRAM ARGS..., up FILE or check FILE")
+
+
+# ----------------------------------------------------------------------- run
+
+
+def run_program(program: str | None, program_args: list[str]) -> int:
+    """Run a built-in in this process (same pid, so ps shows what you started)."""
+    import importlib
+
+    from app.labs import PROGRAMS, LabUsageError, validate
+
+    if program is None or program.startswith("-"):
+        raise UsageError(f"give a PROGRAM first ({', '.join(PROGRAMS)}), then its arguments")
+    if program in PROGRAMS and ("-h" in program_args or "--help" in program_args):
+        return int(importlib.import_module(PROGRAMS[program]).main(program_args))  # its help
+    try:
+        validate(program, program_args)
+    except LabUsageError as exc:
+        raise UsageError(str(exc)) from None
+    module = importlib.import_module(PROGRAMS[program])
+    return int(module.main(program_args))
+
+
+# --------------------------------------------------------------------- check
+
+
+def _print_errors(errors: tuple[str, ...] | list[str], label: str) -> None:
+    for line in errors:
+        sys.stderr.write(line + "\n")
+    count = len(errors)
+    sys.stderr.write(
+        f"observatory lab: {label}: {count} mistake{'s' if count != 1 else ''}, "
+        "nothing was started\n"
+    )
+
+
+def check(path: str) -> int:
+    from app.core.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as exc:
+        _print_errors(exc.errors, path)
+        return 2
+    count = len(scenario.entries)
+    print(f"{path}: {count} process{'es' if count != 1 else ''}, ready to start")
+    for entry in scenario.entries:
+        delay = f"  (after {entry.delay:g} s)" if entry.delay else ""
+        print(f"  {entry.name}: {entry.command_line}{delay}")
+    return 0
+
+
+# ------------------------------------------------------------------------ up
+
+
+class _Printer:
+    """Writes ``[name] text`` lines, names padded to one width; thread-safe."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.width = max((len(n) for n in names), default=0) + 2
+        self.lock = threading.Lock()
+
+    def line(self, name: str, text: str) -> None:
+        self._write(sys.stdout, f"{'[' + name + ']':<{self.width}} {text}\n")
+
+    def note(self, text: str) -> None:
+        self._write(sys.stderr, f"observatory lab up: {text}\n")
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        with self.lock:
+            try:
+                stream.write(text)
+                stream.flush()
+            except (OSError, ValueError):
+                pass  # our reader went away (a closed pipe): keep stopping cleanly
+
+
+def up(path: str) -> int:
+    """Check, start, stream, stop. Exit 0 when every process ended well."""
+    from app.core.procs import (
+        LaunchError,
+        OutputLine,
+        ProcessEvent,
+        ProcessExited,
+        ProcessManager,
+        ProcessStarted,
+    )
+    from app.core.scenario import ScenarioError, load_scenario, start_scenario
+
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as exc:
+        _print_errors(exc.errors, path)
+        return 2
+
+    printer = _Printer(scenario.names)
+    commands = {e.name: e.command_line for e in scenario.entries}
+
+    def on_event(event: ProcessEvent) -> None:
+        if isinstance(event, OutputLine):
+            printer.line(event.name, event.text)
+        elif isinstance(event, ProcessStarted):
+            printer.line(event.name, f"started (pid {event.pid}): {commands.get(event.name, '')}")
+        elif isinstance(event, ProcessExited):
+            printer.line(event.name, event.state)
+
+    stop = threading.Event()
+    signals_seen: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signals_seen.append(signum)
+        stop.set()
+
+    previous = {
+        sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    manager = ProcessManager()
+    manager.subscribe(on_event)
+    launch_failed = False
+    try:
+        try:
+            start_scenario(manager, scenario, stop=stop)
+        except LaunchError as exc:
+            printer.note(f"could not start everything: {exc}; stopping the others")
+            launch_failed = True
+            stop.set()
+        stopping_since: float | None = None
+        killed = False
+        signals_at_stop = 0
+        while not manager.wait_all(timeout=0.1):
+            now = time.monotonic()
+            if stop.is_set() and stopping_since is None:
+                why = f"got {signal.Signals(signals_seen[-1]).name}" if signals_seen else "stopping"
+                printer.note(f"{why}: stopping every process (SIGTERM)")
+                manager.kill_all(signal.SIGTERM)
+                stopping_since = now
+                signals_at_stop = len(signals_seen)
+            elif (
+                stopping_since is not None
+                and not killed
+                and (now - stopping_since > STOP_GRACE or len(signals_seen) > signals_at_stop)
+            ):
+                printer.note("some did not stop: SIGKILL")
+                manager.kill_all(signal.SIGKILL)
+                killed = True
+    finally:
+        manager.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    infos = manager.processes()
+    bad = [i for i in infos if not i.ended_well]
+    if bad:
+        listed = ", ".join(f"{i.name} ({i.state})" for i in bad)
+        printer.note(f"did not end well: {listed}")
+    return 1 if bad or launch_failed else 0

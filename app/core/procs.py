@@ -548,10 +548,10 @@ class ProcessManager:
                 record.cpu_last = (time.monotonic(), float(times.user + times.system))
             except psutil.Error:
                 record.ps = None
-            closed = self._closed
+            if self._closed:  # shutdown() ran while we were starting: do not leave it behind
+                with contextlib.suppress(ProcessError):
+                    self._signal_group(record, signal.SIGKILL)
             self._changed.notify_all()
-        if closed:  # shutdown() ran while we were starting: do not leave it behind
-            self._signal_group(record, signal.SIGKILL)
         self._emit(
             ProcessStarted(name, popen.pid, record.argv, program, record.started_at or time.time())
         )
@@ -613,15 +613,15 @@ class ProcessManager:
         pending = bytearray()
         skipping = False  # inside a line already cut: drop until its newline
         pid = record.pid or 0
+        poller = select.poll()  # not select(): descriptors may be numbered above 1024
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         try:
             while True:
-                if pending:
-                    # A prompt without a newline: show it if nothing follows soon.
-                    ready, _, _ = select.select([fd], [], [], 0.5)
-                    if not ready:
-                        self._add_line(record, pid, stream, bytes(pending), cut=False)
-                        pending.clear()
-                        continue
+                # A prompt without a newline: show it if nothing follows soon.
+                if pending and not poller.poll(500):
+                    self._add_line(record, pid, stream, bytes(pending), cut=False)
+                    pending.clear()
+                    continue
                 try:
                     data = os.read(fd, 65536)
                 except OSError:

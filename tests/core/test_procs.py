@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -384,3 +385,40 @@ def test_kill_foreign_refusal_in_words_when_the_os_says_no() -> None:
     finally:
         victim.kill()
         victim.wait()
+
+
+def test_children_survive_the_short_lived_thread_that_asked_for_them(
+    manager: ProcessManager,
+) -> None:
+    # PR_SET_PDEATHSIG fires when the *thread* that forked ends. A UI launches
+    # from short-lived workers: the manager's own launcher thread must fork.
+    result: list[object] = []
+
+    def worker() -> None:
+        result.append(manager.launch_builtin("srv", "tcp-server", [str(free_port())]))
+        result.append(manager.launch_command("cmd", ["sleep", "1000"]))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert len(result) == 2
+    wait_until(lambda: any("Listening" in line for line in manager.output("srv")))
+    time.sleep(0.5)  # a parent-death signal would have arrived by now
+    assert [p.state for p in manager.processes()] == ["running", "running"]
+
+
+def test_signal_handlers_only_from_the_main_thread(manager: ProcessManager) -> None:
+    errors: list[Exception] = []
+
+    def worker() -> None:
+        try:
+            manager.install_signal_handlers()
+        except ProcessError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert [str(e) for e in errors] == [
+        "signal handlers can only be installed from the main thread"
+    ]

@@ -1,0 +1,176 @@
+"""Pilot tests of the dashboard's flows with the real parts: sockets, processes, manager."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+
+import psutil
+import pytest
+
+from app.core.procs import ProcessManager
+from app.core.sockets import ProcNetSource
+from app.ui.app import ObservatoryApp
+from app.ui.screens.dialogs import ConfirmDialog
+from app.ui.screens.launch import LaunchDialog
+from app.ui.widgets.keyed_table import KeyedTable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rows(app: ObservatoryApp, table_id: str) -> list[str]:
+    table = app.screen.query_one(f"#{table_id}", KeyedTable)
+    return [" ".join(str(c) for c in cells) for cells in table._cells.values()]
+
+
+async def until(pilot, predicate: Callable[[], object], timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not met within {timeout} s")
+        await pilot.pause(0.05)
+
+
+@pytest.fixture
+async def dashboard() -> AsyncIterator[tuple[ObservatoryApp, ProcessManager]]:
+    manager = ProcessManager(register_atexit=False)
+    app = ObservatoryApp(ProcNetSource(), manager, interval=0.2)
+    try:
+        yield app, manager
+    finally:
+        manager.shutdown()
+
+
+async def launch_server(pilot, port: int) -> None:  # type: ignore[no-untyped-def]
+    await pilot.press("l")
+    await until(pilot, lambda: isinstance(pilot.app.screen, LaunchDialog))
+    dialog = pilot.app.screen
+    dialog.query_one("#port").value = str(port)
+    await pilot.pause()
+    await pilot.click("#launch")
+
+
+async def test_launch_server_then_client_then_kill(dashboard) -> None:  # type: ignore[no-untyped-def]
+    app, manager = dashboard
+    port = free_port()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await launch_server(pilot, port)
+        await until(pilot, lambda: any(f"127.0.0.1:{port}" in r and "tcp-server" in r
+                                       for r in rows(app, "listen")))
+        server = manager.get("server1")
+        assert any(f"{server.pid}/tcp-server" in r for r in rows(app, "listen"))
+
+        # A client: the ESTABLISHED pair appears, both ends, next to each other.
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LaunchDialog))
+        app.screen.query_one("#program").value = "tcp-client"
+        await pilot.pause()
+        app.screen.query_one("#port").value = str(port)
+        await pilot.pause()
+        await pilot.click("#launch")
+        await until(pilot, lambda: len([r for r in rows(app, "established")
+                                        if f":{port}" in r]) == 2)
+        client = manager.get("client1")
+        est = [r for r in rows(app, "established") if f":{port}" in r]
+        assert any(f"{client.pid}/tcp-client" in r for r in est)
+        assert any(f"{server.pid}/tcp-server" in r for r in est)
+
+        # Kill the server from the process table: its rows go and the event shows.
+        table = app.screen.query_one("#processes", KeyedTable)
+        table.focus()
+        table.move_cursor(row=table.get_row_index("server1"))
+        await pilot.pause()
+        await pilot.press("k")
+        await until(pilot, lambda: not any(f"127.0.0.1:{port}" in r and "GONE" not in r
+                                           for r in rows(app, "listen")))
+        await until(pilot, lambda: "server1 (pid" in app.screen.timeline.render().plain)
+        events = app.screen.timeline.render().plain
+        assert f"server1 (pid {server.pid})" in events and "by SIGTERM" in events
+        assert f"LISTEN closed tcp 127.0.0.1:{port}" in events
+        assert "by SIGTERM" in " ".join(rows(app, "processes"))
+        await until(pilot, lambda: not psutil.pid_exists(server.pid)
+                    or psutil.Process(server.pid).status() == psutil.STATUS_ZOMBIE)
+
+
+async def test_filter_and_freeze(dashboard, sockets) -> None:  # type: ignore[no-untyped-def]
+    app, _ = dashboard
+    a = socket.socket()
+    sockets.append(a)
+    a.bind(("127.0.0.1", 0))
+    a.listen()
+    port_a = a.getsockname()[1]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: any(f":{port_a}" in r for r in rows(app, "listen")))
+        await pilot.press("slash")
+        await pilot.press(*str(port_a))
+        await until(pilot, lambda: rows(app, "listen")
+                    and all(f"{port_a}" in r for r in rows(app, "listen")))
+        await pilot.press("enter")
+        app.screen.query_one("#filter").value = ""
+        await pilot.pause()
+
+        await pilot.press("space")  # freeze: a new listener must not appear
+        assert "FROZEN" in str(app.screen.query_one("#status").render())
+        b = socket.socket()
+        sockets.append(b)
+        b.bind(("127.0.0.1", 0))
+        b.listen()
+        port_b = b.getsockname()[1]
+        await asyncio.sleep(0.8)
+        await pilot.pause()
+        assert not any(f":{port_b}" in r for r in rows(app, "listen"))
+        await pilot.press("space")
+        await until(pilot, lambda: any(f":{port_b}" in r for r in rows(app, "listen")))
+
+
+async def test_killing_a_foreign_owner_asks_first(dashboard) -> None:  # type: ignore[no-untyped-def]
+    app, _ = dashboard
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen();"
+         "print(s.getsockname()[1], flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
+        async with app.run_test(size=(120, 40)) as pilot:
+            key = f"tcp 127.0.0.1:{port} *"
+            table = app.screen.query_one("#listen", KeyedTable)
+            await until(pilot, lambda: key in table._cells)
+            table.focus()
+            table.move_cursor(row=table.get_row_index(key))
+            await pilot.pause()
+            await pilot.press("k")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            body = str(app.screen.query_one("#dialog-body").render())
+            assert f"pid {holder.pid}" in body and "root" in body or os.geteuid() != 0
+            assert "was not started by the observatory" in body
+            await pilot.press("escape")  # no: nothing is sent
+            await pilot.pause(0.3)
+            assert holder.poll() is None
+            await pilot.press("k")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            await pilot.click("#yes")
+            await until(pilot, lambda: holder.poll() is not None)
+            assert holder.returncode == -signal.SIGTERM
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
+
+
+async def test_unknown_theme_is_refused_in_words() -> None:
+    out = subprocess.run([sys.executable, "-m", "app", "--theme", "nosuch"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "nosuch" in out.stderr and "projector" in out.stderr

@@ -10,7 +10,7 @@ from app.cliutil import OneLineParser, UsageError
 
 # Sub-command name -> module under app.commands. Each module provides
 # add_parser(subparsers) and run(args) -> int.
-COMMANDS = ("snapshot", "lab", "scan", "sockaddr", "endian", "serve")
+COMMANDS = ("snapshot", "lab", "scan", "sockaddr", "endian", "record", "serve")
 
 
 def build_parser() -> OneLineParser:
@@ -48,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `observatory snapshot | head`: the reader left; that is not an error.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -42,17 +42,22 @@ def run(args: argparse.Namespace) -> int:
                          "`observatory snapshot`")
 
     from app.core.procs import ProcessManager
+    from app.core.record import try_start
     from app.core.sockets import ProcNetSource
     from app.ui.app import ObservatoryApp
 
+    recorder, warning = try_start()
     manager = ProcessManager()
     try:
         app = ObservatoryApp(ProcNetSource(), manager, interval=args.interval,
-                             theme_name=args.theme, scenario=scenario)
+                             theme_name=args.theme, scenario=scenario, recorder=recorder,
+                             record_warning=warning)
         app.run()
         return app.return_code or 0
     finally:
         manager.shutdown()
+        if recorder is not None:
+            recorder.close()
 
 
 def _served() -> bool:

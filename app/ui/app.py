@@ -80,6 +80,7 @@ class ObservatoryApp(App[None]):
         clock: Callable[[], float] = time.time,
         poll: bool = True,
         recorder: Any = None,
+        record_warning: str | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -92,6 +93,7 @@ class ObservatoryApp(App[None]):
         self.clock = clock
         self._poll_enabled = poll
         self.recorder = recorder
+        self.record_warning = record_warning
         self._unsubscribe: Callable[[], None] | None = None
         self._observatory_loop: asyncio.AbstractEventLoop | None = None
         self.poller = Poller(
@@ -124,6 +126,8 @@ class ObservatoryApp(App[None]):
             self.poller.start()
         if self.scenario is not None:
             self._start_scenario(self.scenario)
+        if self.record_warning:
+            self.notify(self.record_warning, title="Not recording", severity="warning")
 
     def _on_signal(self, sig: int) -> None:
         # Textual's driver does not handle SIGTERM/SIGHUP: stop children and leave.
@@ -205,11 +209,26 @@ class ObservatoryApp(App[None]):
 
     def record_event(self, event: SocketEvent) -> None:
         if self.recorder is not None:
-            self.recorder.record_socket_event(event)
+            self.recorder.record_event(event)
 
     def record_process_event(self, event: Any) -> None:
-        if self.recorder is not None:
-            self.recorder.record_process_event(event)
+        """Starts and exits go to the session record (output lines stay in the panel)."""
+        if self.recorder is not None and type(event).__name__ != "OutputLine":
+            data = {k: getattr(event, k) for k in event.__dataclass_fields__}
+            kind = "started" if type(event).__name__ == "ProcessStarted" else "exited"
+            self.recorder.record_process(data, kind=kind)
+
+    def save_screen(self) -> None:
+        """Save an SVG screenshot next to the session record (or in the working folder)."""
+        folder = self.recorder.path.parent if self.recorder is not None else Path.cwd()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            path = self.save_screenshot(filename=f"observatory-{stamp}.svg", path=str(folder))
+        except OSError as exc:
+            self.notify(f"Could not save the screenshot in {folder}: {exc.strerror}",
+                        severity="error")
+            return
+        self.notify(f"Screenshot saved: {path}", timeout=8)
 
     def process_output(self, name: str) -> list[str]:
         if self.manager is None:

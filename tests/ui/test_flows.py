@@ -174,3 +174,26 @@ async def test_unknown_theme_is_refused_in_words() -> None:
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "nosuch" in out.stderr and "projector" in out.stderr
+
+
+async def test_session_record_and_screenshot(tmp_path, sockets) -> None:  # type: ignore[no-untyped-def]
+    from app.core.record import SessionRecorder, read_session
+
+    recorder = SessionRecorder.start(tmp_path)
+    app = ObservatoryApp(ProcNetSource(), None, interval=0.2, recorder=recorder)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)  # a first poll, so the listener below is a change
+        s = socket.socket()
+        sockets.append(s)
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        await until(pilot, lambda: any(f":{port}" in r for r in rows(app, "listen")))
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: list(tmp_path.glob("observatory-*.svg")))
+    recorder.close()
+    entries = read_session(recorder.path).entries
+    assert any(e.get("kind") == "listener-opened" and f"127.0.0.1:{port}" in str(e.get("text"))
+               for e in entries)
+    svg = next(tmp_path.glob("observatory-*.svg")).read_text()
+    assert "LISTEN" in svg

@@ -56,7 +56,7 @@ NARROW = 110  # columns: below this the side column goes under the tables
 
 
 class MainScreen(Screen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [
+    BINDINGS: ClassVar[list[BindingType]] = [  # type: ignore[assignment]
         Binding(key, action, description, id=action, tooltip=tooltip)
         for key, action, description, tooltip in (
             ("q", "quit", "Quit", "Quit (asks about running lab processes)"),
@@ -76,6 +76,7 @@ class MainScreen(Screen[None]):
             ("t", "theme", "Theme", "Switch the default and projector themes"),
             ("O", "scenario", "Scenario", "Load a scenario file"),
             ("z", "zoom", "Zoom", "Give the side column the whole screen, or not"),
+            ("ctrl+s", "screenshot", "Screenshot", "Save an SVG screenshot for a handout"),
         )
     ] + [
         Binding(key, f"tab('{tab}')", title, id=tab, tooltip=f"Show the {title} tab")
@@ -143,6 +144,9 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#output", RichLog).border_title = "output"
         self.query_one("#events-mini", Static).border_title = "Events (newest first)"
+        if self.oapp.recorder is not None:
+            self.query_one("#events", EventsPanel).border_subtitle = (
+                f"recording to {self.oapp.recorder.path}")
         self.query_one("#filter", Input).display = False
         self.query_one("#listen", KeyedTable).focus()
         self._layout_for(self.size.width)
@@ -475,6 +479,9 @@ class MainScreen(Screen[None]):
 
     def action_tab(self, tab_id: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab_id
+
+    def action_screenshot(self) -> None:
+        self.oapp.save_screen()
 
     def action_zoom(self) -> None:
         self.toggle_class("-zoom")

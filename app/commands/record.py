@@ -1,0 +1,40 @@
+"""``observatory record``: the session records the dashboard writes, and handouts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.cliutil import UsageError
+
+HELP = "list session records, or export one to Markdown or CSV for a handout"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("record", help=HELP, description=HELP)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True,
+                               parser_class=type(p))
+    actions.add_parser("list", help="the session files, newest last")
+    export = actions.add_parser("export", help="write FILE.jsonl as Markdown or CSV")
+    export.add_argument("file", metavar="FILE", help="a session file (.jsonl)")
+    export.add_argument("--format", choices=("md", "csv"), default="md")
+    export.add_argument("--out", metavar="PATH", help="where to write (default: beside FILE)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.core.record import RecordError, export_session, sessions_dir
+
+    if args.action == "list":
+        folder = sessions_dir()
+        files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+        if not files:
+            print(f"no session records yet in {folder}")
+        for f in files:
+            print(f)
+        return 0
+    try:
+        path = export_session(args.file, args.format, args.out)
+    except RecordError as exc:
+        raise UsageError(str(exc)) from None
+    sys.stdout.write(f"{path}\n")
+    return 0

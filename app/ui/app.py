@@ -203,6 +203,10 @@ class ObservatoryApp(App[None]):
     def interfaces_now(self) -> list[Interface]:
         return self._interfaces or self._interfaces_fn()
 
+    def watch_theme(self, theme: str) -> None:
+        # Lets the style sheets give the projector brighter frames than any theme variable.
+        self.set_class(theme == "projector", "-projector")
+
     def toggle_theme(self) -> None:
         self.theme = DEFAULT_THEME if self.theme == "projector" else "projector"
         self.notify(f"Theme: {self.theme}")

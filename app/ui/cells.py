@@ -16,11 +16,13 @@ GONE_STYLE = "bold #E69F00"
 KERNEL_STYLE = "italic"
 HIDDEN_STYLE = "italic"
 
+# Column order follows the tools: netstat -tulpn for LISTEN, ss for ESTABLISHED. The
+# user, the full command line and why a row has no pid are on the line under the
+# tables for the highlighted row (a projected table must stay narrow).
 LISTEN_COLUMNS = [("", "mark"), ("Proto", "proto"), ("Local address", "local"),
-                  ("Service", "service"), ("PID/Program", "owner"), ("Queue", "queue"),
-                  ("User", "user")]
+                  ("Service", "service"), ("PID/Program", "owner"), ("Queue", "queue")]
 ESTABLISHED_COLUMNS = [("", "mark"), ("Proto", "proto"), ("Local", "local"), ("Peer", "peer"),
-                       ("PID/Program", "owner"), ("Service", "service")]
+                       ("PID/Program", "owner")]
 OTHER_COLUMNS = [("", "mark"), ("Proto", "proto"), ("State", "state"), ("Local", "local"),
                  ("Peer", "peer"), ("PID/Program", "owner")]
 UDP_COLUMNS = [("", "mark"), ("Proto", "proto"), ("Local", "local"), ("Peer", "peer"),
@@ -44,8 +46,14 @@ def owner_cell(sock: Socket) -> Cell:
     return label
 
 
+SERVICE_WIDTH = 10
+
+
 def _service(sock: Socket, options: ViewOptions) -> str:
-    return "" if options.numeric else (sock.service or "-")
+    if options.numeric:
+        return ""
+    name = sock.service or "-"
+    return name if len(name) <= SERVICE_WIDTH else name[: SERVICE_WIDTH - 1] + "…"
 
 
 def _cell_value(key: str, sock: Socket, options: ViewOptions) -> Cell:
@@ -61,8 +69,6 @@ def _cell_value(key: str, sock: Socket, options: ViewOptions) -> Cell:
         return owner_cell(sock)
     if key == "queue":
         return Text(backlog_text(sock), style="bold") if sock.recv_q else ""
-    if key == "user":
-        return sock.user or "-"
     if key == "state":
         return sock.state
     return ""
@@ -83,8 +89,6 @@ def _user_sort(column: str) -> Callable[[Marked], tuple[object, ...]]:
             return (s.service or "~", s.local_port)
         if column == "state":
             return (s.state, s.local_port)
-        if column == "user":
-            return (s.user or "~",)
         if column == "queue":
             return (-s.recv_q,)
         return (m.mark,)

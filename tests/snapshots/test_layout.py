@@ -12,7 +12,7 @@ import time
 import pytest
 
 from app.ui.app import ObservatoryApp
-from tests.ui.fakes import T0, FakeManager, FakeSource, PROCESSES, lecture_results
+from tests.ui.fakes import PROCESSES, T0, FakeManager, FakeSource, lecture_results
 
 
 @pytest.fixture(autouse=True)

@@ -87,7 +87,7 @@ def _in_words(exc: OSError, what: str, path: Path) -> str:
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exceeded",
         errno.ENOTDIR: "a part of the path is a file, not a directory",
-        errno.ENOENT: "the directory does not exist",
+        errno.ENOENT: "no such file or folder",
         errno.EISDIR: "it is a directory",
     }
     reason = reasons.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()

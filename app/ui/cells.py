@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from rich.text import Text
 
@@ -96,25 +97,60 @@ def _user_sort(column: str) -> Callable[[Marked], tuple[object, ...]]:
     return key
 
 
+MAX_ROWS = 1000  # per table: more is unreadable, and DataTable measures every row it gets
+
+
+@dataclass
+class RowCache:
+    """Cells and sort keys of the last build, by socket key.
+
+    The socket source reuses a record while its /proc line is unchanged, so
+    a row whose record and mark are the very same objects keeps its cells and
+    sort key: a poll of 16,000 unchanged sockets formats nothing.
+    """
+
+    signature: tuple[object, ...] = ()
+    rows: dict[str, tuple[Socket, str, tuple[Cell, ...], tuple[object, ...]]] = field(
+        default_factory=dict)
+
+
 def build_rows(
     marked: Sequence[Marked],
     columns: Sequence[tuple[str, str]],
     options: ViewOptions,
     listen_ports: set[int],
-) -> list[TableRow]:
-    """Filter, order and format one table's rows."""
-    chosen = [m for m in marked if options.matches(m.sock)]
+    cache: RowCache | None = None,
+    limit: int = MAX_ROWS,
+) -> tuple[list[TableRow], int]:
+    """Filter, order and format one table's rows: (the first ``limit`` rows, how many matched)."""
+    cache = cache if cache is not None else RowCache()
     column_keys = [k for _, k in columns]
-    if options.sort and options.sort in column_keys:
-        chosen.sort(key=_user_sort(options.sort), reverse=options.reverse)
-    else:
-        pair = pair_order(listen_ports)
-        chosen.sort(key=lambda m: pair(m.sock))
-    rows = []
-    for m in chosen:
-        cells = tuple(
-            mark_cell(m.mark) if k == "mark" else _cell_value(k, m.sock, options)
-            for k in column_keys
-        )
-        rows.append(TableRow(m.key, cells))
-    return rows
+    user_sort = options.sort if options.sort in column_keys else None
+    signature = (options, frozenset(listen_ports), tuple(column_keys))
+    if signature != cache.signature:
+        cache.signature, cache.rows = signature, {}
+    pair = pair_order(listen_ports)
+
+    def natural(m: Marked) -> tuple[object, ...]:
+        return pair(m.sock)
+
+    order = _user_sort(user_sort) if user_sort else natural
+    previous, fresh = cache.rows, {}
+    chosen: list[tuple[tuple[object, ...], str, tuple[Cell, ...]]] = []
+    for m in marked:
+        hit = previous.get(m.key)
+        if hit is not None and hit[0] is m.sock and hit[1] == m.mark:
+            entry = hit
+        else:
+            if not options.matches(m.sock):
+                continue
+            cells = tuple(
+                mark_cell(m.mark) if k == "mark" else _cell_value(k, m.sock, options)
+                for k in column_keys
+            )
+            entry = (m.sock, m.mark, cells, order(m))
+        fresh[m.key] = entry
+        chosen.append((entry[3], m.key, entry[2]))
+    cache.rows = fresh
+    chosen.sort(key=lambda c: c[0], reverse=bool(user_sort) and options.reverse)
+    return [TableRow(key, cells) for _, key, cells in chosen[:limit]], len(chosen)

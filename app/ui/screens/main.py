@@ -29,6 +29,7 @@ from app.ui.cells import (
     LISTEN_COLUMNS,
     OTHER_COLUMNS,
     UDP_COLUMNS,
+    RowCache,
     build_rows,
 )
 from app.ui.messages import PollFailed, ProcessEventMessage, SnapshotReady
@@ -99,6 +100,7 @@ class MainScreen(Screen[None]):
         self.poll_error: str | None = None
         self.selected_process: str | None = None
         self._last_selected: Socket | None = None
+        self._row_caches = {name: RowCache() for name in SOCKET_TABLES}
 
     @property
     def oapp(self) -> ObservatoryApp:
@@ -197,11 +199,16 @@ class MainScreen(Screen[None]):
         listen_ports = {m.sock.local_port for m in groups["listen"]}
         for name, columns in SOCKET_TABLES.items():
             table = self.query_one(f"#{name}", KeyedTable)
-            table.apply(build_rows(groups[name], columns, self.options, listen_ports))
-            self._title_count(table, name, len(table.rows), len(groups[name]))
+            rows, matched = build_rows(groups[name], columns, self.options, listen_ports,
+                                       self._row_caches[name])
+            table.apply(rows)
+            self._title_count(table, name, len(rows), matched, len(groups[name]))
 
-    def _title_count(self, table: KeyedTable, name: str, shown: int, total: int) -> None:
+    def _title_count(self, table: KeyedTable, name: str, shown: int, matched: int,
+                     total: int) -> None:
         count = f"{shown}" if shown == total else f"{shown} of {total}"
+        if shown < matched:  # the table holds at most MAX_ROWS
+            count += " (first rows only: / to filter)"
         if name == "listen":
             table.border_title = f"LISTEN  (like netstat -tulpn) · {count}"
         elif name == "established":

@@ -9,6 +9,7 @@ words, big- and little-endian side by side. All the arithmetic is in
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
@@ -371,16 +372,9 @@ class BytesPanel(VerticalScroll):
 
 def render_plain(parts: Iterable[RenderableType] | Sequence[RenderableType], width: int) -> str:
     """Render Rich renderables to plain text at ``width`` columns."""
-    console = Console(width=width, no_color=True, record=True, file=_NullFile(),
-                      legacy_windows=False, color_system=None)
+    out = io.StringIO()
+    console = Console(width=width, file=out, color_system=None, legacy_windows=False,
+                      force_terminal=False)
     for part in parts:
         console.print(part)
-    return console.export_text()
-
-
-class _NullFile:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
+    return out.getvalue()

@@ -68,6 +68,8 @@ class KeyedTable(DataTable[Cell]):
             self._drop(gone)
         for row in rows:
             before = self._cells.get(row.key)
+            if before is row.cells:  # the same formatted row as last time
+                continue
             if before is None:
                 self.add_row(*row.cells, key=row.key)
             elif before != row.cells:

@@ -53,6 +53,7 @@ from app.core.scan import (
     default_ports,
     nmap_missing_reason,
 )
+from app.core.targets import expand_ports
 
 UNMOUNT_WAIT = 1.0  # seconds the panel waits for a cancelled scan when it goes away
 HISTORY_SHOWN = 50  # past scans listed (the oldest go first)
@@ -102,10 +103,18 @@ def change_text(row: CompareRow) -> Text:
     if not row.changed:
         return Text("= same", style="dim")
     if row.state_a is None:
-        return Text("+ new", style="bold")
+        return Text("+ added", style="bold")
     if row.state_b is None:
-        return Text("- gone", style="bold")
+        return Text("- removed", style="bold")
     return Text("≠ changed", style="bold reverse")
+
+
+def compare_cell(state: str | None, port: int, result: ScanResult) -> Text:
+    """A state in the compare view; a missing one says whether the port was asked for."""
+    if state is not None:
+        return state_text(state)
+    asked = port in expand_ports(result.requested_ports) if result.requested_ports else True
+    return Text("-" if asked else "not scanned", style="dim")
 
 
 def local_cell(port: PortResult, host_is_local: bool) -> Text:
@@ -436,8 +445,8 @@ class ScanPanel(VerticalScroll):
 
     def _ports_placeholder(self) -> str:
         if self._defaults:
-            return f"{self._defaults} (listening + lecture)"
-        return f"listening ports + {LECTURE}"
+            return f"default: {self._defaults}"
+        return f"default: listening + {LECTURE}"
 
     def _refresh_defaults(self) -> None:
         if self._snapshot is None:
@@ -629,7 +638,7 @@ class ScanPanel(VerticalScroll):
         hosts = ", ".join(
             f"{h.address} ({'this machine' if h.local else 'not this machine'})"
             for h in result.hosts)
-        title.update(f"Results {when(result.started_at)} · {result.type} · {hosts}")
+        title.update(f"Results · {hosts} · {result.type} · {when(result.started_at)}")
         folded = [f"{h.address}: {g.describe()}" if several else g.describe()
                   for h in result.hosts for g in h.not_shown]
         notshown = self.query_one("#scan-notshown", Static)
@@ -660,16 +669,17 @@ class ScanPanel(VerticalScroll):
         key = f"h{self._next_key}"
         self._next_key += 1
         self.entries.append(HistoryEntry(key, result))
+        del self.entries[: max(0, len(self.entries) - HISTORY_SHOWN)]
+        self._marked = []
+        # Newest first; at most HISTORY_SHOWN rows, so rebuilding is cheap.
         table: DataTable[Text] = self.query_one("#scan-history", DataTable)
-        table.add_row(Text(" "), Text(when(result.started_at)), Text(result.target),
-                      Text(result.type), Text(summarize(result)), key=key)
-        while len(self.entries) > HISTORY_SHOWN:
-            gone = self.entries.pop(0)
-            table.remove_row(gone.key)
-            if gone.key in self._marked:
-                self._marked.remove(gone.key)
-        table.move_cursor(row=table.get_row_index(key))
-        self._set_marks([])
+        table.clear()
+        for entry in reversed(self.entries):
+            r = entry.result
+            table.add_row(Text(" "), Text(when(r.started_at)), Text(r.target), Text(r.type),
+                          Text(summarize(r)), key=entry.key)
+        table.move_cursor(row=0)
+        self._update_compare_buttons()
 
     def _entry(self, key: str | None) -> HistoryEntry | None:
         return next((e for e in self.entries if e.key == key), None)
@@ -762,8 +772,9 @@ class ScanPanel(VerticalScroll):
             if several:
                 port = f"{row.address} {port}"
             style = "bold" if row.changed else ""
-            table.add_row(Text(port, style=style), state_text(row.state_a),
-                          state_text(row.state_b), change_text(row), key=str(i))
+            table.add_row(Text(port, style=style), compare_cell(row.state_a, row.port, before),
+                          compare_cell(row.state_b, row.port, after), change_text(row),
+                          key=str(i))
         changed = sum(r.changed for r in rows)
         targets = (before.target if before.target == after.target
                    else f"{before.target} → {after.target}")

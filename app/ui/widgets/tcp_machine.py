@@ -1,0 +1,318 @@
+"""The TCP states tab: RFC 793's state machine with the selected connection on it.
+
+The diagram comes from :func:`app.core.tcpstates.diagram_lines`, which marks
+the current state by shape (``[*ESTABLISHED*]``, the only upper-case name);
+here it also gets the theme's accent and bold, and the states the socket was
+seen in are underlined. The path is built from the poller's events as they
+arrive, per socket key, bounded in keys and in length.
+
+The diagram is 74 columns wide and the side column about 46: it sits in a
+horizontally scrollable box (z zooms the column to the whole screen), and
+the arrows leaving the current state are also listed in words underneath.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+
+from rich.console import Group, RenderableType
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import HorizontalScroll, VerticalScroll
+from textual.widgets import Static
+
+from app.core.model import Snapshot, Socket, SocketEvent
+from app.core.tcpstates import (
+    STATES,
+    UnknownStateError,
+    close_side,
+    diagram_lines,
+    explain,
+    normalize_state,
+    transitions_from,
+)
+from app.ui.widgets.bytes_panel import render_plain
+
+MAX_KEYS = 2000  # sockets whose path is remembered (least recently changed dropped first)
+MAX_PATH = 12  # states remembered per socket
+
+SIDE_WORDS = {
+    "active-open": "active open, the client",
+    "passive-open": "passive open, the server",
+    "active-close": "active close",
+    "passive-close": "passive close",
+    "any": "abort",
+}
+
+_LABELS = {state: re.compile(rf"\b{state.lower()}\b(?!\()") for state in STATES}
+
+
+def tcp_state(sock: Socket) -> str | None:
+    """The diagram's name of the socket's state; None for UDP (no state at all)."""
+    if not sock.is_tcp:
+        return None
+    try:
+        return normalize_state(sock.state)
+    except UnknownStateError:
+        return None
+
+
+def mirror_key(sock: Socket) -> str | None:
+    """The key of the other end of a connection, when both ends are on this machine."""
+    if sock.remote_addr is None or sock.remote_port is None or sock.state == "LISTEN":
+        return None
+    return f"{sock.proto} {sock.remote_addr}:{sock.remote_port} {sock.local_addr}:{sock.local_port}"
+
+
+class PathHistory:
+    """States each socket key walked through, from the event stream; bounded."""
+
+    def __init__(self, max_keys: int = MAX_KEYS, max_path: int = MAX_PATH) -> None:
+        self.max_keys = max_keys
+        self.max_path = max_path
+        self.paths: OrderedDict[str, deque[str]] = OrderedDict()
+
+    def _add(self, key: str, name: str | None, fresh: bool = False) -> None:
+        if name is None:
+            return
+        try:
+            state = normalize_state(name)
+        except UnknownStateError:
+            return
+        path = self.paths.get(key)
+        if path is None or (fresh and path and path[-1] == "CLOSED"):
+            # A key reused by a new connection (same ports again) starts over.
+            path = self.paths[key] = deque(maxlen=self.max_path)
+        self.paths.move_to_end(key)
+        if not path or path[-1] != state:
+            path.append(state)
+        while len(self.paths) > self.max_keys:
+            self.paths.popitem(last=False)
+
+    def record(self, events: Iterable[SocketEvent]) -> None:
+        """Same rules as :func:`app.core.tcpstates.path_from_events`, one poll at a time."""
+        for e in events:
+            if e.kind in ("udp-opened", "udp-closed") or not e.socket.is_tcp:
+                continue
+            key = e.socket.key
+            if e.kind == "state-changed":
+                if key not in self.paths:
+                    self._add(key, e.old_state)
+                self._add(key, e.new_state or e.socket.state)
+            elif e.kind in ("connection-closed", "listener-closed"):
+                if key not in self.paths:
+                    self._add(key, e.socket.state)
+                self._add(key, "CLOSED")
+            else:  # opened, owner-changed
+                self._add(key, e.socket.state, fresh=e.kind != "owner-changed")
+
+    def path(self, key: str, current: str | None) -> list[str]:
+        """The remembered path, ending in ``current`` when the events missed it."""
+        out = list(self.paths.get(key, ()))
+        if current is not None and (not out or out[-1] != current):
+            out.append(current)
+        return out
+
+
+def time_wait_words(state: str | None, sock: Socket | None) -> str:
+    """Which end of this connection ends (or ended) in TIME_WAIT."""
+    if state is None:
+        return ("UDP has no TIME_WAIT: there is no connection to close, the socket just "
+                "goes away.")
+    if state == "LISTEN":
+        return ("A listener never reaches TIME_WAIT: closing it goes straight to CLOSED. "
+                "Each connection it accepted closes on its own, and the end that calls "
+                "close() first keeps TIME_WAIT.")
+    side = close_side(state)
+    if side == "active":
+        return ("This end called close() first (the active closer): it is the end that "
+                "ends in TIME_WAIT, about 60 s, owned by no process.")
+    if side == "passive":
+        return ("The peer called close() first: the peer ends in TIME_WAIT; this end goes "
+                "LAST_ACK → CLOSED without it.")
+    if state == "CLOSED":
+        return "The connection is gone from the kernel's table."
+    return ("Whichever end calls close() first ends in TIME_WAIT; the other goes through "
+            "CLOSE_WAIT and LAST_ACK. Kill the client first and the client's socket "
+            "lingers in TIME_WAIT; kill the server first and the server's does.")
+
+
+class StateMachinePanel(VerticalScroll):
+    """The state machine, the selected socket's state and the path it took."""
+
+    DEFAULT_CSS = """
+    StateMachinePanel {
+        height: 1fr;
+        padding: 0 1;
+    }
+    StateMachinePanel > Static {
+        height: auto;
+        width: 1fr;
+    }
+    StateMachinePanel #machine-scroll {
+        height: auto;
+        width: 1fr;
+        scrollbar-size-horizontal: 1;
+    }
+    StateMachinePanel #machine-diagram {
+        width: auto;
+        height: auto;
+    }
+    StateMachinePanel #machine-explain {
+        margin: 1 0 0 0;
+    }
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.add_class("socket-aware")
+        self.history = PathHistory()
+        self.socket: Socket | None = None
+        self.gone = False
+        self.peer: Socket | None = None
+        self._shown: tuple[object, ...] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="machine-head")
+        with HorizontalScroll(id="machine-scroll"):
+            yield Static(id="machine-diagram")
+        yield Static(id="machine-explain")
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._show(force=True))
+        self._show(force=True)
+
+    # -- the main screen's interface ---------------------------------------------------
+    def select_socket(self, sock: Socket) -> None:
+        if self.socket is None or sock.key != self.socket.key:
+            self.gone = False
+            self.peer = None
+        self.socket = sock
+        self._show()
+
+    def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent]) -> None:
+        self.history.record(events)
+        if self.socket is not None:
+            fresh = snapshot.by_key.get(self.socket.key)
+            self.gone = fresh is None
+            if fresh is not None:
+                self.socket = fresh
+            mirror = mirror_key(self.socket)
+            self.peer = snapshot.by_key.get(mirror) if mirror else None
+        self._show()
+
+    # -- what is shown ---------------------------------------------------------------------
+    @property
+    def current(self) -> str | None:
+        """The marked state: None with nothing selected or for UDP."""
+        if self.socket is None:
+            return None
+        if self.gone:
+            return "CLOSED"
+        return tcp_state(self.socket)
+
+    @property
+    def path(self) -> list[str]:
+        if self.socket is None or not self.socket.is_tcp:
+            return []
+        return self.history.path(self.socket.key, self.current)
+
+    def _show(self, force: bool = False) -> None:
+        if not self.is_mounted:
+            return
+        sock = self.socket
+        signature = (sock and (sock.key, sock.state, sock.owner_label), self.gone,
+                     tuple(self.path), self.peer and (self.peer.state, self.peer.owner_label))
+        if signature == self._shown and not force:
+            return
+        self._shown = signature
+        self.query_one("#machine-head", Static).update(self._head())
+        self.query_one("#machine-diagram", Static).update(self._diagram())
+        self.query_one("#machine-explain", Static).update(self._explain())
+
+    def _head(self) -> Text:
+        sock = self.socket
+        if sock is None:
+            return Text("No socket selected: select a row in the LISTEN or ESTABLISHED table "
+                        "to see its state marked here.")
+        head = Text()
+        if sock.state == "LISTEN":
+            head.append(f"{sock.local} listening", style="bold")
+        else:
+            head.append(f"{sock.local} → {sock.remote}", style="bold")
+        head.append(f"  {sock.proto} · {sock.owner_label}")
+        current = self.current
+        if current is None:
+            head.append("\nstate: none (UDP is connection-less)")
+            return head
+        head.append("\nstate: ")
+        head.append(current, style="bold")
+        if self.gone:
+            head.append(" (the socket is gone)")
+        path = self.path
+        if len(path) > 1:
+            head.append("\npath seen: " + " → ".join(path))
+        return head
+
+    def _current_style(self) -> Style:
+        colours = self.app.get_css_variables()
+        accent, background = colours.get("accent"), colours.get("background")
+        if accent and background:
+            return Style(bold=True, color=background, bgcolor=accent)
+        return Style(bold=True, reverse=True)
+
+    def _diagram(self) -> Text:
+        current = self.current
+        text = Text("\n".join(diagram_lines(current)), no_wrap=True)
+        plain = text.plain
+        for state in set(self.path) - {current}:
+            for match in _LABELS[state].finditer(plain):
+                text.stylize("bold underline", match.start(), match.end())
+        if current is not None:
+            mark = f"[*{current}*]"
+            start = plain.find(mark)
+            while start >= 0:
+                text.stylize(self._current_style(), start, start + len(mark))
+                start = plain.find(mark, start + len(mark))
+        if len(self.path) > 1:
+            text.append("\nunderlined = states this socket was seen in")
+        return text
+
+    def _explain(self) -> RenderableType:
+        sock = self.socket
+        current = self.current
+        if sock is None:
+            return Text("Every TCP connection starts and ends in CLOSED. The server's socket "
+                        "goes LISTEN (and each client it accepts gets a socket of its own); "
+                        "the client's goes SYN_SENT → ESTABLISHED; the end that closes first "
+                        "ends in TIME_WAIT.")
+        parts: list[RenderableType] = []
+        if current is None:
+            parts.append(Text(explain("NONE")))
+        else:
+            parts.append(Text(explain(current)))
+        parts.append(Text(time_wait_words(current, sock)))
+        if self.peer is not None:
+            peer_state = tcp_state(self.peer) or self.peer.state
+            parts.append(Text.assemble("Other end, on this machine: ",
+                                       (f"{self.peer.local} {peer_state}", "bold"),
+                                       f" ({self.peer.owner_label})"))
+        if current is not None:
+            arrows = transitions_from(current)
+            if arrows:
+                lines = Text(f"From {current}:", style="bold")
+                for t in arrows:
+                    lines.append(f"\n → {t.dst}: ", style="bold")
+                    lines.append(f"{t.event} ({SIDE_WORDS.get(t.side, t.side)})")
+                parts.append(lines)
+        return Group(*parts)
+
+    # -- for tests and the report -------------------------------------------------------
+    def text(self, width: int | None = None) -> str:
+        """Head, explanation and diagram as plain text (the diagram never wrapped)."""
+        width = width or max(self.content_size.width, 20)
+        head = render_plain([self._head(), self._explain()], width)
+        return head + "\n" + self._diagram().plain + "\n"

@@ -155,6 +155,8 @@ class ObservatoryApp(App[None]):
         main = self.main_screen()
         if main is not None:
             main.post_message(message)
+        elif isinstance(message, SnapshotReady):
+            self.poller.consumed()
 
     def _deliver_from_thread(self, result: PollResult) -> None:
         self._post_from_thread(SnapshotReady(result))

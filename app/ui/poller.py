@@ -41,6 +41,9 @@ class Poller:
         self._previous: Snapshot | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # Set by the UI once it has shown a result: the next poll waits for it, so a
+        # UI slower than the interval never gets a queue of stale snapshots.
+        self._consumed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="observatory-poller", daemon=True)
         self._last_interfaces = 0.0
 
@@ -50,6 +53,10 @@ class Poller:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+    def consumed(self) -> None:
+        """The UI has shown the last result."""
+        self._consumed.set()
 
     def poll_now(self) -> None:
         self._wake.set()
@@ -75,10 +82,14 @@ class Poller:
                 if self.fail is not None:
                     self.fail(f"reading sockets failed: {exc}")
             else:
+                self._consumed.clear()
                 try:
                     self.deliver(result)
                 except RuntimeError:  # the UI loop is closed: we are quitting
                     return
+                while not self._consumed.wait(0.1):
+                    if self._stop.is_set():
+                        return
             self.last_duration = time.monotonic() - started
             self._wake.wait(max(0.05, self.interval - self.last_duration))
             self._wake.clear()

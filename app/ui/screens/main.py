@@ -32,7 +32,7 @@ from app.ui.cells import (
     RowCache,
     build_rows,
 )
-from app.ui.messages import PollFailed, ProcessEventMessage, SnapshotReady
+from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
 from app.ui.rows import Lifecycle, Marked, ViewOptions, group
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog
 from app.ui.screens.launch import LaunchDialog, LaunchRequest
@@ -163,7 +163,12 @@ class MainScreen(Screen[None]):
 
     # -- polls ------------------------------------------------------------------
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
-        result = message.result
+        try:
+            self._apply(message.result)
+        finally:
+            self.oapp.poller.consumed()  # the poller may take the next snapshot
+
+    def _apply(self, result: PollResult) -> None:
         self.poll_error = None
         if result.interfaces is not None:
             self._show_interfaces(result.interfaces)

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 PROCESS_COLUMNS = [("Name", "name"), ("PID", "pid"), ("State", "state"), ("CPU%", "cpu"),
                    ("Command", "command")]
 INTERFACE_COLUMNS = [("Interface", "name"), ("State", "state"), ("IPv4", "ipv4"),
-                     ("IPv6", "ipv6")]
+                     ("IPv6", "ipv6"), ("MTU", "mtu")]
 SOCKET_TABLES = {
     "listen": LISTEN_COLUMNS,
     "established": ESTABLISHED_COLUMNS,
@@ -233,9 +233,15 @@ class MainScreen(Screen[None]):
             self._select_process(rows[0].key)
 
     def _show_interfaces(self, interfaces: list[Any]) -> None:
+        def addresses(iface: Any, family: int) -> str:
+            # As `ip addr` writes them: address/prefix length.
+            found = [f"{a.address}/{a.prefixlen}" if a.prefixlen is not None else a.address
+                     for a in iface.addresses if a.family == family]
+            return " ".join(found) or "-"
+
         rows = [
-            TableRow(i.name, (i.name, "UP" if i.up else "DOWN", " ".join(i.ipv4) or "-",
-                              " ".join(i.ipv6) or "-"))
+            TableRow(i.name, (i.name, "UP" if i.up else "DOWN", addresses(i, 4),
+                              addresses(i, 6), str(i.mtu or "")))
             for i in interfaces
         ]
         self.query_one("#interfaces", KeyedTable).apply(rows)

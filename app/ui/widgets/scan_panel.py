@@ -147,6 +147,20 @@ def describe_port(port: PortResult, host_is_local: bool) -> Text:
     return out
 
 
+def first_interesting(result: ScanResult, previous: ScanResult | None = None) -> int:
+    """The row to explain first: a port that changed since ``previous``, else an open
+    or listened-on port, else the first row."""
+    ports = result.ports
+    if previous is not None:
+        for i, p in enumerate(ports):
+            if previous.state_of(p.port, p.proto, p.address) != p.state:
+                return i
+    for i, p in enumerate(ports):
+        if p.state == "open" or p.listener is not None:
+            return i
+    return 0
+
+
 def when(stamp: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(stamp))
 
@@ -224,11 +238,9 @@ class ScanPanel(VerticalScroll):
         color: $text-muted;
     }
     ScanPanel .scan-title {
-        height: 1;
+        height: auto;
         margin: 1 0 0 0;
         text-style: bold;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
     }
     ScanPanel DataTable {
         height: auto;
@@ -288,7 +300,8 @@ class ScanPanel(VerticalScroll):
         self.scan: Scan | None = None  # the running scan, if any
         self._thread: threading.Thread | None = None
         self._snapshot: Snapshot | None = None
-        self._selected: Socket | None = None
+        self._selected_port: int | None = None
+        self._listening: frozenset[int] = frozenset()  # TCP LISTEN ports, as of the defaults
         self._defaults_at = 0.0
         self._defaults: str | None = None
         self._interfaces_at = 0.0
@@ -339,6 +352,10 @@ class ScanPanel(VerticalScroll):
         yield Static(id="scan-notshown", classes="-hidden")
         yield Static("Run a scan: each port's row says here why nmap saw what it saw.",
                      id="scan-why")
+        yield Static("Compare", classes="scan-title -hidden", id="scan-compare-title")
+        compared: DataTable[Text] = DataTable(id="scan-compare", cursor_type="row",
+                                              zebra_stripes=False, classes="-hidden")
+        yield compared
         yield Static("History (Enter marks two to compare)", classes="scan-title",
                      id="scan-history-title")
         history: DataTable[Text] = DataTable(id="scan-history", cursor_type="row",
@@ -350,18 +367,12 @@ class ScanPanel(VerticalScroll):
                                  "target before it")
             yield Button("Compare marked", id="scan-compare-marked", compact=True,
                          disabled=True, tooltip="Compare the two marked scans")
-        yield Static("Compare", classes="scan-title -hidden", id="scan-compare-title")
-        compared: DataTable[Text] = DataTable(id="scan-compare", cursor_type="row",
-                                              zebra_stripes=False, classes="-hidden")
-        yield compared
 
     def on_mount(self) -> None:
         self.query_one("#scan-results", DataTable).add_columns("PORT", "STATE", "SERVICE",
                                                                "LOCAL")
         self.query_one("#scan-history", DataTable).add_columns(" ", "TIME", "TARGET", "TYPE",
                                                                "RESULT")
-        self.query_one("#scan-compare", DataTable).add_columns("PORT", "before", "after",
-                                                               "change")
         self.query_one("#scan-progress", ProgressBar).update(progress=0)
         self._check_nmap()
 
@@ -392,9 +403,15 @@ class ScanPanel(VerticalScroll):
             self._refresh_targets()
 
     def select_socket(self, sock: Socket) -> None:
-        self._selected = sock
+        """Offer the highlighted socket's server port: its own when it is a server's
+        (LISTEN, UDP, or accepted on a listening port), else its peer's (a client)."""
+        port = sock.local_port
+        if (sock.state != "LISTEN" and sock.remote_port
+                and sock.local_port not in self._listening):
+            port = sock.remote_port
+        self._selected_port = port
         button = self.query_one("#scan-use-selected", Button)
-        button.label = f"Port {sock.local_port}"
+        button.label = f"Port {port}"
         button.disabled = False
 
     # -- choices ----------------------------------------------------------------------
@@ -454,6 +471,8 @@ class ScanPanel(VerticalScroll):
         scan_type = self.query_one("#scan-type", Select).value
         kind: ScanType = "udp" if scan_type == "udp" else "connect"
         ports = default_ports(kind, self._snapshot)
+        self._listening = frozenset(s.local_port for s in self._snapshot.sockets
+                                    if s.state == "LISTEN")
         if ports != self._defaults:
             self._defaults = ports
             self.query_one("#scan-ports", Input).placeholder = self._ports_placeholder()
@@ -474,8 +493,14 @@ class ScanPanel(VerticalScroll):
         box.set_class(not error, "-info")
 
     def _set_running(self, running: bool) -> None:
-        self.query_one("#scan-run", Button).disabled = running
-        self.query_one("#scan-cancel", Button).disabled = not running
+        run = self.query_one("#scan-run", Button)
+        cancel = self.query_one("#scan-cancel", Button)
+        # Keep the keyboard where it was: Enter on Run, then Enter again cancels.
+        move_focus = (run if running else cancel).has_focus
+        run.disabled = running
+        cancel.disabled = not running
+        if move_focus:
+            (cancel if running else run).focus()
 
     # -- running ------------------------------------------------------------------------
     @on(Input.Submitted, "#scan-target-text, #scan-ports")
@@ -496,8 +521,8 @@ class ScanPanel(VerticalScroll):
     @on(Button.Pressed, "#scan-use-selected")
     def _use_selected(self, event: Button.Pressed) -> None:
         event.stop()
-        if self._selected is not None:
-            self.query_one("#scan-ports", Input).value = str(self._selected.local_port)
+        if self._selected_port is not None:
+            self.query_one("#scan-ports", Input).value = str(self._selected_port)
             self.query_one("#scan-ports", Input).focus()
 
     @on(Select.Changed, "#scan-type")
@@ -616,16 +641,32 @@ class ScanPanel(VerticalScroll):
         previous = self.history.latest(result.target)
         self.history.add(result)
         self._add_history(result)
-        self.show_result(result)
+        note = ""
         if previous is not None:
-            self.show_compare(previous, result)
+            changed = self.show_compare(previous, result)
+            note = f"{changed} changed (Compare ↓)"
+        self.show_result(result, note, previous)
+        # On a short screen (80x24) the form fills the panel: bring the results up.
+        # (after the refresh: the table's new height is known only then)
+        self.call_after_refresh(self.scroll_to_widget, self.query_one("#scan-results"),
+                                animate=False)
 
     # -- results ---------------------------------------------------------------------------
-    def show_result(self, result: ScanResult) -> None:
-        """Fill the results table (nmap's columns + LOCAL) with one scan."""
+    def show_result(self, result: ScanResult, note: str = "",
+                    previous: ScanResult | None = None) -> None:
+        """Fill the results table (nmap's columns + LOCAL) with one scan.
+
+        Args:
+            result: the scan to show.
+            note: added to the title (what changed since the previous scan).
+            previous: the scan before it; the cursor starts on the first port that
+                changed since, so its explanation is the one shown.
+        """
         self._shown = result
         table: DataTable[Text] = self.query_one("#scan-results", DataTable)
-        table.clear()
+        # Columns too: auto widths only grow, and a long LOCAL of an older scan would stay.
+        table.clear(columns=True)
+        table.add_columns("PORT", "STATE", "SERVICE", "LOCAL")
         local = {h.address: h.local for h in result.hosts}
         several = len(result.hosts) > 1
         for i, p in enumerate(result.ports):
@@ -635,18 +676,17 @@ class ScanPanel(VerticalScroll):
             table.add_row(Text(port), state_text(p.state), Text(p.service),
                           local_cell(p, local.get(p.address, False)), key=str(i))
         title = self.query_one("#scan-results-title", Static)
-        hosts = ", ".join(
-            f"{h.address} ({'this machine' if h.local else 'not this machine'})"
-            for h in result.hosts)
-        title.update(f"Results · {hosts} · {result.type} · {when(result.started_at)}")
+        title.update(f"Results {when(result.started_at)} · {result.target} · {result.type}"
+                     + (f" · {note}" if note else ""))
         folded = [f"{h.address}: {g.describe()}" if several else g.describe()
                   for h in result.hosts for g in h.not_shown]
         notshown = self.query_one("#scan-notshown", Static)
         notshown.update("\n".join(folded))
         notshown.set_class(not folded, "-hidden")
         if result.ports:
-            table.move_cursor(row=0)
-            self._explain(0)
+            first = first_interesting(result, previous)
+            table.move_cursor(row=first)
+            self._explain(first)
         else:
             self.query_one("#scan-why", Static).update(
                 "nmap listed no port: see the line above.")
@@ -761,11 +801,12 @@ class ScanPanel(VerticalScroll):
             return
         self.show_compare(entries[0].result, entries[1].result)
 
-    def show_compare(self, before: ScanResult, after: ScanResult) -> None:
+    def show_compare(self, before: ScanResult, after: ScanResult) -> int:
         """Zenmap's compare in the terminal: PORT | before | after | sign + word."""
         rows = compare(before, after)
         table: DataTable[Text] = self.query_one("#scan-compare", DataTable)
-        table.clear()
+        table.clear(columns=True)
+        table.add_columns("PORT", "before", "after", "change")
         several = len({r.address for r in rows}) > 1
         for i, row in enumerate(rows):
             port = f"{row.port}/{row.proto}"
@@ -776,14 +817,15 @@ class ScanPanel(VerticalScroll):
                           compare_cell(row.state_b, row.port, after), change_text(row),
                           key=str(i))
         changed = sum(r.changed for r in rows)
-        targets = (before.target if before.target == after.target
-                   else f"{before.target} → {after.target}")
+        targets = "" if before.target == after.target else (
+            f" · {before.target} → {after.target}")
         title = self.query_one("#scan-compare-title", Static)
         title.update(f"Compare {when(before.started_at)} → {when(after.started_at)} · "
-                     f"{targets} · {changed} changed")
+                     f"{changed} changed{targets}")
         title.remove_class("-hidden")
         table.remove_class("-hidden")
         self._say(None)
+        return changed
 
     # -- keys -------------------------------------------------------------------------------------
     def action_leave_input(self) -> None:

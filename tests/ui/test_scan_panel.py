@@ -1,0 +1,289 @@
+"""The Scan tab with the real app, real sockets and the real nmap, on loopback only.
+
+Each test opens its own listeners on free ports of 127.0.0.1 and scans only
+those (plus 127.0.0.2 for the lecture's experiment 9, still loopback).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Label, Select, Static
+
+from app.core.scan import NMAP_MISSING, available_types
+from app.core.sockets import ProcNetSource
+from app.ui.app import ObservatoryApp
+from app.ui.widgets.scan_panel import ScanPanel
+from tests.conftest import listener
+from tests.nmaputil import assert_loopback, closed_port, nmap_processes_of, require_nmap
+
+SIZE = (120, 40)
+
+
+def make_app() -> ObservatoryApp:
+    return ObservatoryApp(ProcNetSource(), None, interval=0.2)
+
+
+async def until(pilot: Pilot[None], predicate: Callable[[], object], timeout: float = 30.0,
+                what: str = "") -> None:
+    """Let the app run until ``predicate()`` is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what or predicate}")
+        await pilot.pause(0.05)
+
+
+def rows(pilot: Pilot[None], table_id: str) -> list[list[str]]:
+    table = pilot.app.screen.query_one(table_id, DataTable)
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def text_of(pilot: Pilot[None], selector: str) -> str:
+    widget = pilot.app.screen.query_one(selector, Static)
+    return str(widget.render())
+
+
+def panel_of(pilot: Pilot[None]) -> ScanPanel:
+    return pilot.app.screen.query_one(ScanPanel)
+
+
+async def open_scan_tab(pilot: Pilot[None]) -> ScanPanel:
+    await pilot.pause(0.3)  # a first poll: the panel gets its snapshot
+    await pilot.press("s")
+    await pilot.pause()
+    panel = panel_of(pilot)
+    assert pilot.app.focused is panel.query_one("#scan-ports", Input), pilot.app.focused
+    return panel
+
+
+async def scan(pilot: Pilot[None], ports: str, target: str = "") -> None:
+    """Type the fields (target empty: the chosen 127.0.0.1) and press Enter in Ports."""
+    if target:
+        assert_loopback(target)
+    panel = panel_of(pilot)
+    panel.query_one("#scan-target-text", Input).value = target
+    box = panel.query_one("#scan-ports", Input)
+    box.value = ""
+    box.focus()
+    await pilot.press(*ports, "enter")
+
+
+def row_for(pilot: Pilot[None], port: int) -> list[str] | None:
+    return next((r for r in rows(pilot, "#scan-results") if r[0] == f"{port}/tcp"), None)
+
+
+async def test_open_then_closed_and_compare(sockets: list[socket.socket]) -> None:
+    """Experiment 4: open while it listens, closed once it is gone, and the compare says so."""
+    require_nmap()
+    server = listener(sockets)
+    port = server.getsockname()[1]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_scan_tab(pilot)
+        await pilot.press(*str(port), "enter")  # typed into Ports, which has the focus
+        await until(pilot, lambda: (r := row_for(pilot, port)) and r[1] == "open",
+                    what="the port shown open")
+        row = row_for(pilot, port)
+        assert row is not None
+        # nmap's table: PORT, STATE, SERVICE; then LOCAL from this machine's LISTEN table.
+        assert row[3].startswith(f"{os.getpid()}/") and row[3].endswith(" on 127.0.0.1"), row
+        assert f"-p {port} -- 127.0.0.1" in text_of(pilot, "#scan-command")
+        assert text_of(pilot, "#scan-command").startswith("$ nmap ")
+        why = text_of(pilot, "#scan-why")
+        assert f"pid {os.getpid()}" in why and "a real connection" in why, why
+        assert "done in" in str(panel.query_one("#scan-elapsed", Label).render())
+
+        server.close()  # like kill -9 of the lecture's server
+        await scan(pilot, str(port))
+        await until(pilot, lambda: (r := row_for(pilot, port)) and r[1] == "closed",
+                    what="the port shown closed")
+        assert "nothing listens" in text_of(pilot, "#scan-why")
+        history = rows(pilot, "#scan-history")
+        assert [h[4] for h in history] == ["1 closed", "1 open"], history  # newest first
+        # The compare view opened by itself: the previous scan of this target against this one.
+        compared = rows(pilot, "#scan-compare")
+        assert compared == [[f"{port}/tcp", "open", "closed", "≠ changed"]], compared
+        assert "1 changed" in text_of(pilot, "#scan-compare-title")
+
+        # The same compare, chosen by hand: Enter on both history rows marks them.
+        panel.query_one("#scan-compare", DataTable).clear()
+        table = panel.query_one("#scan-history", DataTable)
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        table.move_cursor(row=1)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert rows(pilot, "#scan-compare") == compared
+        assert [h[0] for h in rows(pilot, "#scan-history")] == ["●", "●"]
+
+
+async def test_bound_to_127_0_0_1_looks_closed_on_127_0_0_2(
+        sockets: list[socket.socket]) -> None:
+    """Experiment 9: the join explains why a listening port reads closed."""
+    require_nmap()
+    server = listener(sockets, "127.0.0.1")
+    port = server.getsockname()[1]
+    async with make_app().run_test(size=SIZE) as pilot:
+        await open_scan_tab(pilot)
+        await scan(pilot, str(port), target="127.0.0.2")
+        await until(pilot, lambda: (r := row_for(pilot, port)) and r[1] == "closed",
+                    what="the port shown closed on 127.0.0.2")
+        row = row_for(pilot, port)
+        assert row is not None and row[3] == f"{os.getpid()}/{row[3].split('/', 1)[1]}"
+        why = text_of(pilot, "#scan-why")
+        assert f"listens on 127.0.0.1:{port} only; you scanned 127.0.0.2" in why, why
+
+
+async def test_refusals_in_words_before_nmap_runs(tmp_path: Path) -> None:
+    """python-nmap's injection (`127.0.0.1 -oN FILE`) is refused; nmap never starts."""
+    require_nmap()
+    written = tmp_path / "x"
+    async with make_app().run_test(size=SIZE) as pilot:
+        panel = await open_scan_tab(pilot)
+        for target, ports, words in (
+            (f"127.0.0.1 -oN {written}", "", "one target at a time, without spaces"),
+            (f"-oN {written}", "", "cannot start with '-'"),
+            ("127.0.0.1", "70000", "70000"),
+            ("10.0.0.0/8", "", "scan at most 256"),
+        ):
+            panel.query_one("#scan-target-text", Input).value = target
+            panel.query_one("#scan-ports", Input).value = ports
+            panel.query_one("#scan-ports", Input).focus()
+            await pilot.press("enter")
+            await pilot.pause()
+            message = panel.query_one("#scan-message", Static)
+            assert message.display and words in str(message.render()), (target, message.render())
+            assert panel.scan is None
+        assert not written.exists()
+        assert nmap_processes_of() == []
+        assert rows(pilot, "#scan-history") == []
+
+
+async def test_nmap_missing_shows_the_install_line(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path,
+                                                   sockets: list[socket.socket]) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no nmap on PATH
+    server = listener(sockets)
+    port = server.getsockname()[1]
+    async with make_app().run_test(size=SIZE) as pilot:
+        panel = await open_scan_tab(pilot)
+        line = panel.query_one("#scan-nmap-missing", Static)
+        assert line.display and str(line.render()) == NMAP_MISSING
+        assert "sudo apt install nmap" in NMAP_MISSING
+        await pilot.press("1", "enter")
+        await pilot.pause()
+        assert panel.scan is None and rows(pilot, "#scan-results") == []
+        # The rest of the dashboard is unaffected: the LISTEN table still shows our server.
+        await until(pilot, lambda: any(f":{port}" in cell for r in rows(pilot, "#listen")
+                                       for cell in r), what="the listener in the LISTEN table")
+        # The default ports (empty field) are what listens now plus the lecture's.
+        placeholder = panel.query_one("#scan-ports", Input).placeholder
+        assert placeholder.startswith("default: ") and str(port) in placeholder, placeholder
+        assert all(str(p) in placeholder for p in (6000, 16000, 45321)), placeholder
+
+
+def silent_listener(sockets: list[socket.socket]) -> int:
+    """A server that never accepts: version detection waits for it for many seconds."""
+    port: int = listener(sockets).getsockname()[1]
+    return port
+
+
+async def start_slow_scan(pilot: Pilot[None], port: int) -> int:
+    panel = await open_scan_tab(pilot)
+    panel.query_one("#scan-type", Select).value = "version"
+    await scan(pilot, str(port))
+    await until(pilot, lambda: panel.scan is not None and panel.scan.pid is not None,
+                timeout=10, what="nmap started")
+    assert panel.scan is not None and panel.scan.pid is not None
+    pid = panel.scan.pid
+    assert [p.pid for p in nmap_processes_of()] == [pid]
+    return pid
+
+
+async def test_cancel_stops_nmap(sockets: list[socket.socket]) -> None:
+    require_nmap()
+    port = silent_listener(sockets)
+    async with make_app().run_test(size=SIZE) as pilot:
+        panel = panel_of(pilot)
+        pid = await start_slow_scan(pilot, port)
+        assert panel.query_one("#scan-run").disabled
+        await pilot.click("#scan-cancel")
+        await until(pilot, lambda: panel.scan is None, timeout=5, what="the scan ended")
+        assert "cancelled" in str(panel.query_one("#scan-elapsed", Label).render())
+        assert nmap_processes_of(pid) == []
+        assert not panel.query_one("#scan-run").disabled
+        assert rows(pilot, "#scan-history") == []  # a cancelled scan has nothing to compare
+
+
+async def test_quitting_mid_scan_leaves_no_nmap(sockets: list[socket.socket]) -> None:
+    require_nmap()
+    port = silent_listener(sockets)
+    async with make_app().run_test(size=SIZE) as pilot:
+        pid = await start_slow_scan(pilot, port)
+        started = time.monotonic()
+    assert time.monotonic() - started < 3.0
+    assert nmap_processes_of(pid) == []
+
+
+class _PanelApp(App[None]):
+    def __init__(self, panel: ScanPanel) -> None:
+        super().__init__()
+        self.panel = panel
+
+    def compose(self) -> ComposeResult:
+        yield self.panel
+
+
+async def test_types_that_need_root_say_so() -> None:
+    """As a normal user, SYN and UDP are listed with their reason and refuse to run."""
+    panel = ScanPanel(types=available_types(euid=1000))
+    async with _PanelApp(panel).run_test(size=(60, 40)) as pilot:
+        select = panel.query_one("#scan-type", Select)
+        labels = [str(prompt) for prompt, _ in select._options]
+        assert "TCP SYN (-sS) — needs root" in labels and "TCP connect (-sT)" in labels
+        select.value = "syn"
+        await pilot.pause()
+        message = panel.query_one("#scan-message", Static)
+        assert message.display and "SYN scans need root" in str(message.render())
+        panel.query_one("#scan-ports", Input).value = str(closed_port())
+        panel.run_scan()
+        await pilot.pause()
+        assert panel.scan is None and "run the dashboard as root" in str(message.render())
+
+
+async def test_port_of_the_highlighted_socket_row(sockets: list[socket.socket]) -> None:
+    """A LISTEN row offers its own port; the client end of a connection offers its peer's."""
+    server = listener(sockets)
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    sockets.append(client)
+    client_port = client.getsockname()[1]
+    async with make_app().run_test(size=SIZE) as pilot:
+        panel = await open_scan_tab(pilot)
+        button = panel.query_one("#scan-use-selected")
+        for table_id, local in (("#listen", f"127.0.0.1:{port}"),
+                                ("#established", f"127.0.0.1:{client_port}")):
+
+            def row_index(t: str = table_id, lo: str = local) -> int | None:
+                return next((i for i, r in enumerate(rows(pilot, t)) if lo in r), None)
+
+            await until(pilot, lambda: row_index() is not None, what=f"{local} in {table_id}")
+            table = pilot.app.screen.query_one(table_id, DataTable)
+            index = row_index()
+            assert index is not None
+            table.focus()
+            table.move_cursor(row=index)
+            await pilot.pause()
+            assert str(button.render()).strip() == f"Port {port}", button.render()
+            panel.query_one("#scan-ports", Input).value = ""
+            await pilot.click("#scan-use-selected")
+            assert panel.query_one("#scan-ports", Input).value == str(port)

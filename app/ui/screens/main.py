@@ -367,10 +367,18 @@ class MainScreen(Screen[None]):
         return None
 
     def _kill_target(self) -> Socket | Any | None:
-        if isinstance(self.focused, KeyedTable) and self.focused.id in SOCKET_TABLES:
+        """What k / K act on: the focused socket row's owner, or the focused lab process.
+
+        Nothing when focus is elsewhere (a scan result, a button): a letter typed
+        there must never kill the lab process selected out of sight.
+        """
+        focused = self.focused
+        if isinstance(focused, KeyedTable) and focused.id in SOCKET_TABLES:
             return self._focused_socket()
-        p = self._selected_process_info()
-        return p if p is not None and p.running else None
+        if isinstance(focused, KeyedTable) and focused.id == "processes":
+            p = self._selected_process_info()
+            return p if p is not None and p.running else None
+        return None
 
     def action_quit(self) -> None:
         self.oapp.request_quit()
@@ -397,7 +405,8 @@ class MainScreen(Screen[None]):
     def _kill(self, sig: int) -> None:
         target = self._kill_target()
         if target is None:
-            self.notify("Select a lab process or a socket row first.", severity="warning")
+            self.notify("Select a socket row, or a running process in the Lab tab, first.",
+                        severity="warning")
             return
         if isinstance(target, Socket):
             if target.owner == "kernel":

@@ -72,6 +72,7 @@ class KeyedTable(DataTable[Cell]):
                 continue
             if before is None:
                 self.add_row(*row.cells, key=row.key)
+                self._order.append(row.key)  # add_row puts it last
             elif before != row.cells:
                 for column, old, new in zip(columns, before, row.cells, strict=True):
                     if old != new:
@@ -87,7 +88,8 @@ class KeyedTable(DataTable[Cell]):
             self.move_cursor(row=min(old_index, self.row_count - 1), scroll=False)
 
     def _drop(self, keys: list[str]) -> None:
-        """Remove many rows at once (the order is rebuilt by :meth:`_reorder`)."""
+        """Remove many rows at once, leaving the table consistent (rows keep their order)."""
+        gone = set(keys)
         for key in keys:
             row_key = RowKey(key)
             for column in self._data.get(row_key, {}):
@@ -95,6 +97,9 @@ class KeyedTable(DataTable[Cell]):
             self.rows.pop(row_key, None)
             self._data.pop(row_key, None)
             del self._cells[key]
+        # Every index must map to a live row at all times: add_row() below moves the
+        # cursor, which reads the rows in order (a gap was a KeyError under load).
+        self._set_order([k for k in self._order if k not in gone])
         self._require_update_dimensions = True
 
     def _update_dimensions(self, new_rows: Any) -> None:
@@ -109,8 +114,10 @@ class KeyedTable(DataTable[Cell]):
             self.refresh()
 
     def _reorder(self, keys: list[str]) -> None:
-        if keys == self._order:
-            return
+        if keys != self._order:
+            self._set_order(keys)
+
+    def _set_order(self, keys: list[str]) -> None:
         self._order = keys
         self._row_locations = TwoWayDict({RowKey(k): i for i, k in enumerate(keys)})
         self._update_count += 1

@@ -24,7 +24,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from app.core.model import Snapshot, Socket, SocketEvent
-from app.ui.widgets.bytes_panel import render_plain
+from app.ui.widgets.bytes_panel import Follow, render_plain
 
 WILDCARDS = ("0.0.0.0", "::")
 MAX_SHOWN = 50  # peers listed per group; the rest are counted
@@ -133,6 +133,7 @@ class BacklogPanel(VerticalScroll):
         self.snapshot: Snapshot | None = None
         self.first_seen: dict[str, float] = {}
         self.by_port: dict[int, list[Socket]] = {}
+        self.follow = Follow()
         self._shown: object = None
 
     def compose(self) -> ComposeResult:
@@ -143,11 +144,14 @@ class BacklogPanel(VerticalScroll):
 
     # -- the main screen's interface ---------------------------------------------------
     def select_socket(self, sock: Socket) -> None:
+        if not self.follow.accept(self, sock):
+            return
         self.selected = sock
         self._show()
 
     def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent]) -> None:
         self.snapshot = snapshot
+        self.follow.seen(snapshot)
         # One pass over the sockets: connections on listening ports, by port, and
         # when each was first seen ("waiting since"). Vanished ones are forgotten.
         ports = {s.local_port for s in snapshot.sockets if s.state == "LISTEN"}
@@ -212,11 +216,11 @@ class BacklogPanel(VerticalScroll):
             out.append(f"\n  {s.remote}", style="bold")
             out.append(f"  {s.state}")
             since = self.first_seen.get(s.key)
+            if owner:
+                out.append(f"\n    held by {s.owner_label}")
             if since is not None:
                 stamp = time.strftime("%H:%M:%S", time.localtime(since))
-                out.append(f"  since {stamp} ({_ago(now - since)})")
-            if owner:
-                out.append(f"  {s.owner_label}")
+                out.append(f"\n    seen since {stamp} ({_ago(now - since)})")
         if len(socks) > MAX_SHOWN:
             out.append(f"\n  … and {len(socks) - MAX_SHOWN} more")
         return out
@@ -236,16 +240,22 @@ class BacklogPanel(VerticalScroll):
         count.append(f"Recv-Q {n}", style="bold reverse" if n else "bold")
         count.append(f" (as ss -ltn shows it): {n} connection{'s' if n != 1 else ''} "
                      f"finished the handshake and wait{'s' if n == 1 else ''} for accept().")
-        if len(queue.waiting) != n:
-            count.append(f" Sockets seen waiting: {len(queue.waiting)} (a connection can "
-                         "come or go between the two readings).")
+        if len(queue.waiting) < n:
+            count.append(f" Listed below: {len(queue.waiting)}. The others' clients already "
+                         "gave up (reset, as an nmap -sT scan does): the kernel no longer lists "
+                         "their sockets, but they stay counted until accept() takes them.")
+        elif len(queue.waiting) > n:
+            count.append(f" Listed below: {len(queue.waiting)} (the two readings are a few "
+                         "milliseconds apart).")
         parts: list[RenderableType] = [head, count]
         if self.selected is not None and self.selected.state != "LISTEN":
             parts.append(Text(f"(the listener of the selected connection {self.selected.local}"
                               f" → {self.selected.remote})"))
-        parts.append(self._peer_lines("Waiting in the backlog (peer, no process yet):",
+        parts.append(Text())
+        parts.append(self._peer_lines("Waiting in the backlog (peers; no process holds them):",
                                       queue.waiting, owner=False))
-        parts.append(self._peer_lines("Accepted (peer, held by):", queue.accepted, owner=True))
+        parts.append(self._peer_lines("Accepted (peers):", queue.accepted, owner=True))
+        parts.append(Text())
         parts.append(Text(lesson(queue)))
         return Group(*parts)
 

@@ -10,7 +10,7 @@ words, big- and little-endian side by side. All the arithmetic is in
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import ClassVar
 
 from rich import box
@@ -22,6 +22,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import Button, Input, Static
 
 from app.core.endian import DEFAULT_BYTES, EndianError, EndianReport, parse_bytes, read_words
@@ -66,6 +67,55 @@ class CommaWrapped:
         return Measurement(longest, sum(len(t) for t in self.tokens))
 
 
+class Follow:
+    """Tells a user's choice of socket row from the cursor being pushed around.
+
+    The screen reports the highlighted row of the focused socket table after
+    every poll. Two things move that row without anyone choosing:
+
+    * zooming (z) hides the tables and focus falls on a hidden one;
+    * the selected socket changes state and leaves its table (a connection
+      going ESTABLISHED -> TIME_WAIT moves to "Other states"), so the cursor
+      lands on a neighbour.
+
+    In both cases a panel keeps following the socket it had, by key, until
+    the user really picks another row.
+    """
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.table: str | None = None  # id of the table the choice was made in
+        self.landed: str | None = None  # the row the cursor was pushed onto
+        self.alive: Collection[str] = ()  # keys of the last snapshot
+
+    def seen(self, snapshot: Snapshot) -> None:
+        self.alive = snapshot.by_key
+
+    def accept(self, panel: Widget, sock: Socket) -> bool:
+        """True when ``sock`` should become the panel's socket."""
+        focused = panel.app.focused
+        if self.key is None or sock.key == self.key:
+            self._chose(sock, focused)
+            return True
+        if focused is not None and not all(n.display for n in focused.ancestors_with_self):
+            return False  # a table nobody can see: not a choice
+        if sock.key == self.landed:
+            return False  # still the row the cursor was pushed onto
+        rows = getattr(focused, "rows", None)
+        if (focused is not None and focused.id == self.table and rows is not None
+                and self.key not in rows and self.key in self.alive):
+            self.landed = sock.key  # our row left this table, the socket lives on
+            return False
+        self._chose(sock, focused)
+        return True
+
+    def _chose(self, sock: Socket, focused: Widget | None) -> None:
+        if sock.key != self.key:
+            self.landed = None
+        self.key = sock.key
+        self.table = focused.id if focused is not None else None
+
+
 def _field_meaning(layout: SockaddrLayout, name: str) -> str:
     """A short meaning for the grid (the core's long sentences are for the CLI)."""
     order = layout.host_byteorder
@@ -86,41 +136,79 @@ def _field_meaning(layout: SockaddrLayout, name: str) -> str:
     return name
 
 
-def sockaddr_grid(layout: SockaddrLayout) -> Table:
-    """Offset, bytes, field and meaning, one row per struct member."""
-    grid = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), expand=False,
+class Responsive:
+    """A renderable built for the width it gets: a table when wide, lines when narrow."""
+
+    def __init__(self, build: Callable[[int], RenderableType]) -> None:
+        self.build = build
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.build(options.max_width)
+
+
+WIDE = 64  # columns from which the four-column grid fits without squeezing
+
+
+def sockaddr_grid(layout: SockaddrLayout, width: int = 120) -> Table:
+    """Offset, bytes, field and meaning, one row per struct member.
+
+    Narrower than :data:`WIDE`, the field's name heads its meaning in the same
+    column, so that the meaning keeps room to be read.
+    """
+    wide = width >= WIDE
+    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), expand=False,
                  header_style="bold")
-    grid.add_column("offset", no_wrap=True)
+    grid.add_column("offset" if wide else "at", no_wrap=True)
     grid.add_column("bytes", no_wrap=True)
-    grid.add_column("field", no_wrap=True)
-    grid.add_column("meaning", ratio=1, min_width=12)
+    if wide:
+        grid.add_column("field", no_wrap=True)
+    grid.add_column("meaning" if wide else "field: meaning", ratio=1)
     for f in layout.fields:
         chunks = [f.data[i:i + GRID_BYTES_PER_LINE] for i in range(0, f.size, GRID_BYTES_PER_LINE)]
-        grid.add_row(f.span, "\n".join(hex_bytes(c) for c in chunks), f.name,
-                     _field_meaning(layout, f.name))
+        cells: list[RenderableType] = [f.span, "\n".join(hex_bytes(c) for c in chunks)]
+        meaning = _field_meaning(layout, f.name)
+        if wide:
+            cells += [f.name, meaning]
+        else:
+            cells.append(Text.assemble((f.name, "bold"), ": ", meaning))
+        grid.add_row(*cells)
     return grid
 
 
-def byte_order_table(layout: SockaddrLayout) -> Group:
+def byte_order_view(layout: SockaddrLayout, width: int = 120) -> Group:
     """htons/htonl: each value's bytes on this machine and on the wire, and back."""
     order = layout.host_byteorder
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), header_style="bold")
-    table.add_column("call", no_wrap=True)
-    table.add_column(f"this machine\n({order}-endian)", no_wrap=True)
-    table.add_column("network\n(big-endian)", no_wrap=True)
-    notes: list[RenderableType] = []
+    rows = []
     for r in layout.byte_order:
         digits = len(r.network_bytes) * 2
         arg = str(r.value) if r.function == "htons" else f"0x{r.value:0{digits}X}"
-        table.add_row(f"{r.function}({arg})", hex_bytes(r.host_bytes), hex_bytes(r.network_bytes))
+        rows.append((r, f"{r.function}({arg})", arg, digits))
+    parts: list[RenderableType] = []
+    if width >= 50:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+                      header_style="bold")
+        table.add_column("call", no_wrap=True)
+        table.add_column(f"this machine ({order}-endian)", no_wrap=True)
+        table.add_column("network (big-endian)", no_wrap=True)
+        for r, call, _arg, _digits in rows:
+            table.add_row(call, hex_bytes(r.host_bytes), hex_bytes(r.network_bytes))
+        parts.append(table)
+    else:
+        text = Text(f"In memory here ({order}-endian) and on the network (big-endian):",
+                    style="bold")
+        for r, call, _arg, _digits in rows:
+            text.append(f"\n{call}", style="bold")
+            text.append(f"\n  here    {hex_bytes(r.host_bytes)}")
+            text.append(f"\n  network {hex_bytes(r.network_bytes)}")
+        parts.append(text)
+    for r, call, arg, digits in rows:
         back = r.function.replace("hton", "ntoh")
         if r.host_bytes == r.network_bytes:
-            notes.append(Text(f"{r.function}({arg}) changes nothing: this machine is "
-                              "big-endian too."))
+            parts.append(Text(f"{call} changes nothing: this machine is big-endian too."))
         else:
-            notes.append(Text(f"{r.function}({arg}) = 0x{r.converted:0{digits}X} = "
-                              f"{r.converted} read as a number here; {back}() gives {arg} back."))
-    return Group(table, *notes)
+            parts.append(Text(f"{call} = 0x{r.converted:0{digits}X} = {r.converted} read as a "
+                              f"number here; {back}() gives {arg} back."))
+    return Group(*parts)
 
 
 def endpoint_of(sock: Socket, end: str) -> tuple[str, int] | None:
@@ -134,12 +222,20 @@ def endpoint_of(sock: Socket, end: str) -> tuple[str, int] | None:
     return sock.remote_addr, sock.remote_port
 
 
-def word_tables(report: EndianReport) -> list[RenderableType]:
-    """1-byte words on one line; 2- and 4-byte words big- and little-endian side by side."""
+def word_tables(report: EndianReport, width: int = 120) -> list[RenderableType]:
+    """1-byte words on one line; 2- and 4-byte words big- and little-endian side by side.
+
+    Narrower than :data:`WIDE`, each value goes under its hex form and the
+    headers shrink to ``big``/``little``, so that no number is ever cut.
+    """
     host = report.host_byteorder
+    wide = width >= WIDE
     out: list[RenderableType] = [
-        Text.assemble(("bytes in memory, lowest address first: ", ""), (report.hex, "bold")),
+        Text.assemble("bytes in memory, lowest address first:\n", (report.hex, "bold")),
     ]
+    if not wide:
+        out.append(Text(f"big = big-endian (network order), little = little-endian; this "
+                        f"machine is {host}-endian."))
     for table in report.tables:
         if table.size == 1:
             out.append(Text(f"1-byte words: {table.sequence('big').replace('-', ' ')}\n"
@@ -151,18 +247,26 @@ def word_tables(report: EndianReport) -> list[RenderableType]:
             continue
         mine = " ← this machine"
         grid = Table(title=f"{table.size}-byte words", title_style="bold", title_justify="left",
-                     box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), header_style="bold")
+                     box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+                     header_style="bold")
         grid.add_column("at", no_wrap=True, justify="right")
         grid.add_column("bytes", no_wrap=True)
-        grid.add_column("big-endian (network)" + (mine if host == "big" else ""))
-        grid.add_column("little-endian" + (mine if host == "little" else ""))
+        if wide:
+            grid.add_column("big-endian (network)" + (mine if host == "big" else ""))
+            grid.add_column("little-endian" + (mine if host == "little" else ""))
+        else:
+            grid.add_column("big", no_wrap=True)
+            grid.add_column("little", no_wrap=True)
+        sep = " = " if wide else "\n"
         for w in table.words:
             grid.add_row(str(w.offset), " ".join(f"{b:02X}" for b in w.data),
-                         f"{w.big_hex} = {w.big}", f"{w.little_hex} = {w.little}")
+                         f"{w.big_hex}{sep}{w.big}", f"{w.little_hex}{sep}{w.little}")
+        out.append(Text())
         out.append(grid)
         if table.leftover:
             left = " ".join(f"{b:02X}" for b in table.leftover)
             out.append(Text(f"({left}: too few bytes left for another {table.size}-byte word)"))
+    out.append(Text())
     out.append(Text(report.host_line))
     out.append(Text(report.network_line))
     return out
@@ -181,15 +285,13 @@ class BytesPanel(VerticalScroll):
         width: 1fr;
     }
     BytesPanel #bytes-bar {
-        height: 1;
+        height: auto;
         width: 1fr;
     }
     BytesPanel #bytes-title {
         width: 1fr;
-        height: 1;
+        height: auto;
         text-style: bold;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
     }
     BytesPanel #bytes-end {
         height: 1;
@@ -228,6 +330,7 @@ class BytesPanel(VerticalScroll):
         self.endian_error: str | None = None
         self._shown_key: tuple[object, ...] | None = None
         self._gone = False  # the selected socket left the kernel's table
+        self.follow = Follow()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="bytes-bar"):
@@ -248,6 +351,8 @@ class BytesPanel(VerticalScroll):
     # -- the main screen's interface ---------------------------------------------------
     def select_socket(self, sock: Socket) -> None:
         """The highlighted socket row changed (or the same row was polled again)."""
+        if not self.follow.accept(self, sock):
+            return
         if self.socket is None or sock.key != self.socket.key:
             self.end = "local"
             self._gone = False
@@ -257,6 +362,7 @@ class BytesPanel(VerticalScroll):
     def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent]) -> None:
         # The bytes depend only on the addresses and ports, which a socket keeps
         # for life: nothing to redo per poll, except noticing the socket is gone.
+        self.follow.seen(snapshot)
         if self.socket is not None:
             self._gone = self.socket.key not in snapshot.by_key
             self._show_socket()
@@ -334,8 +440,10 @@ class BytesPanel(VerticalScroll):
             Text(f"struct {layout.struct_name}: {layout.size} bytes, as the lecture's "
                  'printf("[%d]=%X,") prints them:'),
             CommaWrapped(layout.lecture_line),
-            sockaddr_grid(layout),
-            byte_order_table(layout),
+            Text(),
+            Responsive(lambda width: sockaddr_grid(layout, width)),
+            Text(),
+            Responsive(lambda width: byte_order_view(layout, width)),
         ]
         parts.extend(Text(f"note: {n}") for n in layout.notes)
         return Group(*parts)
@@ -353,7 +461,8 @@ class BytesPanel(VerticalScroll):
             return
         error.display = False
         assert self.report is not None
-        view.update(Group(*word_tables(self.report)))
+        report = self.report
+        view.update(Responsive(lambda width: Group(*word_tables(report, width))))
 
     # -- for tests and the report -------------------------------------------------------
     def text(self, width: int | None = None) -> str:
@@ -367,7 +476,8 @@ class BytesPanel(VerticalScroll):
         if self.endian_error is not None:
             yield Text(f"✗ refused: {self.endian_error}")
         elif self.report is not None:
-            yield from word_tables(self.report)
+            report = self.report
+            yield Responsive(lambda width: Group(*word_tables(report, width)))
 
 
 def render_plain(parts: Iterable[RenderableType] | Sequence[RenderableType], width: int) -> str:

@@ -34,7 +34,7 @@ from app.core.tcpstates import (
     normalize_state,
     transitions_from,
 )
-from app.ui.widgets.bytes_panel import render_plain
+from app.ui.widgets.bytes_panel import Follow, render_plain
 
 MAX_KEYS = 2000  # sockets whose path is remembered (least recently changed dropped first)
 MAX_PATH = 12  # states remembered per socket
@@ -140,6 +140,56 @@ def time_wait_words(state: str | None, sock: Socket | None) -> str:
             "lingers in TIME_WAIT; kill the server first and the server's does.")
 
 
+LANE = 22  # columns per lane of the compact diagram: two lanes fit 44 columns
+
+
+def lanes_lines(current: str | None) -> list[str]:
+    """The state machine in two lanes, for a narrow column (44 columns).
+
+    Left: the server's opening and the end that closes first; right: the
+    client's opening and the end that closes second. Same convention as the
+    full diagram: the current state alone is upper case in ``[*...*]``.
+    """
+
+    def slot(state: str) -> str:
+        label = f"[*{state}*]" if state == current else state.lower()
+        return label
+
+    def row(left: str, right: str = "") -> str:
+        return (left.ljust(LANE) + right).rstrip()
+
+    est = slot("ESTABLISHED").center(15)
+    return [
+        row("server: passive open", "client: active open"),
+        row(slot("CLOSED"), slot("CLOSED")),
+        row("  │ listen()", "  │ connect()"),
+        row("  ▼", "  ▼ snd SYN"),
+        row(slot("LISTEN"), slot("SYN_SENT")),
+        row("  │ rcv SYN", "  │ rcv SYN,ACK"),
+        row("  ▼ snd SYN,ACK", "  │ snd ACK"),
+        row(slot("SYN_RECV"), "  │"),
+        row("  │ rcv ACK", "  │"),
+        f"  └──▶{est}◀──┘",
+        "  ┌──────────┴──────────┐",
+        row("  │ closes first", "  │ closes second"),
+        row("  │ (active close)", "  │ (passive close)"),
+        row("  │ close(), snd FIN", "  │ rcv FIN, snd ACK"),
+        row("  ▼", "  ▼"),
+        row(slot("FIN_WAIT1"), slot("CLOSE_WAIT")),
+        row("  │ rcv ACK", "  │ close(), snd FIN"),
+        row("  ▼", "  ▼"),
+        row(slot("FIN_WAIT2"), slot("LAST_ACK")),
+        row("  │ rcv FIN, snd ACK", "  │ rcv ACK"),
+        row("  ▼", "  ▼"),
+        row(slot("TIME_WAIT"), slot("CLOSED")),
+        row("  │ 2 MSL (60 s)"),
+        row("  ▼"),
+        row(slot("CLOSED")),
+        "both close at once:",
+        f"  fin_wait1 → {slot('CLOSING')} → time_wait",
+    ]
+
+
 class StateMachinePanel(VerticalScroll):
     """The state machine, the selected socket's state and the path it took."""
 
@@ -164,12 +214,26 @@ class StateMachinePanel(VerticalScroll):
     StateMachinePanel #machine-explain {
         margin: 1 0 0 0;
     }
+    StateMachinePanel #machine-lanes, StateMachinePanel #machine-full-title {
+        display: none;
+        width: auto;
+    }
+    StateMachinePanel.-narrow #machine-lanes, StateMachinePanel.-narrow #machine-full-title {
+        display: block;
+    }
+    StateMachinePanel #machine-full-title {
+        margin: 1 0 0 0;
+        text-style: bold;
+    }
     """
+
+    NARROW = 76  # columns: below this the two-lane diagram comes first
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.add_class("socket-aware")
         self.history = PathHistory()
+        self.follow = Follow()
         self.socket: Socket | None = None
         self.gone = False
         self.peer: Socket | None = None
@@ -177,9 +241,25 @@ class StateMachinePanel(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static(id="machine-head")
+        yield Static(id="machine-lanes")
+        yield Static("RFC 793's full diagram (scroll sideways, or z to zoom):",
+                     id="machine-full-title")
         with HorizontalScroll(id="machine-scroll"):
             yield Static(id="machine-diagram")
         yield Static(id="machine-explain")
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < self.NARROW
+        if narrow == self.has_class("-narrow"):
+            return
+        self.set_class(narrow, "-narrow")
+        # Narrow: head, two lanes, explanation, then the wide diagram to scroll.
+        # Wide: head, the diagram, then the explanation.
+        explain = self.query_one("#machine-explain", Static)
+        if narrow:
+            self.move_child(explain, after=self.query_one("#machine-lanes", Static))
+        else:
+            self.move_child(explain, after=self.query_one("#machine-scroll"))
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._show(force=True))
@@ -187,6 +267,8 @@ class StateMachinePanel(VerticalScroll):
 
     # -- the main screen's interface ---------------------------------------------------
     def select_socket(self, sock: Socket) -> None:
+        if not self.follow.accept(self, sock):
+            return
         if self.socket is None or sock.key != self.socket.key:
             self.gone = False
             self.peer = None
@@ -195,6 +277,7 @@ class StateMachinePanel(VerticalScroll):
 
     def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent]) -> None:
         self.history.record(events)
+        self.follow.seen(snapshot)
         if self.socket is not None:
             fresh = snapshot.by_key.get(self.socket.key)
             self.gone = fresh is None
@@ -231,6 +314,7 @@ class StateMachinePanel(VerticalScroll):
         self._shown = signature
         self.query_one("#machine-head", Static).update(self._head())
         self.query_one("#machine-diagram", Static).update(self._diagram())
+        self.query_one("#machine-lanes", Static).update(self._lanes())
         self.query_one("#machine-explain", Static).update(self._explain())
 
     def _head(self) -> Text:
@@ -264,9 +348,11 @@ class StateMachinePanel(VerticalScroll):
             return Style(bold=True, color=background, bgcolor=accent)
         return Style(bold=True, reverse=True)
 
-    def _diagram(self) -> Text:
+    def _styled(self, lines: list[str]) -> Text:
+        """Lines of a diagram with the current state in the accent colour and bold,
+        the states seen before it underlined (the shape already tells them apart)."""
         current = self.current
-        text = Text("\n".join(diagram_lines(current)), no_wrap=True)
+        text = Text("\n".join(lines), no_wrap=True)
         plain = text.plain
         for state in set(self.path) - {current}:
             for match in _LABELS[state].finditer(plain):
@@ -280,6 +366,12 @@ class StateMachinePanel(VerticalScroll):
         if len(self.path) > 1:
             text.append("\nunderlined = states this socket was seen in")
         return text
+
+    def _diagram(self) -> Text:
+        return self._styled(diagram_lines(self.current))
+
+    def _lanes(self) -> Text:
+        return self._styled(lanes_lines(self.current))
 
     def _explain(self) -> RenderableType:
         sock = self.socket
@@ -312,7 +404,7 @@ class StateMachinePanel(VerticalScroll):
 
     # -- for tests and the report -------------------------------------------------------
     def text(self, width: int | None = None) -> str:
-        """Head, explanation and diagram as plain text (the diagram never wrapped)."""
+        """Head, explanation and both diagrams as plain text (diagrams never wrapped)."""
         width = width or max(self.content_size.width, 20)
         head = render_plain([self._head(), self._explain()], width)
-        return head + "\n" + self._diagram().plain + "\n"
+        return "\n".join([head, self._lanes().plain, self._diagram().plain, ""])

@@ -47,7 +47,7 @@ def owner_cell(sock: Socket) -> Cell:
     return label
 
 
-SERVICE_WIDTH = 10
+SERVICE_WIDTH = 8
 
 
 def _service(sock: Socket, options: ViewOptions) -> str:

@@ -105,13 +105,15 @@ class RowCache:
     """Cells and sort keys of the last build, by socket key.
 
     The socket source reuses a record while its /proc line is unchanged, so
-    a row whose record and mark are the very same objects keeps its cells and
-    sort key: a poll of 16,000 unchanged sockets formats nothing.
+    a row whose record and mark are the very same objects keeps its cells:
+    a poll of 16,000 unchanged sockets formats nothing. Sort keys are kept
+    apart: the natural order depends on which ports listen, cells do not.
     """
 
     signature: tuple[object, ...] = ()
-    rows: dict[str, tuple[Socket, str, tuple[Cell, ...], tuple[object, ...]]] = field(
-        default_factory=dict)
+    rows: dict[str, tuple[Socket, str, tuple[Cell, ...]]] = field(default_factory=dict)
+    order_signature: tuple[object, ...] = ()
+    order: dict[str, tuple[Socket, tuple[object, ...]]] = field(default_factory=dict)
 
 
 def build_rows(
@@ -126,31 +128,38 @@ def build_rows(
     cache = cache if cache is not None else RowCache()
     column_keys = [k for _, k in columns]
     user_sort = options.sort if options.sort in column_keys else None
-    signature = (options, frozenset(listen_ports), tuple(column_keys))
+    signature = (options, tuple(column_keys))
     if signature != cache.signature:
         cache.signature, cache.rows = signature, {}
+    order_signature = (user_sort, frozenset(listen_ports) if not user_sort else None)
+    if order_signature != cache.order_signature:
+        cache.order_signature, cache.order = order_signature, {}
     pair = pair_order(listen_ports)
 
     def natural(m: Marked) -> tuple[object, ...]:
         return pair(m.sock)
 
     order = _user_sort(user_sort) if user_sort else natural
-    previous, fresh = cache.rows, {}
+    old_rows, old_order = cache.rows, cache.order
+    rows: dict[str, tuple[Socket, str, tuple[Cell, ...]]] = {}
+    orders: dict[str, tuple[Socket, tuple[object, ...]]] = {}
     chosen: list[tuple[tuple[object, ...], str, tuple[Cell, ...]]] = []
     for m in marked:
-        hit = previous.get(m.key)
-        if hit is not None and hit[0] is m.sock and hit[1] == m.mark:
-            entry = hit
-        else:
+        hit = old_rows.get(m.key)
+        if hit is None or hit[0] is not m.sock or hit[1] != m.mark:
             if not options.matches(m.sock):
                 continue
             cells = tuple(
                 mark_cell(m.mark) if k == "mark" else _cell_value(k, m.sock, options)
                 for k in column_keys
             )
-            entry = (m.sock, m.mark, cells, order(m))
-        fresh[m.key] = entry
-        chosen.append((entry[3], m.key, entry[2]))
-    cache.rows = fresh
+            hit = (m.sock, m.mark, cells)
+        rows[m.key] = hit
+        ordered = old_order.get(m.key)
+        if ordered is None or ordered[0] is not m.sock:
+            ordered = (m.sock, order(m))
+        orders[m.key] = ordered
+        chosen.append((ordered[1], m.key, hit[2]))
+    cache.rows, cache.order = rows, orders
     chosen.sort(key=lambda c: c[0], reverse=bool(user_sort) and options.reverse)
     return [TableRow(key, cells) for _, key, cells in chosen[:limit]], len(chosen)

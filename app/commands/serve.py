@@ -197,12 +197,15 @@ def local_page(template: str) -> str:
 
 def make_server(host: str, port: int) -> Any:
     """A textual-serve Server for the dashboard, with the checks described above."""
+    import asyncio
     from pathlib import Path
 
     import aiohttp_jinja2
     import jinja2
     from aiohttp import web
     from textual_serve.server import Server
+
+    sessions: set[asyncio.Task[Any]] = set()
 
     class ObservatoryServer(Server):
         async def _make_app(self) -> web.Application:
@@ -233,7 +236,20 @@ def make_server(host: str, port: int) -> Any:
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
             self._check(request, websocket=True)
-            return await super().handle_websocket(request)
+            task = asyncio.current_task()
+            if task is not None:
+                sessions.add(task)
+            try:
+                return await super().handle_websocket(request)
+            finally:
+                sessions.discard(task)
+
+        async def on_shutdown(self, app: web.Application) -> None:
+            # aiohttp would wait for every open page's websocket to end by itself
+            # (heartbeats, up to its shutdown timeout). Cancelled, textual-serve's
+            # handler tells its dashboard to quit and waits for it: quick and clean.
+            for task in list(sessions):
+                task.cancel()
 
         async def on_startup(self, app: web.Application) -> None:
             where = url_for(host, port)

@@ -462,13 +462,32 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
         assert differing(machine, backlog) > 0.05
 
         # The page went away: its dashboard quit and stopped its lab server.
-        wait_for(lambda: not psutil.pid_exists(dashboard_pid)
-                 or psutil.Process(dashboard_pid).status() == psutil.STATUS_ZOMBIE,
-                 20, "the dashboard quits when its page closes")
-        wait_for(lambda: not psutil.pid_exists(lab["pid"])
-                 or psutil.Process(lab["pid"]).status() == psutil.STATUS_ZOMBIE,
-                 20, "the lab server stops with it")
+        wait_for(lambda: not running(dashboard_pid), 20,
+                 "the dashboard quits when its page closes")
+        wait_for(lambda: not running(lab["pid"]), 20, "the lab server stops with it")
+
+        # Stopping the server (Ctrl+C, SIGTERM) while a page is open ends its dashboard too.
+        with browser(exe, tmp_path / "profile2") as (chrome, devtools):
+            request = urllib.request.Request(
+                devtools + f"/json/new?http://127.0.0.1:{port}/", method="PUT")
+            urllib.request.urlopen(request).read()
+            second = wait_for(lambda: dashboards(tracker, server.pid), 30,
+                              "a dashboard for the second page")
+            t0 = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+            assert server.returncode == 0
+            assert time.monotonic() - t0 < 15, "Ctrl+C must not keep the class waiting"
+            wait_for(lambda: not running(second[0].pid), 10,
+                     "the open page's dashboard stops with the server")
     print(f"screenshots in {shots}")
+
+
+def running(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _wait_lab(tracker: Tracker, port: int, timeout: float) -> dict[str, Any] | None:

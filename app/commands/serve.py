@@ -253,8 +253,10 @@ def make_server(host: str, port: int) -> Any:
 
         async def on_startup(self, app: web.Application) -> None:
             where = url_for(host, port)
-            print(f"Connection Observatory: open {where} in a web browser "
-                  "(each tab runs its own dashboard). Ctrl+C stops it.", flush=True)
+            others = (" (from other machines: this machine's address, see `ip addr`)"
+                      if host in ("0.0.0.0", "::") else "")
+            print(f"Connection Observatory: open {where} in a web browser{others}; each tab "
+                  "runs its own dashboard. Ctrl+C stops it.", flush=True)
 
     return ObservatoryServer(served_command(), host=host, port=port, title=TITLE)
 
@@ -276,6 +278,15 @@ def stop_children(timeout: float = STOP_SECONDS) -> None:
     psutil.wait_procs(leftovers, timeout=timeout)
 
 
+def _user_name() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid {os.getuid()}"
+
+
 def run(args: argparse.Namespace) -> int:
     host = parse_host(args.host)
     port = args.port
@@ -287,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
                          "the project again with its dependencies\n")
         return 1
     if not is_loopback(host):
-        user = os.environ.get("USER") or str(os.getuid())
+        user = _user_name()
         sys.stderr.write(
             f"observatory serve: warning: listening on {host}, not only on this machine: "
             f"anyone who can reach port {port} can start and kill processes as {user}\n")

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from textual.app import App, ComposeResult
+from textual.widgets import Input
 
 from app.core.sockets import ProcNetSource
 from app.ui.app import ObservatoryApp
@@ -144,7 +145,7 @@ async def test_bytes_panel_without_selection_and_endianness_input() -> None:
         assert "0x47EF" in text and "0xEF47" in text
         assert "0x47EF152A" in text and "0x2A15EF47" in text
 
-        box = panel.query_one("#endian-input")
+        box = panel.query_one("#endian-input", Input)
         box.value = "12 3G"
         await pilot.pause()
         error = panel.query_one("#endian-error")

@@ -95,9 +95,9 @@ def lesson(queue: Queue) -> str:
         first = queue.accepted[0].remote
         return (f"{server} accepted {first} and is busy with it: an iterative server (the "
                 "lecture's, whose handle_client() never returns) does not call accept() "
-                f"again. The kernel still completed the handshake of the client(s) above: "
-                "their connect() succeeded and they wait in the backlog, but nothing reads "
-                "what they send. A concurrent server (tcp-server "
+                f"again. The kernel still completed the handshake of the {len(queue.waiting)} "
+                "client(s) waiting above: their connect() succeeded and they wait in the "
+                "backlog, but nothing reads what they send. A concurrent server (tcp-server "
                 f"{port} --concurrent) accepts each client at once: the queue stays at 0.")
     if queue.waiting:
         return (f"Nobody has called accept() on port {port} yet: the kernel completes each "

@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import (
     Button,
     DataTable,
@@ -100,6 +101,7 @@ class MainScreen(Screen[None]):
         self.poll_error: str | None = None
         self.selected_process: str | None = None
         self._last_selected: Socket | None = None
+        self._focus_before_zoom: Widget | None = None
         self._row_caches = {name: RowCache() for name in SOCKET_TABLES}
 
     @property
@@ -304,7 +306,8 @@ class MainScreen(Screen[None]):
 
     def _update_why(self) -> None:
         sock = self._focused_socket()
-        if sock is not None and sock is not self._last_selected:
+        zoomed = self.has_class("-zoom")  # the tables are hidden: nobody picks a row
+        if sock is not None and sock is not self._last_selected and not zoomed:
             self._last_selected = sock
             for aware in self.query(".socket-aware"):
                 aware.select_socket(sock)  # type: ignore[attr-defined]
@@ -511,7 +514,15 @@ class MainScreen(Screen[None]):
         self.oapp.save_screen()
 
     def action_zoom(self) -> None:
-        self.toggle_class("-zoom")
+        # Hiding the tables moves focus onto a hidden table (and its cursor row,
+        # which nobody chose): remember the focus and give it back on the way out.
+        if self.has_class("-zoom"):
+            self.remove_class("-zoom")
+            if self._focus_before_zoom is not None and self._focus_before_zoom.is_attached:
+                self._focus_before_zoom.focus()
+        else:
+            self._focus_before_zoom = self.focused
+            self.add_class("-zoom")
 
     def action_theme(self) -> None:
         self.oapp.toggle_theme()

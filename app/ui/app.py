@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -126,6 +128,7 @@ class ObservatoryApp(App[None]):
             self.poller.start()
         if self.scenario is not None:
             self._start_scenario(self.scenario)
+        self._guard_sigcont()
         if self.record_warning:
             self.notify(self.record_warning, title="Not recording", severity="warning")
 
@@ -133,6 +136,36 @@ class ObservatoryApp(App[None]):
         # Textual's driver does not handle SIGTERM/SIGHUP: stop children and leave.
         self._shutdown_children()
         self.exit(return_code=128 + sig)
+        # A closed terminal can leave Textual's driver blocked on its output queue
+        # forever; the children are stopped by then, so make sure we end too.
+        timer = threading.Timer(3.0, self._hard_exit, args=(128 + sig,))
+        timer.daemon = True
+        timer.start()
+
+    def _hard_exit(self, code: int) -> None:
+        if self.manager is not None:
+            self.manager.shutdown()
+        os._exit(code)
+
+    def _guard_sigcont(self) -> None:
+        """Ignore SIGCONT once the terminal is gone.
+
+        Closing the terminal sends SIGHUP and SIGCONT together. Textual answers
+        SIGCONT by restarting its screen on the dead terminal: a second output
+        thread dies on its first write and the exit then waits for it forever.
+        """
+        previous = signal.getsignal(signal.SIGCONT)
+
+        def on_cont(signum: int, frame: Any) -> None:
+            try:
+                alive = os.isatty(sys.__stdin__.fileno()) if sys.__stdin__ else False
+            except (OSError, ValueError):
+                alive = False
+            if alive and callable(previous):
+                previous(signum, frame)
+
+        with contextlib.suppress(ValueError):  # not the main thread (tests)
+            signal.signal(signal.SIGCONT, on_cont)
 
     def on_unmount(self) -> None:
         self.poller.stop()

@@ -34,7 +34,7 @@ from app.ui.cells import (
     build_rows,
 )
 from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
-from app.ui.rows import Lifecycle, Marked, ViewOptions, group
+from app.ui.rows import GONE_MARK, Lifecycle, Marked, ViewOptions, group
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog
 from app.ui.screens.launch import LaunchDialog, LaunchRequest
 from app.ui.widgets.events import EventsPanel, Timeline, TimelineEntry
@@ -130,7 +130,10 @@ class MainScreen(Screen[None]):
                             yield Button("Kill -9", id="btn-kill9", variant="error")
                             yield Button("Restart", id="btn-restart")
                             yield Button("Kill all", id="btn-kill-all", variant="error")
-                        yield RichLog(id="output", max_lines=1000, wrap=True, markup=False)
+                        # min_width: RichLog renders at 78 columns by default and the side
+                        # column is narrower, so lines were cut instead of wrapped.
+                        yield RichLog(id="output", max_lines=1000, wrap=True, markup=False,
+                                      min_width=20)
                     with TabPane("Events", id="tab-events"):
                         yield EventsPanel(self.timeline, id="events")
                     with TabPane("Other states", id="tab-other"):
@@ -143,7 +146,9 @@ class MainScreen(Screen[None]):
                 yield Static(id="events-mini")
         yield Input(placeholder="filter: type text, Enter to keep, Esc to clear", id="filter")
         yield Static(id="why")
-        yield Footer(compact=True)
+        # The palette key is named on the status line instead: docked right here, it
+        # covered the end of the overflowing key list and left a stray letter beside it.
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#output", RichLog).border_title = "output"
@@ -209,13 +214,18 @@ class MainScreen(Screen[None]):
             rows, matched = build_rows(groups[name], columns, self.options, listen_ports,
                                        self._row_caches[name])
             table.apply(rows)
-            self._title_count(table, name, len(rows), matched, len(groups[name]))
+            gone = sum(1 for m in groups[name] if m.mark == GONE_MARK)
+            self._title_count(table, name, len(rows), matched, len(groups[name]), gone)
 
     def _title_count(self, table: KeyedTable, name: str, shown: int, matched: int,
-                     total: int) -> None:
-        count = f"{shown}" if shown == total else f"{shown} of {total}"
+                     total: int, gone: int) -> None:
+        # Count what is open now, as the status line does; rows still shown as
+        # "- GONE" are counted apart.
+        count = f"{total - gone}" + (f" (+{gone} gone)" if gone else "")
         if shown < matched:  # the table holds at most MAX_ROWS
-            count += " (first rows only: / to filter)"
+            count += f" · first {shown} shown: / to filter"
+        elif shown < total:
+            count += f" · {shown} shown"
         if name == "listen":
             table.border_title = f"LISTEN  (like netstat -tulpn) · {count}"
         elif name == "established":
@@ -291,6 +301,7 @@ class MainScreen(Screen[None]):
             parts.append(Text(self.poll_error, style="bold reverse"))
         stamp = self.oapp.clock()
         parts.append(Text(time.strftime("%H:%M:%S", time.localtime(stamp))))
+        parts.append(Text("ctrl+p: every key", style="bold"))
         self.query_one("#status", Static).update(Text(" · ").join(parts))
 
     def _update_mini(self) -> None:

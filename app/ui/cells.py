@@ -43,7 +43,9 @@ def owner_cell(sock: Socket) -> Cell:
     if sock.owner == "kernel":
         return Text(label, style=KERNEL_STYLE)
     if sock.owner == "hidden":
-        return Text(label, style=HIDDEN_STYLE)
+        # Shorter than the CLI's "hidden (user root)": a projected table is narrow, and
+        # the line under the tables says what hidden means.
+        return Text(f"hidden: {sock.user}" if sock.user else "hidden", style=HIDDEN_STYLE)
     return label
 
 

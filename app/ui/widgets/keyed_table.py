@@ -76,7 +76,9 @@ class KeyedTable(DataTable[Cell]):
             elif before != row.cells:
                 for column, old, new in zip(columns, before, row.cells, strict=True):
                     if old != new:
-                        self.update_cell(row.key, column, new)
+                        # update_width: a cell that grows ("" -> "1 wait") must widen
+                        # its column, or it shows cut.
+                        self.update_cell(row.key, column, new, update_width=True)
             self._cells[row.key] = row.cells
         self._reorder([r.key for r in rows])
         if anchor is not None and anchor in wanted:

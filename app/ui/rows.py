@@ -24,15 +24,24 @@ class ViewOptions:
 
     text: str = ""  # filter: any part of address, port, program, service, state
     lab_pids: frozenset[int] | None = None  # lab-only: these pids (None = every socket)
+    lab_ports: frozenset[int] = frozenset()  # lab-only: ports the lab's sockets use
     family: int | None = None  # 4, 6, or None for both
     numeric: bool = False  # no service names (the port number is always shown)
     sort: str | None = None  # column key, or None for the natural order
     reverse: bool = False
 
+    def _lab_kernel(self, sock: Socket) -> bool:
+        """A socket no process holds belongs to the lab when it touches a lab port:
+        the connection waiting in a lab server's backlog, a lab TIME_WAIT."""
+        return sock.owner == "kernel" and (
+            sock.local_port in self.lab_ports or sock.remote_port in self.lab_ports
+        )
+
     def matches(self, sock: Socket) -> bool:
         if self.family is not None and sock.family != self.family:
             return False
-        if self.lab_pids is not None and sock.pid not in self.lab_pids:
+        in_lab = self.lab_pids is None or sock.pid in self.lab_pids or self._lab_kernel(sock)
+        if not in_lab:
             return False
         if self.text:
             hay = " ".join(

@@ -197,3 +197,25 @@ async def test_session_record_and_screenshot(tmp_path, sockets) -> None:  # type
                for e in entries)
     svg = next(tmp_path.glob("observatory-*.svg")).read_text()
     assert "LISTEN" in svg
+
+
+async def test_lab_only_keeps_the_lab_backlog_and_hides_the_rest(dashboard, sockets) -> None:  # type: ignore[no-untyped-def]
+    app, manager = dashboard
+    port = free_port()
+    other = socket.socket()  # not the lab's: hidden by lab-only
+    sockets.append(other)
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    other_port = other.getsockname()[1]
+    manager.launch_builtin("server1", "tcp-server", [str(port)])
+    manager.launch_builtin("client1", "tcp-client", ["127.0.0.1", "hello", str(port)])
+    manager.launch_builtin("client2", "tcp-client", ["127.0.0.1", "hello", str(port)])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: any("kernel: backlog" in r for r in rows(app, "established")))
+        await pilot.press("a")
+        await until(pilot, lambda: not any(f":{other_port}" in r for r in rows(app, "listen")))
+        est = rows(app, "established")
+        assert any("kernel: backlog" in r and f"127.0.0.1:{port}" in r for r in est)
+        assert len([r for r in est if f":{port}" in r]) == 4  # both ends of both clients
+        await pilot.press("a")
+        await until(pilot, lambda: any(f":{other_port}" in r for r in rows(app, "listen")))

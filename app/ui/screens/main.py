@@ -190,6 +190,10 @@ class MainScreen(Screen[None]):
             self.oapp.record_event(event)
         marked = self.lifecycle.update(result.snapshot)
         self.marked = {m.key: m for m in marked}
+        if self.options.lab_pids is not None:  # lab processes come and go
+            from dataclasses import replace
+
+            self.options = replace(self.options, **self._lab_scope())
         with self.app.batch_update():
             self._show_sockets(marked)
             for aware in self.query(".socket-aware"):
@@ -494,7 +498,7 @@ class MainScreen(Screen[None]):
 
     def action_lab_only(self) -> None:
         if self.options.lab_pids is None:
-            self._set_options(lab_pids=self.oapp.lab_pids())
+            self._set_options(**self._lab_scope())
             self.notify("Showing only sockets of lab processes (a: all sockets).")
         else:
             self._set_options(lab_pids=None)
@@ -546,11 +550,17 @@ class MainScreen(Screen[None]):
         if path:
             self.oapp.load_scenario(path)
 
+    def _lab_scope(self) -> dict[str, Any]:
+        """The lab's pids and the ports their sockets use (for the lab-only view)."""
+        pids = self.oapp.lab_pids()
+        ports = frozenset(m.sock.local_port for m in self.marked.values() if m.sock.pid in pids)
+        return {"lab_pids": pids, "lab_ports": ports}
+
     def _set_options(self, **changes: Any) -> None:
         from dataclasses import replace
 
         if "lab_pids" not in changes and self.options.lab_pids is not None:
-            changes["lab_pids"] = self.oapp.lab_pids()
+            changes.update(self._lab_scope())
         self.options = replace(self.options, **changes)
         if self.snapshot is not None:
             with self.app.batch_update():

@@ -341,6 +341,7 @@ class ProcessManager:
         self._subscribers: list[Subscriber] = []
         self._events: deque[ProcessEvent] = deque(maxlen=max(1, event_backlog))
         self._closed = False
+        self._shut_down = threading.Event()  # set when shutdown() has finished
         self._lifeline: tuple[int, int] | None = None
         self._requests: queue.SimpleQueue[_LaunchRequest | None] = queue.SimpleQueue()
         self._launcher = threading.Thread(
@@ -1014,16 +1015,27 @@ class ProcessManager:
         """Stop everything: SIGTERM every group, wait ``timeout`` s, SIGKILL the rest.
 
         Idempotent; called by ``atexit`` and ``__exit__``. No launch is
-        accepted afterwards.
+        accepted afterwards. A second call (from another thread) returns only
+        once the first has finished: a caller about to exit must not leave a
+        child that ignores SIGTERM behind a first call still waiting to SIGKILL it.
         """
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            for record in self._records.values():
-                if record.alive:
-                    with contextlib.suppress(ProcessError):
-                        self._signal_group(record, signal.SIGTERM)
+            first = not self._closed
+            if first:
+                self._closed = True
+                for record in self._records.values():
+                    if record.alive:
+                        with contextlib.suppress(ProcessError):
+                            self._signal_group(record, signal.SIGTERM)
+        if not first:
+            self._shut_down.wait(timeout + 5.0)
+            return
+        try:
+            self._finish_shutdown(timeout)
+        finally:
+            self._shut_down.set()
+
+    def _finish_shutdown(self, timeout: float) -> None:
         if not self.wait_all(timeout):
             with self._lock:
                 for record in self._records.values():

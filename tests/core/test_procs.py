@@ -422,3 +422,27 @@ def test_signal_handlers_only_from_the_main_thread(manager: ProcessManager) -> N
     assert [str(e) for e in errors] == [
         "signal handlers can only be installed from the main thread"
     ]
+
+
+def test_second_shutdown_waits_for_the_first_to_kill_a_stubborn_child() -> None:
+    """Quitting the dashboard: shutdown() on a thread, then again before exit.
+
+    The second call used to return at once, and the process exit ended the
+    first call's thread before its SIGKILL: a child ignoring SIGTERM survived.
+    """
+    m = ProcessManager(register_atexit=False)
+    info = m.launch_command(
+        "stubborn",
+        [sys.executable, "-c",
+         "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+         "print('ready', flush=True); time.sleep(60)"],
+    )
+    deadline = time.monotonic() + 10
+    while "ready" not in m.output("stubborn") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    threading.Thread(target=m.shutdown, daemon=True).start()
+    time.sleep(0.1)
+    m.shutdown()
+    assert info.pid is not None
+    assert not psutil.pid_exists(info.pid) or (
+        psutil.Process(info.pid).status() == psutil.STATUS_ZOMBIE)

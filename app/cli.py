@@ -23,13 +23,7 @@ def build_parser() -> OneLineParser:
     dashboard.add_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"app.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"app.commands.{name}":
-                raise
-            continue  # not built yet
-        module.add_parser(sub)
+        importlib.import_module(f"app.commands.{name}").add_parser(sub)
     return parser
 
 

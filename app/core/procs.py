@@ -206,6 +206,7 @@ class ForeignProcess:
     user: str | None
     cmdline: tuple[str, ...]
     managed_name: str | None  # our name for it when we started it
+    created: float | None = None  # its start time: a pid reused later is another process
 
     @property
     def command_line(self) -> str:
@@ -966,17 +967,24 @@ class ProcessManager:
             cmdline = tuple(str(part) for part in proc.cmdline())
         except psutil.Error:
             cmdline = ()
+        try:
+            created: float | None = proc.create_time()
+        except psutil.Error:
+            created = None
         with self._lock:
             managed = next(
                 (r.name for r in self._records.values() if r.pid == pid and r.alive), None
             )
-        return ForeignProcess(pid, name, _user_of(pid), cmdline, managed)
+        return ForeignProcess(pid, name, _user_of(pid), cmdline, managed, created)
 
-    def kill_foreign(self, pid: int, sig: int = signal.SIGTERM) -> None:
+    def kill_foreign(
+        self, pid: int, sig: int = signal.SIGTERM, *, created: float | None = None
+    ) -> None:
         """Signal a process the observatory did not start (only that one process).
 
         The caller must have asked the user first. Pid 1 and the observatory
-        itself are refused.
+        itself are refused. ``created`` (from :meth:`describe_foreign`) makes
+        sure the pid still is the process the user was asked about.
 
         Raises:
             ProcessError: in words, e.g. "the operating system refused: pid 1
@@ -988,7 +996,12 @@ class ProcessManager:
                 "pid 1 is the system's init process; the observatory will not signal it"
             )
         try:
-            psutil.Process(pid).send_signal(sig)
+            proc = psutil.Process(pid)
+            if created is not None and abs(proc.create_time() - created) > 0.01:
+                raise ProcessError(
+                    f"pid {pid} ended and is now another process; nothing was sent"
+                )
+            proc.send_signal(sig)
         except psutil.NoSuchProcess:
             raise ProcessError(f"there is no process with pid {pid} (it may have ended)") from None
         except psutil.AccessDenied:

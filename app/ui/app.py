@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import os
 import signal
@@ -105,6 +106,7 @@ class ObservatoryApp(App[None]):
             processes=(lambda: list(manager.processes())) if manager is not None else None,
             interfaces=self._read_interfaces,
             fail=lambda error: self._post_from_thread(PollFailed(error)),
+            record=self._record_socket_events,
         )
 
     # -- start and stop -------------------------------------------------------------
@@ -121,9 +123,7 @@ class ObservatoryApp(App[None]):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         if self.manager is not None:
-            self._unsubscribe = self.manager.subscribe(
-                lambda event: self._post_from_thread(ProcessEventMessage(event))
-            )
+            self._unsubscribe = self.manager.subscribe(self._on_process_event)
         if self._poll_enabled:
             self.poller.start()
         if self.scenario is not None:
@@ -214,12 +214,7 @@ class ObservatoryApp(App[None]):
     def extra_tabs(self) -> Iterable[Widget]:
         """The side column's instrument tabs: scan, bytes, TCP states, backlog."""
         for title, tab_id, module_name, class_name in PANELS:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name != module_name:
-                    raise
-                continue
+            module = importlib.import_module(module_name)
             yield TabPane(title, getattr(module, class_name)(), id=tab_id)
 
     def last_poll_duration(self) -> float:
@@ -236,7 +231,8 @@ class ObservatoryApp(App[None]):
         self.poller.set_interval(seconds)
 
     def interfaces_now(self) -> list[Interface]:
-        return self._interfaces or self._interfaces_fn()
+        """The interfaces the poller read last (never read here: psutil is off the loop)."""
+        return list(self._interfaces)
 
     def watch_theme(self, theme: str) -> None:
         # Lets the style sheets give the projector brighter frames than any theme variable.
@@ -246,16 +242,22 @@ class ObservatoryApp(App[None]):
         self.theme = DEFAULT_THEME if self.theme == "projector" else "projector"
         self.notify(f"Theme: {self.theme}")
 
-    def record_event(self, event: SocketEvent) -> None:
+    def _record_socket_events(self, events: list[SocketEvent]) -> None:
+        """On the poller thread: socket events to the session record (a write each)."""
         if self.recorder is not None:
-            self.recorder.record_event(event)
+            for event in events:
+                self.recorder.record_event(event)
 
-    def record_process_event(self, event: Any) -> None:
-        """Starts and exits go to the session record (output lines stay in the panel)."""
+    def _record_process_event(self, event: Any) -> None:
+        """On the manager's threads: starts and exits to the session record."""
         if self.recorder is not None and type(event).__name__ != "OutputLine":
             data = {k: getattr(event, k) for k in event.__dataclass_fields__}
             kind = "started" if type(event).__name__ == "ProcessStarted" else "exited"
             self.recorder.record_process(data, kind=kind)
+
+    def _on_process_event(self, event: Any) -> None:
+        self._record_process_event(event)
+        self._post_from_thread(ProcessEventMessage(event))
 
     def save_screen(self) -> None:
         """Save an SVG screenshot next to the session record (or in the working folder)."""
@@ -307,9 +309,8 @@ class ObservatoryApp(App[None]):
         threading.Thread(target=run, daemon=True, name="observatory-action").start()
 
     def _notify_from_thread(self, text: str, severity: str) -> None:
-        loop = self._observatory_loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(
+        with contextlib.suppress(RuntimeError):  # the app has ended meanwhile
+            self.call_from_thread(
                 lambda: self.notify(text, severity=severity, timeout=8)  # type: ignore[arg-type]
             )
 
@@ -340,18 +341,24 @@ class ObservatoryApp(App[None]):
         if self.manager.is_managed(pid):
             self._background(lambda: self.manager.kill(pid, sig))
             return
-        try:
+
+        def ask() -> None:  # psutil reads who the pid is: off the UI loop
             describe = self.manager.describe_foreign(pid)
-        except Exception as exc:
-            self.notify(str(exc), severity="error")
-            return
+            with contextlib.suppress(RuntimeError):  # quitting meanwhile
+                self.call_from_thread(self._confirm_foreign, describe, sig)
+
+        self._background(ask)
+
+    def _confirm_foreign(self, describe: Any, sig: int) -> None:
         screen = self.main_screen()
         if screen is not None:
             screen.confirm_foreign_kill(describe, sig)
 
-    def kill_foreign(self, pid: int, sig: int) -> None:
-        self._background(lambda: self.manager.kill_foreign(pid, sig),
-                         done=f"Signal sent to pid {pid}.")
+    def kill_foreign(self, describe: Any, sig: int) -> None:
+        """Signal the process the user confirmed (refused if its pid was reused since)."""
+        self._background(lambda: self.manager.kill_foreign(describe.pid, sig,
+                                                           created=describe.created),
+                         done=f"Signal sent to pid {describe.pid}.")
 
     def restart_process(self, name: str) -> None:
         if self._need_manager():
@@ -406,7 +413,12 @@ class ObservatoryApp(App[None]):
             return
         for b in MainScreen.BINDINGS:
             assert isinstance(b, Binding)
-            action = getattr(main, f"action_{b.action}", None)
-            if action is not None and b.action != "quit":
-                key = b.key.split(",")[0]
-                yield SystemCommand(f"{b.description} ({key})", b.tooltip or b.description, action)
+            name, _, argument = b.action.partition("(")  # tab('tab-scan')
+            argument = argument.strip("')\"")
+            action = getattr(main, f"action_{name}", None)
+            if action is None or name == "quit" or not main.check_action(name, (argument,)):
+                continue
+            if argument:
+                action = functools.partial(action, argument)
+            key = b.key.split(",")[0]
+            yield SystemCommand(f"{b.description} ({key})", b.tooltip or b.description, action)

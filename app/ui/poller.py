@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from app.core.diff import diff
 from app.core.interfaces import Interface
-from app.core.model import Snapshot
+from app.core.model import Snapshot, SocketEvent
 from app.core.sockets import SocketSource
 from app.ui.messages import PollResult
 
@@ -29,6 +29,7 @@ class Poller:
         processes: Callable[[], list[object]] | None = None,
         interfaces: Callable[[], list[Interface]] | None = None,
         fail: Callable[[str], None] | None = None,
+        record: Callable[[list[SocketEvent]], None] | None = None,
     ) -> None:
         self.source = source
         self.deliver = deliver
@@ -36,6 +37,7 @@ class Poller:
         self.processes = processes
         self.interfaces = interfaces
         self.fail = fail
+        self.record = record  # the session record is written here, not on the UI loop
         self.paused = False
         self.last_duration = 0.0
         self._previous: Snapshot | None = None
@@ -80,7 +82,10 @@ class Poller:
                 result = self._poll_once()
             except Exception as exc:  # a poll must never kill the dashboard
                 if self.fail is not None:
-                    self.fail(f"reading sockets failed: {exc}")
+                    try:
+                        self.fail(f"reading sockets failed: {exc}")
+                    except RuntimeError:  # the UI loop is closed: we are quitting
+                        return
             else:
                 self._consumed.clear()
                 try:
@@ -98,6 +103,8 @@ class Poller:
         snap = self.source.poll()
         events = diff(self._previous, snap) if self._previous is not None else []
         self._previous = snap
+        if events and self.record is not None:
+            self.record(events)
         procs = self.processes() if self.processes is not None else []
         ifaces = None
         now = time.monotonic()

@@ -446,3 +446,20 @@ def test_second_shutdown_waits_for_the_first_to_kill_a_stubborn_child() -> None:
     assert info.pid is not None
     assert not psutil.pid_exists(info.pid) or (
         psutil.Process(info.pid).status() == psutil.STATUS_ZOMBIE)
+
+
+def test_kill_foreign_refuses_a_pid_that_is_another_process_now() -> None:
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with ProcessManager(register_atexit=False) as m:
+            who = m.describe_foreign(victim.pid)
+            assert who.created is not None
+            with pytest.raises(ProcessError, match="now another process"):
+                m.kill_foreign(victim.pid, created=who.created - 100.0)
+            assert victim.poll() is None  # nothing was sent
+            m.kill_foreign(victim.pid, created=who.created)
+            assert victim.wait(5) == -signal.SIGTERM
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.wait()

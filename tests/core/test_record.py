@@ -281,17 +281,6 @@ def test_export_refuses_unknown_format(tmp_path: Path) -> None:
         export_session(path, "pdf")
 
 
-def test_core_modules_import_without_textual() -> None:
-    code = (
-        "import sys\n"
-        "import app.core.sockaddr, app.core.endian, app.core.tcpstates, app.core.record\n"
-        "bad = [m for m in ('textual', 'rich') if m in sys.modules]\n"
-        "assert not bad, bad\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-
-
 def test_each_line_reaches_the_file_at_once(tmp_path: Path) -> None:
     # No user-space buffer: another reader sees the line as soon as record_* returns.
     with SessionRecorder.start(tmp_path) as rec:

@@ -6,8 +6,8 @@ writes them under __snapshots__/; open the report or the SVG files.
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,8 +16,11 @@ from tests.ui.fakes import PROCESSES, T0, FakeManager, FakeSource, lecture_resul
 
 
 @pytest.fixture(autouse=True)
-def utc() -> None:
-    os.environ["TZ"] = "UTC"
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
     time.tzset()
 
 

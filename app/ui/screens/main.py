@@ -185,9 +185,8 @@ class MainScreen(Screen[None]):
             return
         self.snapshot = result.snapshot
         for event in result.events:
-            sign = event.describe()[:1]
-            self.timeline.add(TimelineEntry(event.at, sign, event.describe()[2:]))
-            self.oapp.record_event(event)
+            text = event.describe()
+            self.timeline.add(TimelineEntry(event.at, text[:1], text[2:]))
         marked = self.lifecycle.update(result.snapshot)
         self.marked = {m.key: m for m in marked}
         if self.options.lab_pids is not None:  # lab processes come and go
@@ -276,7 +275,6 @@ class MainScreen(Screen[None]):
         elif kind == "ProcessExited":
             text = f"{event.name} (pid {event.pid}) {event.state}"
             self.timeline.add(TimelineEntry(event.at, "!", text))
-        self.oapp.record_process_event(event)
         self.query_one("#events", EventsPanel).refresh_log()
         self._update_mini()
         self.oapp.poll_now()
@@ -589,5 +587,5 @@ class MainScreen(Screen[None]):
                 f"Send it {name}?")
         self.app.push_screen(
             ConfirmDialog(f"Kill pid {describe.pid}?", body, yes=f"Send {name}"),
-            lambda yes: self.oapp.kill_foreign(describe.pid, sig) if yes else None,
+            lambda yes: self.oapp.kill_foreign(describe, sig) if yes else None,
         )

@@ -210,8 +210,10 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync",
     "--disable-default-apps", "--disable-extensions", "--window-size=1280,900",
-    # Loopback only, whatever a page asks for.
+    # Loopback only, whatever a page asks for: names resolve to nothing, and any
+    # address but 127.0.0.1 (an IP literal needs no name) goes to a dead proxy.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
     "--remote-debugging-port=0",
 ]
 

@@ -81,10 +81,6 @@ def render_text(result: ScanResult) -> str:
     return "\n".join(out)
 
 
-def _json_ports(result: ScanResult) -> list[dict[str, object]]:
-    return [p.to_json() for p in result.ports]
-
-
 class _ProgressLine:
     """``Scanning... 45% (3.2 s)`` on one rewritten line of a terminal's stderr."""
 

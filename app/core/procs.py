@@ -134,11 +134,6 @@ class ProcessExited:
     at: float
 
     @property
-    def signal_name(self) -> str | None:
-        """``"SIGKILL"`` when a signal ended it, else None."""
-        return _signal_name(-self.returncode) if self.returncode < 0 else None
-
-    @property
     def ended_well(self) -> bool:
         """Exit status 0, or ended after we asked it to stop."""
         return self.returncode == 0 or self.requested
@@ -775,18 +770,6 @@ class ProcessManager:
         """True when ``pid`` is a child we started and have not reaped yet."""
         with self._lock:
             return any(r.pid == pid and r.alive for r in self._records.values())
-
-    def forget(self, name: str) -> None:
-        """Drop an ended process from the list.
-
-        Raises:
-            ProcessError: unknown, or still running.
-        """
-        with self._lock:
-            record = self._find(name)
-            if record.returncode is None:
-                raise ProcessError(f"{name} is still running; stop it before removing it")
-            del self._records[record.name]
 
     def _find(self, target: Target) -> _Record:
         if isinstance(target, bool):

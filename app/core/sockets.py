@@ -29,7 +29,6 @@ import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import psutil
@@ -134,13 +133,6 @@ def read_line_keys(protos: Iterable[str] = PROTOCOLS, proc_root: str = "/proc") 
     for proto in protos:
         out.extend(_line_keys(_read(f"{proc_root}/net/{proto}"), proto))
     return out
-
-
-def read_raw_sockets(
-    protos: Iterable[str] = PROTOCOLS, proc_root: str = "/proc"
-) -> list[RawSocket]:
-    """Every socket of the given protocols in this network namespace."""
-    return [decode_line(key) for key in read_line_keys(protos, proc_root)]
 
 
 @dataclass(slots=True)
@@ -314,6 +306,3 @@ class ProcNetSource:
             send_q=raw.send_q,
         )
 
-
-def proc_net_available(proc_root: str = "/proc") -> bool:
-    return Path(f"{proc_root}/net/tcp").exists()

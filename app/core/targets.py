@@ -213,14 +213,3 @@ def expand_ports(canonical: str) -> list[int]:
         start, _, end = item.partition("-")
         out.extend(range(int(start), int(end or start) + 1))
     return out
-
-
-def count_ports(canonical: str) -> int:
-    """How many ports a port list holds, without expanding it."""
-    total = 0
-    if not canonical:
-        return total
-    for item in canonical.split(","):
-        start, _, end = item.partition("-")
-        total += int(end or start) - int(start) + 1
-    return total

@@ -245,8 +245,7 @@ class ObservatoryApp(App[None]):
     def _record_socket_events(self, events: list[SocketEvent]) -> None:
         """On the poller thread: socket events to the session record (a write each)."""
         if self.recorder is not None:
-            for event in events:
-                self.recorder.record_event(event)
+            self.recorder.record_events(events)
 
     def _record_process_event(self, event: Any) -> None:
         """On the manager's threads: starts and exits to the session record."""

@@ -18,7 +18,6 @@ class PollResult:
     events: list[SocketEvent]
     processes: list[object]  # app.core.procs.ProcessInfo
     interfaces: list[Interface] | None  # refreshed every few polls, else None
-    error: str | None = None
 
 
 class SnapshotReady(Message):

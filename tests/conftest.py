@@ -46,6 +46,32 @@ def connect(held: list[socket.socket], server: socket.socket) -> socket.socket:
     return c
 
 
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM, addr: str = "127.0.0.1") -> int:
+    """A port nothing uses right now on ``addr`` (the OS picks it: bind port 0)."""
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    with socket.socket(family, kind) as s:
+        s.bind((addr, 0))
+        return int(s.getsockname()[1])
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def observatory(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m app ARGS`` as a user would run it; its output captured."""
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.05) -> object:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout

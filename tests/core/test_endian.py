@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
@@ -16,17 +15,7 @@ from app.core.endian import (
     read_words,
     render_lines,
 )
-from tests.conftest import REPO
-
-
-def observatory(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+from tests.conftest import observatory
 
 
 def test_default_is_the_lecture_sequence() -> None:

@@ -17,22 +17,16 @@ import psutil
 import pytest
 
 from app.core.sockets import ProcNetSource
+from tests.conftest import alive, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVATORY = [sys.executable, "-m", "app"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+
+
 
 
 class Running:

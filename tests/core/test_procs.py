@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,14 +24,12 @@ from app.core.procs import (
     ProcessStarted,
 )
 from app.core.sockets import ProcNetSource
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+
 
 
 def wait_until(check: Callable[[], object], timeout: float = 5.0, what: str = "") -> object:

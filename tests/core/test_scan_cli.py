@@ -17,14 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO, listener, wait_for
+from tests.conftest import REPO, listener, observatory, wait_for
 from tests.nmaputil import closed_port, nmap_states, require_nmap
-
-
-def observatory(*args: str, env: dict[str, str] | None = None,
-                cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=60, env=env, stdin=subprocess.DEVNULL)
 
 
 def test_json_contract(sockets: list[socket.socket]) -> None:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, connect, listener
+from tests.conftest import REPO, connect, listener, observatory
 
 SS_STATES = {
     "ESTAB": "ESTABLISHED", "LISTEN": "LISTEN", "TIME-WAIT": "TIME_WAIT",
@@ -25,9 +25,7 @@ KEYS = {"proto", "local_addr", "local_port", "remote_addr", "remote_port", "stat
         "process", "user", "owner", "service"}
 
 
-def observatory(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=30)
+
 
 
 def split_endpoint(text: str) -> tuple[str, int | None]:

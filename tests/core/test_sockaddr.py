@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import subprocess
-import sys
 
 import pytest
 
@@ -23,7 +21,7 @@ from app.core.sockaddr import (
     render_steps,
     steps,
 )
-from tests.conftest import REPO
+from tests.conftest import observatory
 
 # The lecture's output of `./tcp_client1b 127.0.0.1 hola 1000`, copied verbatim
 # from its slide: after memset, family, address, port.
@@ -36,14 +34,7 @@ LECTURE_STEPS = [
 LECTURE_LINE = LECTURE_STEPS[-1]
 
 
-def observatory(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+
 
 
 def test_lecture_line_is_the_c_printf_form() -> None:

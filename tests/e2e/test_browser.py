@@ -38,13 +38,12 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.conftest import free_port
+
 SERVE_TIMEOUT = 20.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

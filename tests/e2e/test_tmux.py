@@ -20,11 +20,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.conftest import free_port
 from tests.e2e.tmuxutil import (
     ProcessTracker,
     Tmux,
     box_rows,
-    free_port,
     observatory_argv,
     require_tmux,
     rows_with,

@@ -18,7 +18,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -45,13 +44,6 @@ def observatory_argv() -> tuple[list[str], Path | None]:
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script)], None
     return [sys.executable, "-m", "app"], REPO
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def require_tmux() -> str:

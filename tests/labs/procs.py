@@ -26,14 +26,6 @@ MODULES = {
 }
 
 
-def free_port(kind: socket.SocketKind = socket.SOCK_STREAM, addr: str = "127.0.0.1") -> int:
-    """A port nothing uses right now on ``addr`` (the OS picks it: bind port 0)."""
-    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    with socket.socket(family, kind) as s:
-        s.bind((addr, 0))
-        return int(s.getsockname()[1])
-
-
 def lab_argv(program: str, *args: str) -> list[str]:
     return [sys.executable, "-m", MODULES[program], *args]
 

@@ -11,10 +11,9 @@ import psutil
 import pytest
 
 from app.labs._common import unprivileged_port_start
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 from tests.labs.procs import (
     Labs,
-    free_port,
     hex_port,
     listening_line,
     one_error_line,

@@ -13,10 +13,10 @@ import time
 import psutil
 import pytest
 
+from tests.conftest import free_port
 from tests.labs.procs import (
     REPO,
     Labs,
-    free_port,
     gone,
     lab_argv,
     wait_gone,

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from app.core.sockets import ProcNetSource
-from tests.labs.procs import Labs, free_port, listen_row, listening_line
+from tests.conftest import free_port
+from tests.labs.procs import Labs, listen_row, listening_line
 
 pytestmark = pytest.mark.timeout(30)
 

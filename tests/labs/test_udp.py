@@ -8,7 +8,8 @@ import socket
 
 import pytest
 
-from tests.labs.procs import Labs, free_port, hex_port, proc_net_rows
+from tests.conftest import free_port
+from tests.labs.procs import Labs, hex_port, proc_net_rows
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -20,12 +20,7 @@ from app.ui.app import ObservatoryApp
 from app.ui.screens.dialogs import ConfirmDialog
 from app.ui.screens.launch import LaunchDialog
 from app.ui.widgets.keyed_table import KeyedTable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port
 
 
 def rows(app: ObservatoryApp, table_id: str) -> list[str]:

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import importlib
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ from textual.widgets import TabPane
 
 from app.core.interfaces import Interface, list_interfaces
 from app.core.model import SocketEvent
+from app.core.scenario import ScenarioError, load_scenario, start_scenario
 from app.core.sockets import SocketSource
 from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
 from app.ui.poller import Poller
@@ -281,8 +283,6 @@ class ObservatoryApp(App[None]):
     @staticmethod
     def command_of(event: Any) -> str:
         """What a student would type for a started process (not ``python -m ...``)."""
-        import shlex
-
         argv = list(event.argv)
         if event.program is not None and "-m" in argv:  # python -m app.labs.X ARGS
             argv = [event.program, *argv[argv.index("-m") + 2:]]
@@ -368,8 +368,6 @@ class ObservatoryApp(App[None]):
             self._background(lambda: self.manager.kill_all())
 
     def load_scenario(self, path: str) -> None:
-        from app.core.scenario import ScenarioError, load_scenario
-
         try:
             scenario = load_scenario(path)
         except ScenarioError as exc:
@@ -381,8 +379,6 @@ class ObservatoryApp(App[None]):
     def _start_scenario(self, scenario: Any) -> None:
         if not self._need_manager():
             return
-        from app.core.scenario import start_scenario
-
         self.notify(f"Starting {len(scenario.entries)} processes from {scenario.path.name}")
         self._background(lambda: start_scenario(self.manager, scenario))
 

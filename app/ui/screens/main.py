@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -190,8 +191,6 @@ class MainScreen(Screen[None]):
         marked = self.lifecycle.update(result.snapshot)
         self.marked = {m.key: m for m in marked}
         if self.options.lab_pids is not None:  # lab processes come and go
-            from dataclasses import replace
-
             self.options = replace(self.options, **self._lab_scope())
         with self.app.batch_update():
             self._show_sockets(marked)
@@ -555,8 +554,6 @@ class MainScreen(Screen[None]):
         return {"lab_pids": pids, "lab_ports": ports}
 
     def _set_options(self, **changes: Any) -> None:
-        from dataclasses import replace
-
         if "lab_pids" not in changes and self.options.lab_pids is not None:
             changes.update(self._lab_scope())
         self.options = replace(self.options, **changes)

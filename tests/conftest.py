@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,6 +53,22 @@ def free_port(kind: socket.SocketKind = socket.SOCK_STREAM, addr: str = "127.0.0
     with socket.socket(family, kind) as s:
         s.bind((addr, 0))
         return int(s.getsockname()[1])
+
+
+LISTENER_PROGRAM = (
+    "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen();"
+    "print(s.getsockname()[1], flush=True); time.sleep(60)"
+)
+
+
+def listener_process(
+    python: str = sys.executable, **popen: Any
+) -> tuple[subprocess.Popen[str], int]:
+    """Another process holding a loopback listener: (the process, its port). Kill it after."""
+    proc = subprocess.Popen([python, "-c", LISTENER_PROGRAM], stdout=subprocess.PIPE, text=True,
+                            **popen)
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
 
 
 def alive(pid: int) -> bool:

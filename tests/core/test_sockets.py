@@ -14,7 +14,7 @@ import pytest
 from app.core.diff import diff
 from app.core.model import Snapshot, Socket
 from app.core.sockets import ProcNetSource, parse_proc_net
-from tests.conftest import REPO, connect, listener, wait_for
+from tests.conftest import REPO, connect, listener, listener_process, wait_for
 
 
 def find(snap: Snapshot, **want: object) -> list[Socket]:
@@ -166,14 +166,8 @@ def test_owner_cache_follows_new_sockets_and_exits(sockets: list[socket.socket])
     walks = source.walks
     source.poll()
     assert source.walks == walks  # nothing new: no /proc walk
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import socket,sys,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen();"
-         "print(s.getsockname()[1], flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
+    holder, port = listener_process()
     try:
-        assert holder.stdout is not None
-        port = int(holder.stdout.readline())
         row = poll_until(source, local_port=port, state="LISTEN")
         assert row.pid == holder.pid
     finally:
@@ -184,14 +178,8 @@ def test_owner_cache_follows_new_sockets_and_exits(sockets: list[socket.socket])
 
 def test_socket_of_another_user_as_root(sockets: list[socket.socket], as_nobody) -> None:  # type: ignore[no-untyped-def]
     """Root sees nobody's listener with its pid; nobody sees root's as hidden."""
-    holder = subprocess.Popen(
-        [as_nobody.python, "-c",
-         "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen();"
-         "print(s.getsockname()[1], flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, user="nobody", cwd="/")
+    holder, port = listener_process(as_nobody.python, user="nobody", cwd="/")
     try:
-        assert holder.stdout is not None
-        port = int(holder.stdout.readline())
         row = poll_until(ProcNetSource(), local_port=port, state="LISTEN")
         assert row.owner == "process" and row.pid == holder.pid and row.user == "nobody"
     finally:

@@ -20,7 +20,7 @@ from app.ui.app import ObservatoryApp
 from app.ui.screens.dialogs import ConfirmDialog
 from app.ui.screens.launch import LaunchDialog
 from app.ui.widgets.keyed_table import KeyedTable
-from tests.conftest import free_port
+from tests.conftest import free_port, listener_process
 
 
 def rows(app: ObservatoryApp, table_id: str) -> list[str]:
@@ -130,14 +130,8 @@ async def test_filter_and_freeze(dashboard, sockets) -> None:  # type: ignore[no
 
 async def test_killing_a_foreign_owner_asks_first(dashboard) -> None:  # type: ignore[no-untyped-def]
     app, _ = dashboard
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen();"
-         "print(s.getsockname()[1], flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
+    holder, port = listener_process()
     try:
-        assert holder.stdout is not None
-        port = int(holder.stdout.readline())
         async with app.run_test(size=(120, 40)) as pilot:
             key = f"tcp 127.0.0.1:{port} *"
             table = app.screen.query_one("#listen", KeyedTable)

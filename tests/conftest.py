@@ -89,7 +89,8 @@ def observatory(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO,
                           stdin=subprocess.DEVNULL)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.05) -> object:
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "",
+             step: float = 0.05) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -97,8 +98,18 @@ def wait_for(predicate: Callable[[], object], timeout: float = 5.0, step: float 
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s: {predicate}")
+            pytest.fail(f"not within {timeout} s: {what or predicate}")
         time.sleep(step)
+
+
+async def until(pilot: Any, predicate: Callable[[], object], timeout: float = 30.0,
+                what: str = "") -> None:
+    """Let a Textual app under test run until ``predicate()`` is truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what or predicate}")
+        await pilot.pause(0.05)
 
 
 def _python_for_nobody() -> str | None:

@@ -8,8 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import psutil
 import pytest
@@ -20,20 +19,12 @@ from app.ui.app import ObservatoryApp
 from app.ui.screens.dialogs import ConfirmDialog
 from app.ui.screens.launch import LaunchDialog
 from app.ui.widgets.keyed_table import KeyedTable
-from tests.conftest import free_port, listener_process
+from tests.conftest import free_port, listener_process, until, wait_for
 
 
 def rows(app: ObservatoryApp, table_id: str) -> list[str]:
     table = app.screen.query_one(f"#{table_id}", KeyedTable)
     return [" ".join(str(c) for c in cells) for cells in table._cells.values()]
-
-
-async def until(pilot, predicate: Callable[[], object], timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout} s")
-        await pilot.pause(0.05)
 
 
 @pytest.fixture
@@ -200,14 +191,10 @@ async def test_lab_only_keeps_the_lab_backlog_and_hides_the_rest(dashboard, sock
     other.listen()
     other_port = other.getsockname()[1]
     manager.launch_builtin("server1", "tcp-server", [str(port)])
-    deadline = time.monotonic() + 10  # clients connect once it listens (else: refused)
-    while not any("Listening" in line for line in manager.output("server1")):
-        assert time.monotonic() < deadline, manager.output("server1")
-        time.sleep(0.05)
+    # Clients connect once it listens (else: refused), the second once the first is served.
+    wait_for(lambda: any("Listening" in line for line in manager.output("server1")), 10)
     manager.launch_builtin("client1", "tcp-client", ["127.0.0.1", "hello", str(port)])
-    while not any("Client:" in line for line in manager.output("server1")):
-        assert time.monotonic() < deadline, manager.output("server1")
-        time.sleep(0.05)
+    wait_for(lambda: any("Client:" in line for line in manager.output("server1")), 10)
     manager.launch_builtin("client2", "tcp-client", ["127.0.0.1", "hello", str(port)])
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: any("kernel: backlog" in r for r in rows(app, "established")))

@@ -8,8 +8,6 @@ panel shows.
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable
 
 from textual.app import App, ComposeResult
 from textual.widgets import Input
@@ -20,14 +18,7 @@ from app.ui.widgets.backlog import BacklogPanel
 from app.ui.widgets.bytes_panel import BytesPanel
 from app.ui.widgets.keyed_table import KeyedTable
 from app.ui.widgets.tcp_machine import StateMachinePanel
-
-
-async def until(pilot, predicate: Callable[[], object], timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout} s")
-        await pilot.pause(0.05)
+from tests.conftest import until
 
 
 def listening(held: list[socket.socket], backlog: int = 5) -> tuple[socket.socket, int]:

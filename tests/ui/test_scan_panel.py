@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from app.core.scan import NMAP_MISSING, available_types
 from app.core.sockets import ProcNetSource
 from app.ui.app import ObservatoryApp
 from app.ui.widgets.scan_panel import ScanPanel
-from tests.conftest import listener
+from tests.conftest import listener, until
 from tests.nmaputil import assert_loopback, closed_port, nmap_processes_of, require_nmap
 
 SIZE = (120, 40)
@@ -29,16 +28,6 @@ SIZE = (120, 40)
 
 def make_app() -> ObservatoryApp:
     return ObservatoryApp(ProcNetSource(), None, interval=0.2)
-
-
-async def until(pilot: Pilot[None], predicate: Callable[[], object], timeout: float = 30.0,
-                what: str = "") -> None:
-    """Let the app run until ``predicate()`` is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what or predicate}")
-        await pilot.pause(0.05)
 
 
 def rows(pilot: Pilot[None], table_id: str) -> list[list[str]]:

@@ -104,6 +104,7 @@ class MainScreen(Screen[None]):
         self._last_selected: Socket | None = None
         self._focus_before_zoom: Widget | None = None
         self._row_caches = {name: RowCache() for name in SOCKET_TABLES}
+        self._counts: dict[str, int] = {}
 
     @property
     def oapp(self) -> ObservatoryApp:
@@ -197,7 +198,8 @@ class MainScreen(Screen[None]):
             for aware in self.query(".socket-aware"):
                 aware.update_snapshot(result.snapshot, result.events)  # type: ignore[attr-defined]
             panel = self.query_one("#events", EventsPanel)
-            panel.record_counts(result.snapshot.counts())
+            self._counts = result.snapshot.counts()  # once per poll: status line and sparklines
+            panel.record_counts(self._counts)
             if result.events:
                 panel.refresh_log()
                 self._update_mini()
@@ -280,10 +282,9 @@ class MainScreen(Screen[None]):
 
     # -- status lines -------------------------------------------------------------
     def _update_status(self) -> None:
-        snap = self.snapshot
         parts = [Text("Observatory", style="bold")]
-        if snap is not None:
-            counts = snap.counts()
+        if self.snapshot is not None:
+            counts = self._counts
             for state in ("LISTEN", "ESTABLISHED", "TIME_WAIT"):
                 parts.append(Text(f"{counts.get(state, 0)} {state}"))
             if self.options.lab_pids is not None:

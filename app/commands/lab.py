@@ -170,9 +170,13 @@ def up(path: str) -> int:
             printer.line(event.name, f"started (pid {event.pid}): {commands.get(event.name, '')}")
         elif isinstance(event, ProcessExited):
             printer.line(event.name, event.state)
+            exit_printed.release()
 
     stop = threading.Event()
     signals_seen: list[int] = []
+    # The exit event of a process comes from the manager's waiter thread after it
+    # is reaped (and after its last output): wait_all() can return first.
+    exit_printed = threading.Semaphore(0)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         signals_seen.append(signum)
@@ -210,6 +214,8 @@ def up(path: str) -> int:
                 printer.note("some did not stop: SIGKILL")
                 manager.kill_all(signal.SIGKILL)
                 killed = True
+        for _ in manager.processes():  # every exit line printed before we end
+            exit_printed.acquire(timeout=2.0)
     finally:
         manager.shutdown()
         for sig, handler in previous.items():

@@ -43,13 +43,13 @@ def run(args: argparse.Namespace) -> int:
 
     from app.core.procs import ProcessManager
     from app.core.record import try_start
-    from app.core.sockets import ProcNetSource
+    from app.core.sockets import default_source
     from app.ui.app import ObservatoryApp
 
     recorder, warning = try_start()
     manager = ProcessManager()
     try:
-        app = ObservatoryApp(ProcNetSource(), manager, interval=args.interval,
+        app = ObservatoryApp(default_source(), manager, interval=args.interval,
                              theme_name=args.theme, scenario=scenario, recorder=recorder,
                              record_warning=warning)
         app.run()

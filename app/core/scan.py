@@ -229,9 +229,9 @@ def default_ports(scan_type: ScanType = "connect", snapshot: Snapshot | None = N
     both cases plus 6000, 16000 and 45321.
     """
     if snapshot is None:
-        from app.core.sockets import ProcNetSource
+        from app.core.sockets import default_source
 
-        snapshot = ProcNetSource().poll()
+        snapshot = default_source().poll()
     wanted = _is_udp_bound if scan_type == "udp" else _is_tcp_listener
     ports = {s.local_port for s in snapshot.sockets if wanted(s) and s.local_port > 0}
     return ports_of(sorted(ports | set(LECTURE_PORTS)))
@@ -1148,9 +1148,9 @@ class Scan:
         if needs_join:
             source = self._source
             if source is None:
-                from app.core.sockets import ProcNetSource
+                from app.core.sockets import default_source
 
-                source = ProcNetSource()
+                source = default_source()
             # Without /proc, results without listeners are still results.
             with contextlib.suppress(OSError):
                 snapshot = source.poll()

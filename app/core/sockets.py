@@ -21,19 +21,21 @@ to catch descriptors handed from one process to another.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import pwd
 import socket
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import psutil
 
-from app.core.model import TCP_STATES, UDP_STATE, Owner, Snapshot, Socket
+from app.core import diag
+from app.core.model import TCP_STATES, UDP_STATE, Owner, RawSocket, Snapshot, Socket
 from app.core.services import service_name
 
 PROTOCOLS = ("tcp", "tcp6", "udp", "udp6")
@@ -43,22 +45,6 @@ class SocketSource(Protocol):
     """Anything that can take a snapshot of the machine's sockets."""
 
     def poll(self) -> Snapshot: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RawSocket:
-    """One line of /proc/net/*, decoded, before owners are known."""
-
-    proto: str
-    local_addr: str
-    local_port: int
-    remote_addr: str | None
-    remote_port: int | None
-    state: str
-    uid: int
-    inode: int
-    recv_q: int
-    send_q: int
 
 
 # The fields of a /proc/net line that identify one socket's visible state:
@@ -150,8 +136,22 @@ def _user_name(uid: int, cache: dict[int, str | None]) -> str | None:
     return cache[uid]
 
 
-class ProcNetSource:
-    """A socket source reading ``/proc/net/*`` with an inode -> pid map kept between polls.
+@functools.lru_cache(maxsize=8192)
+def _service(local_port: int, remote_port: int | None, proto: str) -> str | None:
+    """The local port's service name, else the remote port's."""
+    name = service_name(local_port, proto)
+    if name is None and remote_port is not None:
+        name = service_name(remote_port, proto)
+    return name
+
+
+class _OwnedSource:
+    """What both readers share: the inode -> pid map kept between polls, and the records.
+
+    A reader gives, per poll, one hashable key per socket that changes when
+    anything shown of the socket changes, and a way to decode a key. A socket
+    whose key was seen last poll, and whose owner is still the same, is reused
+    as it was: a poll where little changed builds little.
 
     Args:
         protos: which of tcp, tcp6, udp, udp6 to read.
@@ -168,22 +168,32 @@ class ProcNetSource:
         self._last_walk = 0.0
         self._procs: dict[int, tuple[str | None, _ProcInfo]] = {}
         self._users: dict[int, str | None] = {}
-        self._lines: dict[LineKey, Socket] = {}  # last poll's sockets by their line
+        self._records: dict[Hashable, Socket] = {}  # last poll's sockets by their key
         self.walks = 0  # how many full /proc/*/fd walks were made (for tests and bench)
+
+    # -- what a reader provides -------------------------------------------------
+    def _read(self) -> tuple[list[Hashable], set[int]]:
+        """This poll's socket keys, and the inodes (not 0) they hold."""
+        raise NotImplementedError
+
+    def _new_socket(self, key: Hashable, infos: dict[int, _ProcInfo]) -> Socket:
+        """The record of a socket whose key was not seen last poll."""
+        raise NotImplementedError
 
     # -- owners ---------------------------------------------------------------
     def _walk_fds(self, pids: list[int]) -> None:
         """Map every socket inode held by a readable process to its (lowest) pid."""
         mapping: dict[int, int] = {}
+        readlink = os.readlink
         for pid in pids:
-            fd_dir = f"/proc/{pid}/fd"
+            fd_dir = f"/proc/{pid}/fd/"
             try:
                 fds = os.listdir(fd_dir)
             except OSError:  # gone, or not ours to read
                 continue
             for fd in fds:
                 try:
-                    target = os.readlink(f"{fd_dir}/{fd}")
+                    target = readlink(fd_dir + fd)
                 except OSError:
                     continue
                 if target.startswith("socket:["):
@@ -241,29 +251,39 @@ class ProcNetSource:
         """Read every socket now. Never raises for processes that vanish or deny access."""
         started = time.perf_counter()
         taken_at = time.time()
-        keys = read_line_keys(self.protos)
-        self._resolve_owners({int(k[6]) for k in keys} - {0})
+        keys, inodes = self._read()
+        self._resolve_owners(inodes)
         infos: dict[int, _ProcInfo] = {}  # each owner read once per poll
-        previous: dict[LineKey, Socket] = self._lines
-        current: dict[LineKey, Socket] = {}
+        previous = self._records
+        current: dict[Hashable, Socket] = {}
         sockets: list[Socket] = []
+        inode_pid = self._inode_pid
         for key in keys:
             sock = previous.get(key)
-            if sock is None or not self._still_valid(sock, infos):
-                sock = self._build(decode_line(key), infos)
+            if sock is None:
+                sock = self._new_socket(key, infos)
+            elif (inode_pid.get(sock.inode) if sock.inode else None) != sock.pid or (
+                sock.pid is not None and self._info(sock.pid, infos).name != sock.process
+            ):  # the same socket, another owner (accept(), a fork, an exec)
+                sock = self._with_owner(sock, infos)
             current[key] = sock
             sockets.append(sock)
-        self._lines = current
+        self._records = current
         return Snapshot(
             taken_at=taken_at, sockets=tuple(sockets), duration=time.perf_counter() - started
         )
 
-    def _still_valid(self, sock: Socket, infos: dict[int, _ProcInfo]) -> bool:
-        """Whether a socket built last poll from the very same line still tells the truth."""
-        pid = self._inode_pid.get(sock.inode) if sock.inode else None
-        if pid != sock.pid:
-            return False
-        return pid is None or self._info(pid, infos).name == sock.process
+    def _owner_of(self, inode: int, infos: dict[int, _ProcInfo]
+                  ) -> tuple[int | None, Owner, str | None, tuple[str, ...]]:
+        pid = self._inode_pid.get(inode) if inode else None
+        if pid is not None:
+            info = self._info(pid, infos)
+            return pid, "process", info.name, info.cmdline
+        return None, "hidden" if inode else "kernel", None, ()
+
+    def _with_owner(self, sock: Socket, infos: dict[int, _ProcInfo]) -> Socket:
+        pid, owner, name, cmdline = self._owner_of(sock.inode, infos)
+        return dataclasses.replace(sock, pid=pid, owner=owner, process=name, cmdline=cmdline)
 
     def _info(self, pid: int, infos: dict[int, _ProcInfo]) -> _ProcInfo:
         info = infos.get(pid)
@@ -272,21 +292,8 @@ class ProcNetSource:
         return info
 
     def _build(self, raw: RawSocket, infos: dict[int, _ProcInfo]) -> Socket:
-        pid = self._inode_pid.get(raw.inode) if raw.inode else None
-        owner: Owner
-        name: str | None = None
-        cmdline: tuple[str, ...] = ()
-        if pid is not None:
-            owner = "process"
-            info = self._info(pid, infos)
-            name, cmdline = info.name, info.cmdline
-        elif raw.inode:
-            owner = "hidden"
-        else:
-            owner = "kernel"
-        service = service_name(raw.local_port, raw.proto)
-        if service is None and raw.remote_port is not None:
-            service = service_name(raw.remote_port, raw.proto)
+        pid, owner, name, cmdline = self._owner_of(raw.inode, infos)
+        service = _service(raw.local_port, raw.remote_port, raw.proto)
         return Socket(
             proto=raw.proto,
             local_addr=raw.local_addr,
@@ -304,5 +311,85 @@ class ProcNetSource:
             uid=raw.uid,
             recv_q=raw.recv_q,
             send_q=raw.send_q,
+            backlog=raw.backlog,
+            rtt_ms=None if raw.rtt_us is None else raw.rtt_us / 1000,
+            cwnd=raw.cwnd,
+            retrans=raw.retrans,
+            bytes_sent=raw.bytes_sent,
+            bytes_received=raw.bytes_received,
         )
 
+
+class ProcNetSource(_OwnedSource):
+    """A socket source reading ``/proc/net/*`` text: the fallback where netlink is missing.
+
+    It knows no backlog limit and no tcp_info: those fields stay None.
+    """
+
+    name = "/proc/net"
+
+    def _read(self) -> tuple[list[Hashable], set[int]]:
+        keys = read_line_keys(self.protos)
+        return list(keys), {int(k[6]) for k in keys} - {0}
+
+    def _new_socket(self, key: Hashable, infos: dict[int, _ProcInfo]) -> Socket:
+        return self._build(decode_line(key), infos)  # type: ignore[arg-type]
+
+
+class DiagSource(_OwnedSource):
+    """The default socket source: the kernel's netlink sock_diag, as ``ss`` reads it.
+
+    Every socket of the network namespace, other users' included, with the
+    listen() backlog limit and, for TCP connections, tcp_info (RTT, window,
+    retransmissions, bytes). The key of a socket is the bytes of its message
+    that a row shows (not the timers), so an unchanged socket costs a dict
+    lookup.
+
+    Raises:
+        diag.DiagUnavailable: on construction, where netlink sock_diag is missing.
+    """
+
+    name = "netlink sock_diag"
+
+    def __init__(self, protos: Iterable[str] = PROTOCOLS, rescan_every: float = 5.0) -> None:
+        super().__init__(protos, rescan_every)
+        self._sock = diag.open_socket()
+        self._payloads: dict[bytes, tuple[str, bytes]] = {}
+
+    def _read(self) -> tuple[list[Hashable], set[int]]:
+        keys: list[bytes] = []
+        inodes: set[int] = set()
+        fresh: dict[bytes, tuple[str, bytes]] = {}
+        for proto in self.protos:
+            diag.dump_keys(self._sock, proto, self._records, keys, fresh, inodes)  # type: ignore[arg-type]
+        self._payloads = fresh
+        return keys, inodes  # type: ignore[return-value]
+
+    def _new_socket(self, key: Hashable, infos: dict[int, _ProcInfo]) -> Socket:
+        # Straight from the message's fields into the record: this runs for every
+        # socket of a first poll (16,000 on a busy machine), so no RawSocket between.
+        proto, payload = self._payloads[key]  # type: ignore[index]
+        (lport, rport, laddr, raddr, state, uid, inode, recv_q, send_q, backlog,
+         rtt_us, cwnd, retrans, sent, received) = diag.decode_fields(payload, proto)
+        pid, owner, name, cmdline = self._owner_of(inode, infos)
+        service = _service(lport, rport, proto)
+        return Socket(proto, laddr, lport, raddr, rport, state, pid, name, cmdline,
+                      _user_name(uid, self._users), owner, service, inode, uid, recv_q, send_q,
+                      backlog, None if rtt_us is None else rtt_us / 1000, cwnd, retrans, sent,
+                      received)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def default_source(protos: Iterable[str] = PROTOCOLS) -> _OwnedSource:
+    """sock_diag where the kernel has it, else ``/proc/net`` (same records, fewer fields).
+
+    ``OBSERVATORY_SOCKETS=proc`` in the environment chooses ``/proc/net``.
+    """
+    if os.environ.get("OBSERVATORY_SOCKETS") == "proc":
+        return ProcNetSource(protos)
+    try:
+        return DiagSource(protos)
+    except diag.DiagUnavailable:
+        return ProcNetSource(protos)

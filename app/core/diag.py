@@ -212,7 +212,11 @@ def dump(sock: socket.socket, proto: str) -> Iterator[bytes]:
     """
     family, protocol = PROTO_REQUESTS[proto]
     ext = 1 << (INET_DIAG_INFO - 1) if protocol == socket.IPPROTO_TCP else 0
-    sock.send(_request(family, protocol, ext))
+    return _dump(sock, _request(family, protocol, ext), proto)
+
+
+def _dump(sock: socket.socket, request: bytes, what: str) -> Iterator[bytes]:
+    sock.send(request)
     hdr = _NLMSGHDR.unpack_from
     hdr_len = _NLMSGHDR.size
     while True:
@@ -225,18 +229,25 @@ def dump(sock: socket.socket, proto: str) -> Iterator[bytes]:
             length, msg_type = hdr(buf, off)[:2]
             if msg_type == SOCK_DIAG_BY_FAMILY:
                 yield buf[off + hdr_len : off + length]
-            elif msg_type == NLMSG_DONE:
+            elif _ended(buf, off, length, msg_type, what):
                 return
-            elif msg_type == NLMSG_ERROR:
-                code = _error_of(buf, off)
-                if code == 0:
-                    return
-                raise DiagUnavailable(
-                    f"the kernel refused to list {proto} sockets: {os.strerror(code)}"
-                )
             if length < hdr_len:
                 return
             off += (length + 3) & ~3
+
+
+def _ended(buf: bytes, off: int, length: int, msg_type: int, what: str) -> bool:
+    """Whether a message other than a socket ends the dump; raises if the kernel refused.
+
+    The kernel ends a dump with NLMSG_DONE carrying 0 or a negative errno (a
+    protocol it has no handler for: ENOENT), or answers with NLMSG_ERROR.
+    """
+    if msg_type not in (NLMSG_DONE, NLMSG_ERROR):
+        return False
+    code = _error_of(buf, off) if length >= _NLMSGHDR.size + 4 else 0
+    if code > 0:
+        raise DiagUnavailable(f"the kernel refused to list {what} sockets: {os.strerror(code)}")
+    return True
 
 
 # The parts of a message that a row shows, as byte ranges: the header up to the
@@ -284,16 +295,7 @@ def dump_keys(sock: socket.socket, proto: str, known: Container[bytes],
         while off < end:
             length, msg_type, _f, _s, _p = hdr(buf, off)
             if msg_type != SOCK_DIAG_BY_FAMILY:
-                if msg_type == NLMSG_DONE:
-                    return
-                if msg_type == NLMSG_ERROR:
-                    code = _error_of(buf, off)
-                    if code:
-                        raise DiagUnavailable(
-                            f"the kernel refused to list {proto} sockets: {os.strerror(code)}"
-                        )
-                    return
-                if length < 16:
+                if _ended(buf, off, length, msg_type, proto) or length < 16:
                     return
                 off += (length + 3) & ~3
                 continue

@@ -57,7 +57,9 @@ def ss_sockets() -> dict[tuple[str, str, int, str | None, int | None], dict[str,
     return table
 
 
-def test_json_agrees_with_ss_on_sockets_we_opened(sockets: list[socket.socket]) -> None:
+@pytest.mark.parametrize("reader", ["sock_diag", "proc"])
+def test_json_agrees_with_ss_on_sockets_we_opened(sockets: list[socket.socket],
+                                                  reader: str) -> None:
     if shutil.which("ss") is None:
         pytest.skip("ss (iproute2) is not installed")
     ports: set[int] = set()
@@ -88,7 +90,8 @@ def test_json_agrees_with_ss_on_sockets_we_opened(sockets: list[socket.socket]) 
     time.sleep(0.1)
     assert cli.fileno() >= 0
 
-    result = observatory("snapshot", "--json", "--all", "--udp")
+    env = {**os.environ, "OBSERVATORY_SOCKETS": reader}
+    result = observatory("snapshot", "--json", "--all", "--udp", env=env)
     theirs = ss_sockets()
     assert result.returncode == 0, result.stderr
     ours = {

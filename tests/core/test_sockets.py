@@ -13,15 +13,21 @@ import pytest
 
 from app.core.diff import diff
 from app.core.model import Snapshot, Socket
-from app.core.sockets import ProcNetSource, parse_proc_net
+from app.core.sockets import DiagSource, ProcNetSource, parse_proc_net
 from tests.conftest import REPO, connect, listener, listener_process, wait_for
+
+
+@pytest.fixture(params=[DiagSource, ProcNetSource], ids=["sock_diag", "proc"])
+def source_cls(request: pytest.FixtureRequest) -> type[ProcNetSource | DiagSource]:
+    """Each test runs on both readers: they must tell the same truth."""
+    return request.param  # type: ignore[no-any-return]
 
 
 def find(snap: Snapshot, **want: object) -> list[Socket]:
     return [s for s in snap.sockets if all(getattr(s, k) == v for k, v in want.items())]
 
 
-def poll_until(source: ProcNetSource, **want: object) -> Socket:
+def poll_until(source: ProcNetSource | DiagSource, **want: object) -> Socket:
     found: list[Socket] = []
 
     def check() -> bool:
@@ -46,13 +52,15 @@ def test_parse_proc_net_line() -> None:
     assert raw.recv_q == 2
 
 
-def test_listener_and_connection_carry_our_pid(sockets: list[socket.socket]) -> None:
+def test_listener_and_connection_carry_our_pid(
+    source_cls: type, sockets: list[socket.socket]
+) -> None:
     srv = listener(sockets)
     port = srv.getsockname()[1]
     cli = connect(sockets, srv)
     conn, _ = srv.accept()
     sockets.append(conn)
-    snap = ProcNetSource().poll()
+    snap = source_cls().poll()
     (listen,) = find(snap, local_port=port, state="LISTEN")
     assert listen.pid == os.getpid() and listen.owner == "process"
     assert listen.process and listen.cmdline and listen.user
@@ -66,12 +74,14 @@ def test_listener_and_connection_carry_our_pid(sockets: list[socket.socket]) -> 
         assert end.pid == os.getpid() and end.owner == "process"
 
 
-def test_backlog_connection_is_kernel_owned(sockets: list[socket.socket]) -> None:
+def test_backlog_connection_is_kernel_owned(
+    source_cls: type, sockets: list[socket.socket]
+) -> None:
     srv = listener(sockets, backlog=1)
     port = srv.getsockname()[1]
     cli = connect(sockets, srv)  # never accepted
     cport = cli.getsockname()[1]
-    source = ProcNetSource()
+    source = source_cls()
     waiting = poll_until(source, local_port=port, remote_port=cport)
     assert waiting.state == "ESTABLISHED"
     assert waiting.owner == "kernel" and waiting.pid is None
@@ -85,7 +95,9 @@ def test_backlog_connection_is_kernel_owned(sockets: list[socket.socket]) -> Non
     assert accepted.pid == os.getpid()
 
 
-def test_time_wait_is_kernel_owned(sockets: list[socket.socket]) -> None:
+def test_time_wait_is_kernel_owned(
+    source_cls: type, sockets: list[socket.socket]
+) -> None:
     srv = listener(sockets)
     port = srv.getsockname()[1]
     cli = socket.create_connection(("127.0.0.1", port))
@@ -94,12 +106,14 @@ def test_time_wait_is_kernel_owned(sockets: list[socket.socket]) -> None:
     cli.close()  # the client closes first: the active closer ends in TIME_WAIT
     conn.recv(1)
     conn.close()
-    tw = poll_until(ProcNetSource(), local_port=cport, remote_port=port, state="TIME_WAIT")
+    tw = poll_until(source_cls(), local_port=cport, remote_port=port, state="TIME_WAIT")
     assert tw.owner == "kernel" and tw.pid is None and tw.inode == 0
     assert tw.owner_label == "kernel: time-wait"
 
 
-def test_ipv6_loopback(sockets: list[socket.socket]) -> None:
+def test_ipv6_loopback(
+    source_cls: type, sockets: list[socket.socket]
+) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")
     try:
@@ -108,7 +122,7 @@ def test_ipv6_loopback(sockets: list[socket.socket]) -> None:
         pytest.skip(f"cannot bind ::1: {exc}")
     port = srv.getsockname()[1]
     connect(sockets, srv)
-    snap = ProcNetSource().poll()
+    snap = source_cls().poll()
     (listen,) = find(snap, local_port=port, state="LISTEN")
     assert listen.proto == "tcp6" and listen.local_addr == "::1"
     assert listen.local == f"[::1]:{port}"
@@ -116,18 +130,22 @@ def test_ipv6_loopback(sockets: list[socket.socket]) -> None:
     assert peers and peers[0].remote_addr == "::1"
 
 
-def test_udp_socket_has_no_tcp_state(sockets: list[socket.socket]) -> None:
+def test_udp_socket_has_no_tcp_state(
+    source_cls: type, sockets: list[socket.socket]
+) -> None:
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sockets.append(u)
     u.bind(("127.0.0.1", 0))
     port = u.getsockname()[1]
-    (row,) = find(ProcNetSource().poll(), proto="udp", local_port=port)
+    (row,) = find(source_cls().poll(), proto="udp", local_port=port)
     assert row.state == "NONE" and row.remote_port is None
     assert row.pid == os.getpid()
 
 
-def test_diff_reports_open_close_and_state_change(sockets: list[socket.socket]) -> None:
-    source = ProcNetSource()
+def test_diff_reports_open_close_and_state_change(
+    source_cls: type, sockets: list[socket.socket]
+) -> None:
+    source = source_cls()
     before = source.poll()
     srv = listener(sockets)
     port = srv.getsockname()[1]
@@ -159,9 +177,11 @@ def test_diff_reports_open_close_and_state_change(sockets: list[socket.socket]) 
                and e.socket.remote_port == cport for e in events)
 
 
-def test_owner_cache_follows_new_sockets_and_exits(sockets: list[socket.socket]) -> None:
+def test_owner_cache_follows_new_sockets_and_exits(
+    source_cls: type, sockets: list[socket.socket]
+) -> None:
     """The inode -> pid map is kept between polls but never goes stale."""
-    source = ProcNetSource(rescan_every=3600)
+    source = source_cls(rescan_every=3600)
     source.poll()
     walks = source.walks
     source.poll()
@@ -176,11 +196,13 @@ def test_owner_cache_follows_new_sockets_and_exits(sockets: list[socket.socket])
     wait_for(lambda: not find(source.poll(), local_port=port, state="LISTEN"))
 
 
-def test_socket_of_another_user_as_root(sockets: list[socket.socket], as_nobody) -> None:  # type: ignore[no-untyped-def]
+def test_socket_of_another_user_as_root(
+    source_cls: type, sockets: list[socket.socket], as_nobody
+) -> None:  # type: ignore[no-untyped-def]
     """Root sees nobody's listener with its pid; nobody sees root's as hidden."""
     holder, port = listener_process(as_nobody.python, user="nobody", cwd="/")
     try:
-        row = poll_until(ProcNetSource(), local_port=port, state="LISTEN")
+        row = poll_until(source_cls(), local_port=port, state="LISTEN")
         assert row.owner == "process" and row.pid == holder.pid and row.user == "nobody"
     finally:
         holder.kill()

@@ -267,8 +267,8 @@ def dump_keys(sock: socket.socket, proto: str, known: Container[bytes],
     The poll of :class:`~app.core.sockets.DiagSource` calls this; it is the
     one loop that runs once per socket per poll, so it is written for speed:
     one pass over each received buffer, no payload copied unless the key is
-    not in ``known`` (then ``fresh[key]`` holds what :func:`decode` needs).
-    Appends to ``keys`` and ``inodes`` (those not 0).
+    not in ``known`` (then ``fresh[key]`` holds what :func:`decode` needs, and
+    its inode, if not 0, is added to ``inodes``). Appends to ``keys``.
 
     Raises:
         DiagUnavailable: the kernel refused the request.
@@ -315,9 +315,9 @@ def dump_keys(sock: socket.socket, proto: str, known: Container[bytes],
             append(key)
             if key not in known:
                 fresh[key] = (proto, buf[off + 16 : off + length])
-            inode = u32(buf, off + 16 + MSG_LEN - 4)[0]
-            if inode:
-                add(inode)
+                inode = u32(buf, off + 16 + MSG_LEN - 4)[0]
+                if inode:
+                    add(inode)
             off += (length + 3) & ~3
 
 

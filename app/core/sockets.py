@@ -164,6 +164,8 @@ class _OwnedSource:
         self.protos = tuple(protos)
         self.rescan_every = rescan_every
         self._inode_pid: dict[int, int] = {}
+        self._owner_pids: set[int] = set()
+        self._names: dict[int, str | None] = {}  # each owner's name at the last poll
         self._unresolved: set[int] = set()
         self._last_walk = 0.0
         self._procs: dict[int, tuple[str | None, _ProcInfo]] = {}
@@ -173,7 +175,7 @@ class _OwnedSource:
 
     # -- what a reader provides -------------------------------------------------
     def _read(self) -> tuple[list[Hashable], set[int]]:
-        """This poll's socket keys, and the inodes (not 0) they hold."""
+        """This poll's socket keys, and the inodes (not 0) of those not seen last poll."""
         raise NotImplementedError
 
     def _new_socket(self, key: Hashable, infos: dict[int, _ProcInfo]) -> Socket:
@@ -201,25 +203,31 @@ class _OwnedSource:
                     if inode not in mapping:  # pids ascend: keep the lowest (the parent)
                         mapping[inode] = pid
         self._inode_pid = mapping
+        self._owner_pids = set(mapping.values())
         self._last_walk = time.monotonic()
         self.walks += 1
 
-    def _resolve_owners(self, inodes: set[int]) -> None:
+    def _resolve_owners(self, fresh: set[int]) -> bool:
+        """Keep the inode -> pid map true; whether it was rebuilt (a walk was made).
+
+        Args:
+            fresh: the inodes of sockets not seen last poll (the others' owners
+                are known, or known to be hidden).
+        """
         pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
         live = set(pids)
-        known = self._inode_pid
-        stale = not set(known.values()) <= live  # an owner exited: who holds its sockets now?
-        missing = inodes - known.keys() - self._unresolved
+        stale = not self._owner_pids <= live  # an owner exited: who holds its sockets now?
+        missing = fresh - self._inode_pid.keys() - self._unresolved
         due = time.monotonic() - self._last_walk >= self.rescan_every
-        if stale or missing or due:
-            self._walk_fds(pids)
-            self._unresolved = inodes - self._inode_pid.keys()
-        else:
-            # Sockets that closed leave the unresolved set as well.
-            self._unresolved &= inodes
         for pid in list(self._procs):
             if pid not in live:
                 del self._procs[pid]
+        if stale or missing or due:
+            self._walk_fds(pids)
+            # Until the next walk (at most rescan_every), these are known to be hidden.
+            self._unresolved = fresh - self._inode_pid.keys()
+            return True
+        return False
 
     def _proc_info(self, pid: int) -> _ProcInfo:
         """Name and command line of ``pid``; never raises (process gone, denied, zombie)."""
@@ -251,9 +259,14 @@ class _OwnedSource:
         """Read every socket now. Never raises for processes that vanish or deny access."""
         started = time.perf_counter()
         taken_at = time.time()
-        keys, inodes = self._read()
-        self._resolve_owners(inodes)
+        keys, fresh = self._read()
+        walked = self._resolve_owners(fresh)
         infos: dict[int, _ProcInfo] = {}  # each owner read once per poll
+        names = {pid: self._info(pid, infos).name for pid in self._owner_pids}
+        # Without a new walk every socket seen last poll has the owner it had, unless
+        # a process changed its name (exec): then every socket is checked.
+        same_owners = not walked and names == self._names
+        self._names = names
         previous = self._records
         current: dict[Hashable, Socket] = {}
         sockets: list[Socket] = []
@@ -262,8 +275,9 @@ class _OwnedSource:
             sock = previous.get(key)
             if sock is None:
                 sock = self._new_socket(key, infos)
-            elif (inode_pid.get(sock.inode) if sock.inode else None) != sock.pid or (
-                sock.pid is not None and self._info(sock.pid, infos).name != sock.process
+            elif not same_owners and (
+                (inode_pid.get(sock.inode) if sock.inode else None) != sock.pid
+                or (sock.pid is not None and names.get(sock.pid) != sock.process)
             ):  # the same socket, another owner (accept(), a fork, an exec)
                 sock = self._with_owner(sock, infos)
             current[key] = sock
@@ -330,7 +344,8 @@ class ProcNetSource(_OwnedSource):
 
     def _read(self) -> tuple[list[Hashable], set[int]]:
         keys = read_line_keys(self.protos)
-        return list(keys), {int(k[6]) for k in keys} - {0}
+        known = self._records
+        return list(keys), {int(k[6]) for k in keys if k not in known} - {0}
 
     def _new_socket(self, key: Hashable, infos: dict[int, _ProcInfo]) -> Socket:
         return self._build(decode_line(key), infos)  # type: ignore[arg-type]

@@ -135,10 +135,13 @@ def _addr(family: int, raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6, raw)
 
 
-def decode_fields(payload: bytes | memoryview, proto: str) -> Fields:
+def decode_fields(payload: bytes | memoryview, proto: str,
+                  info: tuple[int, int] | None = None) -> Fields:
     """One ``inet_diag_msg`` payload as a tuple: local_port, remote_port, local_addr,
     remote_addr, state, uid, inode, recv_q, send_q, backlog, rtt_us, cwnd, retrans,
     bytes_sent, bytes_received (the last six None where the kernel gives none).
+
+    ``info`` is where tcp_info lies in the payload when the caller knows it.
     """
     (family, state_no, _timer, _retrans, sport, dport, src, dst, _if, _c0, _c1,
      _expires, rqueue, wqueue, uid, inode) = _MSG.unpack_from(payload, 0)
@@ -151,7 +154,7 @@ def decode_fields(payload: bytes | memoryview, proto: str) -> Fields:
         # the limit given to listen() in wqueue (ss shows it as Send-Q).
         backlog, send_q = wqueue, 0
     elif proto.startswith("tcp") and state not in ("TIME_WAIT", "SYN_RECV"):
-        start, end = _info_span(payload)
+        start, end = _info_span(payload) if info is None else info
         if end - start >= TCPI_MIN_LEN:
             rtt, = _U32.unpack_from(payload, start + TCPI_RTT)
             cwnd, = _U32.unpack_from(payload, start + TCPI_SND_CWND)
@@ -259,15 +262,19 @@ _TAIL = (56, MSG_LEN)
 TCPI_KEY = (TCPI_RTT, TCPI_SENT_LEN + 8)
 
 
+NO_INFO = (0, 0)
+
+
 def dump_keys(sock: socket.socket, proto: str, known: Container[bytes],
-              keys: list[bytes], fresh: dict[bytes, tuple[str, bytes]],
+              keys: list[bytes], fresh: dict[bytes, tuple[str, bytes, tuple[int, int]]],
               inodes: set[int]) -> None:
     """Every socket of ``proto`` as a key: the bytes of its message that a row shows.
 
     The poll of :class:`~app.core.sockets.DiagSource` calls this; it is the
     one loop that runs once per socket per poll, so it is written for speed:
     one pass over each received buffer, no payload copied unless the key is
-    not in ``known`` (then ``fresh[key]`` holds what :func:`decode` needs, and
+    not in ``known`` (then ``fresh[key]`` holds the protocol, the payload and
+    where its tcp_info lies, what :func:`decode_fields` needs, and
     its inode, if not 0, is added to ``inodes``). Appends to ``keys``.
 
     Raises:
@@ -282,8 +289,7 @@ def dump_keys(sock: socket.socket, proto: str, known: Container[bytes],
     head_end = 16 + _HEAD_END
     tail_lo, tail_hi = 16 + _TAIL[0], 16 + _TAIL[1]
     info_lo, info_hi = TCPI_KEY
-    # message length -> (where its tcp_info starts from the header, how much of it is key)
-    info_at: dict[int, tuple[int, int]] = {}
+    info_at: dict[int, tuple[int, int]] = {}  # message length -> where its tcp_info lies
     append, add = keys.append, inodes.add
     recv = sock.recv
     while True:
@@ -300,21 +306,21 @@ def dump_keys(sock: socket.socket, proto: str, known: Container[bytes],
                 off += (length + 3) & ~3
                 continue
             key = buf[off + 16 : off + head_end] + buf[off + tail_lo : off + tail_hi]
+            span = NO_INFO
             if tcp and length > 16 + MSG_LEN:
-                span = info_at.get(length)
-                if span is None or (span[0] and rta(buf, off + span[0] - 4)[1] != INET_DIAG_INFO):
+                span = info_at.get(length, NO_INFO)
+                if span is NO_INFO or (
+                    span[0] and rta(buf, off + 16 + span[0] - 4)[1] != INET_DIAG_INFO
+                ):
                     # Attributes come in the same order in messages of one length:
                     # find tcp_info once per length, then check it with one read.
-                    start, stop = _info_span(buf[off + 16 : off + length])
-                    span = info_at[length] = (
-                        (16 + start, min(info_hi, stop - start)) if start else (0, 0)
-                    )
+                    span = info_at[length] = _info_span(buf[off + 16 : off + length])
                 if span[0]:
-                    at = off + span[0]
-                    key += buf[at + info_lo : at + span[1]]
+                    at = off + 16 + span[0]
+                    key += buf[at + info_lo : at + min(info_hi, span[1] - span[0])]
             append(key)
             if key not in known:
-                fresh[key] = (proto, buf[off + 16 : off + length])
+                fresh[key] = (proto, buf[off + 16 : off + length], span)
                 inode = u32(buf, off + 16 + MSG_LEN - 4)[0]
                 if inode:
                     add(inode)

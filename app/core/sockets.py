@@ -207,6 +207,10 @@ class _OwnedSource:
         self._last_walk = time.monotonic()
         self.walks += 1
 
+    @staticmethod
+    def _pids() -> list[int]:
+        return sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+
     def _resolve_owners(self, fresh: set[int]) -> bool:
         """Keep the inode -> pid map true; whether it was rebuilt (a walk was made).
 
@@ -214,7 +218,7 @@ class _OwnedSource:
             fresh: the inodes of sockets not seen last poll (the others' owners
                 are known, or known to be hidden).
         """
-        pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+        pids = self._pids()
         live = set(pids)
         stale = not self._owner_pids <= live  # an owner exited: who holds its sockets now?
         missing = fresh - self._inode_pid.keys() - self._unresolved
@@ -369,12 +373,12 @@ class DiagSource(_OwnedSource):
     def __init__(self, protos: Iterable[str] = PROTOCOLS, rescan_every: float = 5.0) -> None:
         super().__init__(protos, rescan_every)
         self._sock = diag.open_socket()
-        self._payloads: dict[bytes, tuple[str, bytes]] = {}
+        self._payloads: dict[bytes, tuple[str, bytes, tuple[int, int]]] = {}
 
     def _read(self) -> tuple[list[Hashable], set[int]]:
         keys: list[bytes] = []
         inodes: set[int] = set()
-        fresh: dict[bytes, tuple[str, bytes]] = {}
+        fresh: dict[bytes, tuple[str, bytes, tuple[int, int]]] = {}
         for proto in self.protos:
             diag.dump_keys(self._sock, proto, self._records, keys, fresh, inodes)  # type: ignore[arg-type]
         self._payloads = fresh
@@ -383,9 +387,9 @@ class DiagSource(_OwnedSource):
     def _new_socket(self, key: Hashable, infos: dict[int, _ProcInfo]) -> Socket:
         # Straight from the message's fields into the record: this runs for every
         # socket of a first poll (16,000 on a busy machine), so no RawSocket between.
-        proto, payload = self._payloads[key]  # type: ignore[index]
+        proto, payload, info = self._payloads[key]  # type: ignore[index]
         (lport, rport, laddr, raddr, state, uid, inode, recv_q, send_q, backlog,
-         rtt_us, cwnd, retrans, sent, received) = diag.decode_fields(payload, proto)
+         rtt_us, cwnd, retrans, sent, received) = diag.decode_fields(payload, proto, info)
         pid, owner, name, cmdline = self._owner_of(inode, infos)
         service = _service(lport, rport, proto)
         return Socket(proto, laddr, lport, raddr, rport, state, pid, name, cmdline,

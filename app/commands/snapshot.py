@@ -52,14 +52,17 @@ def render_text(sockets: Sequence[object], numeric: bool) -> str:
             s.owner_label, s.user or "-", "" if numeric else (s.service or "-"),
         ))
     headers = HEADERS[:-1] if numeric else HEADERS
-    rows = [r[: len(headers)] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    right = {1, 2}  # queue sizes are numbers: right-aligned, as netstat does
+    if numeric:
+        rows = [r[:-1] for r in rows]
+    widths = [max(len(h), max((len(c) for c in column), default=0))
+              for h, column in zip(headers, zip(*rows, strict=False), strict=False)]
+    widths += [len(h) for h in headers[len(widths):]]
+    # Queue sizes are numbers: right-aligned, as netstat does. One format string
+    # for every row: str.format does the padding in C (16,000 rows at a time).
+    fmt = "  ".join(f"{{:{'>' if i in (1, 2) else '<'}{w}}}" for i, w in enumerate(widths))
 
     def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
-        return "  ".join(parts).rstrip()
+        return fmt.format(*cells).rstrip()
 
     out = [line(headers)] + [line(r) for r in rows]
     if not rows:

@@ -1,22 +1,27 @@
-"""One full poll of the observatory against ``ss -tanp``, side by side.
+"""The observatory's socket reading against ``ss -tanp``, side by side, in the same loop.
 
-For N loopback connection pairs held open by this process (N = 100, 1000,
-8000 by default), time in the same loop:
+For N loopback connection pairs held open by ANOTHER process (N = 100, 1000,
+8000 by default; a lab machine's sockets are not the observatory's own), time
+in one loop, round after round:
 
-* ``ss -tanp`` run as a command (what a person types; includes its start-up),
-* the observatory's poll with a warm owner cache (what the dashboard does
-  every interval: /proc/net parsed, owners already known),
-* a cold poll (a new source: the full /proc/*/fd walk, as a first poll),
+* ``ss -tanp`` run as a command (what a person types; includes its start-up);
+* ``observatory snapshot --all`` as a whole process: text, ``--json``, and
+  ``--json`` with ``PYTHONUNBUFFERED=1`` in the environment (as many images
+  and CI runners set it);
+* the dashboard's poll with a warm owner cache (sock_diag; /proc/net beside
+  it for reference) and a cold poll (a new source: the full /proc/*/fd walk);
 * ``psutil.net_connections("tcp")`` for reference.
 
-Prints medians in milliseconds and each as a ratio to ``ss -tanp``
-(below 1.0 means faster than ss). Run: ``make bench`` or
-``python bench/poll_vs_ss.py [--sizes 100 1000 8000] [--rounds 15]``.
+Prints medians in milliseconds and each as a ratio to ``ss -tanp`` (below 1.0
+means faster than ss), with the issue's target beside the ones that have one.
+Run: ``make bench`` or ``python bench/poll_vs_ss.py [--sizes 100 1000 8000]
+[--rounds 15]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import socket
@@ -27,11 +32,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
-from app.core.sockets import ProcNetSource  # noqa: E402
+from app.core.sockets import DiagSource, ProcNetSource  # noqa: E402
+
+# The targets of issue 9, as ratios to ss -tanp in the same run.
+TARGETS = {"snapshot": 1.0, "json": 1.0, "json_unbuffered": 1.0, "warm": 0.3}
 
 
 def raise_nofile(need: int) -> int:
@@ -58,34 +67,75 @@ def open_pairs(n: int) -> list[socket.socket]:
     return held
 
 
+def hold_pairs(n: int) -> subprocess.Popen[str]:
+    """Another process holding N pairs until its stdin closes."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from poll_vs_ss import open_pairs, raise_nofile;"
+        "raise_nofile(2 * int(sys.argv[2]) + 100); held = open_pairs(int(sys.argv[2]));"
+        "print('ready', flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(REPO / "bench"), str(n)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        raise SystemExit(f"the holder of {n} pairs did not start")
+    return proc
+
+
 def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def run_ss() -> None:
-    subprocess.run(["ss", "-tanp"], stdout=subprocess.DEVNULL, check=True)
+def command(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], object]:
+    def run() -> None:
+        subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, env=env)
+    return run
 
 
 def bench(n: int, rounds: int) -> dict[str, float]:
-    held = open_pairs(n)
+    holder = hold_pairs(n)
+    observatory = [sys.executable, "-m", "app", "snapshot", "--all"]
+    plain = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    unbuffered = {**plain, "PYTHONUNBUFFERED": "1"}
+    runs: dict[str, Callable[[], object]] = {
+        "ss": command(["ss", "-tanp"]),
+        "snapshot": command(observatory, plain),
+        "json": command([*observatory, "--json"], plain),
+        "json_unbuffered": command([*observatory, "--json"], unbuffered),
+    }
     try:
-        warm = ProcNetSource()
-        warm.poll()  # fill the owner cache once
-        times: dict[str, list[float]] = {"ss": [], "warm": [], "cold": [], "psutil": []}
+        warm, warm_proc = DiagSource(), ProcNetSource()
+        warm.poll()  # fill the owner caches once
+        warm_proc.poll()
+        runs.update({
+            "warm": warm.poll,
+            "cold": lambda: DiagSource().poll(),
+            "warm_proc": warm_proc.poll,
+            "psutil": lambda: psutil.net_connections("tcp"),
+        })
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        os.chdir(REPO)
         for _ in range(rounds):
-            times["ss"].append(timed(run_ss))
-            times["warm"].append(timed(warm.poll))
-            times["cold"].append(timed(lambda: ProcNetSource().poll()))
-            times["psutil"].append(timed(lambda: psutil.net_connections("tcp")))
+            for name, fn in runs.items():
+                times[name].append(timed(fn))
         sockets = len(warm.poll().sockets)
     finally:
-        for s in held:
-            s.close()
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait()
     med = {k: statistics.median(v) for k, v in times.items()}
     med["sockets"] = sockets
     return med
+
+
+COLUMNS = (
+    ("snapshot", "snapshot"), ("json", "--json"), ("json_unbuffered", "--json unbuf"),
+    ("warm", "warm poll"), ("cold", "cold poll"), ("warm_proc", "/proc warm"),
+    ("psutil", "psutil"),
+)
 
 
 def main() -> int:
@@ -97,19 +147,25 @@ def main() -> int:
         print("ss is not installed (apt-get install iproute2)", file=sys.stderr)
         return 1
     limit = raise_nofile(2 * max(args.sizes) + 100)
-    print(f"RLIMIT_NOFILE raised to {limit}; {args.rounds} rounds per size; medians in ms; "
-          f"ratio = time / ss -tanp time")
-    print(f"{'pairs':>6} {'sockets':>8} {'ss -tanp':>9} {'warm poll':>10} {'ratio':>6} "
-          f"{'cold poll':>10} {'ratio':>6} {'psutil':>8} {'ratio':>6}")
+    print(f"{args.rounds} rounds per size, medians in ms; (ratio) = time / ss -tanp time in "
+          f"the same rounds; [target] from issue 9; holder of the pairs: another process")
+    print(f"{'pairs':>6} {'sockets':>8} {'ss -tanp':>9}"
+          + "".join(f" {label:>20}" for _, label in COLUMNS))
     for n in args.sizes:
-        if 2 * n + 50 > limit:
-            print(f"{n:>6}  skipped: needs {2 * n + 50} file descriptors, limit is {limit}")
+        if 2 * n + 100 > limit:
+            print(f"{n:>6}  skipped: needs {2 * n + 100} file descriptors, limit is {limit}")
             continue
         m = bench(n, args.rounds)
         ss = m["ss"]
-        print(f"{n:>6} {int(m['sockets']):>8} {ss * 1e3:>9.1f} {m['warm'] * 1e3:>10.1f} "
-              f"{m['warm'] / ss:>6.2f} {m['cold'] * 1e3:>10.1f} {m['cold'] / ss:>6.2f} "
-              f"{m['psutil'] * 1e3:>8.1f} {m['psutil'] / ss:>6.2f}")
+        cells = []
+        for key, _ in COLUMNS:
+            ratio = m[key] / ss
+            target = TARGETS.get(key)
+            mark = "" if target is None else (f" [{target:.1f} ok]" if ratio <= target
+                                               else f" [{target:.1f} NO]")
+            cells.append(f"{m[key] * 1e3:.1f} ({ratio:.2f}){mark}")
+        print(f"{n:>6} {int(m['sockets']):>8} {ss * 1e3:>9.1f}"
+              + "".join(f" {c:>20}" for c in cells))
         time.sleep(0.5)
     return 0
 

@@ -292,6 +292,17 @@ def peer_endpoint(sockaddr: tuple[object, ...]) -> str:
     return endpoint(str(sockaddr[0]), int(str(sockaddr[1])))
 
 
+# What a program says when the kernel ended its connection from outside: root
+# sent SOCK_DESTROY (``observatory close``, ``ss -K``) and the blocked recv()
+# or send() got ECONNABORTED. The peer sees a reset.
+ABORTED = "connection aborted by the kernel"
+
+
+def aborted(exc: BaseException) -> bool:
+    """True when ``exc`` is the kernel's ECONNABORTED on a connected socket."""
+    return isinstance(exc, OSError) and exc.errno == errno.ECONNABORTED
+
+
 # -- arguments ----------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ Output lines::
     Holding the connection until stopped           (or: ... for 2 s)
     Received: hello                                (whatever the server sends back)
     Server closed the connection                   (exit 0; "(reset)" appended on RST)
+    Connection aborted by the kernel (...)         (root closed it: SOCK_DESTROY; exit 0)
     Closed the connection                          (after --hold SECONDS; exit 0)
 
 Run alone: ``python -m app.labs.tcp_client 127.0.0.1 hello 6000``.
@@ -25,8 +26,10 @@ import time
 from collections.abc import Sequence
 
 from app.labs._common import (
+    ABORTED,
     LabError,
     LabParser,
+    aborted,
     bind_error,
     burn_cpu,
     check_ip,
@@ -131,6 +134,14 @@ def _wait(sock: socket.socket, deadline: float | None, busy: bool) -> bytes | No
         return None
 
 
+# ECONNABORTED on a connected socket: the server did not end it (it gets a
+# reset); root on this machine did, with SOCK_DESTROY. Exit 0 as for a reset:
+# the connection ended, the program did nothing wrong.
+_ABORTED_LINE = (
+    f"{ABORTED.capitalize()} (closed from outside this program, as observatory close or ss -K do)"
+)
+
+
 def run(args: argparse.Namespace) -> int:
     with _connect(args) as sock:
         say(f"Connected {peer_endpoint(sock.getsockname())} -> {endpoint(args.ip, args.port)}")
@@ -138,8 +149,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             for _ in range(args.count):
                 sock.sendall(data)
-        except OSError:  # EPIPE / ECONNRESET: the server went away already
-            say("Server closed the connection")
+        except OSError as exc:  # EPIPE / ECONNRESET: the server went away already
+            say(_ABORTED_LINE if aborted(exc) else "Server closed the connection")
             return 0
         times = "" if args.count == 1 else f" ({args.count} times)"
         say(f"Sent: {shown_text(data)}{times}")
@@ -156,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
                 say("Server closed the connection (reset)")
                 return 0
             except OSError as exc:
-                say(f"Server closed the connection ({exc.strerror or exc})")
+                say(_ABORTED_LINE if aborted(exc)
+                    else f"Server closed the connection ({exc.strerror or exc})")
                 return 0
             if received is None:
                 break

@@ -11,6 +11,7 @@ Output lines (one each, flushed at once)::
     Listening on 127.0.0.1:6000 (iterative, backlog 5, handler hold)
     Client: 127.0.0.1:39846          (IPv6: Client: [::1]:39846)
     Client gone: 127.0.0.1:39846
+    Client gone: 127.0.0.1:39846 (connection aborted by the kernel)   (SOCK_DESTROY)
     Stopped by SIGTERM
 
 Run alone: ``python -m app.labs.tcp_server 6000``.
@@ -19,7 +20,6 @@ Run alone: ``python -m app.labs.tcp_server 6000``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import functools
 import socket
@@ -27,8 +27,10 @@ import sys
 from collections.abc import Sequence
 
 from app.labs._common import (
+    ABORTED,
     LabError,
     LabParser,
+    aborted,
     bind_error,
     burn_cpu,
     check_ip,
@@ -109,10 +111,17 @@ _SERVE = {"hold": _hold, "echo": _echo, "busy": _busy}
 
 def handle_client(conn: socket.socket, who: str, handler: str) -> None:
     """Serve one accepted client until it disconnects, then say so."""
-    # Reset by the peer, broken pipe: the client is gone either way.
-    with conn, contextlib.suppress(OSError):
-        _SERVE[handler](conn)
-    say(f"Client gone: {who}")
+    why = ""
+    with conn:
+        try:
+            _SERVE[handler](conn)
+        except OSError as exc:
+            # Reset by the peer, broken pipe: the client is gone either way. But
+            # ECONNABORTED means nobody on the wire ended it: root closed this end
+            # from outside (observatory close, ss -K), and the student should know.
+            if aborted(exc):
+                why = f" ({ABORTED})"
+    say(f"Client gone: {who}{why}")
 
 
 def serve(args: argparse.Namespace) -> int:

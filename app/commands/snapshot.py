@@ -84,10 +84,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = select(snap.sockets, selection)
     # One write of the whole text: with PYTHONUNBUFFERED=1 (set in many images)
     # json.dump to stdout made one write() per token, 1.6 million at 16,000 sockets.
-    if args.json:
-        out = render_json(chosen)
-    else:
-        out = render_text(chosen, args.numeric) + "\n"
+    out = render_json(chosen) if args.json else render_text(chosen, args.numeric) + "\n"
     sys.stdout.write(out)
     sys.stdout.flush()
     return 0

@@ -72,6 +72,8 @@ TCPI_BYTES_ACKED = 120  # u64: sequence space acknowledged by the peer (counts a
 TCPI_BYTES_RECEIVED = 128  # u64: data bytes received
 TCPI_BYTES_SENT = 200  # u64: data bytes sent (Linux 5.5+), retransmissions included
 TCPI_MIN_LEN = TCPI_BYTES_RECEIVED + 8
+# States in which the peer's FIN has arrived (it moved rcv_nxt, so bytes_received counts it).
+FIN_RECEIVED = ("CLOSE_WAIT", "LAST_ACK", "CLOSING")
 TCPI_SENT_LEN = TCPI_BYTES_SENT + 8
 # The slices of tcp_info that a row shows (not its timers, which tick).
 TCPI_KEY_SLICES = ((TCPI_RTT, TCPI_RTT + 4), (TCPI_SND_CWND, TCPI_SND_CWND + 4),
@@ -164,6 +166,8 @@ def decode_fields(payload: bytes | memoryview, proto: str,
             at = TCPI_BYTES_SENT if end - start >= TCPI_SENT_LEN else TCPI_BYTES_ACKED
             sent, = _U64.unpack_from(payload, start + at)
             received, = _U64.unpack_from(payload, start + TCPI_BYTES_RECEIVED)
+            if state in FIN_RECEIVED and received:
+                received -= 1  # the kernel counts the peer's FIN as a byte received
     return (sport, dport or None, _addr(family, src), _addr(family, dst) if dport else None,
             state, uid, inode, rqueue, send_q, backlog, rtt, cwnd, retrans, sent, received)
 
@@ -400,9 +404,10 @@ _GROUPS = {
 class DestroyListener:
     """Every socket the kernel destroys, as it happens (the ``ss -E`` groups).
 
-    Works unprivileged. Each message is the socket's last ``inet_diag_msg``,
-    in the state it had when destroyed (CLOSE for most, the listener's
-    LISTEN, TIME_WAIT when its timer ends).
+    Works unprivileged. Each message is the socket's last ``inet_diag_msg``
+    with its tcp_info; its state is CLOSE (a listener's too), and it carries
+    no uid or inode. The end of a TIME_WAIT sends none (a timewait socket is
+    not a full socket).
 
     Args:
         udp: also report UDP sockets.

@@ -60,3 +60,17 @@ def test_rate_between_two_polls(sockets: list[socket.socket]) -> None:
     assert rate is not None and rate.sent == 25_000 and rate.received == 0
     assert "(25.0 kB/s)" in describe(client, rate)
     assert meter.observe(client, 102.0) == rate  # the same poll again: the same rate
+
+
+def test_the_peers_fin_is_not_counted_as_a_byte(sockets: list[socket.socket]) -> None:
+    srv = listener(sockets)
+    cli = connect(sockets, srv)
+    conn, _ = srv.accept()
+    sockets.append(conn)
+    cli.sendall(b"hola")
+    assert conn.recv(16) == b"hola"
+    cli.shutdown(socket.SHUT_WR)  # the client's FIN: the server end goes to CLOSE_WAIT
+    assert conn.recv(16) == b""
+    source = DiagSource()
+    server = wait_for(lambda: (s := _ends(source, cli, srv)[1]).state == "CLOSE_WAIT" and s)
+    assert server.bytes_received == 4

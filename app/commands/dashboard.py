@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 from app.cliutil import UsageError, positive_seconds
@@ -44,12 +45,14 @@ def run(args: argparse.Namespace) -> int:
     from app.core.procs import ProcessManager
     from app.core.record import try_start
     from app.core.sockets import default_source
+    from app.core.watch import EventStream
     from app.ui.app import ObservatoryApp
 
     recorder, warning = try_start()
     manager = ProcessManager()
     try:
         app = ObservatoryApp(default_source(), manager, interval=args.interval,
+                             stream=functools.partial(EventStream, udp=True),
                              theme_name=args.theme, scenario=scenario, recorder=recorder,
                              record_warning=warning)
         app.run()

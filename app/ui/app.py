@@ -26,6 +26,7 @@ from app.core.interfaces import Interface, list_interfaces
 from app.core.model import SocketEvent
 from app.core.scenario import ScenarioError, load_scenario, start_scenario
 from app.core.sockets import SocketSource
+from app.core.watch import EventStream
 from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
 from app.ui.poller import Poller
 from app.ui.screens.dialogs import ConfirmDialog
@@ -67,6 +68,8 @@ class ObservatoryApp(App[None]):
         clock: the time shown in the status line.
         poll: False for snapshot tests: no background polling; call
             :meth:`deliver` yourself.
+        stream: makes the event stream (every transition the kernel reports,
+            :class:`app.core.watch.EventStream`); None: polls alone.
     """
 
     TITLE = "Connection Observatory"
@@ -86,6 +89,7 @@ class ObservatoryApp(App[None]):
         poll: bool = True,
         recorder: Any = None,
         record_warning: str | None = None,
+        stream: Callable[..., EventStream] | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -109,6 +113,7 @@ class ObservatoryApp(App[None]):
             interfaces=self._read_interfaces,
             fail=lambda error: self._post_from_thread(PollFailed(error)),
             record=self._record_socket_events,
+            stream=stream,
         )
 
     # -- start and stop -------------------------------------------------------------

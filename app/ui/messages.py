@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from textual.message import Message
 
 from app.core.interfaces import Interface
 from app.core.model import Snapshot, SocketEvent
+from app.core.watch import WatchEvent
 
 
 @dataclass
@@ -18,6 +19,10 @@ class PollResult:
     events: list[SocketEvent]
     processes: list[object]  # app.core.procs.ProcessInfo
     interfaces: list[Interface] | None  # refreshed every few polls, else None
+    # Every transition the kernel reported since the last poll (the event stream),
+    # and what the stream can see, in words; empty and None without a stream.
+    transitions: list[WatchEvent] = field(default_factory=list)
+    seeing: str | None = None
 
 
 class SnapshotReady(Message):

@@ -3,10 +3,18 @@
 It is a daemon thread, so a poll stuck in the kernel can never keep the
 process alive after quit. Results reach the UI loop through
 ``loop.call_soon_threadsafe``.
+
+With an event stream (:class:`app.core.watch.EventStream`) each result also
+carries every transition the kernel reported since the last poll: the
+tracepoint as root, the destroy groups otherwise. The stream is handed the
+poller's own snapshot as its sample, so that there is one dump of the socket
+table per interval, not two. It is stopped (its tracefs instance removed) when
+the poller stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -15,9 +23,22 @@ from app.core.diff import diff
 from app.core.interfaces import Interface
 from app.core.model import Snapshot, SocketEvent
 from app.core.sockets import SocketSource
+from app.core.watch import EventStream
 from app.ui.messages import PollResult
 
 INTERFACES_EVERY = 5.0  # seconds between interface reads
+# The stream samples whenever it is read; the poller reads it once per poll.
+EVERY_READ = 1e-6
+
+
+class _Latest:
+    """The poller's last snapshot, as the event stream's socket table."""
+
+    def __init__(self) -> None:
+        self.snapshot = Snapshot(taken_at=0.0, sockets=())
+
+    def poll(self) -> Snapshot:
+        return self.snapshot
 
 
 class Poller:
@@ -30,6 +51,7 @@ class Poller:
         interfaces: Callable[[], list[Interface]] | None = None,
         fail: Callable[[str], None] | None = None,
         record: Callable[[list[SocketEvent]], None] | None = None,
+        stream: Callable[..., EventStream] | None = None,
     ) -> None:
         self.source = source
         self.deliver = deliver
@@ -48,6 +70,11 @@ class Poller:
         self._consumed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="observatory-poller", daemon=True)
         self._last_interfaces = 0.0
+        self._latest = _Latest()
+        # Made and started on the poller's thread: mounting tracefs is blocking work.
+        self._make_stream = stream
+        self.stream: EventStream | None = None
+        self._stream_lock = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -55,6 +82,14 @@ class Poller:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._close_stream()
+
+    def _close_stream(self) -> None:
+        with self._stream_lock:
+            stream, self.stream = self.stream, None
+            self._make_stream = None
+        if stream is not None:
+            stream.close()  # removes the tracefs instance; safe while another thread reads
 
     def consumed(self) -> None:
         """The UI has shown the last result."""
@@ -71,7 +106,29 @@ class Poller:
         self.paused = paused
         self._wake.set()
 
+    def _start_stream(self) -> None:
+        with self._stream_lock:
+            if self._make_stream is None or self._stop.is_set():
+                return
+            stream = self._make_stream(source=self._latest, interval=EVERY_READ)
+            stream.start()
+            self.stream = stream
+        if self._stop.is_set():
+            self._close_stream()
+
     def _run(self) -> None:
+        try:
+            self._start_stream()
+        except Exception as exc:  # the dashboard still works on samples
+            if self.fail is not None:
+                with contextlib.suppress(RuntimeError):
+                    self.fail(f"watching transitions failed: {exc}")
+        try:
+            self._loop()
+        finally:
+            self._close_stream()
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             if self.paused:
                 self._wake.wait()
@@ -111,4 +168,10 @@ class Poller:
         if self.interfaces is not None and now - self._last_interfaces >= INTERFACES_EVERY:
             ifaces = self.interfaces()
             self._last_interfaces = now
-        return PollResult(snap, events, procs, ifaces)
+        transitions = []
+        stream = self.stream
+        if stream is not None:
+            self._latest.snapshot = snap
+            transitions = stream.read(0)
+        return PollResult(snap, events, procs, ifaces, transitions,
+                          stream.seeing if stream is not None else None)

@@ -34,6 +34,7 @@ from app.core.tcpstates import (
     normalize_state,
     transitions_from,
 )
+from app.core.watch import WatchEvent
 from app.ui.widgets.bytes_panel import Follow, render_plain
 
 MAX_KEYS = 2000  # sockets whose path is remembered (least recently changed dropped first)
@@ -108,6 +109,29 @@ class PathHistory:
                 self._add(key, "CLOSED")
             else:  # opened, owner-changed
                 self._add(key, e.socket.state, fresh=e.kind != "owner-changed")
+
+    def record_transitions(self, events: Iterable[WatchEvent]) -> None:
+        """Every transition the kernel reported (:class:`app.core.watch.EventStream`).
+
+        The tracepoint says ``FIN_WAIT2 -> CLOSE`` when the socket becomes a
+        TIME_WAIT entry, and the socket table then says ``TIME_WAIT``: the
+        path reads ``FIN_WAIT2 → TIME_WAIT`` (what the diagram draws), and the
+        entry's end adds ``CLOSED``.
+        """
+        for e in events:
+            if not e.proto.startswith("tcp") or not e.local_port:
+                continue  # UDP has no states; connect()'s line has no port, no identity yet
+            key = e.key
+            path = self.paths.get(key)
+            if path and path[-1] == "CLOSED" and e.new_state == "TIME_WAIT":
+                path.pop()  # not closed: a TIME_WAIT entry took the socket's place
+            elif not path or path[-1] == "CLOSED":  # a new connection, or the same ends again
+                if e.old_state == "SYN_SENT":  # connect()'s line was CLOSE -> SYN_SENT
+                    self._add(key, "CLOSED", fresh=True)
+                    self._add(key, e.old_state)
+                else:
+                    self._add(key, e.old_state, fresh=True)
+            self._add(key, e.new_state)
 
     def path(self, key: str, current: str | None) -> list[str]:
         """The remembered path, ending in ``current`` when the events missed it."""
@@ -233,6 +257,7 @@ class StateMachinePanel(VerticalScroll):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.add_class("socket-aware")
         self.history = PathHistory()
+        self.seeing: str | None = None  # what the event stream can see, in words
         self.follow = Follow()
         self.socket: Socket | None = None
         self.gone = False
@@ -275,8 +300,16 @@ class StateMachinePanel(VerticalScroll):
         self.socket = sock
         self._show()
 
-    def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent]) -> None:
-        self.history.record(events)
+    def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent],
+                        transitions: list[WatchEvent] | None = None,
+                        seeing: str | None = None) -> None:
+        """A poll's result; ``transitions`` from the event stream replace the sampled
+        ``events`` in the path (they hold every state, the samples only some)."""
+        if transitions is None:
+            self.history.record(events)
+        else:
+            self.history.record_transitions(transitions)
+        self.seeing = seeing
         self.follow.seen(snapshot)
         if self.socket is not None:
             fresh = snapshot.by_key.get(self.socket.key)
@@ -307,7 +340,7 @@ class StateMachinePanel(VerticalScroll):
         if not self.is_mounted:
             return
         sock = self.socket
-        signature = (sock and (sock.key, sock.state, sock.owner_label), self.gone,
+        signature = (self.seeing, sock and (sock.key, sock.state, sock.owner_label), self.gone,
                      tuple(self.path), self.peer and (self.peer.state, self.peer.owner_label))
         if signature == self._shown and not force:
             return
@@ -339,7 +372,18 @@ class StateMachinePanel(VerticalScroll):
         path = self.path
         if len(path) > 1:
             head.append("\npath seen: " + " → ".join(path))
+        head.append(f"\n({self._seen_how()})")
         return head
+
+    def _seen_how(self) -> str:
+        """What the path can hold, in words: every transition, or samples."""
+        if self.seeing is None:
+            return ("states sampled at each poll: a state that lasts less than the interval "
+                    "is not seen")
+        if self.seeing.startswith("every transition"):
+            return ("every transition the kernel made; TIME_WAIT is not one of its "
+                    "transitions, so it comes from the socket table")
+        return self.seeing
 
     def _current_style(self) -> Style:
         colours = self.app.get_css_variables()

@@ -192,6 +192,9 @@ class ObservatoryApp(App[None]):
         loop.call_soon_threadsafe(self._dispatch, message)
 
     def _dispatch(self, message: Any) -> None:
+        if isinstance(message, SnapshotReady):
+            for note in message.result.notes:
+                self.notify(note, title="Cleaned up", timeout=10)
         main = self.main_screen()
         if main is not None:
             main.post_message(message)

@@ -23,6 +23,7 @@ class PollResult:
     # and what the stream can see, in words; empty and None without a stream.
     transitions: list[WatchEvent] = field(default_factory=list)
     seeing: str | None = None
+    notes: list[str] = field(default_factory=list)  # said once to the user (a toast)
 
 
 class SnapshotReady(Message):

@@ -74,6 +74,7 @@ class Poller:
         # Made and started on the poller's thread: mounting tracefs is blocking work.
         self._make_stream = stream
         self.stream: EventStream | None = None
+        self._notes: list[str] = []
         self._stream_lock = threading.Lock()
 
     def start(self) -> None:
@@ -113,6 +114,10 @@ class Poller:
             stream = self._make_stream(source=self._latest, interval=EVERY_READ)
             stream.start()
             self.stream = stream
+            if stream.stale_removed:
+                self._notes.append(
+                    f"Removed {len(stream.stale_removed)} tracing instance(s) left by an "
+                    f"observatory that was killed: {', '.join(stream.stale_removed)}")
         if self._stop.is_set():
             self._close_stream()
 
@@ -173,5 +178,6 @@ class Poller:
         if stream is not None:
             self._latest.snapshot = snap
             transitions = stream.read(0)
+        notes, self._notes = self._notes, []
         return PollResult(snap, events, procs, ifaces, transitions,
-                          stream.seeing if stream is not None else None)
+                          stream.seeing if stream is not None else None, notes)

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.e2e.tmuxutil import (
     ProcessTracker,
     Tmux,
@@ -98,6 +98,20 @@ def dashboard(request: pytest.FixtureRequest) -> Iterator[Launcher]:
         yield launcher
     finally:
         launcher.cleanup()
+
+
+def tracing_instance(pid: int) -> Path:
+    """Where the dashboard's own tracefs instance is while it runs (as root)."""
+    return Path("/sys/kernel/tracing/instances") / f"observatory-{pid}"
+
+
+def wait_for_instance(dash: Dashboard) -> Path | None:
+    """As root, the dashboard watches every transition through an instance of its own."""
+    if os.geteuid() != 0:
+        return None
+    path = tracing_instance(dash.proc.pid)
+    wait_for(path.exists, timeout=10, what=f"{path}")
+    return path
 
 
 def listen_rows(pane: str, *needles: str) -> list[str]:
@@ -191,10 +205,12 @@ def test_signal_stops_dashboard_and_its_lab_processes(
     dashboard: Launcher, tmp_path: Path, sig: signal.Signals
 ) -> None:
     dash, _ = start_with_server(dashboard, tmp_path)
+    instance = wait_for_instance(dash)
     dash.proc.send_signal(sig)
     status = dash.term.wait_exit()
     dash.tracker.assert_all_gone(timeout=5)
     assert status == 128 + sig, f"exit status {status} after {sig.name}"
+    assert instance is None or not instance.exists(), "the tracefs instance was left"
     # The terminal was given back: the alternate screen is gone with the dashboard.
     assert not dashboard_up(dash.term.capture()), dash.term.last_capture
 
@@ -202,10 +218,18 @@ def test_signal_stops_dashboard_and_its_lab_processes(
 def test_sigkill_of_dashboard_still_ends_its_children(dashboard: Launcher,
                                                       tmp_path: Path) -> None:
     dash, _ = start_with_server(dashboard, tmp_path)
+    instance = wait_for_instance(dash)
     dash.proc.send_signal(signal.SIGKILL)
     assert dash.term.wait_exit() == 128 + signal.SIGKILL
     # Nobody could clean up: the children must notice their parent's death themselves.
     dash.tracker.assert_all_gone(timeout=3)
+    if instance is not None:
+        # The tracefs instance cannot go with a SIGKILL: the next start removes it, and says so.
+        assert instance.exists()
+        again = dashboard()
+        wait_for(lambda: not instance.exists(), timeout=10, what=f"{instance} removed")
+        again.term.wait_for("Cleaned up", timeout=10, what="the note that it was removed")
+        again.term.send_keys("q")
 
 
 def test_closing_the_terminal_ends_everything(dashboard: Launcher, tmp_path: Path) -> None:

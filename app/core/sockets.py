@@ -187,21 +187,29 @@ class _OwnedSource:
         """Map every socket inode held by a readable process to its (lowest) pid."""
         mapping: dict[int, int] = {}
         readlink = os.readlink
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
         for pid in pids:
-            fd_dir = f"/proc/{pid}/fd/"
             try:
-                fds = os.listdir(fd_dir)
+                fd_dir = os.open(f"/proc/{pid}/fd", flags)
             except OSError:  # gone, or not ours to read
                 continue
-            for fd in fds:
-                try:
-                    target = readlink(fd_dir + fd)
-                except OSError:
-                    continue
-                if target.startswith("socket:["):
-                    inode = int(target[8:-1])
-                    if inode not in mapping:  # pids ascend: keep the lowest (the parent)
-                        mapping[inode] = pid
+            try:
+                fds = os.listdir(fd_dir)
+                for fd in fds:
+                    try:
+                        # readlinkat() relative to the open folder: the kernel does
+                        # not look up /proc/PID/fd again for each descriptor.
+                        target = readlink(fd, dir_fd=fd_dir)
+                    except OSError:
+                        continue
+                    if target.startswith("socket:["):
+                        inode = int(target[8:-1])
+                        if inode not in mapping:  # pids ascend: keep the lowest (the parent)
+                            mapping[inode] = pid
+            except OSError:
+                pass
+            finally:
+                os.close(fd_dir)
         self._inode_pid = mapping
         self._owner_pids = set(mapping.values())
         self._last_walk = time.monotonic()

@@ -93,14 +93,16 @@ class DiagUnavailable(OSError):
     """Netlink sock_diag cannot be used here; the message says why in words."""
 
 
+# The kernel's state numbers (include/net/tcp_states.h, from 1) as the model names
+# them; a request socket (NEW_SYN_RECV) is shown as SYN_RECV, as /proc/net/tcp does.
+_TCP_NAMES = ("NONE", *("SYN_RECV" if n == "NEW_SYN_RECV" else n for n in TCP_STATES))
+
+
 def state_name(number: int, proto: str) -> str:
     """The model's name for the kernel's state number (NEW_SYN_RECV is SYN_RECV)."""
     if not proto.startswith("tcp"):
         return UDP_STATE
-    if 1 <= number <= len(TCP_STATES):
-        name = TCP_STATES[number - 1]
-        return "SYN_RECV" if name == "NEW_SYN_RECV" else name
-    return "NONE"
+    return _TCP_NAMES[number] if 0 < number < len(_TCP_NAMES) else "NONE"
 
 
 def _info_span(payload: bytes | memoryview) -> tuple[int, int]:

@@ -136,12 +136,15 @@ def _user_name(uid: int, cache: dict[int, str | None]) -> str | None:
     return cache[uid]
 
 
-@functools.lru_cache(maxsize=8192)
+# (port, proto) -> name: two C-level cache lookups per socket on a first poll.
+_port_name = functools.lru_cache(maxsize=1 << 17)(service_name)
+
+
 def _service(local_port: int, remote_port: int | None, proto: str) -> str | None:
     """The local port's service name, else the remote port's."""
-    name = service_name(local_port, proto)
+    name = _port_name(local_port, proto)
     if name is None and remote_port is not None:
-        name = service_name(remote_port, proto)
+        name = _port_name(remote_port, proto)
     return name
 
 

@@ -99,9 +99,6 @@ def _user_sort(column: str) -> Callable[[Marked], tuple[object, ...]]:
     return key
 
 
-MAX_ROWS = 1000  # per table: more is unreadable, and DataTable measures every row it gets
-
-
 @dataclass
 class RowCache:
     """Cells and sort keys of the last build, by socket key.
@@ -124,9 +121,8 @@ def build_rows(
     options: ViewOptions,
     listen_ports: set[int],
     cache: RowCache | None = None,
-    limit: int = MAX_ROWS,
-) -> tuple[list[TableRow], int]:
-    """Filter, order and format one table's rows: (the first ``limit`` rows, how many matched)."""
+) -> list[TableRow]:
+    """Filter, order and format one table's rows."""
     cache = cache if cache is not None else RowCache()
     column_keys = [k for _, k in columns]
     user_sort = options.sort if options.sort in column_keys else None
@@ -164,4 +160,4 @@ def build_rows(
         chosen.append((ordered[1], m.key, hit[2]))
     cache.rows, cache.order = rows, orders
     chosen.sort(key=lambda c: c[0], reverse=bool(user_sort) and options.reverse)
-    return [TableRow(key, cells) for _, key, cells in chosen[:limit]], len(chosen)
+    return [TableRow(key, cells) for _, key, cells in chosen]

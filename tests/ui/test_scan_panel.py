@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, Select, Static
@@ -19,6 +20,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 from app.core.scan import NMAP_MISSING, available_types
 from app.core.sockets import ProcNetSource
 from app.ui.app import ObservatoryApp
+from app.ui.widgets.keyed_table import KeyedTable
 from app.ui.widgets.scan_panel import ScanPanel
 from tests.conftest import listener, until
 from tests.nmaputil import assert_loopback, closed_port, nmap_processes_of, require_nmap
@@ -31,7 +33,8 @@ def make_app() -> ObservatoryApp:
 
 
 def rows(pilot: Pilot[None], table_id: str) -> list[list[str]]:
-    table = pilot.app.screen.query_one(table_id, DataTable)
+    # A scan table (DataTable) or a socket table (KeyedTable): both read the same way.
+    table: DataTable[Text] | KeyedTable = pilot.app.screen.query_one(table_id)  # type: ignore[assignment]
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
 
 
@@ -263,10 +266,12 @@ async def test_port_of_the_highlighted_socket_row(sockets: list[socket.socket]) 
                                 ("#established", f"127.0.0.1:{client_port}")):
 
             def row_index(t: str = table_id, lo: str = local) -> int | None:
-                return next((i for i, r in enumerate(rows(pilot, t)) if lo in r), None)
+                # The Local column (the third): another process may hold a connection
+                # whose peer is our client's port.
+                return next((i for i, r in enumerate(rows(pilot, t)) if r[2] == lo), None)
 
             await until(pilot, lambda: row_index() is not None, what=f"{local} in {table_id}")
-            table = pilot.app.screen.query_one(table_id, DataTable)
+            table = pilot.app.screen.query_one(table_id, KeyedTable)
             index = row_index()
             assert index is not None
             table.focus()

@@ -16,7 +16,6 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import (
     Button,
-    DataTable,
     Footer,
     Input,
     RichLog,
@@ -215,20 +214,18 @@ class MainScreen(Screen[None]):
         listen_ports = {m.sock.local_port for m in groups["listen"]}
         for name, columns in SOCKET_TABLES.items():
             table = self.query_one(f"#{name}", KeyedTable)
-            rows, matched = build_rows(groups[name], columns, self.options, listen_ports,
-                                       self._row_caches[name])
+            rows = build_rows(groups[name], columns, self.options, listen_ports,
+                              self._row_caches[name])
             table.apply(rows)
             gone = sum(1 for m in groups[name] if m.mark == GONE_MARK)
-            self._title_count(table, name, len(rows), matched, len(groups[name]), gone)
+            self._title_count(table, name, len(rows), len(groups[name]), gone)
 
-    def _title_count(self, table: KeyedTable, name: str, shown: int, matched: int,
-                     total: int, gone: int) -> None:
+    def _title_count(self, table: KeyedTable, name: str, shown: int, total: int,
+                     gone: int) -> None:
         # Count what is open now, as the status line does; rows still shown as
         # "- GONE" are counted apart.
         count = f"{total - gone}" + (f" (+{gone} gone)" if gone else "")
-        if shown < matched:  # the table holds at most MAX_ROWS
-            count += f" · first {shown} shown: / to filter"
-        elif shown < total:
+        if shown < total:
             count += f" · {shown} shown"
         if name == "listen":
             table.border_title = f"LISTEN  (like netstat -tulpn) · {count}"
@@ -343,8 +340,8 @@ class MainScreen(Screen[None]):
             text = f"{sock.local}: {sock.owner}: {owner_help(sock.owner)}."
         why.update(text)
 
-    @on(DataTable.RowHighlighted)
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    @on(KeyedTable.RowHighlighted)
+    def _row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
         if event.data_table.id == "processes":
             # (a process table row key is the process name)
             key = event.row_key.value

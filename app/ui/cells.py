@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence, Set
 
 from rich.text import Text
 
 from app.core.model import Socket
 from app.ui.rows import GONE_MARK, NEW_MARK, Marked, ViewOptions, backlog_text, pair_order
-from app.ui.widgets.keyed_table import Cell, TableRow
+from app.ui.widgets.keyed_table import Cell
 
 # Okabe-Ito colours: told apart by colour-blind readers; always with a word or sign.
 NEW_STYLE = "bold #56B4E9"
@@ -99,65 +98,23 @@ def _user_sort(column: str) -> Callable[[Marked], tuple[object, ...]]:
     return key
 
 
-@dataclass
-class RowCache:
-    """Cells and sort keys of the last build, by socket key.
-
-    The socket source reuses a record while its /proc line is unchanged, so
-    a row whose record and mark are the very same objects keeps its cells:
-    a poll of 16,000 unchanged sockets formats nothing. Sort keys are kept
-    apart: the natural order depends on which ports listen, cells do not.
-    """
-
-    signature: tuple[object, ...] = ()
-    rows: dict[str, tuple[Socket, str, tuple[Cell, ...]]] = field(default_factory=dict)
-    order_signature: tuple[object, ...] = ()
-    order: dict[str, tuple[Socket, tuple[object, ...]]] = field(default_factory=dict)
+def row_cells(m: Marked, column_keys: Sequence[str], options: ViewOptions) -> tuple[Cell, ...]:
+    """One row's cells, in the order of ``column_keys``."""
+    return tuple(
+        mark_cell(m.mark) if k == "mark" else _cell_value(k, m.sock, options)
+        for k in column_keys
+    )
 
 
-def build_rows(
-    marked: Sequence[Marked],
-    columns: Sequence[tuple[str, str]],
-    options: ViewOptions,
-    listen_ports: set[int],
-    cache: RowCache | None = None,
-) -> list[TableRow]:
-    """Filter, order and format one table's rows."""
-    cache = cache if cache is not None else RowCache()
-    column_keys = [k for _, k in columns]
-    user_sort = options.sort if options.sort in column_keys else None
-    signature = (options, tuple(column_keys))
-    if signature != cache.signature:
-        cache.signature, cache.rows = signature, {}
-    order_signature = (user_sort, frozenset(listen_ports) if not user_sort else None)
-    if order_signature != cache.order_signature:
-        cache.order_signature, cache.order = order_signature, {}
-    pair = pair_order(listen_ports)
+def sort_function(user_sort: str | None,
+                  listen_ports: Set[int]) -> Callable[[Marked], tuple[object, ...]]:
+    """The sort key of a row: by the user's column, else the two ends of a connection
+    together, the server's end first (which ports listen decides which end that is)."""
+    if user_sort:
+        return _user_sort(user_sort)
+    pair = pair_order(set(listen_ports))
 
     def natural(m: Marked) -> tuple[object, ...]:
         return pair(m.sock)
 
-    order = _user_sort(user_sort) if user_sort else natural
-    old_rows, old_order = cache.rows, cache.order
-    rows: dict[str, tuple[Socket, str, tuple[Cell, ...]]] = {}
-    orders: dict[str, tuple[Socket, tuple[object, ...]]] = {}
-    chosen: list[tuple[tuple[object, ...], str, tuple[Cell, ...]]] = []
-    for m in marked:
-        hit = old_rows.get(m.key)
-        if hit is None or hit[0] is not m.sock or hit[1] != m.mark:
-            if not options.matches(m.sock):
-                continue
-            cells = tuple(
-                mark_cell(m.mark) if k == "mark" else _cell_value(k, m.sock, options)
-                for k in column_keys
-            )
-            hit = (m.sock, m.mark, cells)
-        rows[m.key] = hit
-        ordered = old_order.get(m.key)
-        if ordered is None or ordered[0] is not m.sock:
-            ordered = (m.sock, order(m))
-        orders[m.key] = ordered
-        chosen.append((ordered[1], m.key, hit[2]))
-    cache.rows, cache.order = rows, orders
-    chosen.sort(key=lambda c: c[0], reverse=bool(user_sort) and options.reverse)
-    return [TableRow(key, cells) for _, key, cells in chosen]
+    return natural

@@ -1,16 +1,17 @@
 """Sockets -> table rows for the dashboard: pure functions, no Textual.
 
-Keeps the short memory that makes change visible: a new row is marked NEW
-and a vanished row stays, marked GONE, for a few seconds (as TCPView does),
-with a sign and a word as well as a colour.
+What the user chose to see (filter, scope, family, sort), the marks that make
+change visible (a new row is marked NEW and a vanished row stays, marked GONE,
+for a few seconds, as TCPView does, with a sign and a word as well as a
+colour; ``app.ui.feed`` keeps them), and the natural order of connections.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from app.core.model import Snapshot, Socket
+from app.core.model import Socket
 
 MARK_SECONDS = 3.0
 
@@ -44,12 +45,14 @@ class ViewOptions:
         if not in_lab:
             return False
         if self.text:
-            hay = " ".join(
-                str(x) for x in (sock.proto, sock.local, sock.remote, sock.state,
-                                 sock.owner_label, sock.service or "", sock.user or "")
-            ).lower()
-            return self.text.lower() in hay
+            return self.text.lower() in haystack(sock)
         return True
+
+
+def haystack(sock: Socket) -> str:
+    """The text a filter searches in: address, port, program, service, state, user."""
+    return (f"{sock.proto} {sock.local} {sock.remote} {sock.state} {sock.owner_label} "
+            f"{sock.service or ''} {sock.user or ''}").lower()
 
 
 @dataclass(slots=True)
@@ -57,40 +60,6 @@ class Marked:
     key: str  # the snapshot's key: unique within one poll
     sock: Socket
     mark: str  # "", NEW_MARK or GONE_MARK
-
-
-@dataclass(slots=True)
-class Lifecycle:
-    """Remembers when each socket key was first seen and when it vanished."""
-
-    seconds: float = MARK_SECONDS
-    first_seen: dict[str, float] = field(default_factory=dict)
-    gone: dict[str, tuple[Socket, float]] = field(default_factory=dict)
-    primed: bool = False
-    _last: dict[str, Socket] = field(default_factory=dict)
-
-    def update(self, snap: Snapshot) -> list[Marked]:
-        now = snap.taken_at
-        current = snap.by_key
-        for key, sock in self._last.items():
-            if key not in current and key not in self.gone:
-                self.gone[key] = (sock, now)
-        out: list[Marked] = []
-        for key, sock in current.items():
-            # Sockets present at the first poll are not "new": they were there.
-            first = self.first_seen.setdefault(key, now if self.primed else now - self.seconds)
-            self.gone.pop(key, None)
-            out.append(Marked(key, sock, NEW_MARK if now - first < self.seconds else ""))
-        for key in [k for k in self.first_seen if k not in current]:
-            del self.first_seen[key]
-        for key, (sock, at) in list(self.gone.items()):
-            if now - at >= self.seconds:
-                del self.gone[key]
-            else:
-                out.append(Marked(key, sock, GONE_MARK))
-        self._last = current
-        self.primed = True
-        return out
 
 
 def backlog_text(sock: Socket) -> str:
@@ -111,19 +80,3 @@ def pair_order(listen_ports: set[int]) -> Callable[[Socket], tuple[object, ...]]
                 pair, server_first)
 
     return key
-
-
-def group(marked: Iterable[Marked]) -> dict[str, list[Marked]]:
-    """Split into the dashboard's tables: listen, established, other (TCP), udp."""
-    out: dict[str, list[Marked]] = {"listen": [], "established": [], "other": [], "udp": []}
-    for m in marked:
-        s = m.sock
-        if not s.is_tcp:
-            out["udp"].append(m)
-        elif s.state == "LISTEN":
-            out["listen"].append(m)
-        elif s.state == "ESTABLISHED":
-            out["established"].append(m)
-        else:
-            out["other"].append(m)
-    return out

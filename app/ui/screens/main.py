@@ -30,11 +30,10 @@ from app.ui.cells import (
     LISTEN_COLUMNS,
     OTHER_COLUMNS,
     UDP_COLUMNS,
-    RowCache,
-    build_rows,
 )
+from app.ui.feed import SocketFeed
 from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
-from app.ui.rows import GONE_MARK, Lifecycle, Marked, ViewOptions, group
+from app.ui.rows import Marked, ViewOptions
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog
 from app.ui.screens.launch import LaunchDialog, LaunchRequest
 from app.ui.widgets.events import EventsPanel, Timeline, TimelineEntry
@@ -91,18 +90,17 @@ class MainScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.lifecycle = Lifecycle()
+        self.feed = SocketFeed(SOCKET_TABLES)
         self.options = ViewOptions()
         self.timeline = Timeline()
         self.snapshot: Snapshot | None = None
-        self.marked: dict[str, Marked] = {}
+        self.marked: dict[str, Marked] = self.feed.marked  # kept up to date by the feed
         self.processes: list[Any] = []
         self.frozen = False
         self.poll_error: str | None = None
         self.selected_process: str | None = None
         self._last_selected: Socket | None = None
         self._focus_before_zoom: Widget | None = None
-        self._row_caches = {name: RowCache() for name in SOCKET_TABLES}
         self._counts: dict[str, int] = {}
 
     @property
@@ -188,16 +186,17 @@ class MainScreen(Screen[None]):
         for event in result.events:
             text = event.describe()
             self.timeline.add(TimelineEntry(event.at, text[:1], text[2:]))
-        marked = self.lifecycle.update(result.snapshot)
-        self.marked = {m.key: m for m in marked}
+        changed = self.feed.update(result.snapshot)
+        options = self.options
         if self.options.lab_pids is not None:  # lab processes come and go
             self.options = replace(self.options, **self._lab_scope())
         with self.app.batch_update():
-            self._show_sockets(marked)
+            if changed or self.options != options:  # a poll with nothing new costs nothing
+                self._show_sockets()
             for aware in self.query(".socket-aware"):
                 aware.update_snapshot(result.snapshot, result.events)  # type: ignore[attr-defined]
             panel = self.query_one("#events", EventsPanel)
-            self._counts = result.snapshot.counts()  # once per poll: status line and sparklines
+            self._counts = self.feed.counts  # kept per change: status line and sparklines
             panel.record_counts(self._counts)
             if result.events:
                 panel.refresh_log()
@@ -209,16 +208,13 @@ class MainScreen(Screen[None]):
         self.poll_error = message.error
         self._update_status()
 
-    def _show_sockets(self, marked: list[Marked]) -> None:
-        groups = group(marked)
-        listen_ports = {m.sock.local_port for m in groups["listen"]}
-        for name, columns in SOCKET_TABLES.items():
+    def _show_sockets(self) -> None:
+        # Only the rows that changed since the last call are redone (all of them
+        # when the options changed).
+        for name in SOCKET_TABLES:
             table = self.query_one(f"#{name}", KeyedTable)
-            rows = build_rows(groups[name], columns, self.options, listen_ports,
-                              self._row_caches[name])
-            table.apply(rows)
-            gone = sum(1 for m in groups[name] if m.mark == GONE_MARK)
-            self._title_count(table, name, len(rows), len(groups[name]), gone)
+            feed = self.feed.show(name, table, self.options)
+            self._title_count(table, name, len(feed.shown), len(feed.members), feed.gone)
 
     def _title_count(self, table: KeyedTable, name: str, shown: int, total: int,
                      gone: int) -> None:
@@ -557,7 +553,7 @@ class MainScreen(Screen[None]):
         self.options = replace(self.options, **changes)
         if self.snapshot is not None:
             with self.app.batch_update():
-                self._show_sockets(list(self.marked.values()))
+                self._show_sockets()
         self._update_status()
 
     @on(Button.Pressed)

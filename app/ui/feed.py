@@ -1,0 +1,346 @@
+"""Snapshots in, table changes out: work in proportion to what changed.
+
+The socket source hands back the very same ``Socket`` object while its line
+in the kernel's table is unchanged, so one identity pass over a poll tells
+which sockets appeared, changed or vanished. Only those are marked (NEW,
+GONE), sorted into their table, filtered, formatted and placed; a poll of
+16,000 unchanged sockets touches no table at all. A new filter, sort or
+option rebuilds each table once, from caches: every row's cells, sort key
+and search text are kept while its socket is the same object, and each table
+keeps all its rows in sorted order, so a filter is one pass that needs no sort.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from app.core.model import Snapshot, Socket
+from app.ui.cells import mark_cell, row_cells, sort_function
+from app.ui.rows import GONE_MARK, MARK_SECONDS, NEW_MARK, Marked, ViewOptions, haystack
+from app.ui.widgets.keyed_table import Cell, KeyedTable, RowOrder, TableRow
+
+# Above this share of a table changing at once, one rebuild (a linear pass over the
+# sorted rows, then a sort that finds them in order) beats placing rows one by one.
+REBUILD_SHARE = 0.125
+
+
+def table_of(sock: Socket) -> str:
+    """Which table a socket belongs in: listen, established, other (TCP) or udp."""
+    if not sock.is_tcp:
+        return "udp"
+    if sock.state == "LISTEN":
+        return "listen"
+    if sock.state == "ESTABLISHED":
+        return "established"
+    return "other"
+
+
+def state_name(sock: Socket) -> str:
+    """The status line's counting name: the TCP state, or ``UDP``."""
+    return sock.state if sock.is_tcp else "UDP"
+
+
+@dataclass
+class Marks:
+    """NEW for ``seconds`` after a socket appears, GONE for ``seconds`` after it vanishes.
+
+    The same rules as polling every socket each time (sockets present at the
+    first poll are not new; a vanished socket that returns is new again), kept
+    with two queues of deadlines so that each poll costs what changed.
+    """
+
+    seconds: float = MARK_SECONDS
+    marked: dict[str, Marked] = field(default_factory=dict)  # everything shown
+    counts: Counter[str] = field(default_factory=Counter)  # open sockets per state
+    current: Mapping[str, Socket] = field(default_factory=dict)
+    primed: bool = False
+    _new_since: dict[str, float] = field(default_factory=dict)
+    _gone_since: dict[str, float] = field(default_factory=dict)
+    _new_queue: deque[tuple[float, str]] = field(default_factory=deque)
+    _gone_queue: deque[tuple[float, str]] = field(default_factory=deque)
+
+    def update(self, snap: Snapshot) -> dict[str, Marked | None]:
+        """Take a poll; returns the keys whose row changed: the new row, or None (gone)."""
+        now = snap.taken_at
+        new, old = snap.by_key, self.current
+        changed: dict[str, Marked | None] = {}
+        marked, counts = self.marked, self.counts
+        if new is not old:
+            added = 0
+            for key, sock in new.items():
+                prev = old.get(key)
+                if prev is sock:
+                    continue
+                if prev is None:
+                    added += 1
+                    counts[state_name(sock)] += 1
+                    self._gone_since.pop(key, None)
+                    if self.primed:
+                        self._new_since[key] = now
+                        self._new_queue.append((now, key))
+                    mark = NEW_MARK if self.primed else ""
+                else:
+                    if prev.state != sock.state or prev.is_tcp != sock.is_tcp:
+                        counts[state_name(prev)] -= 1
+                        counts[state_name(sock)] += 1
+                    mark = marked[key].mark
+                changed[key] = marked[key] = Marked(key, sock, mark)
+            if len(old) + added != len(new):  # something vanished
+                for key, sock in old.items():
+                    if key not in new:
+                        counts[state_name(sock)] -= 1
+                        self._new_since.pop(key, None)
+                        self._gone_since[key] = now
+                        self._gone_queue.append((now, key))
+                        changed[key] = marked[key] = Marked(key, sock, GONE_MARK)
+            self.current = new
+        self._expire(now, changed)
+        self.primed = True
+        return changed
+
+    def _expire(self, now: float, changed: dict[str, Marked | None]) -> None:
+        marked = self.marked
+        queue = self._new_queue
+        while queue and now - queue[0][0] >= self.seconds:
+            at, key = queue.popleft()
+            if self._new_since.get(key) == at:
+                del self._new_since[key]
+                changed[key] = marked[key] = Marked(key, marked[key].sock, "")
+        queue = self._gone_queue
+        while queue and now - queue[0][0] >= self.seconds:
+            at, key = queue.popleft()
+            if self._gone_since.get(key) == at:
+                del self._gone_since[key]
+                del marked[key]
+                changed[key] = None
+
+
+@dataclass
+class TableFeed:
+    """One socket table: all its rows in order, and what the widget was last given.
+
+    Args:
+        columns: the table's ``(label, key)`` pairs.
+    """
+
+    columns: Sequence[tuple[str, str]]
+    members: dict[str, Marked] = field(default_factory=dict)
+    gone: int = 0  # members marked GONE
+    shown: set[str] = field(default_factory=set)  # keys in the widget
+    order: RowOrder = field(default_factory=RowOrder)  # every member, sorted
+    pending: set[str] = field(default_factory=set)  # members changed since the last show
+    _options: ViewOptions | None = None
+    _order_signature: object = None
+    _cells: dict[str, tuple[Marked, tuple[Cell, ...]]] = field(default_factory=dict)
+    _hay: dict[str, str] = field(default_factory=dict)  # search text, until the row changes
+
+    @property
+    def column_keys(self) -> list[str]:
+        return [k for _, k in self.columns]
+
+    # -- membership ------------------------------------------------------------------
+    def put(self, m: Marked) -> None:
+        old = self.members.get(m.key)
+        self.gone += (m.mark == GONE_MARK) - (old is not None and old.mark == GONE_MARK)
+        self.members[m.key] = m
+        self.pending.add(m.key)
+        self._hay.pop(m.key, None)
+
+    def discard(self, key: str) -> None:
+        old = self.members.pop(key, None)
+        if old is not None:
+            self.gone -= old.mark == GONE_MARK
+            self.pending.add(key)
+
+    # -- per row, cached while the row is the same object --------------------------------
+    def cells(self, m: Marked, options: ViewOptions) -> tuple[Cell, ...]:
+        hit = self._cells.get(m.key)
+        if hit is not None and hit[0] is m:
+            return hit[1]
+        prev = hit[0] if hit is not None else None
+        if prev is not None and prev.sock is m.sock:  # only the mark changed
+            cells = hit[1]  # type: ignore[index]
+            keys = self.column_keys
+            if "mark" in keys:
+                i = keys.index("mark")
+                cells = cells[:i] + (mark_cell(m.mark),) + cells[i + 1:]
+        else:
+            cells = row_cells(m, self.column_keys, options)
+        self._cells[m.key] = (m, cells)
+        return cells
+
+    def matches(self, m: Marked, plain: ViewOptions, text: str) -> bool:
+        """``plain`` is the options without their text; ``text`` is that text, lowered."""
+        if not plain.matches(m.sock):
+            return False
+        if not text:
+            return True
+        hay = self._hay.get(m.key)
+        if hay is None:
+            hay = self._hay[m.key] = haystack(m.sock)
+        return text in hay
+
+    def matching(self, items: Iterable[tuple[object, str]], options: ViewOptions
+                 ) -> list[tuple[object, str]]:
+        """The ``(sort_key, key)`` items whose rows pass ``options``, in the same order."""
+        plain, text = replace(options, text=""), options.text.lower()
+        members = self.members
+        if plain != ViewOptions(sort=plain.sort, reverse=plain.reverse, numeric=plain.numeric):
+            return [item for item in items if self.matches(members[item[1]], plain, text)]
+        if not text:
+            return list(items)
+        # Only the text to look for: one dictionary lookup and one `in` per row.
+        hay, found = self._hay, []
+        for item in items:
+            h = hay.get(item[1])
+            if h is None:
+                h = hay[item[1]] = haystack(members[item[1]].sock)
+            if text in h:
+                found.append(item)
+        return found
+
+    # -- to the widget -------------------------------------------------------------------
+    def show(self, table: KeyedTable, options: ViewOptions,
+             order_for: Callable[[str | None], Callable[[Marked], tuple[object, ...]]],
+             order_signature: object) -> None:
+        """Bring ``table`` up to date with the members and ``options``."""
+        user_sort = options.sort if options.sort in self.column_keys else None
+        signature = (user_sort, order_signature if user_sort is None else None)
+        key_of = order_for(user_sort)
+        pending, self.pending = self.pending, set()
+        if signature != self._order_signature:
+            self._order_signature = signature
+            self.order.rebuild((k, key_of(m)) for k, m in self.members.items())
+            self._forget(pending)
+            self._rebuild(table, options, user_sort, None)
+            return
+        members = self.members
+        for key in pending:
+            m = members.get(key)
+            if m is None:
+                self.order.remove(key)
+            else:
+                self.order.put(key, key_of(m))
+        self._forget(pending)
+        previous = self._options
+        if options != previous:
+            if previous is None or options.numeric != previous.numeric:
+                self._cells.clear()
+            narrowing = (previous is not None and previous.text.lower() in options.text.lower()
+                         and replace(previous, text=options.text) == options)
+            # Typing on narrows the filter: only rows shown now (or just changed) can match.
+            self._rebuild(table, options, user_sort, pending if narrowing else None)
+            return
+        if not pending:
+            return
+        if len(pending) > REBUILD_SHARE * len(self.shown) + 64:
+            self._rebuild(table, options, user_sort, None)
+            return
+        plain, text = replace(options, text=""), options.text.lower()
+        upserts: list[TableRow] = []
+        removed: list[str] = []
+        shown = self.shown
+        for key in pending:
+            m = members.get(key)
+            if m is not None and self.matches(m, plain, text):
+                upserts.append(TableRow(key, self.cells(m, options), self.order.sort_keys[key]))
+                shown.add(key)
+            elif key in shown:
+                removed.append(key)
+                shown.discard(key)
+        table.update(upserts, removed)
+
+    def _forget(self, keys: Iterable[str]) -> None:
+        """Drop the caches of rows that left the table."""
+        for key in keys:
+            if key not in self.members:
+                self._cells.pop(key, None)
+                self._hay.pop(key, None)
+
+    def _rebuild(self, table: KeyedTable, options: ViewOptions, user_sort: str | None,
+                 narrow: set[str] | None) -> None:
+        """Every row again: one pass over the members in sorted order.
+
+        Args:
+            narrow: when the filter only got stricter, the rows changed since the
+                last show; then only those and the rows shown now are tried.
+        """
+        previous, self._options = self._options, options
+        candidates: Iterable[tuple[object, str]] = self.order.sorted
+        shown = self.shown
+        if narrow is not None:
+            candidates = [item for item in self.order.sorted
+                          if item[1] in shown or item[1] in narrow]
+        found = self.matching(candidates, options)
+        reverse = bool(user_sort) and options.reverse
+        if (narrow is not None and not narrow and len(found) == len(shown)
+                and previous is not None and previous.numeric == options.numeric
+                and reverse == table.reversed):
+            return  # a stricter filter that every row shown still passes: nothing to redo
+        members = self.members
+        self.shown = {key for _, key in found}
+        table.replace([TableRow(key, self.cells(members[key], options), sort_key)
+                       for sort_key, key in found], reverse=reverse, presorted=True)
+
+
+class SocketFeed:
+    """Every socket table of the main screen, fed from polls.
+
+    Args:
+        tables: table name -> its columns (``listen``, ``established``,
+            ``other``, ``udp``).
+    """
+
+    def __init__(self, tables: Mapping[str, Sequence[tuple[str, str]]],
+                 seconds: float = MARK_SECONDS) -> None:
+        self.marks = Marks(seconds=seconds)
+        self.tables = {name: TableFeed(columns) for name, columns in tables.items()}
+        self._table_of: dict[str, str] = {}
+        self._listen_ports: Counter[int] = Counter()
+
+    @property
+    def marked(self) -> dict[str, Marked]:
+        """Every row shown, by key (current sockets and the GONE ones)."""
+        return self.marks.marked
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Open sockets per state (UDP under ``UDP``), as ``Snapshot.counts``."""
+        return {k: v for k, v in self.marks.counts.items() if v}
+
+    def update(self, snap: Snapshot) -> int:
+        """Take a poll; returns how many rows changed."""
+        changed = self.marks.update(snap)
+        for key, m in changed.items():
+            old = self._table_of.get(key)
+            new = table_of(m.sock) if m is not None else None
+            if old is not None and old != new:
+                if old == "listen":
+                    self._listen_port(self.tables[old].members[key].sock, -1)
+                self.tables[old].discard(key)
+            if new is None:
+                self._table_of.pop(key, None)
+                continue
+            self._table_of[key] = new
+            if new == "listen" and old != "listen":
+                self._listen_port(m.sock, 1)  # type: ignore[union-attr]
+            self.tables[new].put(m)  # type: ignore[arg-type]
+        return len(changed)
+
+    def _listen_port(self, sock: Socket, step: int) -> None:
+        self._listen_ports[sock.local_port] += step
+        if not self._listen_ports[sock.local_port]:
+            del self._listen_ports[sock.local_port]
+
+    @property
+    def listen_ports(self) -> set[int]:
+        return set(self._listen_ports)
+
+    def show(self, name: str, table: KeyedTable, options: ViewOptions) -> TableFeed:
+        """Bring one table up to date; returns its feed (for the counts in its title)."""
+        feed = self.tables[name]
+        ports = frozenset(self._listen_ports)
+        feed.show(table, options, lambda user_sort: sort_function(user_sort, ports), ports)
+        return feed

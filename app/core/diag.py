@@ -346,6 +346,19 @@ class CloseRefused(Exception):
     """The kernel would not close the connection; the message says why in words."""
 
 
+CLOSE_NEEDS_ROOT = ("closing a connection needs root (the kernel's SOCK_DESTROY, as ss -K);"
+                    " nothing was touched")
+
+
+def close_refusal() -> str | None:
+    """Why :func:`destroy` cannot work for this user, in words; None if it may.
+
+    Only the privilege is known in advance; a kernel without
+    CONFIG_INET_DIAG_DESTROY says so when asked.
+    """
+    return None if os.geteuid() == 0 else CLOSE_NEEDS_ROOT
+
+
 def destroy(local: tuple[str, int], remote: tuple[str, int]) -> None:
     """End one TCP connection as ``ss -K`` does (``SOCK_DESTROY``).
 

@@ -22,8 +22,9 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import TabPane
 
+from app.core import diag
 from app.core.interfaces import Interface, list_interfaces
-from app.core.model import SocketEvent
+from app.core.model import Socket, SocketEvent
 from app.core.scenario import ScenarioError, load_scenario, start_scenario
 from app.core.sockets import SocketSource
 from app.core.watch import EventStream
@@ -366,6 +367,15 @@ class ObservatoryApp(App[None]):
         self._background(lambda: self.manager.kill_foreign(describe.pid, sig,
                                                            created=describe.created),
                          done=f"Signal sent to pid {describe.pid}.")
+
+    def close_connection(self, sock: Socket) -> None:
+        """End one TCP connection (SOCK_DESTROY) after the screen's confirmation."""
+        if sock.remote_addr is None or sock.remote_port is None:
+            return
+        local, remote = (sock.local_addr, sock.local_port), (sock.remote_addr, sock.remote_port)
+        self._background(lambda: diag.destroy(local, remote),
+                         done=f"Closed {sock.local} → {sock.remote}: its owner's recv() gets "
+                              "ECONNABORTED, the peer a reset.")
 
     def restart_process(self, name: str) -> None:
         if self._need_manager():

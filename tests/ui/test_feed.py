@@ -24,6 +24,7 @@ from app.ui.cells import (
 )
 from app.ui.feed import SocketFeed, table_of
 from app.ui.rows import GONE_MARK, MARK_SECONDS, NEW_MARK, Marked, ViewOptions
+from app.ui.widgets.backlog import BacklogPanel
 from app.ui.widgets.keyed_table import KeyedTable
 
 TABLES = {"listen": LISTEN_COLUMNS, "established": ESTABLISHED_COLUMNS,
@@ -180,3 +181,36 @@ async def test_a_poll_with_nothing_changed_touches_no_table() -> None:
             for name in TABLES:
                 feed.show(name, app.query_one(f"#{name}", KeyedTable), ViewOptions())
         assert updates == {name: app.query_one(f"#{name}", KeyedTable).updates for name in TABLES}
+
+
+def test_the_backlog_index_kept_per_change_equals_one_made_from_scratch() -> None:
+    rng = random.Random(5)
+    ports = [6000, 16000]
+    panel = BacklogPanel()
+    sockets: dict[str, Socket] = {}
+    first_seen: dict[str, float] = {}
+    for round_ in range(30):
+        for key in [k for k in sockets if rng.random() < 0.1]:
+            del sockets[key]
+        for key in [k for k in sockets if rng.random() < 0.05]:
+            sockets[key] = replace(sockets[key], recv_q=sockets[key].recv_q + 1)
+        for _ in range(rng.randrange(0, 40 if round_ else 200)):
+            s = random_socket(rng, ports)
+            sockets.setdefault(s.key, s)
+        if round_ == 10:
+            ports.append(45321)
+        snap = Snapshot(1000.0 + round_, tuple(sockets.values()))
+        panel._index(snap)
+        # From scratch, as update_snapshot did before.
+        listening = {s.local_port for s in snap.sockets if s.state == "LISTEN"}
+        want: dict[int, set[str]] = {}
+        seen = {}
+        for s in snap.sockets:
+            if s.local_port in listening and s.state != "LISTEN" and s.is_tcp:
+                want.setdefault(s.local_port, set()).add(s.key)
+                seen[s.key] = first_seen.get(s.key, snap.taken_at)
+        first_seen = seen
+        got = {port: {s.key for s in socks} for port, socks in panel.by_port.items()}
+        assert got == want, round_
+        assert all(s is snap.by_key[s.key] for socks in panel.by_port.values() for s in socks)
+        assert panel.first_seen == first_seen, round_

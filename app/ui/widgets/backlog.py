@@ -14,6 +14,7 @@ them, and the connections the server did accept.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -132,15 +133,24 @@ class BacklogPanel(VerticalScroll):
         self.selected: Socket | None = None
         self.snapshot: Snapshot | None = None
         self.first_seen: dict[str, float] = {}
-        self.by_port: dict[int, list[Socket]] = {}
         self.follow = Follow()
         self._shown: object = None
+        self._stale = False  # something changed while the panel was not on screen
+        # Kept per change: the last poll's sockets, connections on listening ports by
+        # port (in the order first seen), and how many LISTEN sockets each port has.
+        self._last: dict[str, Socket] = {}
+        self._on_port: dict[int, dict[str, Socket]] = {}
+        self._listening: Counter[int] = Counter()
 
     def compose(self) -> ComposeResult:
         yield Static(id="backlog-view")
 
     def on_mount(self) -> None:
         self._show(force=True)
+
+    def on_show(self) -> None:
+        if self._stale:
+            self._show(force=True)
 
     # -- the main screen's interface ---------------------------------------------------
     def select_socket(self, sock: Socket) -> None:
@@ -152,20 +162,68 @@ class BacklogPanel(VerticalScroll):
     def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent]) -> None:
         self.snapshot = snapshot
         self.follow.seen(snapshot)
-        # One pass over the sockets: connections on listening ports, by port, and
-        # when each was first seen ("waiting since"). Vanished ones are forgotten.
-        ports = {s.local_port for s in snapshot.sockets if s.state == "LISTEN"}
-        by_port: dict[int, list[Socket]] = {}
-        seen: dict[str, float] = {}
-        for s in snapshot.sockets:
-            if s.local_port in ports and s.state != "LISTEN" and s.is_tcp:
-                by_port.setdefault(s.local_port, []).append(s)
-                seen[s.key] = self.first_seen.get(s.key, snapshot.taken_at)
-        self.by_port = by_port
-        self.first_seen = seen
+        self._index(snapshot)
         if self.selected is not None:
             self.selected = snapshot.by_key.get(self.selected.key, self.selected)
         self._show()
+
+    @property
+    def by_port(self) -> dict[int, list[Socket]]:
+        """Connections on listening ports, by port."""
+        return {port: list(socks.values()) for port, socks in self._on_port.items()}
+
+    def _peers(self, port: int) -> list[Socket]:
+        return list(self._on_port.get(port, {}).values())
+
+    def _index(self, snapshot: Snapshot) -> None:
+        """Connections on listening ports and when each was first seen ("waiting since").
+
+        The source hands back the same object for a socket that did not change, so
+        only the sockets that changed are looked at (all of them when the set of
+        listening ports changed). Vanished ones are forgotten.
+        """
+        new, old = snapshot.by_key, self._last
+        changed = [(k, s) for k, s in new.items() if old.get(k) is not s]
+        added = sum(1 for k, _ in changed if k not in old)
+        gone = [k for k in old if k not in new] if len(old) + added != len(new) else []
+        ports_before = set(self._listening)
+        for key, sock in changed:
+            prev = old.get(key)
+            if prev is not None and prev.state == "LISTEN":
+                self._listening[prev.local_port] -= 1
+            if sock.state == "LISTEN":
+                self._listening[sock.local_port] += 1
+        for key in gone:
+            if old[key].state == "LISTEN":
+                self._listening[old[key].local_port] -= 1
+        self._listening = +self._listening  # drop ports no listener has any more
+        self._last = new
+        now = snapshot.taken_at
+        if set(self._listening) != ports_before:  # every socket may be on a new side
+            first_seen = self.first_seen
+            self._on_port, self.first_seen = {}, {}
+            changed = list(new.items())
+            gone = []
+        else:
+            first_seen = self.first_seen
+        for key in gone:
+            sock = old[key]
+            self._on_port.get(sock.local_port, {}).pop(key, None)
+            self.first_seen.pop(key, None)
+        for key, sock in changed:
+            prev = old.get(key)
+            if prev is not None and prev.local_port != sock.local_port:
+                self._on_port.get(prev.local_port, {}).pop(key, None)
+            if sock.local_port in self._listening and sock.state != "LISTEN" and sock.is_tcp:
+                self._on_port.setdefault(sock.local_port, {})[key] = sock
+                self.first_seen[key] = first_seen.get(key, now)
+            else:
+                peers = self._on_port.get(sock.local_port)
+                if peers is not None:
+                    peers.pop(key, None)
+                self.first_seen.pop(key, None)
+        for port in [p for p, socks in self._on_port.items() if not socks]:
+            del self._on_port[port]
 
     # -- what is shown ---------------------------------------------------------------------
     def queue(self) -> Queue | None:
@@ -178,7 +236,7 @@ class BacklogPanel(VerticalScroll):
             return None
         if listener.key in self.snapshot.by_key:
             listener = self.snapshot.by_key[listener.key]
-        return queue_of(listener, self.by_port.get(listener.local_port, []))
+        return queue_of(listener, self._peers(listener.local_port))
 
     def queues(self) -> list[Queue]:
         """Every listener whose queue is not empty."""
@@ -186,7 +244,7 @@ class BacklogPanel(VerticalScroll):
             return []
         out = []
         for lst in self.snapshot.listening():
-            q = queue_of(lst, self.by_port.get(lst.local_port, []))
+            q = queue_of(lst, self._peers(lst.local_port))
             if q.recv_q or q.waiting:
                 out.append(q)
         return out
@@ -194,6 +252,10 @@ class BacklogPanel(VerticalScroll):
     def _show(self, force: bool = False) -> None:
         if not self.is_mounted:
             return
+        if not self.is_on_screen:  # drawn when its tab is shown (on_show)
+            self._stale = True
+            return
+        self._stale = False
         content = self._content()
         # Compare the plain text (and a coarse clock for the "N s" ages): cheap, and
         # the Static is only touched when something visible changed.

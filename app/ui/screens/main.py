@@ -224,11 +224,11 @@ class MainScreen(Screen[None]):
         if shown < total:
             count += f" · {shown} shown"
         if name == "listen":
-            table.border_title = f"LISTEN  (like netstat -tulpn) · {count}"
+            table.set_title(f"LISTEN  (like netstat -tulpn) · {count}")
         elif name == "established":
-            table.border_title = f"ESTABLISHED  (like ss -n state established) · {count}"
+            table.set_title(f"ESTABLISHED  (like ss -n state established) · {count}")
         else:
-            table.border_title = f"{count} sockets"
+            table.set_title(f"{count} sockets")
 
     def _show_processes(self) -> None:
         rows = []
@@ -237,7 +237,7 @@ class MainScreen(Screen[None]):
             rows.append(TableRow(p.name, (p.name, str(p.pid or ""), p.state, cpu, p.command_line)))
         table = self.query_one("#processes", KeyedTable)
         table.apply(rows)
-        table.border_title = f"Lab processes · {sum(p.running for p in self.processes)} running"
+        table.set_title(f"Lab processes · {sum(p.running for p in self.processes)} running")
         if self.selected_process is None and rows:
             self._select_process(rows[0].key)
 
@@ -297,10 +297,11 @@ class MainScreen(Screen[None]):
         stamp = self.oapp.clock()
         parts.append(Text(time.strftime("%H:%M:%S", time.localtime(stamp))))
         parts.append(Text("ctrl+p: every key", style="bold"))
-        self.query_one("#status", Static).update(Text(" · ").join(parts))
+        self.query_one("#status", Static).update(Text(" · ").join(parts), layout=False)
 
     def _update_mini(self) -> None:
-        self.query_one("#events-mini", Static).update(self.timeline.render(limit=8, wrap=False))
+        self.query_one("#events-mini", Static).update(self.timeline.render(limit=8, wrap=False),
+                                                      layout=False)
 
     def _focused_socket(self) -> Socket | None:
         focused = self.focused
@@ -321,7 +322,7 @@ class MainScreen(Screen[None]):
         if sock is None:
             kinds = {m.sock.owner for m in self.marked.values()} - {"process"}
             hint = "  ".join(f"{k}: {owner_help(k)}." for k in sorted(kinds))
-            why.update(hint)
+            why.update(hint, layout=False)
             return
         if sock.owner == "process":
             text = f"{sock.local} {sock.state}: pid {sock.pid} {sock.process} ({sock.user}): " \
@@ -334,7 +335,7 @@ class MainScreen(Screen[None]):
                     "kernel keeps it about 60 s so late packets cannot confuse a new connection.")
         else:
             text = f"{sock.local}: {sock.owner}: {owner_help(sock.owner)}."
-        why.update(text)
+        why.update(text, layout=False)
 
     @on(KeyedTable.RowHighlighted)
     def _row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:

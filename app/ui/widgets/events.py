@@ -68,6 +68,7 @@ class EventsPanel(Vertical):
         self.timeline = timeline
         self.history: dict[str, deque[float]] = {s: deque([0.0], maxlen=HISTORY)
                                                  for s in SPARK_STATES}
+        self._labels: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         for state in SPARK_STATES:
@@ -86,7 +87,10 @@ class EventsPanel(Vertical):
             value = counts.get(state, 0)
             self.history[state].append(float(value))
             self.query_one(f"#spark-{state}", Sparkline).data = list(self.history[state])
-            self.query_one(f"#spark-label-{state}", Label).update(f"{state:<12}{value:>5} ")
+            label = f"{state:<12}{value:>5} "
+            if self._labels.get(state) != label:  # a new text means a layout pass: only then
+                self._labels[state] = label
+                self.query_one(f"#spark-label-{state}", Label).update(label)
 
     def refresh_log(self) -> None:
         text_filter = self.query_one("#event-filter", Input).value

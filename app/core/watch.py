@@ -355,6 +355,10 @@ class EventStream:
                           t.remote_port, t.old_state, t.new_state, pid, process, "tracepoint")
 
     def _from_destroy(self, raw: RawSocket) -> WatchEvent | None:
+        if not raw.local_port:
+            # Never bound nor connected (psutil's interface ioctls open UDP sockets like
+            # that, the dashboard's own every few seconds): nothing anyone could see.
+            return None
         if not self._wanted(raw.proto, raw.local_port, raw.remote_port):
             return None
         if self._tracer is not None and raw.proto.startswith("tcp"):

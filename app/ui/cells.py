@@ -70,7 +70,7 @@ def _cell_value(key: str, sock: Socket, options: ViewOptions) -> Cell:
     if key == "owner":
         return owner_cell(sock)
     if key == "queue":
-        return Text(backlog_text(sock), style="bold") if sock.recv_q else ""
+        return Text(backlog_text(sock), style="bold" if sock.recv_q else "")
     if key == "state":
         return sock.state
     return ""

@@ -63,7 +63,10 @@ class Marked:
 
 
 def backlog_text(sock: Socket) -> str:
-    """The LISTEN row's queue: connections waiting to be accepted."""
+    """The LISTEN row's queue: connections waiting to be accepted, out of the limit given to
+    listen() where the kernel says it (sock_diag; ss -ltn's Recv-Q/Send-Q): ``1/5``."""
+    if sock.backlog is not None:
+        return f"{sock.recv_q}/{sock.backlog}"
     return f"{sock.recv_q} wait" if sock.recv_q else ""
 
 

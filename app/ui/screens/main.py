@@ -24,7 +24,9 @@ from textual.widgets import (
     TabPane,
 )
 
-from app.core.model import Snapshot, Socket, owner_help
+from app.core import conninfo, diag
+from app.core.model import Snapshot, Socket, format_endpoint, owner_help
+from app.core.watch import WatchEvent
 from app.ui.cells import (
     ESTABLISHED_COLUMNS,
     LISTEN_COLUMNS,
@@ -38,6 +40,7 @@ from app.ui.screens.dialogs import ConfirmDialog, PathDialog
 from app.ui.screens.launch import LaunchDialog, LaunchRequest
 from app.ui.widgets.events import EventsPanel, Timeline, TimelineEntry
 from app.ui.widgets.keyed_table import KeyedTable, TableRow
+from app.ui.widgets.tcp_machine import StateMachinePanel, mirror_key
 
 if TYPE_CHECKING:
     from app.ui.app import ObservatoryApp
@@ -66,6 +69,7 @@ class MainScreen(Screen[None]):
             ("K", "kill9", "Kill -9", "SIGKILL, like kill -9 PID"),
             ("r", "restart", "Restart", "Stop and start the selected lab process"),
             ("X", "kill_all", "Kill all", "SIGTERM every lab process"),
+            ("c", "close_connection", "Close", "End the selected TCP connection, as ss -K (root)"),
             ("slash", "filter", "Filter", "Show only rows containing some text"),
             ("space", "freeze", "Freeze", "Hold a still frame for the class"),
             ("plus,equals_sign", "faster", "Faster", "Poll more often"),
@@ -100,6 +104,7 @@ class MainScreen(Screen[None]):
         self.poll_error: str | None = None
         self.selected_process: str | None = None
         self._last_selected: Socket | None = None
+        self._rates = conninfo.RateMeter()  # bytes per second of the highlighted connection
         self._focus_before_zoom: Widget | None = None
         self._counts: dict[str, int] = {}
 
@@ -183,9 +188,7 @@ class MainScreen(Screen[None]):
         if self.frozen:
             return
         self.snapshot = result.snapshot
-        for event in result.events:
-            text = event.describe()
-            self.timeline.add(TimelineEntry(event.at, text[:1], text[2:]))
+        self._add_to_timeline(result)
         changed = self.feed.update(result.snapshot)
         options = self.options
         if self.options.lab_pids is not None:  # lab processes come and go
@@ -194,15 +197,35 @@ class MainScreen(Screen[None]):
             if changed or self.options != options:  # a poll with nothing new costs nothing
                 self._show_sockets()
             for aware in self.query(".socket-aware"):
-                aware.update_snapshot(result.snapshot, result.events)  # type: ignore[attr-defined]
+                if isinstance(aware, StateMachinePanel):  # the path: every transition seen
+                    aware.update_snapshot(result.snapshot, result.events,
+                                          result.transitions if result.seeing else None,
+                                          result.seeing)
+                else:
+                    aware.update_snapshot(result.snapshot, result.events)  # type: ignore[attr-defined]
             panel = self.query_one("#events", EventsPanel)
             self._counts = self.feed.counts  # kept per change: status line and sparklines
             panel.record_counts(self._counts)
-            if result.events:
+            if result.events or result.transitions:
                 panel.refresh_log()
                 self._update_mini()
         self._update_status()
         self._update_why()
+
+    def _add_to_timeline(self, result: PollResult) -> None:
+        """The poll's changes; with the event stream, every transition it reported instead
+        (the sampled changes are among them), and the accept()s only a sample sees."""
+        if result.seeing is None:
+            for event in result.events:
+                text = event.describe()
+                self.timeline.add(TimelineEntry(event.at, text[:1], text[2:]))
+            return
+        for change in result.events:
+            if change.kind == "owner-changed":
+                text = change.describe()
+                self.timeline.add(TimelineEntry(change.at, text[:1], text[2:]))
+        for e in result.transitions:
+            self.timeline.add(TimelineEntry(e.at, _sign(e), _transition_text(e)))
 
     def on_poll_failed(self, message: PollFailed) -> None:
         self.poll_error = message.error
@@ -335,7 +358,10 @@ class MainScreen(Screen[None]):
                     "kernel keeps it about 60 s so late packets cannot confuse a new connection.")
         else:
             text = f"{sock.local}: {sock.owner}: {owner_help(sock.owner)}."
-        why.update(text, layout=False)
+        # The second line: what only the kernel knows (sock_diag's tcp_info, the backlog).
+        at = self.snapshot.taken_at if self.snapshot is not None else time.time()
+        kernel = conninfo.describe(sock, self._rates.observe(sock, at))
+        why.update(f"{text}\n{kernel}", layout=False)
 
     @on(KeyedTable.RowHighlighted)
     def _row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
@@ -368,6 +394,8 @@ class MainScreen(Screen[None]):
             return self._selected_process_info() is not None or None
         if action == "kill_all":
             return any(p.running for p in self.processes) or None
+        if action == "close_connection":
+            return self._close_target() is not None or None
         return True
 
     def _selected_process_info(self) -> Any:
@@ -389,6 +417,34 @@ class MainScreen(Screen[None]):
             p = self._selected_process_info()
             return p if p is not None and p.running else None
         return None
+
+    def _close_target(self) -> Socket | None:
+        """The focused row's connection, if it is one (TCP, with a peer, not a listener)."""
+        sock = self._focused_socket()
+        if sock is None or not sock.is_tcp or sock.state == "LISTEN" or sock.remote_port is None:
+            return None
+        return sock
+
+    def action_close_connection(self) -> None:
+        sock = self._close_target()
+        if sock is None:
+            self.notify("Select a TCP connection (an ESTABLISHED row) first.", severity="warning")
+            return
+        refusal = diag.close_refusal()
+        if refusal is not None:
+            self.notify(refusal.capitalize() + ".", severity="warning", timeout=8)
+            return
+        mirror = mirror_key(sock)
+        peer = self.snapshot.by_key.get(mirror) if self.snapshot and mirror else None
+        body = (f"End this TCP connection, as ss -K does?\n\n"
+                f"  this end:  {sock.local}  {sock.state}  {sock.owner_label}\n"
+                f"  the peer:  {sock.remote}"
+                + (f"  {peer.state}  {peer.owner_label}" if peer is not None else "")
+                + "\n\nThe owner's blocked recv() gets ECONNABORTED; the peer gets a reset.")
+        self.app.push_screen(
+            ConfirmDialog(f"Close {sock.local} → {sock.remote}?", body, yes="Close it"),
+            lambda yes: self.oapp.close_connection(sock) if yes else None,
+        )
 
     def action_quit(self) -> None:
         self.oapp.request_quit()
@@ -581,3 +637,21 @@ class MainScreen(Screen[None]):
             ConfirmDialog(f"Kill pid {describe.pid}?", body, yes=f"Send {name}"),
             lambda yes: self.oapp.kill_foreign(describe, sig) if yes else None,
         )
+
+
+def _sign(e: WatchEvent) -> str:
+    if e.new_state == "CLOSE":
+        return "-"
+    return "+" if e.old_state in (None, "CLOSE") else "~"
+
+
+def _transition_text(e: WatchEvent) -> str:
+    """One stream event as the timeline says it: the states, the ends, the owner, the source."""
+    local = format_endpoint(e.local_addr, e.local_port)
+    remote = "*" if e.remote_addr is None else format_endpoint(e.remote_addr, e.remote_port)
+    who = f"{e.pid}/{e.process or '?'}" if e.pid is not None else ""
+    states = f"{e.old_state or '-'} -> {e.new_state or '-'}"
+    if e.proto.startswith("udp"):
+        states = "UDP opened" if e.new_state != "CLOSE" else "UDP closed"
+    return f"{states} {local} -> {remote}  {who}".rstrip() + ("" if e.source == "tracepoint"
+                                                               else f"  ({e.source})")

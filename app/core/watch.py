@@ -236,6 +236,22 @@ class EventStream:
         if self._destroy is not None:
             yield self._destroy.fileno()
 
+    def set_interval(self, seconds: float) -> None:
+        """Sample every ``seconds`` from now on (and say so in ``seeing``)."""
+        if not seconds > 0:
+            raise ValueError(f"the interval must be more than 0 seconds, not {seconds}")
+        self.interval = float(seconds)
+        if self._started:
+            self.seeing = self._describe()
+
+    def sample_now(self) -> None:
+        """Make the next :meth:`read` take a sample, whenever the last one was.
+
+        For a caller that owns the socket table's schedule (the dashboard's poller
+        hands the stream its own snapshot as the sample).
+        """
+        self._next_poll = 0.0
+
     def interrupt(self) -> None:
         """Make a :meth:`read` that waits return now (safe from a signal handler)."""
         if self._wake_w >= 0:

@@ -27,10 +27,6 @@ from app.core.watch import EventStream
 from app.ui.messages import PollResult
 
 INTERFACES_EVERY = 5.0  # seconds between interface reads
-# The stream samples whenever it is read; the poller reads it once per poll.
-EVERY_READ = 1e-6
-
-
 class _Latest:
     """The poller's last snapshot, as the event stream's socket table."""
 
@@ -101,6 +97,9 @@ class Poller:
 
     def set_interval(self, seconds: float) -> None:
         self.interval = seconds
+        stream = self.stream
+        if stream is not None:
+            stream.set_interval(seconds)
         self._wake.set()
 
     def set_paused(self, paused: bool) -> None:
@@ -111,7 +110,7 @@ class Poller:
         with self._stream_lock:
             if self._make_stream is None or self._stop.is_set():
                 return
-            stream = self._make_stream(source=self._latest, interval=EVERY_READ)
+            stream = self._make_stream(source=self._latest, interval=self.interval)
             stream.start()
             self.stream = stream
             if stream.stale_removed:
@@ -177,6 +176,7 @@ class Poller:
         stream = self.stream
         if stream is not None:
             self._latest.snapshot = snap
+            stream.sample_now()  # the sample is this poll's snapshot, every poll
             transitions = stream.read(0)
         notes, self._notes = self._notes, []
         return PollResult(snap, events, procs, ifaces, transitions,

@@ -17,6 +17,7 @@ from app.core.watch import EventStream
 from app.ui.app import ObservatoryApp
 from app.ui.screens.dialogs import ConfirmDialog
 from app.ui.widgets.keyed_table import KeyedTable
+from app.ui.widgets.tcp_machine import StateMachinePanel
 from tests.conftest import connect, listener, until
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tracepoint, SOCK_DESTROY)")
@@ -78,6 +79,12 @@ async def test_timeline_and_path_have_every_transition(sockets) -> None:  # type
         await until(pilot, lambda: any("FIN_WAIT1 -> FIN_WAIT2" in t for t in texts()),
                     what="the FIN sequence in the timeline")
         assert any(t.startswith("SYN_SENT -> ESTABLISHED") and f":{port}" in t for t in texts())
+        # The TCP states tab says what it can see.
+        await select(pilot, "listen", f"tcp 127.0.0.1:{port} *")
+        await pilot.press("m")
+        panel = screen.query_one(StateMachinePanel)
+        await until(pilot, lambda: "every transition the kernel made" in " ".join(
+            panel.text().split()), what="the tab's words")
 
 
 @root_only

@@ -10,7 +10,8 @@ from app.core.model import TCP_STATES, Socket
 
 StateFilter = Literal["default", "listen", "established", "all"]
 
-_STATE_ORDER = {name: i for i, name in enumerate(("LISTEN", *TCP_STATES))}
+# Listeners first, then the kernel's order (LISTEN is also in TCP_STATES: the first wins).
+_STATE_ORDER = {name: i for i, name in reversed(list(enumerate(("LISTEN", *TCP_STATES))))}
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,3 +193,13 @@ def test_snapshot_does_not_import_textual() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, timeout=30)
     assert out.stdout.strip().endswith("CLEAN"), out.stdout + out.stderr
+
+
+def test_listeners_come_first_as_the_docstring_says(sockets: list[socket.socket]) -> None:
+    srv = listener(sockets)
+    port = srv.getsockname()[1]
+    connect(sockets, srv)
+    time.sleep(0.05)
+    lines = observatory("snapshot", "--port", str(port)).stdout.splitlines()
+    states = [ln.split()[5] for ln in lines[1:] if ln.startswith("tcp")]
+    assert states[0] == "LISTEN" and set(states[1:]) == {"ESTABLISHED"}

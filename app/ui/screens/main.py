@@ -432,7 +432,7 @@ class MainScreen(Screen[None]):
             return
         refusal = diag.close_refusal()
         if refusal is not None:
-            self.notify(refusal.capitalize() + ".", severity="warning", timeout=8)
+            self.notify(refusal[:1].upper() + refusal[1:] + ".", severity="warning", timeout=8)
             return
         mirror = mirror_key(sock)
         peer = self.snapshot.by_key.get(mirror) if self.snapshot and mirror else None
@@ -650,7 +650,8 @@ def _transition_text(e: WatchEvent) -> str:
     local = format_endpoint(e.local_addr, e.local_port)
     remote = "*" if e.remote_addr is None else format_endpoint(e.remote_addr, e.remote_port)
     who = f"{e.pid}/{e.process or '?'}" if e.pid is not None else ""
-    states = f"{e.old_state or '-'} -> {e.new_state or '-'}"
+    # A sample's new socket has no state before it: "+ LISTEN ...", not "+ - -> LISTEN".
+    states = f"{e.old_state} -> {e.new_state}" if e.old_state else f"{e.new_state}"
     if e.proto.startswith("udp"):
         states = "UDP opened" if e.new_state != "CLOSE" else "UDP closed"
     return f"{states} {local} -> {remote}  {who}".rstrip() + ("" if e.source == "tracepoint"

@@ -33,7 +33,7 @@ from app.ui.cells import (
     OTHER_COLUMNS,
     UDP_COLUMNS,
 )
-from app.ui.feed import SocketFeed
+from app.ui.feed import SocketFeed, gc_paused, settle_heap
 from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
 from app.ui.rows import Marked, ViewOptions
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog
@@ -165,6 +165,7 @@ class MainScreen(Screen[None]):
         self._layout_for(self.size.width)
         self._update_status()
         self._update_mini()
+        settle_heap()  # the modules and widgets of start-up stay: out of the GC's walks
 
     def on_resize(self, event: Any) -> None:
         self._layout_for(event.size.width)
@@ -175,7 +176,8 @@ class MainScreen(Screen[None]):
     # -- polls ------------------------------------------------------------------
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         try:
-            self._apply(message.result)
+            with gc_paused():
+                self._apply(message.result)
         finally:
             self.oapp.poller.consumed()  # the poller may take the next snapshot
 
@@ -211,6 +213,7 @@ class MainScreen(Screen[None]):
                 self._update_mini()
         self._update_status()
         self._update_why()
+        settle_heap(changed)
 
     def _add_to_timeline(self, result: PollResult) -> None:
         """The poll's changes; with the event stream, every transition it reported instead

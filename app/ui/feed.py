@@ -89,6 +89,7 @@ class Marks:
     counts: Counter[str] = field(default_factory=Counter)  # open sockets per state
     current: Mapping[str, Socket] = field(default_factory=dict)
     primed: bool = False
+    _sockets: tuple[Socket, ...] = ()
     _new_since: dict[str, float] = field(default_factory=dict)
     _gone_since: dict[str, float] = field(default_factory=dict)
     _new_queue: deque[tuple[float, str]] = field(default_factory=deque)
@@ -100,7 +101,8 @@ class Marks:
         new, old = snap.by_key, self.current
         changed: dict[str, Marked | None] = {}
         marked, counts = self.marked, self.counts
-        if new is not old:
+        # The same sockets in the same order: one comparison in C (identity first).
+        if new is not old and snap.sockets != self._sockets:
             added = 0
             for key, sock in new.items():
                 prev = old.get(key)
@@ -128,7 +130,7 @@ class Marks:
                         self._gone_since[key] = now
                         self._gone_queue.append((now, key))
                         changed[key] = marked[key] = Marked(key, sock, GONE_MARK)
-            self.current = new
+        self.current, self._sockets = new, snap.sockets
         self._expire(now, changed)
         self.primed = True
         return changed

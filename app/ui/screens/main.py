@@ -107,6 +107,7 @@ class MainScreen(Screen[None]):
         self._rates = conninfo.RateMeter()  # bytes per second of the highlighted connection
         self._focus_before_zoom: Widget | None = None
         self._counts: dict[str, int] = {}
+        self._aware: list[Widget] | None = None
 
     @property
     def oapp(self) -> ObservatoryApp:
@@ -198,7 +199,7 @@ class MainScreen(Screen[None]):
         with self.app.batch_update():
             if changed or self.options != options:  # a poll with nothing new costs nothing
                 self._show_sockets()
-            for aware in self.query(".socket-aware"):
+            for aware in self._socket_aware():
                 if isinstance(aware, StateMachinePanel):  # the path: every transition seen
                     aware.update_snapshot(result.snapshot, result.events,
                                           result.transitions if result.seeing else None,
@@ -229,6 +230,15 @@ class MainScreen(Screen[None]):
                 self.timeline.add(TimelineEntry(change.at, text[:1], text[2:]))
         for e in result.transitions:
             self.timeline.add(TimelineEntry(e.at, _sign(e), _transition_text(e)))
+
+    def _socket_aware(self) -> list[Widget]:
+        """The instrument panels that follow the polls (found once: a query walks the DOM)."""
+        if self._aware is not None:
+            return self._aware
+        found = list(self.query(".socket-aware"))
+        if found and self.is_mounted:
+            self._aware = found
+        return found
 
     def on_poll_failed(self, message: PollFailed) -> None:
         self.poll_error = message.error
@@ -342,7 +352,7 @@ class MainScreen(Screen[None]):
         zoomed = self.has_class("-zoom")  # the tables are hidden: nobody picks a row
         if sock is not None and sock is not self._last_selected and not zoomed:
             self._last_selected = sock
-            for aware in self.query(".socket-aware"):
+            for aware in self._socket_aware():
                 aware.select_socket(sock)  # type: ignore[attr-defined]
         why = self.query_one("#why", Static)
         if sock is None:

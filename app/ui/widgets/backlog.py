@@ -139,6 +139,7 @@ class BacklogPanel(VerticalScroll):
         # Kept per change: the last poll's sockets, connections on listening ports by
         # port (in the order first seen), and how many LISTEN sockets each port has.
         self._last: dict[str, Socket] = {}
+        self._last_sockets: tuple[Socket, ...] = ()
         self._on_port: dict[int, dict[str, Socket]] = {}
         self._listening: Counter[int] = Counter()
 
@@ -183,6 +184,10 @@ class BacklogPanel(VerticalScroll):
         listening ports changed). Vanished ones are forgotten.
         """
         new, old = snapshot.by_key, self._last
+        if snapshot.sockets == self._last_sockets:  # the same objects: one comparison in C
+            self._last = new
+            return
+        self._last_sockets = snapshot.sockets
         changed = [(k, s) for k, s in new.items() if old.get(k) is not s]
         added = sum(1 for k, _ in changed if k not in old)
         gone = [k for k in old if k not in new] if len(old) + added != len(new) else []

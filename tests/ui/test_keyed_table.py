@@ -186,24 +186,33 @@ async def test_the_cursor_row_is_drawn_in_the_cursor_style_without_focus() -> No
 
 
 async def test_sorting_and_filtering_16000_rows_takes_under_100_ms() -> None:
+    """A new sort (every row placed anew, cells unchanged) and a filter (a subset of the
+    rows), each until drawn: what the screen does when o or a filter key is pressed."""
     app = TableApp()
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.query_one(KeyedTable)
         rng = random.Random(1)
         keys = [f"k{i}" for i in range(16000)]
-        table.update(sorted_rows(keys))
+        rows = sorted_rows(keys)
+        table.update(rows)
         await pilot.pause()
         sorts, filters = [], []
         # CPU time of this process, medians: other tests share the machine's two cores.
-        for _ in range(3):
-            rows = [TableRow(k, ("", k, f"v{k}"), (rng.random(), k)) for k in keys]
+        for _ in range(5):
+            resorted = [TableRow(r.key, r.cells, (rng.random(), r.key)) for r in rows]
             started = time.process_time()
-            table.replace(rows)  # a new sort: every row placed anew
+            table.replace(resorted)
             await pilot.pause()
             sorts.append(time.process_time() - started)
             started = time.process_time()
-            table.replace([r for r in rows if "7" in r.key])  # a filter
+            table.replace([r for r in resorted if "7" in r.key])
             await pilot.pause()
             filters.append(time.process_time() - started)
-        assert sorted(sorts)[1] < 0.1 and sorted(filters)[1] < 0.1, (sorts, filters)
+            table.replace(resorted)
+            await pilot.pause()
+        assert sorted(sorts)[2] < 0.1 and sorted(filters)[2] < 0.1, (sorts, filters)
+        table.replace([r for r in resorted if "7" in r.key])
+        await pilot.pause()
         assert table.row_count == sum("7" in k for k in keys)
+        assert table.keys == [k for _, k in sorted((r.sort_key, r.key) for r in resorted
+                                                   if "7" in r.key)]

@@ -13,6 +13,7 @@ keeps all its rows in sorted order, so a filter is one pass that needs no sort.
 from __future__ import annotations
 
 import gc
+import itertools
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ FREEZE_AFTER = 2000
 # Above this share of a table changing at once, one rebuild (a linear pass over the
 # sorted rows, then a sort that finds them in order) beats placing rows one by one.
 REBUILD_SHARE = 0.125
+_NOWHERE = object()
 
 
 def settle_heap(changed: int | None = None) -> None:
@@ -170,6 +172,12 @@ class TableFeed:
     _order_signature: object = None
     _cells: dict[str, tuple[Marked, tuple[Cell, ...]]] = field(default_factory=dict)
     _hay: dict[str, str] = field(default_factory=dict)  # search text, until the row changes
+    # A restart's rows (sort key, key) in display order, and how many the table has.
+    _stream: list[tuple[object, str]] = field(default_factory=list)
+    _stream_at: int = 0
+    _stream_drop: list[str] = field(default_factory=list)  # rows to take out first
+    _stream_whole: bool = False  # the order changed: all rows at once
+    _placed: dict[str, Socket] = field(default_factory=dict)  # the socket each sort key is of
 
     @property
     def column_keys(self) -> list[str]:
@@ -237,47 +245,102 @@ class TableFeed:
         return found
 
     # -- to the widget -------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Rows are still to be handed to the table (a show with a budget stopped short)."""
+        return bool(self._stream) or bool(self._stream_drop) or self._stream_whole or \
+            bool(self.pending)
+
     def show(self, table: KeyedTable, options: ViewOptions,
              order_for: Callable[[str | None], Callable[[Marked], tuple[object, ...]]],
-             order_signature: object) -> None:
-        """Bring ``table`` up to date with the members and ``options``."""
+             order_signature: object, budget: int | None = None) -> bool:
+        """Bring ``table`` up to date with the members and ``options``.
+
+        Args:
+            budget: at most this many rows handed over now (None: all); call again
+                while it returns False. The rows go in display order, so the top of
+                a big table is right at once and the rest follows.
+
+        Returns:
+            True when the table is up to date.
+        """
         user_sort = options.sort if options.sort in self.column_keys else None
         signature = (user_sort, order_signature if user_sort is None else None)
         key_of = order_for(user_sort)
-        pending, self.pending = self.pending, set()
+        reverse = bool(user_sort) and options.reverse
+        members = self.members
         if signature != self._order_signature:
             self._order_signature = signature
-            self.order.rebuild((k, key_of(m)) for k, m in self.members.items())
-            self._forget(pending)
-            self._rebuild(table, options, user_sort, None)
-            return
-        members = self.members
-        for key in pending:
-            m = members.get(key)
-            if m is None:
-                self.order.remove(key)
-            else:
-                self.order.put(key, key_of(m))
-        self._forget(pending)
-        previous = self._options
-        if options != previous:
+            self.order.rebuild((k, key_of(m)) for k, m in members.items())
+            self._placed = {k: m.sock for k, m in members.items()}
+            self._forget(self.pending)
+            self.pending = set()
+            self._restart(table, options, None, whole=True)
+        elif options != self._options or (self._stream and self.pending):
+            pending, self.pending = self.pending, set()
+            self._place(pending, key_of)
+            previous = self._options
             if previous is None or options.numeric != previous.numeric:
                 self._cells.clear()
-            narrowing = (previous is not None and previous.text.lower() in options.text.lower()
+            narrowing = (previous is not None and not self._stream
+                         and previous.text.lower() in options.text.lower()
                          and replace(previous, text=options.text) == options)
             # Typing on narrows the filter: only rows shown now (or just changed) can match.
-            self._rebuild(table, options, user_sort, pending if narrowing else None)
-            return
-        if not pending:
-            return
-        if len(pending) > REBUILD_SHARE * len(self.shown) + 64:
-            self._rebuild(table, options, user_sort, None)
-            return
+            self._restart(table, options, pending if narrowing else None)
+        elif len(self.pending) > REBUILD_SHARE * len(self.shown) + 64:
+            pending, self.pending = self.pending, set()
+            self._place(pending, key_of)
+            self._restart(table, options, None)
+        elif self.pending:
+            self._changes(table, options, key_of, budget)
+            return not self.pending
+        return self._hand_over(table, options, reverse, budget)
+
+    def _place(self, keys: set[str], key_of: Callable[[Marked], tuple[object, ...]]) -> None:
+        """Move changed rows to their places in the order of all members.
+
+        A row whose socket is the same object keeps its sort key (only its mark
+        changed: NEW or GONE), unless the table is sorted by the mark.
+        """
+        members, order, placed = self.members, self.order, self._placed
+        by_mark = self._order_signature is not None and self._order_signature[0] == "mark"
+        moves: list[tuple[str, object]] = []
+        for key in keys:
+            m = members.get(key)
+            if m is None:
+                if key in order:
+                    moves.append((key, None))
+                placed.pop(key, None)
+            elif by_mark or placed.get(key) is not m.sock:
+                placed[key] = m.sock
+                new_key = key_of(m)
+                if order.sort_keys.get(key, _NOWHERE) != new_key:
+                    moves.append((key, new_key))
+        if len(moves) > REBUILD_SHARE * len(order) + 64:  # one sort beats many moves
+            order.rebuild(itertools.chain(
+                ((k, sk) for k, sk in order.sort_keys.items() if k in members),
+                ((k, sk) for k, sk in moves if sk is not None)))
+        else:
+            for key, sort_key in moves:
+                if sort_key is None:
+                    order.remove(key)
+                else:
+                    order.put(key, sort_key)
+        self._forget(keys)
+
+    def _changes(self, table: KeyedTable, options: ViewOptions,
+                 key_of: Callable[[Marked], tuple[object, ...]], budget: int | None) -> None:
+        """A few rows changed: each is placed, formatted and handed over on its own."""
+        if budget is None or budget >= len(self.pending):
+            keys, self.pending = self.pending, set()
+        else:
+            keys = {self.pending.pop() for _ in range(budget)}
+        self._place(keys, key_of)
         plain, text = replace(options, text=""), options.text.lower()
         upserts: list[TableRow] = []
         removed: list[str] = []
-        shown = self.shown
-        for key in pending:
+        shown, members = self.shown, self.members
+        for key in keys:
             m = members.get(key)
             if m is not None and self.matches(m, plain, text):
                 upserts.append(TableRow(key, self.cells(m, options), self.order.sort_keys[key]))
@@ -294,13 +357,16 @@ class TableFeed:
                 self._cells.pop(key, None)
                 self._hay.pop(key, None)
 
-    def _rebuild(self, table: KeyedTable, options: ViewOptions, user_sort: str | None,
-                 narrow: set[str] | None) -> None:
-        """Every row again: one pass over the members in sorted order.
+    def _restart(self, table: KeyedTable, options: ViewOptions,
+                 narrow: set[str] | None, whole: bool = False) -> None:
+        """Every row again: one pass over the members in sorted order gives the rows
+        the table must show; :meth:`_hand_over` gives them to it.
 
         Args:
             narrow: when the filter only got stricter, the rows changed since the
                 last show; then only those and the rows shown now are tried.
+            whole: the order changed: the table gets every row at once (rows handed
+                over a slice at a time would show a half-sorted table meanwhile).
         """
         previous, self._options = self._options, options
         candidates: Iterable[tuple[object, str]] = self.order.sorted
@@ -309,15 +375,55 @@ class TableFeed:
             candidates = [item for item in self.order.sorted
                           if item[1] in shown or item[1] in narrow]
         found = self.matching(candidates, options)
+        user_sort = options.sort if options.sort in self.column_keys else None
         reverse = bool(user_sort) and options.reverse
-        if (narrow is not None and not narrow and len(found) == len(shown)
-                and previous is not None and previous.numeric == options.numeric
-                and reverse == table.reversed):
+        whole = (whole or reverse != table.reversed) and table.row_count > 0
+        if (narrow is not None and not narrow and len(found) == len(shown) and not whole
+                and previous is not None and previous.numeric == options.numeric):
             return  # a stricter filter that every row shown still passes: nothing to redo
-        members = self.members
         self.shown = {key for _, key in found}
-        table.replace([TableRow(key, self.cells(members[key], options), sort_key)
-                       for sort_key, key in found], reverse=reverse, presorted=True)
+        # Rows that leave go at once; the others are handed over from the top of
+        # the table down, the rows the user sees first. Rows stay in the table all
+        # the while, so the cursor and the scroll stay on theirs.
+        self._stream_drop = [] if whole else [k for k in table.rows if k not in self.shown]
+        if reverse:
+            found.reverse()
+        self._stream, self._stream_at, self._stream_whole = found, 0, whole
+
+    def _hand_over(self, table: KeyedTable, options: ViewOptions, reverse: bool,
+                   budget: int | None) -> bool:
+        """The next rows of a restart, in display order; True when all are handed over."""
+        stream, members = self._stream, self.members
+        if self._stream_whole:
+            if reverse:
+                stream.reverse()  # ascending for the table
+            have = table.rows
+            rows = [TableRow(key, self.cells(members[key], options), sort_key)
+                    for sort_key, key in stream]
+            if len(rows) == len(have) and all(have.get(r.key) is r.cells for r in rows):
+                table.reorder(stream, reverse)  # a new sort of the same rows
+            else:
+                table.replace(rows, reverse=reverse, presorted=True)
+            self._stream, self._stream_whole = [], False
+            return True
+        if self._stream_drop:
+            table.update(removed=self._stream_drop)
+            self._stream_drop = []
+        if not stream:
+            return True
+        start = self._stream_at
+        end = len(stream) if budget is None else min(len(stream), start + budget)
+        rows = []
+        for sort_key, key in stream[start:end]:
+            cells = self.cells(members[key], options)
+            if not table.holds(key, cells, sort_key):
+                rows.append(TableRow(key, cells, sort_key))
+        table.update(rows)
+        self._stream_at = end
+        if end < len(stream):
+            return False
+        self._stream = []
+        return True
 
 
 class SocketFeed:
@@ -373,9 +479,17 @@ class SocketFeed:
     def listen_ports(self) -> set[int]:
         return set(self._listen_ports)
 
-    def show(self, name: str, table: KeyedTable, options: ViewOptions) -> TableFeed:
-        """Bring one table up to date; returns its feed (for the counts in its title)."""
+    def show(self, name: str, table: KeyedTable, options: ViewOptions,
+             budget: int | None = None) -> TableFeed:
+        """Bring one table up to date (with ``budget``: that many rows, then see
+        ``busy``); returns its feed (for the counts in its title)."""
         feed = self.tables[name]
         ports = frozenset(self._listen_ports)
-        feed.show(table, options, lambda user_sort: sort_function(user_sort, ports), ports)
+        feed.show(table, options, lambda user_sort: sort_function(user_sort, ports), ports,
+                  budget)
         return feed
+
+    @property
+    def busy(self) -> bool:
+        """Some table still has rows to be handed over."""
+        return any(feed.busy for feed in self.tables.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 
+import pytest
 from textual.app import App, ComposeResult
 
 from app.core.model import Snapshot, Socket
@@ -108,7 +109,10 @@ class Tables(App[None]):
             yield KeyedTable(columns, id=name)
 
 
-async def test_the_feed_ends_where_a_full_rebuild_every_poll_ends() -> None:
+@pytest.mark.parametrize("budget", [None, 7])
+async def test_the_feed_ends_where_a_full_rebuild_every_poll_ends(budget: int | None) -> None:
+    """With a budget the rows are handed over a few at a time (as the screen does, a
+    slice per turn of the event loop), and options may change between slices."""
     rng = random.Random(10)
     ports = [6000, 16000, 45321]
     app = Tables()
@@ -147,7 +151,12 @@ async def test_the_feed_ends_where_a_full_rebuild_every_poll_ends() -> None:
             elif round_ == 30:
                 options = replace(options, family=None, text="time-wait")
             for name in TABLES:
-                feed.show(name, app.query_one(f"#{name}", KeyedTable), options)
+                feed.show(name, app.query_one(f"#{name}", KeyedTable), options, budget)
+            if budget is not None and round_ % 5 == 4 and feed.busy:
+                options = replace(options, numeric=not options.numeric)  # mid-way
+            while feed.busy:
+                for name in TABLES:
+                    feed.show(name, app.query_one(f"#{name}", KeyedTable), options, budget)
             await pilot.pause()
             want = reference_rows(marked, options)
             for name in TABLES:

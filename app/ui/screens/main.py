@@ -56,6 +56,7 @@ SOCKET_TABLES = {
     "udp": UDP_COLUMNS,
 }
 INTERVALS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+SLICE = 1500  # rows handed to each socket table per turn of the event loop (~20 ms)
 NARROW = 110  # columns: below this the side column goes under the tables
 
 
@@ -108,6 +109,8 @@ class MainScreen(Screen[None]):
         self._focus_before_zoom: Widget | None = None
         self._counts: dict[str, int] = {}
         self._aware: list[Widget] | None = None
+        self._more_planned = False  # a slice of rows is due after the next refresh
+        self._made = 0  # rows changed since the heap was last settled
 
     @property
     def oapp(self) -> ObservatoryApp:
@@ -180,7 +183,8 @@ class MainScreen(Screen[None]):
             with gc_paused():
                 self._apply(message.result)
         finally:
-            self.oapp.poller.consumed()  # the poller may take the next snapshot
+            if not self.feed.busy:  # else the last slice of rows says so (_show_more)
+                self.oapp.poller.consumed()  # the poller may take the next snapshot
 
     def _apply(self, result: PollResult) -> None:
         self.poll_error = None
@@ -214,7 +218,10 @@ class MainScreen(Screen[None]):
                 self._update_mini()
         self._update_status()
         self._update_why()
-        settle_heap(changed)
+        self._made += changed
+        if not self.feed.busy:
+            settle_heap(self._made)
+            self._made = 0
 
     def _add_to_timeline(self, result: PollResult) -> None:
         """The poll's changes; with the event stream, every transition it reported instead
@@ -246,11 +253,25 @@ class MainScreen(Screen[None]):
 
     def _show_sockets(self) -> None:
         # Only the rows that changed since the last call are redone (all of them
-        # when the options changed).
+        # when the options changed), SLICE rows per table per turn of the event loop:
+        # the top of a big table is drawn at once, and keys are answered in between.
         for name in SOCKET_TABLES:
             table = self.query_one(f"#{name}", KeyedTable)
-            feed = self.feed.show(name, table, self.options)
+            feed = self.feed.show(name, table, self.options, SLICE)
             self._title_count(table, name, len(feed.shown), len(feed.members), feed.gone)
+        if self.feed.busy and not self._more_planned:
+            self._more_planned = True
+            self.call_after_refresh(self._show_more)
+
+    def _show_more(self) -> None:
+        """The next slice of rows; once all are in, the poller may poll again."""
+        self._more_planned = False
+        with gc_paused(), self.app.batch_update():
+            self._show_sockets()
+        if not self.feed.busy:
+            settle_heap(self._made)
+            self._made = 0
+            self.oapp.poller.consumed()
 
     def _title_count(self, table: KeyedTable, name: str, shown: int, total: int,
                      gone: int) -> None:

@@ -38,7 +38,7 @@ from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, Snapsho
 from app.ui.rows import Marked, ViewOptions
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog
 from app.ui.screens.launch import LaunchDialog, LaunchRequest
-from app.ui.widgets.events import EventsPanel, Timeline, TimelineEntry
+from app.ui.widgets.events import MAX_EVENTS, EventsPanel, Timeline, TimelineEntry
 from app.ui.widgets.keyed_table import KeyedTable, TableRow
 from app.ui.widgets.tcp_machine import StateMachinePanel, mirror_key
 
@@ -226,16 +226,19 @@ class MainScreen(Screen[None]):
     def _add_to_timeline(self, result: PollResult) -> None:
         """The poll's changes; with the event stream, every transition it reported instead
         (the sampled changes are among them), and the accept()s only a sample sees."""
+        # The timeline keeps the newest MAX_EVENTS: older ones of a big poll (16,000
+        # connections closing) would be worded only to be dropped.
         if result.seeing is None:
-            for event in result.events:
+            for event in result.events[-MAX_EVENTS:]:
                 text = event.describe()
                 self.timeline.add(TimelineEntry(event.at, text[:1], text[2:]))
             return
-        for change in result.events:
-            if change.kind == "owner-changed":
-                text = change.describe()
-                self.timeline.add(TimelineEntry(change.at, text[:1], text[2:]))
-        for e in result.transitions:
+        transitions = result.transitions[-MAX_EVENTS:]
+        accepts = [c for c in result.events if c.kind == "owner-changed"]
+        for change in accepts[max(0, len(accepts) + len(transitions) - MAX_EVENTS):]:
+            text = change.describe()
+            self.timeline.add(TimelineEntry(change.at, text[:1], text[2:]))
+        for e in transitions:
             self.timeline.add(TimelineEntry(e.at, _sign(e), _transition_text(e)))
 
     def _socket_aware(self) -> list[Widget]:

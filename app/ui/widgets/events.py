@@ -69,6 +69,7 @@ class EventsPanel(Vertical):
         self.history: dict[str, deque[float]] = {s: deque([0.0], maxlen=HISTORY)
                                                  for s in SPARK_STATES}
         self._labels: dict[str, str] = {}
+        self._log_stale = False
 
     def compose(self) -> ComposeResult:
         for state in SPARK_STATES:
@@ -93,8 +94,16 @@ class EventsPanel(Vertical):
                 self.query_one(f"#spark-label-{state}", Label).update(label)
 
     def refresh_log(self) -> None:
+        if not self.is_on_screen:  # on a hidden tab: rendered when shown (on_show)
+            self._log_stale = True
+            return
+        self._log_stale = False
         text_filter = self.query_one("#event-filter", Input).value
         self.query_one("#event-log", Static).update(self.timeline.render(text_filter))
+
+    def on_show(self) -> None:
+        if self._log_stale:
+            self.refresh_log()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "event-filter":

@@ -174,9 +174,7 @@ class _OwnedSource:
         self._procs: dict[int, tuple[str | None, _ProcInfo]] = {}
         self._users: dict[int, str | None] = {}
         self._records: dict[Hashable, Socket] = {}  # last poll's sockets by their key
-        self.walks = 0  # how many /proc/*/fd walks were made (for tests and bench)
-        self.full_walks = 0  # of which read every descriptor
-        self._fds: dict[int, dict[str, int]] = {}  # pid -> descriptor -> socket inode or 0
+        self.walks = 0  # how many full /proc/*/fd walks were made (for tests and bench)
 
     # -- what a reader provides -------------------------------------------------
     def _read(self) -> tuple[list[Hashable], set[int]]:
@@ -188,18 +186,9 @@ class _OwnedSource:
         raise NotImplementedError
 
     # -- owners ---------------------------------------------------------------
-    def _walk_fds(self, pids: list[int], full: bool = True) -> None:
-        """Map every socket inode held by a readable process to its (lowest) pid.
-
-        Args:
-            full: read every descriptor's link. Otherwise only the descriptors
-                not listed at the last walk are read (a new socket in a process
-                with 16,000 open costs one listing, not 16,000 readlinks); a
-                descriptor number reused for another socket is caught by the
-                caller, which walks in full when an inode is still unknown.
-        """
-        before = {} if full else self._fds
-        fds_now: dict[int, dict[str, int]] = {}
+    def _walk_fds(self, pids: list[int]) -> None:
+        """Map every socket inode held by a readable process to its (lowest) pid."""
+        mapping: dict[int, int] = {}
         readlink = os.readlink
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
         for pid in pids:
@@ -207,36 +196,26 @@ class _OwnedSource:
                 fd_dir = os.open(f"/proc/{pid}/fd", flags)
             except OSError:  # gone, or not ours to read
                 continue
-            known = before.get(pid, {})
-            table: dict[str, int] = {}  # descriptor -> socket inode, 0 for other files
             try:
-                for fd in os.listdir(fd_dir):
-                    inode = known.get(fd)
-                    if inode is None:
-                        try:
-                            # readlinkat() relative to the open folder: the kernel does
-                            # not look up /proc/PID/fd again for each descriptor.
-                            target = readlink(fd, dir_fd=fd_dir)
-                        except OSError:
-                            continue
-                        inode = int(target[8:-1]) if target.startswith("socket:[") else 0
-                    table[fd] = inode
+                fds = os.listdir(fd_dir)
+                for fd in fds:
+                    try:
+                        # readlinkat() relative to the open folder: the kernel does
+                        # not look up /proc/PID/fd again for each descriptor.
+                        target = readlink(fd, dir_fd=fd_dir)
+                    except OSError:
+                        continue
+                    if target.startswith("socket:["):
+                        inode = int(target[8:-1])
+                        if inode not in mapping:  # pids ascend: keep the lowest (the parent)
+                            mapping[inode] = pid
             except OSError:
                 pass
             finally:
                 os.close(fd_dir)
-            fds_now[pid] = table
-        mapping: dict[int, int] = {}
-        for pid in pids:  # ascending: the lowest pid holding an inode (the parent) keeps it
-            for inode in fds_now.get(pid, {}).values():
-                if inode and inode not in mapping:
-                    mapping[inode] = pid
-        self._fds = fds_now
         self._inode_pid = mapping
         self._owner_pids = set(mapping.values())
-        if full:
-            self._last_walk = time.monotonic()
-            self.full_walks += 1
+        self._last_walk = time.monotonic()
         self.walks += 1
 
     @staticmethod
@@ -258,14 +237,12 @@ class _OwnedSource:
         for pid in list(self._procs):
             if pid not in live:
                 del self._procs[pid]
-        if not (stale or missing or due):
-            return False
-        self._walk_fds(pids, full=due)
-        if not due and fresh - self._inode_pid.keys() - self._unresolved:
-            self._walk_fds(pids)  # a descriptor number reused for a new socket: read them all
-        # Until the next walk (at most rescan_every), these are known to be hidden.
-        self._unresolved = fresh - self._inode_pid.keys()
-        return True
+        if stale or missing or due:
+            self._walk_fds(pids)
+            # Until the next walk (at most rescan_every), these are known to be hidden.
+            self._unresolved = fresh - self._inode_pid.keys()
+            return True
+        return False
 
     def _proc_info(self, pid: int) -> _ProcInfo:
         """Name and command line of ``pid``; never raises (process gone, denied, zombie)."""

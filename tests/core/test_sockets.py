@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -230,33 +229,3 @@ def test_core_never_imports_textual_or_rich() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def test_a_new_socket_is_found_without_reading_every_descriptor_again(
-    source_cls: type, sockets: list[socket.socket]
-) -> None:
-    """Only the descriptors not listed at the last walk are read; a reused number is too."""
-    source = source_cls(rescan_every=3600)
-    source.poll()
-    full = source.full_walks
-    srv = listener(sockets)
-    # Descriptor numbers are reused all the time (a test's closed socket): give this
-    # socket one that was surely not listed before, as a long-running server's new one.
-    high = fcntl.fcntl(srv.fileno(), fcntl.F_DUPFD, 3000)
-    try:
-        row = poll_until(source, local_port=srv.getsockname()[1], state="LISTEN")
-        assert row.pid == os.getpid()
-        assert source.full_walks == full  # found by reading the new descriptor alone
-    finally:
-        os.close(high)
-    # The same descriptor number for another socket: found all the same (in full).
-    number = srv.fileno()
-    srv.close()
-    again = socket.socket()
-    sockets.append(again)
-    if again.fileno() != number:
-        os.dup2(again.fileno(), number)
-    again.bind(("127.0.0.1", 0))
-    again.listen()
-    row = poll_until(source, local_port=again.getsockname()[1], state="LISTEN")
-    assert row.pid == os.getpid()

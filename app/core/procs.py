@@ -13,9 +13,13 @@ The dashboard and ``observatory lab up`` start servers and clients through a
   SIGTERM/SIGHUP/SIGINT through :meth:`ProcessManager.install_signal_handlers`)
   stop every process group. For SIGKILL, which cannot be caught, every child
   asks the kernel for a parent-death signal (``PR_SET_PDEATHSIG``): built-in
-  lab programs do it themselves (and also watch a "lifeline" pipe), arbitrary
-  commands get it from :mod:`app.core.shim`, which sets it and then ``exec``\\ s
-  the command;
+  lab programs do it themselves (and also watch a "lifeline" pipe; they start
+  no processes of their own). An arbitrary command may start children, which
+  the kernel does not give that signal, so it runs under a supervisor
+  (:mod:`app.core.shim`): a child subreaper with the parent-death signal that
+  takes the command's whole tree down when the observatory dies, and stops
+  what the command leaves behind when it ends. The pid the manager shows is
+  the command's own (the supervisor reports it), not the supervisor's;
 * it never signals a process it did not start, except through the explicit
   :meth:`ProcessManager.kill_foreign`.
 
@@ -70,6 +74,10 @@ log = logging.getLogger(__name__)
 # Environment the built-in lab programs read (app.labs._common.install_parent_guard).
 ENV_PARENT_PID = "OBSERVATORY_PARENT_PID"
 ENV_LIFELINE_FD = "OBSERVATORY_LIFELINE_FD"
+# The supervisor (app.core.shim) writes the command's pid to this descriptor.
+ENV_PID_FD = "OBSERVATORY_PID_FD"
+# How long a supervisor may take to fork and exec its command and say its pid.
+_PID_REPORT_SECONDS = 10.0
 
 SHIM_PATH = str(Path(__file__).with_name("shim.py"))
 # The folder that holds the ``app`` package: put on PYTHONPATH of built-ins so
@@ -290,6 +298,35 @@ class _LaunchRequest:
     result: Future[subprocess.Popen[bytes]]
 
 
+def _read_pid(fd: int, timeout: float = _PID_REPORT_SECONDS) -> int | None:
+    """The pid a supervisor writes as one line; None if it ends (or waits) without one."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not poller.poll(int(remaining * 1000) + 1):
+            return None
+        try:
+            chunk = os.read(fd, 64)
+        except OSError:
+            return None
+        if not chunk:
+            break
+        data += chunk
+    text = data.split(b"\n", 1)[0].strip()
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def _has_exited(pid: int) -> bool:
+    """Our child ``pid`` has ended (it may not be reaped yet, and is not reaped here)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
 def executable_problem(argv0: str, cwd: str | None, env: Mapping[str, str] | None) -> str | None:
     """Why ``argv0`` cannot be run, in words; None when it can."""
     if not argv0:
@@ -448,9 +485,10 @@ class ProcessManager:
     ) -> ProcessInfo:
         """Start any program, e.g. ``["./tcp_server1", "6000"]`` or ``["nc", "-vn", ...]``.
 
-        It runs through :mod:`app.core.shim`, which makes the kernel signal it
-        when the observatory dies, then becomes the command (same pid). A
-        relative path (``./x``) is relative to ``cwd``.
+        It runs under the supervisor of :mod:`app.core.shim`, which takes the
+        command and everything it starts down when the observatory dies (even
+        by SIGKILL) or when the command ends. The pid returned and shown is the
+        command's own. A relative path (``./x``) is relative to ``cwd``.
 
         Raises:
             LaunchError: empty argv, the program does not exist or is not
@@ -511,15 +549,25 @@ class ProcessManager:
             self._records[name] = record
             env[ENV_PARENT_PID] = str(os.getpid())
             pass_fds: tuple[int, ...] = ()
+            report: tuple[int, int] | None = None  # the supervisor says the command's pid
             if builtin:
                 env.setdefault("PYTHONIOENCODING", "utf-8")
                 read_end = self._lifeline_read_end()
                 env[ENV_LIFELINE_FD] = str(read_end)
                 pass_fds = (read_end,)
+            else:
+                report = os.pipe()
+                env[ENV_PID_FD] = str(report[1])
+                pass_fds = (report[1],)
         request = _LaunchRequest(real_argv, env, cwd_text, pass_fds, Future())
         self._requests.put(request)
         try:
-            popen = request.result.result()
+            try:
+                popen = request.result.result()
+            finally:
+                if report is not None:
+                    os.close(report[1])  # only the supervisor may hold it: EOF if it dies
+            pid = popen.pid if report is None else _read_pid(report[0]) or popen.pid
         except OSError as exc:
             with self._lock:
                 if self._records.get(name) is record:
@@ -534,13 +582,16 @@ class ProcessManager:
                     del self._records[name]
                 self._changed.notify_all()
             raise
+        finally:
+            if report is not None:
+                os.close(report[0])
         assert popen.stdout is not None and popen.stderr is not None
         with self._lock:
             record.popen = popen
-            record.pid = popen.pid
+            record.pid = pid
             record.started_at = time.time()
             try:
-                record.ps = psutil.Process(popen.pid)
+                record.ps = psutil.Process(pid)
                 times = record.ps.cpu_times()
                 record.cpu_last = (time.monotonic(), float(times.user + times.system))
             except psutil.Error:
@@ -549,9 +600,8 @@ class ProcessManager:
                 with contextlib.suppress(ProcessError):
                     self._signal_group(record, signal.SIGKILL)
             self._changed.notify_all()
-        self._emit(
-            ProcessStarted(name, popen.pid, record.argv, program, record.started_at or time.time())
-        )
+        started = record.started_at or time.time()
+        self._emit(ProcessStarted(name, pid, record.argv, program, started))
         for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
             thread = threading.Thread(
                 target=self._read_stream,
@@ -689,7 +739,7 @@ class ProcessManager:
         self._emit(
             ProcessExited(
                 record.name,
-                popen.pid,
+                record.pid or popen.pid,
                 returncode,
                 state_text(returncode, record.sent_signals),
                 record.stop_requested,
@@ -826,7 +876,10 @@ class ProcessManager:
         Follows psutil's ``kill_proc_tree`` recipe: list the descendants
         first (once signalled they may be reparented and lost), then signal.
         Called with the lock held, before the leader is reaped, so its pid
-        (= the group id) cannot have been reused.
+        (= the group id) cannot have been reused. A command's leader is reaped
+        by its supervisor, as the supervisor's last act before it exits: so
+        nothing is sent once the supervisor has exited. The descendants are
+        the supervisor's: orphans of the command's tree are its children.
         """
         pid = record.pid
         if pid is None or record.returncode is not None:
@@ -834,8 +887,11 @@ class ProcessManager:
         if sig in _STOPPING_SIGNALS:
             record.stop_requested = True
             record.sent_signals.add(sig)
+        top = record.popen.pid if record.popen is not None else pid
+        if top != pid and _has_exited(top):
+            return
         try:
-            descendants = psutil.Process(pid).children(recursive=True)
+            descendants = psutil.Process(top).children(recursive=True)
         except psutil.Error:
             descendants = []
         try:

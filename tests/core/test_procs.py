@@ -297,13 +297,21 @@ def test_shim_reports_command_not_found_and_exits_127() -> None:
 def test_shim_gives_the_command_default_sigpipe_and_the_same_pid(
     manager: ProcessManager,
 ) -> None:
-    info = manager.launch_command("status", ["cat", "/proc/self/status"])
-    assert manager.wait("status", 5).state == "exited 0"
+    info = manager.launch_command("status", ["sh", "-c", "cat /proc/$$/status; exec sleep 100"])
+    last = "nonvoluntary_ctxt_switches"
+    wait_until(lambda: any(line.startswith(last) for line in manager.output("status")))
     fields = dict(line.split(":\t", 1) for line in manager.output("status") if ":\t" in line)
-    assert int(fields["Pid"]) == info.pid  # exec'd in place: the shim's pid
+    assert int(fields["Pid"]) == info.pid  # the command's own pid, not its supervisor's
     ignored = int(fields["SigIgn"], 16)
     assert not ignored & (1 << (signal.SIGPIPE - 1))
-    assert int(fields["PPid"]) == os.getpid()
+    wait_until(lambda: psutil.Process(info.pid).name() == "sleep")  # exec'd in place: same pid
+    # The signals its supervisor blocks are not blocked in the command.
+    assert "SigBlk:\t0000000000000000" in Path(f"/proc/{info.pid}/status").read_text()
+    # Between us and the command: its supervisor (app.core.shim), our child.
+    supervisor = psutil.Process(int(fields["PPid"]))
+    assert supervisor.ppid() == os.getpid() and supervisor.name() == "obs-supervisor"
+    manager.kill("status", signal.SIGKILL)
+    assert manager.wait("status", 5).state == "killed by SIGKILL"
 
 
 def test_shim_refuses_to_start_when_the_parent_is_already_gone() -> None:

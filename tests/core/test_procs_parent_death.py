@@ -1,8 +1,9 @@
 """No child outlives the observatory: its parent is signalled, even with SIGKILL.
 
 A separate Python process (the "parent") uses a ProcessManager to start a
-server, a client and an arbitrary command (through the shim); the test then
-signals the parent and checks, by pid, that every child is gone.
+server, a client, an arbitrary command and a command with a child in the
+background (both under their supervisor, app.core.shim); the test then
+signals the parent and checks, by pid, that every child and grandchild is gone.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ while not any("Listening" in line for line in m.output("server")):
     time.sleep(0.02)
 client = m.launch_builtin("client", "tcp-client", ["127.0.0.1", "hello", port])
 sleeper = m.launch_command("sleeper", ["sleep", "1000"])
-while not any("Sent" in line for line in m.output("client")):
+tree = m.launch_command("tree", ["sh", "-c", "sleep 1001 & echo started; sleep 1002"])
+while not any("Sent" in line for line in m.output("client")) or not m.output("tree"):
     time.sleep(0.02)
-print(json.dumps([server.pid, client.pid, sleeper.pid]), flush=True)
+print(json.dumps([server.pid, client.pid, sleeper.pid, tree.pid]), flush=True)
 while True:
     time.sleep(1)
 """
@@ -46,6 +48,19 @@ while True:
 
 
 
+
+
+def sleeps_below(pid: int) -> list[str]:
+    """The N of every ``sleep N`` below ``pid``."""
+    found = []
+    for proc in psutil.Process(pid).children(recursive=True):
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            continue
+        if cmdline[:1] == ["sleep"]:
+            found += cmdline[1:]
+    return found
 
 
 @pytest.mark.parametrize(
@@ -74,9 +89,16 @@ def test_no_child_is_left_when_the_parent_is_signalled(
         assert parent.stdout is not None
         line = parent.stdout.readline()
         children = json.loads(line)
-        assert len(children) == 3 and all(alive(pid) for pid in children)
-        for pid in children:  # really ours: started by the parent
-            assert psutil.Process(pid).ppid() == parent.pid
+        assert len(children) == 4 and all(alive(pid) for pid in children)
+        for pid in children:  # really ours: started by the parent (a command under its supervisor)
+            assert parent.pid in {p.pid for p in psutil.Process(pid).parents()[:2]}
+        # Everything below the parent: also the supervisors and the tree's two sleeps.
+        deadline = time.monotonic() + 5
+        while sorted(sleeps_below(parent.pid)) != ["1000", "1001", "1002"]:
+            assert time.monotonic() < deadline, sleeps_below(parent.pid)
+            time.sleep(0.02)
+        below = psutil.Process(parent.pid).children(recursive=True)
+        children += [p.pid for p in below if p.pid not in children]
         parent.send_signal(sig)
         assert parent.wait(10) == exit_code
         deadline = time.monotonic() + 5

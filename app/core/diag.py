@@ -41,7 +41,10 @@ NLM_F_DUMP = 0x300
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 INET_DIAG_INFO = 2
-ALL_STATES = 0xFFFFFFFF
+# Every state /proc/net/tcp and ss list: bits 1-12 (ESTABLISHED .. NEW_SYN_RECV). Not
+# bit 13, TCP_BOUND_INACTIVE (Linux 6.5+): a socket that was bound and never listened
+# nor connected, which neither /proc nor ss -a shows.
+ALL_STATES = (1 << 13) - 1
 NO_COOKIE = 0xFFFFFFFF
 
 # enum sknetlink_groups (linux/sock_diag.h)
@@ -70,7 +73,7 @@ TCPI_SND_CWND = 80  # u32, segments
 TCPI_TOTAL_RETRANS = 100  # u32
 TCPI_BYTES_ACKED = 120  # u64: sequence space acknowledged by the peer (counts a SYN and FIN)
 TCPI_BYTES_RECEIVED = 128  # u64: data bytes received
-TCPI_BYTES_SENT = 200  # u64: data bytes sent (Linux 5.5+), retransmissions included
+TCPI_BYTES_SENT = 200  # u64: data bytes sent (Linux 4.19+), retransmissions included
 TCPI_MIN_LEN = TCPI_BYTES_RECEIVED + 8
 # States in which the peer's FIN has arrived (it moved rcv_nxt, so bytes_received counts it).
 FIN_RECEIVED = ("CLOSE_WAIT", "LAST_ACK", "CLOSING")

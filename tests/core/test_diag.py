@@ -46,6 +46,10 @@ def known_set(sockets: list[socket.socket]) -> set[int]:
     v6 = listener(sockets, "::1")
     ports.add(v6.getsockname()[1])
     connect(sockets, v6)
+    bound = socket.socket()  # bound, never listening nor connected: neither /proc nor ss lists it
+    sockets.append(bound)
+    bound.bind(("127.0.0.1", 0))
+    ports.add(bound.getsockname()[1])
     time.sleep(0.05)
     return ports
 
@@ -130,15 +134,16 @@ def test_fields_are_null_where_the_kernel_gives_none(sockets: list[socket.socket
 def test_snapshot_json_has_the_new_keys(sockets: list[socket.socket]) -> None:
     srv = listener(sockets, backlog=3)
     port = srv.getsockname()[1]
-    out = observatory("snapshot", "--json", "--all", "--port", str(port))
+    out = observatory("snapshot", "--json", "--listen", "--port", str(port))
     assert out.returncode == 0, out.stderr
-    (row,) = json.loads(out.stdout)
+    # (--port matches either end: on a busy machine a peer may use the same number)
+    (row,) = [r for r in json.loads(out.stdout) if r["local_port"] == port]
     assert row["backlog"] == 3
     for key in ("rtt_ms", "retrans", "bytes_sent", "bytes_received"):
         assert key in row and row[key] is None
-    proc = observatory("snapshot", "--json", "--all", "--port", str(port),
+    proc = observatory("snapshot", "--json", "--listen", "--port", str(port),
                        env={**os.environ, "OBSERVATORY_SOCKETS": "proc"})
-    (row,) = json.loads(proc.stdout)
+    (row,) = [r for r in json.loads(proc.stdout) if r["local_port"] == port]
     assert row["backlog"] is None  # the fallback has no way to know it
 
 
@@ -148,7 +153,8 @@ def test_hidden_as_nobody_through_sock_diag(sockets: list[socket.socket], as_nob
     port = srv.getsockname()[1]
     code = (
         "import json; from app.core.sockets import DiagSource\n"
-        f"rows = [s for s in DiagSource().poll().sockets if s.local_port == {port}]\n"
+        f"rows = [s for s in DiagSource().poll().sockets if s.local_port == {port}"
+        " and s.state == 'LISTEN']\n"
         "print(json.dumps([s.to_json() for s in rows]))\n"
     )
     out = as_nobody("-c", code)

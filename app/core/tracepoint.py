@@ -128,7 +128,7 @@ def _v6(text: str) -> str:
         return text
 
 
-def _parse(line: str, epoch_offset: float) -> tuple[Transition, int | None] | None:
+def _parse(line: str, epoch_offset: float) -> tuple[Transition, int | None, bool] | None:
     """The transition, and the thread id to ask /proc about when the line lacks comm/tgid."""
     match = _LINE.match(line)
     if match is None:
@@ -160,6 +160,7 @@ def _parse(line: str, epoch_offset: float) -> tuple[Transition, int | None] | No
     pid: int | None = None
     process: str | None = None
     lookup: int | None = None
+    guessed = False  # the pid is the thread's id, until /proc says whose thread it is
     tid = int(match["tid"])
     if in_process and tid > 0:
         tgid = match["tgid"]
@@ -170,6 +171,7 @@ def _parse(line: str, epoch_offset: float) -> tuple[Transition, int | None] | No
         # Without the tgid cache a thread's id is not its process's pid: ask /proc.
         if not known_comm or (tgid is not None and not tgid.isdigit()):
             lookup = tid
+        guessed = tgid is not None and not tgid.isdigit()
     transition = Transition(
         at=float(match["ts"]) + epoch_offset,
         proto=proto,
@@ -182,7 +184,7 @@ def _parse(line: str, epoch_offset: float) -> tuple[Transition, int | None] | No
         pid=pid,
         process=process,
     )
-    return transition, lookup
+    return transition, lookup, guessed
 
 
 def parse_line(line: str, epoch_offset: float) -> Transition | None:
@@ -299,9 +301,12 @@ def _process_alive(pid: int) -> bool:
 
 
 def _remove_instance(path: str) -> bool:
-    """Disable our event in an instance and remove it; False if the kernel refused."""
-    with contextlib.suppress(OSError):
-        _write(os.path.join(path, EVENT, "enable"), "0")
+    """Remove an instance; False if the kernel refused (EBUSY: its trace_pipe is open).
+
+    Nothing is written into it first: an instance that only looks stale (its pid
+    read in another PID namespace) may belong to a live observatory, and disabling
+    its event would blind it; the kernel disables the events of what it removes.
+    """
     try:
         os.rmdir(path)
     except FileNotFoundError:
@@ -588,7 +593,7 @@ class StateTracer:
             if parsed is None:
                 self.lost += _lost_events(line)
                 continue
-            transition, lookup = parsed
+            transition, lookup, guessed = parsed
             if self.ports and not (transition.local_port in self.ports
                                    or transition.remote_port in self.ports):
                 continue
@@ -598,15 +603,17 @@ class StateTracer:
                 task = tasks[lookup]
                 if task is not None:
                     transition = _with_owner(transition, *task)
+                elif guessed:  # the thread is gone: its id is no process's pid
+                    transition = _with_owner(transition, None, None)
             out.append(transition)
         return out
 
 
-def _with_owner(t: Transition, pid: int, process: str) -> Transition:
+def _with_owner(t: Transition, pid: int | None, process: str | None) -> Transition:
     return Transition(at=t.at, proto=t.proto, local_addr=t.local_addr, local_port=t.local_port,
                       remote_addr=t.remote_addr, remote_port=t.remote_port,
                       old_state=t.old_state, new_state=t.new_state, pid=pid,
-                      process=t.process or process)
+                      process=(t.process or process) if pid is not None else None)
 
 
 def _release_mount() -> None:

@@ -163,6 +163,12 @@ async def test_the_feed_ends_where_a_full_rebuild_every_poll_ends(budget: int | 
                 table = app.query_one(f"#{name}", KeyedTable)
                 got = [(k, tuple(str(c) for c in table.get_row(k))) for k in table.keys]
                 assert got == want[name], (round_, name)
+                # Each column as wide as its widest cell, at least its header (the mark 6).
+                least = [max(len(label), 6 if key == "mark" else 0)
+                         for label, key in TABLES[name]]
+                assert table.column_widths == [
+                    max([least[i], *(len(cells[i]) for _, cells in want[name])])
+                    for i in range(len(least))], (round_, name)
                 members = feed.tables[name]
                 assert len(members.members) == sum(table_of(m.sock) == name for m in marked)
                 assert members.gone == sum(m.mark == GONE_MARK and table_of(m.sock) == name

@@ -142,12 +142,21 @@ async def test_column_widths_grow_with_a_wider_cell_and_nothing_shows_cut() -> N
         assert after[2] == len("a much wider value") > before[2] and after[0] == 6
         line = next(x for x in screen_lines(table) if "wider" in x)
         assert "- GONE" in line and "a much wider value" in line
-        # A filter that leaves only narrow rows: the columns shrink a moment later.
+        # The widest cell goes: the column narrows to the next widest (at least its header).
+        table.update(removed=["a"])
+        await pilot.pause()
+        assert table.column_widths[2] == len("Value") < after[2]  # the header is wider
+        table.update([TableRow("c", ("", "c", "middling value"), 1)])
+        table.update([TableRow("d", ("", "d", "a wider value than that"), 2)], removed=["c"])
+        await pilot.pause()
+        assert table.column_widths[2] == len("a wider value than that")
+        table.update([TableRow("d", ("", "d", "short"), 2)])  # changed cells: narrower
+        await pilot.pause()
+        assert table.column_widths[2] == len("Value")
+        # A filter that leaves only narrow rows measures them afresh.
         table.replace(sorted_rows(["k1", "k2"]))
         await pilot.pause()
-        assert table.column_widths == after
-        await pilot.pause(0.7)
-        assert table.column_widths[2] == len("Value") < after[2]  # the header is wider
+        assert table.column_widths == [6, 4, 5]
 
 
 async def test_click_selects_a_row_and_a_second_click_chooses_it() -> None:

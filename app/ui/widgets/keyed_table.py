@@ -10,9 +10,9 @@ small model:
   (``(sort_key, key)`` in one sorted list: an insert, move or removal is a
   bisect, a key's position is a bisect, nothing is re-sorted when nothing
   moved);
-* column widths only grow, in O(changed cells) (a wider cell widens its
-  column at once, so nothing shows cut); they shrink when the table is
-  rebuilt whole;
+* column widths in O(changed cells): each column counts its cells per
+  width, so a wider cell widens it at once (nothing shows cut) and it
+  narrows when the last of its widest cells goes;
 * only the lines on screen are rendered, each row's line cached until its
   cells, the widths or the styles change;
 * the cursor stays on the same key across updates, at the same height on
@@ -28,6 +28,7 @@ with only the rows that changed, each with its sort key, and
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -42,14 +43,12 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.timer import Timer
 
 Cell = str | Text
 
 # Words the mark column must show whole from the start ("- GONE").
 MARK_WIDTH = 6
 ROW_CACHE_LIMIT = 2000  # rendered lines kept; a screen shows a few dozen
-SHRINK_AFTER = 0.5  # seconds after a replace() before columns are measured afresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +257,7 @@ class KeyedTable(ScrollView, can_focus=True):
         self._line_cache: dict[str, tuple[tuple[Cell, ...], Strip]] = {}
         self._drawn_with: tuple[object, ...] = ()
         self._title: str | None = None
-        self._shrink_timer: Timer | None = None
+        self._counts: list[Counter[int]] = [Counter() for _ in self._min_widths]
         self.updates = 0  # how many calls changed something (for tests and bench)
 
     # -- what the screen and tests read ----------------------------------------------
@@ -325,21 +324,19 @@ class KeyedTable(ScrollView, can_focus=True):
         same_order = len(rows) == len(order) and not order.reverse and all(
             order.sort_keys.get(r.key) == i for i, r in enumerate(rows)
         )
-        changed = not same_order
-        if changed:
+        changed = resized = not same_order and not rows
+        if not same_order:
             wanted = {r.key for r in rows}
             for key in [k for k in self._cells if k not in wanted]:
-                del self._cells[key]
-                del self._row_widths[key]
+                resized |= self._forget_row(key)
             order.rebuild(((r.key, i) for i, r in enumerate(rows)))
-        grew = False
+            changed = True
         for row in rows:
             if self._cells.get(row.key) is not row.cells:
-                self._cells[row.key] = row.cells
-                grew |= self._grow(row.key, row.cells)
+                resized |= self._set_row(row.key, row.cells)
                 changed = True
         if changed:
-            self._changed(grew or not rows)
+            self._changed(resized)
 
     def update(self, rows: Iterable[TableRow] = (), removed: Iterable[str] = ()) -> None:
         """Add or change ``rows`` (placed by their ``sort_key``) and drop ``removed``.
@@ -347,7 +344,7 @@ class KeyedTable(ScrollView, can_focus=True):
         Costs O(changed rows · log rows). Rows not named keep their cells and place.
         """
         order, cells = self._order, self._cells
-        changed = grew = False
+        changed = resized = False
         removed = [key for key in removed if key in cells]
         if len(removed) > len(order) // 8 + 64:  # one pass beats many bisects
             order.drop(set(removed))
@@ -355,50 +352,44 @@ class KeyedTable(ScrollView, can_focus=True):
             for key in removed:
                 order.remove(key)
         for key in removed:
-            del cells[key]
-            del self._row_widths[key]
+            resized |= self._forget_row(key)
             changed = True
         for row in rows:
             if cells.get(row.key) is not row.cells:
-                cells[row.key] = row.cells
-                grew |= self._grow(row.key, row.cells)
+                resized |= self._set_row(row.key, row.cells)
                 changed = True
             changed |= order.put(row.key, row.sort_key)
         if changed:
-            self._changed(grew or not cells)
+            self._changed(resized)
 
     def replace(self, rows: Iterable[TableRow], reverse: bool = False,
                 presorted: bool = False) -> None:
         """Show exactly ``rows``, ordered by their sort keys (read backwards if ``reverse``).
 
         O(rows log rows), O(rows) when ``presorted`` says they come in order of
-        ``(sort_key, key)`` already. Columns widen at once for wider new cells; they
-        are measured afresh (and may shrink) a moment later, once, however many
-        replaces came meanwhile (a filter being typed).
+        ``(sort_key, key)`` already.
         """
         old_cells, old_widths = self._cells, self._row_widths
         cells: dict[str, tuple[Cell, ...]] = {}
         widths: dict[str, tuple[int, ...]] = {}
-        grew = False
         for row in rows:
             cells[row.key] = row.cells
             known = old_widths.get(row.key)
             if known is None or old_cells.get(row.key) is not row.cells:
                 known = row_widths(row.cells)
-                for column, width in enumerate(known):
-                    if width > self._widths[column]:
-                        self._widths[column] = width
-                        grew = True
             widths[row.key] = known
         self._cells, self._row_widths = cells, widths
         if presorted:
             self._order.assign(((r.sort_key, r.key) for r in rows), reverse)
         else:
             self._order.rebuild(((r.key, r.sort_key) for r in rows), reverse)
-        if self._shrink_timer is not None:
-            self._shrink_timer.stop()
-        self._shrink_timer = self.set_timer(SHRINK_AFTER, self._shrink)
-        self._changed(grew or not cells)
+        # Each column's widths counted anew (in C): the widest may have left or come.
+        self._counts = [Counter(column) for column in zip(*widths.values(), strict=True)] \
+            if widths else [Counter() for _ in self._min_widths]
+        before = self._widths
+        self._widths = [max(max(c, default=0), least)
+                        for c, least in zip(self._counts, self._min_widths, strict=True)]
+        self._changed(self._widths != before)
 
     def reorder(self, items: list[tuple[Any, str]], reverse: bool = False) -> None:
         """New sort keys for the very rows shown, cells unchanged: ``(sort_key, key)``
@@ -406,33 +397,42 @@ class KeyedTable(ScrollView, can_focus=True):
         self._order.assign(items, reverse)
         self._changed(False)
 
-    def _shrink(self) -> None:
-        """Measure every column afresh: after rows left, a column may be narrower."""
-        self._shrink_timer = None
-        widths = [max(w) for w in zip(self._min_widths, *self._row_widths.values(),
-                                      strict=True)]
-        if widths != self._widths:
-            self._widths = widths
-            self._changed(True)
-
-    def _grow(self, key: str, cells: tuple[Cell, ...]) -> bool:
-        """Remember a row's cell widths; widen columns it is wider than."""
+    # Column widths in O(changed cells): each column counts how many of its cells
+    # have each width; a column is as wide as its widest cell (at least its header),
+    # wider at once when a wider cell comes, narrower once the last widest one goes.
+    def _set_row(self, key: str, cells: tuple[Cell, ...]) -> bool:
+        """Store a row's cells; True when a column's width changed."""
+        resized = self._forget_row(key) if key in self._cells else False
+        self._cells[key] = cells
         measured = self._row_widths[key] = row_widths(cells)
         widths = self._widths
-        grew = False
         for column, width in enumerate(measured):
+            self._counts[column][width] += 1
             if width > widths[column]:
                 widths[column] = width
-                grew = True
-        return grew
+                resized = True
+        return resized
+
+    def _forget_row(self, key: str) -> bool:
+        """Drop a row's cells (not its place); True when a column's width changed."""
+        del self._cells[key]
+        resized = False
+        widths = self._widths
+        for column, width in enumerate(self._row_widths.pop(key)):
+            count = self._counts[column]
+            count[width] -= 1
+            if not count[width]:
+                del count[width]
+                if width == widths[column] and width > self._min_widths[column]:
+                    widths[column] = max(max(count, default=0), self._min_widths[column])
+                    resized = True
+        return resized
 
     def _changed(self, widths_changed: bool) -> None:
         """After any change: keep the cursor on its key, resize, redraw."""
         self.updates += 1
         if widths_changed:
             self._line_cache.clear()
-            if not self._cells:
-                self._widths = list(self._min_widths)
         self._resize(Size(self._table_width(), len(self._order) + 1))
         self._follow_cursor_key()
         self.refresh()

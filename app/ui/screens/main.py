@@ -261,7 +261,7 @@ class MainScreen(Screen[None]):
         for name in SOCKET_TABLES:
             table = self.query_one(f"#{name}", KeyedTable)
             feed = self.feed.show(name, table, self.options, SLICE)
-            self._title_count(table, name, len(feed.shown), len(feed.members), feed.gone)
+            self._title_count(table, name, table.row_count, len(feed.members), feed.gone)
         if self.feed.busy and not self._more_planned:
             self._more_planned = True
             self.call_after_refresh(self._show_more)

@@ -167,6 +167,7 @@ class EventStream:
         self._closed = False
         self._next_poll = 0.0
         self._prev: Snapshot | None = None  # the last sample (filtered), None before the first
+        self._taking: Snapshot | None = None  # the sample being taken, while kernel events are read
         self._older: dict[str, Socket] = {}  # the sample before it, by key (owners of the gone)
         # key -> (the state a socket left when it closed, when): for the TIME_WAIT
         # that a sample finds next, and so that a sample does not report the close again.
@@ -309,9 +310,12 @@ class EventStream:
         deadline = time.monotonic() + max(timeout, 0.0)
         try:
             while True:
-                events = self._kernel_events()
+                # A due sample first: it reads the kernel's events itself, right after
+                # the socket table, so a close it saw the socket of has its state.
                 if time.monotonic() >= self._next_poll:
-                    events += self._sample()
+                    events = self._sample()
+                else:
+                    events = self._kernel_events()
                 if events:
                     events.sort(key=lambda e: e.at)
                     return events
@@ -345,11 +349,18 @@ class EventStream:
             return False
         return not self.ports or local_port in self.ports or remote_port in self.ports
 
+    def _seen(self, key: str) -> Socket | None:
+        """The socket as the samples last saw it: the one being taken, the latest, the one
+        before."""
+        for snap in (self._taking, self._prev):
+            sock = snap.by_key.get(key) if snap is not None else None
+            if sock is not None:
+                return sock
+        return self._older.get(key)
+
     def _owner(self, key: str) -> tuple[int | None, str | None]:
-        """Who holds the socket: the latest sample, the one before, a tracepoint line."""
-        sock = self._prev.by_key.get(key) if self._prev is not None else None
-        if sock is None:
-            sock = self._older.get(key)
+        """Who holds the socket: the samples, else a tracepoint line."""
+        sock = self._seen(key)
         if sock is not None and sock.pid is not None:
             return sock.pid, sock.process
         return self._owners.get(key, (None, None))
@@ -381,10 +392,7 @@ class EventStream:
             return None  # the tracepoint reported this close already
         key = _key(raw.proto, raw.local_addr, raw.local_port, raw.remote_addr, raw.remote_port)
         pending = self._pending_gone.pop(key, None)
-        if pending is not None:
-            sock: Socket | None = pending[0]
-        else:
-            sock = self._prev.by_key.get(key) if self._prev is not None else None
+        sock = pending[0] if pending is not None else self._seen(key)
         # The message's state is CLOSE by now (UDP: NONE): the state it had is the sample's.
         old = sock.state if sock is not None else (None if raw.state == "CLOSE" else raw.state)
         pid, process = self._owner(key)
@@ -399,8 +407,14 @@ class EventStream:
         started = time.monotonic()
         snap = self._filtered(self._source.poll())
         # What the kernel sources recorded up to the end of the sample comes first,
-        # so that the sample is compared with a state the stream already knows.
-        events = self._kernel_events()
+        # so that the sample is compared with a state the stream already knows; a
+        # socket that closed just after this sample saw it takes its state and owner
+        # from it.
+        self._taking = snap
+        try:
+            events = self._kernel_events()
+        finally:
+            self._taking = None
         self._next_poll = max(started + self.interval, time.monotonic())
         prev, self._prev = self._prev, snap
         self._older = prev.by_key if prev is not None else {}

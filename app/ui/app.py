@@ -151,6 +151,9 @@ class ObservatoryApp(App[None]):
         timer.start()
 
     def _hard_exit(self, code: int) -> None:
+        # os._exit skips on_unmount and atexit: stop what they would have (the
+        # children; the tracefs instance of the event stream).
+        self.poller.stop()
         if self.manager is not None:
             self.manager.shutdown()
         os._exit(code)

@@ -353,13 +353,33 @@ CLOSE_NEEDS_ROOT = ("closing a connection needs root (the kernel's SOCK_DESTROY,
                     " nothing was touched")
 
 
+CAP_NET_ADMIN = 12
+
+
+def _has_net_admin() -> bool:
+    """Whether this process has CAP_NET_ADMIN (root in a container may not: Docker's default)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
 def close_refusal() -> str | None:
     """Why :func:`destroy` cannot work for this user, in words; None if it may.
 
     Only the privilege is known in advance; a kernel without
     CONFIG_INET_DIAG_DESTROY says so when asked.
     """
-    return None if os.geteuid() == 0 else CLOSE_NEEDS_ROOT
+    if os.geteuid() != 0:
+        return CLOSE_NEEDS_ROOT
+    if not _has_net_admin():
+        return ("closing a connection needs the CAP_NET_ADMIN capability, which this root has"
+                " not (a container's root usually has not); nothing was touched")
+    return None
 
 
 def destroy(local: tuple[str, int], remote: tuple[str, int]) -> None:

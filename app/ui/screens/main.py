@@ -456,16 +456,17 @@ class MainScreen(Screen[None]):
         return None
 
     def _close_target(self) -> Socket | None:
-        """The focused row's connection, if it is one (TCP, with a peer, not a listener)."""
+        """The focused row, if it is an ESTABLISHED connection: what the dialog's words are
+        true of (a TIME_WAIT or backlog entry has no owner whose recv() could be aborted)."""
         sock = self._focused_socket()
-        if sock is None or not sock.is_tcp or sock.state == "LISTEN" or sock.remote_port is None:
+        if sock is None or not sock.is_tcp or sock.state != "ESTABLISHED":
             return None
         return sock
 
     def action_close_connection(self) -> None:
         sock = self._close_target()
         if sock is None:
-            self.notify("Select a TCP connection (an ESTABLISHED row) first.", severity="warning")
+            self.notify("Select an ESTABLISHED connection first.", severity="warning")
             return
         refusal = diag.close_refusal()
         if refusal is not None:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from app.cliutil import UsageError
+from app.core.model import format_endpoint
 
 if TYPE_CHECKING:
     from app.core.model import Socket
@@ -101,8 +102,7 @@ def _plain(addr: Address) -> Address:
 
 
 def _show(end: End) -> str:
-    addr, port = end
-    return f"[{addr}]:{port}" if addr.version == 6 else f"{addr}:{port}"
+    return format_endpoint(str(end[0]), end[1])
 
 
 def _ends(sock: Socket) -> tuple[End, End] | None:
@@ -185,7 +185,7 @@ def why_not(sockets: Sequence[Socket], local: End, remote: End) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.core.diag import CloseRefused, destroy
+    from app.core.diag import CloseRefused, close_refusal, destroy
     from app.core.sockets import default_source
 
     local = parse_end(args.local, "LOCAL_ADDR:PORT")
@@ -193,6 +193,10 @@ def run(args: argparse.Namespace) -> int:
     if _plain(local[0]).version != _plain(remote[0]).version:
         raise UsageError(f"{_show(local)} and {_show(remote)}: the two ends of a connection "
                          "are both IPv4 or both IPv6")
+    refusal = close_refusal()  # before reading anything: no root, no need to look
+    if refusal is not None:
+        sys.stderr.write(f"observatory close: {refusal}\n")
+        return 1
     sockets = default_source(("tcp", "tcp6")).poll().sockets
     sock = find(sockets, local, remote)
     if sock is None:

@@ -28,7 +28,7 @@ import socket
 import struct
 from collections.abc import Container, Iterator
 
-from app.core.model import TCP_STATES, UDP_STATE, RawSocket
+from app.core.model import TCP_STATES, UDP_STATE, RawSocket, format_endpoint
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -410,12 +410,9 @@ def destroy(local: tuple[str, int], remote: tuple[str, int]) -> None:
         else 0
     if code == 0:
         return
-    ends = f"{_show(local)} -> {_show(remote)}"
+    ends = f"{format_endpoint(*local)} -> {format_endpoint(*remote)}"
     if code == errno.EPERM:
-        raise CloseRefused(
-            f"closing a connection needs root (the kernel's SOCK_DESTROY); nothing was touched"
-            f" ({ends})"
-        )
+        raise CloseRefused(f"{CLOSE_NEEDS_ROOT} ({ends})")
     if code == errno.ENOENT:
         raise CloseRefused(f"no TCP connection {ends} on this machine; nothing was touched")
     if code == errno.EOPNOTSUPP:
@@ -424,11 +421,6 @@ def destroy(local: tuple[str, int], remote: tuple[str, int]) -> None:
             " CONFIG_INET_DIAG_DESTROY); nothing was touched"
         )
     raise CloseRefused(f"the kernel refused to close {ends}: {os.strerror(code)}")
-
-
-def _show(end: tuple[str, int]) -> str:
-    addr, port = end
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 _GROUPS = {

@@ -26,7 +26,7 @@ import functools
 import os
 import socket
 import struct
-from collections.abc import Container, Iterator
+from collections.abc import Container
 
 from app.core.model import TCP_STATES, UDP_STATE, RawSocket, format_endpoint
 
@@ -78,10 +78,6 @@ TCPI_MIN_LEN = TCPI_BYTES_RECEIVED + 8
 # States in which the peer's FIN has arrived (it moved rcv_nxt, so bytes_received counts it).
 FIN_RECEIVED = ("CLOSE_WAIT", "LAST_ACK", "CLOSING")
 TCPI_SENT_LEN = TCPI_BYTES_SENT + 8
-# The slices of tcp_info that a row shows (not its timers, which tick).
-TCPI_KEY_SLICES = ((TCPI_RTT, TCPI_RTT + 4), (TCPI_SND_CWND, TCPI_SND_CWND + 4),
-                   (TCPI_TOTAL_RETRANS, TCPI_TOTAL_RETRANS + 4),
-                   (TCPI_BYTES_ACKED, TCPI_BYTES_RECEIVED + 8), (TCPI_BYTES_SENT, TCPI_SENT_LEN))
 
 _PROTO_NAMES = {
     (socket.AF_INET, socket.IPPROTO_TCP): "tcp",
@@ -123,12 +119,6 @@ def _info_span(payload: bytes | memoryview) -> tuple[int, int]:
             return off + 4, min(off + alen, end)
         off += (alen + 3) & ~3
     return 0, 0
-
-
-def tcp_info_of(payload: bytes | memoryview) -> memoryview | None:
-    """The ``INET_DIAG_INFO`` attribute (struct tcp_info) of one message, if present."""
-    start, end = _info_span(payload)
-    return memoryview(payload)[start:end] if start else None
 
 
 Fields = tuple[int, int | None, str, str | None, str, int, int, int, int, int | None,
@@ -212,40 +202,6 @@ def _error_of(buf: bytes, off: int) -> int:
 
 
 RECV_SIZE = 1 << 18
-
-
-def dump(sock: socket.socket, proto: str) -> Iterator[bytes]:
-    """Every socket of ``proto`` ("tcp", "tcp6", "udp", "udp6") in this network namespace.
-
-    Yields each ``inet_diag_msg`` payload (with its attributes) as bytes.
-
-    Raises:
-        DiagUnavailable: the kernel refused the request (the message says why).
-    """
-    family, protocol = PROTO_REQUESTS[proto]
-    ext = 1 << (INET_DIAG_INFO - 1) if protocol == socket.IPPROTO_TCP else 0
-    return _dump(sock, _request(family, protocol, ext), proto)
-
-
-def _dump(sock: socket.socket, request: bytes, what: str) -> Iterator[bytes]:
-    sock.send(request)
-    hdr = _NLMSGHDR.unpack_from
-    hdr_len = _NLMSGHDR.size
-    while True:
-        buf = sock.recv(RECV_SIZE)
-        if not buf:
-            return
-        off = 0
-        end = len(buf)
-        while off + hdr_len <= end:
-            length, msg_type = hdr(buf, off)[:2]
-            if msg_type == SOCK_DIAG_BY_FAMILY:
-                yield buf[off + hdr_len : off + length]
-            elif _ended(buf, off, length, msg_type, what):
-                return
-            if length < hdr_len:
-                return
-            off += (length + 3) & ~3
 
 
 def _ended(buf: bytes, off: int, length: int, msg_type: int, what: str) -> bool:

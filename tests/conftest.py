@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.labs.procs import Labs
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -172,3 +174,13 @@ def as_nobody() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
     run.python = exe  # type: ignore[attr-defined]
     yield run
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def lab() -> Iterator[Labs]:
+    """Start lab programs with ``lab.start(...)``; every one is killed after the test."""
+    labs = Labs()
+    try:
+        yield labs
+    finally:
+        labs.kill_all()

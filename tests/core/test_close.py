@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from ipaddress import ip_address
 
 import pytest
@@ -40,16 +39,6 @@ def rows(port: int) -> list[dict[str, object]]:
     assert out.returncode == 0, out.stderr
     result: list[dict[str, object]] = json.loads(out.stdout)
     return result
-
-
-@pytest.fixture
-def lab() -> Iterator[Labs]:
-    """Lab programs as real processes; every one is killed after the test."""
-    labs = Labs()
-    try:
-        yield labs
-    finally:
-        labs.kill_all()
 
 
 def test_close_ends_a_lab_connection_held_by_another_process(lab: Labs) -> None:

@@ -30,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/poll_vs_ss.py
 	$(BIN)/python bench/ui_churn.py
+	$(BIN)/python bench/ui_dashboard.py
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

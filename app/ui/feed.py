@@ -169,7 +169,7 @@ class TableFeed:
     order: RowOrder = field(default_factory=RowOrder)  # every member, sorted
     pending: set[str] = field(default_factory=set)  # members changed since the last show
     _options: ViewOptions | None = None
-    _order_signature: object = None
+    _order_signature: tuple[object, ...] | None = None  # (user sort, listen ports)
     _cells: dict[str, tuple[Marked, tuple[Cell, ...]]] = field(default_factory=dict)
     _hay: dict[str, str] = field(default_factory=dict)  # search text, until the row changes
     # A restart's rows (sort key, key) in display order, and how many the table has.

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -302,9 +303,8 @@ def main() -> int:
         return 0
     in_private_netns()
     raise_nofile()
-    data = Path(f"/tmp/observatory-bench-{os.getpid()}")
-    data.mkdir(exist_ok=True)
-    got = measure(args.pairs, args.window, args.windows, data)
+    with tempfile.TemporaryDirectory(prefix="observatory-bench-") as data:  # session records
+        got = measure(args.pairs, args.window, args.windows, Path(data))
     sockets = 2 * args.pairs + 1
     print(f"\n{'':<52} {'measured':>9} {'target':>8}")
     for key, label, fmt in ROWS:

@@ -77,3 +77,15 @@ def test_a_20_ms_connection_has_its_whole_path(sockets: list[socket.socket]) -> 
     (key,) = [k for k in history.paths if k.endswith(f"127.0.0.1:{port}")]
     assert history.path(key, None) == [
         "CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"]
+
+
+def test_the_other_end_of_a_dual_stack_connection() -> None:
+    from app.core.model import Socket
+    from app.ui.widgets.tcp_machine import mirror_key
+
+    server = Socket("tcp6", "::ffff:127.0.0.1", 6000, "::ffff:127.0.0.1", 41000, "ESTABLISHED")
+    client = Socket("tcp", "127.0.0.1", 41000, "127.0.0.1", 6000, "ESTABLISHED")
+    assert mirror_key(server) == client.key
+    assert mirror_key(client) == "tcp 127.0.0.1:6000 127.0.0.1:41000"  # its mirror is plain too
+    v6 = Socket("tcp6", "::1", 6000, "::1", 41000, "ESTABLISHED")
+    assert mirror_key(v6) == "tcp6 ::1:41000 ::1:6000"

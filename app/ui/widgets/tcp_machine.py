@@ -62,10 +62,17 @@ def tcp_state(sock: Socket) -> str | None:
 
 
 def mirror_key(sock: Socket) -> str | None:
-    """The key of the other end of a connection, when both ends are on this machine."""
+    """The key of the other end of a connection, when both ends are on this machine.
+
+    A dual-stack (``::``) server's end of an IPv4 connection is a tcp6 socket with
+    ``::ffff:a.b.c.d`` ends; the client's end is a plain tcp socket.
+    """
     if sock.remote_addr is None or sock.remote_port is None or sock.state == "LISTEN":
         return None
-    return f"{sock.proto} {sock.remote_addr}:{sock.remote_port} {sock.local_addr}:{sock.local_port}"
+    proto, local, remote = sock.proto, sock.local_addr, sock.remote_addr
+    if local.startswith("::ffff:") and remote.startswith("::ffff:") and "." in remote:
+        proto, local, remote = proto[:-1], local[7:], remote[7:]
+    return f"{proto} {remote}:{sock.remote_port} {local}:{sock.local_port}"
 
 
 class PathHistory:

@@ -214,31 +214,24 @@ class KeyedTable(ScrollView, can_focus=True):
     }
     """
 
-    class RowHighlighted(Message):
+    class RowMessage(Message):
+        """A row of this table, by its key (the attributes DataTable's messages have)."""
+
+        def __init__(self, table: KeyedTable, cursor_row: int, key: str) -> None:
+            super().__init__()
+            self.data_table = table
+            self.cursor_row = cursor_row
+            self.row_key = RowKey(key)
+
+        @property
+        def control(self) -> KeyedTable:
+            return self.data_table
+
+    class RowHighlighted(RowMessage):
         """The key under the cursor changed (by a key, a click, or rows moving)."""
 
-        def __init__(self, table: KeyedTable, cursor_row: int, key: str) -> None:
-            super().__init__()
-            self.data_table = table
-            self.cursor_row = cursor_row
-            self.row_key = RowKey(key)
-
-        @property
-        def control(self) -> KeyedTable:
-            return self.data_table
-
-    class RowSelected(Message):
+    class RowSelected(RowMessage):
         """Enter on the cursor row, or a click on the row already under the cursor."""
-
-        def __init__(self, table: KeyedTable, cursor_row: int, key: str) -> None:
-            super().__init__()
-            self.data_table = table
-            self.cursor_row = cursor_row
-            self.row_key = RowKey(key)
-
-        @property
-        def control(self) -> KeyedTable:
-            return self.data_table
 
     def __init__(self, columns: Sequence[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(**kwargs)

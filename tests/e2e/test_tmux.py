@@ -105,6 +105,11 @@ def tracing_instance(pid: int) -> Path:
     return Path("/sys/kernel/tracing/instances") / f"observatory-{pid}"
 
 
+def tracefs_mounted() -> bool:
+    with open("/proc/mounts", encoding="ascii", errors="replace") as mounts:
+        return any(line.split()[1:3] == ["/sys/kernel/tracing", "tracefs"] for line in mounts)
+
+
 def wait_for_instance(dash: Dashboard) -> Path | None:
     """As root, the dashboard watches every transition through an instance of its own."""
     if os.geteuid() != 0:
@@ -217,6 +222,7 @@ def test_signal_stops_dashboard_and_its_lab_processes(
 
 def test_sigkill_of_dashboard_still_ends_its_children(dashboard: Launcher,
                                                       tmp_path: Path) -> None:
+    was_mounted = tracefs_mounted()
     dash, _ = start_with_server(dashboard, tmp_path)
     instance = wait_for_instance(dash)
     dash.proc.send_signal(signal.SIGKILL)
@@ -230,6 +236,10 @@ def test_sigkill_of_dashboard_still_ends_its_children(dashboard: Launcher,
         wait_for(lambda: not instance.exists(), timeout=10, what=f"{instance} removed")
         again.term.wait_for("Cleaned up", timeout=10, what="the note that it was removed")
         again.term.send_keys("q")
+        again.term.wait_exit()
+        # The killed dashboard mounted tracefs and could not unmount it: the test does.
+        if not was_mounted and tracefs_mounted() and not any(instance.parent.iterdir()):
+            subprocess.run(["umount", "/sys/kernel/tracing"], check=False)
 
 
 def test_closing_the_terminal_ends_everything(dashboard: Launcher, tmp_path: Path) -> None:

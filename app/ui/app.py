@@ -303,7 +303,8 @@ class ObservatoryApp(App[None]):
     def lab_pids(self) -> frozenset[int]:
         screen = self.main_screen()
         procs = screen.processes if screen is not None else []
-        return frozenset(p.pid for p in procs if p.pid is not None and p.running)
+        # Ended ones too: the lab-only view keeps showing what a kill left behind.
+        return frozenset(p.pid for p in procs if p.pid is not None)
 
     # -- process control: blocking calls run on daemon threads ---------------------------
     def _background(self, work: Callable[[], Any], done: str | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,7 +26,7 @@ from textual.widgets import (
 )
 
 from app.core import conninfo, diag
-from app.core.model import Snapshot, Socket, format_endpoint, owner_help
+from app.core.model import Snapshot, Socket, SocketEvent, format_endpoint, owner_help
 from app.core.watch import WatchEvent
 from app.ui.cells import (
     ESTABLISHED_COLUMNS,
@@ -111,6 +112,7 @@ class MainScreen(Screen[None]):
         self._aware: list[Widget] | None = None
         self._more_planned = False  # a slice of rows is due after the next refresh
         self._made = 0  # rows changed since the heap was last settled
+        self._lab_listen_ports: set[int] = set()  # every port a lab process listened on
 
     @property
     def oapp(self) -> ObservatoryApp:
@@ -200,6 +202,8 @@ class MainScreen(Screen[None]):
         options = self.options
         if self.options.lab_pids is not None:  # lab processes come and go
             self.options = replace(self.options, **self._lab_scope())
+            if self.options != options:
+                self._scope_timeline()
         with self.app.batch_update():
             if changed or self.options != options:  # a poll with nothing new costs nothing
                 self._show_sockets()
@@ -230,16 +234,15 @@ class MainScreen(Screen[None]):
         # connections closing) would be worded only to be dropped.
         if result.seeing is None:
             for event in result.events[-MAX_EVENTS:]:
-                text = event.describe()
-                self.timeline.add(TimelineEntry(event.at, text[:1], text[2:]))
+                self.timeline.add(_sampled_entry(event))
             return
         transitions = result.transitions[-MAX_EVENTS:]
         accepts = [c for c in result.events if c.kind == "owner-changed"]
         for change in accepts[max(0, len(accepts) + len(transitions) - MAX_EVENTS):]:
-            text = change.describe()
-            self.timeline.add(TimelineEntry(change.at, text[:1], text[2:]))
+            self.timeline.add(_sampled_entry(change))
         for e in transitions:
-            self.timeline.add(TimelineEntry(e.at, _sign(e), _transition_text(e)))
+            self.timeline.add(TimelineEntry(e.at, _sign(e), _transition_text(e), e.pid,
+                                            (e.local_port, e.remote_port or 0)))
 
     def _socket_aware(self) -> list[Widget]:
         """The instrument panels that follow the polls (found once: a query walks the DOM)."""
@@ -325,10 +328,10 @@ class MainScreen(Screen[None]):
             return
         if kind == "ProcessStarted":
             text = f"{event.name} started, pid {event.pid}: {self.oapp.command_of(event)}"
-            self.timeline.add(TimelineEntry(event.at, "!", text))
+            self.timeline.add(TimelineEntry(event.at, "!", text, event.pid, lab=True))
         elif kind == "ProcessExited":
             text = f"{event.name} (pid {event.pid}) {event.state}"
-            self.timeline.add(TimelineEntry(event.at, "!", text))
+            self.timeline.add(TimelineEntry(event.at, "!", text, event.pid, lab=True))
         self.query_one("#events", EventsPanel).refresh_log()
         self._update_mini()
         self.oapp.poll_now()
@@ -637,15 +640,35 @@ class MainScreen(Screen[None]):
             self.oapp.load_scenario(path)
 
     def _lab_scope(self) -> dict[str, Any]:
-        """The lab's pids and the ports their sockets use (for the lab-only view)."""
+        """The lab's pids (ended ones too: what a kill left, its GONE rows) and the ports
+        their sockets use, with every port a lab process ever listened on: the killed
+        server's FIN_WAIT2 and TIME_WAIT stay on its port after its LISTEN row is gone."""
         pids = self.oapp.lab_pids()
-        ports = frozenset(m.sock.local_port for m in self.marked.values() if m.sock.pid in pids)
-        return {"lab_pids": pids, "lab_ports": ports}
+        ports = set(self._lab_listen_ports)
+        for m in self.marked.values():
+            if m.sock.pid in pids:
+                ports.add(m.sock.local_port)
+                if m.sock.state == "LISTEN":
+                    self._lab_listen_ports.add(m.sock.local_port)
+        ports |= self._lab_listen_ports
+        return {"lab_pids": pids, "lab_ports": frozenset(ports)}
+
+    def _scope_timeline(self) -> None:
+        """The Events tab and box follow the lab-only view."""
+        o = self.options
+        self.timeline.scope = None if o.lab_pids is None else _lab_entry(o.lab_pids,
+                                                                        o.lab_ports)
+        self.query_one("#events", EventsPanel).refresh_log()
+        self._update_mini()
 
     def _set_options(self, **changes: Any) -> None:
         if "lab_pids" not in changes and self.options.lab_pids is not None:
             changes.update(self._lab_scope())
+        before = self.options
         self.options = replace(self.options, **changes)
+        if (before.lab_pids, before.lab_ports) != (self.options.lab_pids,
+                                                   self.options.lab_ports):
+            self._scope_timeline()
         if self.snapshot is not None:
             with self.app.batch_update():
                 self._show_sockets()
@@ -675,6 +698,23 @@ class MainScreen(Screen[None]):
             ConfirmDialog(f"Kill pid {describe.pid}?", body, yes=f"Send {name}"),
             lambda yes: self.oapp.kill_foreign(describe, sig) if yes else None,
         )
+
+
+def _sampled_entry(event: SocketEvent) -> TimelineEntry:
+    """A change two samples show, as the timeline keeps it (its sign is describe()'s first
+    character)."""
+    text, s = event.describe(), event.socket
+    return TimelineEntry(event.at, text[:1], text[2:], s.pid, (s.local_port, s.remote_port or 0))
+
+
+def _lab_entry(pids: frozenset[int], ports: frozenset[int]) -> Callable[[TimelineEntry], bool]:
+    """The lab-only view of the timeline: the lab's processes, and what touched the ports the
+    lab's sockets use (a client of a lab server, a lab TIME_WAIT no process holds)."""
+
+    def belongs(entry: TimelineEntry) -> bool:
+        return entry.lab or entry.pid in pids or any(p in ports for p in entry.ports if p)
+
+    return belongs
 
 
 def _sign(e: WatchEvent) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -22,6 +23,11 @@ class TimelineEntry:
     at: float
     sign: str  # "+", "-", "~", "!" (process), "·" (note)
     text: str
+    # What the lab-only view asks of an entry: the process it is about, its ports,
+    # and whether it is about a lab process for certain (a start or an exit).
+    pid: int | None = None
+    ports: tuple[int, ...] = ()
+    lab: bool = False
 
     def render(self) -> Text:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.at))
@@ -37,6 +43,8 @@ class Timeline:
 
     def __init__(self) -> None:
         self.entries: deque[TimelineEntry] = deque(maxlen=MAX_EVENTS)
+        # Which entries are shown (the lab-only view): None shows every entry.
+        self.scope: Callable[[TimelineEntry], bool] | None = None
 
     def add(self, entry: TimelineEntry) -> None:
         self.entries.append(entry)
@@ -44,9 +52,12 @@ class Timeline:
     def render(self, text_filter: str = "", limit: int = 300, wrap: bool = True) -> Text:
         out = Text(no_wrap=not wrap, overflow="ellipsis")
         needle = text_filter.lower()
+        scope = self.scope
         shown = 0
         for entry in reversed(self.entries):
             if needle and needle not in entry.text.lower():
+                continue
+            if scope is not None and not scope(entry):
                 continue
             if shown:
                 out.append("\n")
@@ -55,8 +66,12 @@ class Timeline:
             if shown >= limit:
                 break
         if not shown:
-            out.append("(no events yet: start a server with l)" if not needle
-                       else f"(no event matches {text_filter!r})")
+            if needle:
+                out.append(f"(no event matches {text_filter!r})")
+            elif scope is not None and self.entries:
+                out.append("(no event of the lab processes yet; a: every socket's events)")
+            else:
+                out.append("(no events yet: start a server with l)")
         return out
 
 

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from app.labs import digits_hint
+
 # A network may hold at most this many addresses: a /24 for IPv4, a /120 for IPv6.
 MAX_NETWORK_ADDRESSES = 256
 
@@ -23,7 +25,8 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 # An IPv6 zone ("fe80::1%eth0") is an interface name: no spaces, no shell characters.
 _ZONE = re.compile(r"[A-Za-z0-9_.]{1,15}")
-_PORT_ITEM = re.compile(r"(\d+)(?:-(\d+))?")
+# [0-9], not \d: \d matches every script's digits (Arabic-Indic, full-width...).
+_PORT_ITEM = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 
 TargetKind = Literal["address", "network", "hostname"]
 
@@ -170,7 +173,7 @@ def parse_ports(text: str) -> str:
         match = _PORT_ITEM.fullmatch(item)
         if not match:
             raise PortsError(f"ports are numbers from 1 to 65535 and ranges like 6000-6010, "
-                             f"not {_shown(item) if item else 'an empty item'}")
+                             f"not {_shown(item) + digits_hint(item) if item else 'an empty item'}")
         start = int(match.group(1))
         end = int(match.group(2)) if match.group(2) is not None else start
         for value in (start, end):

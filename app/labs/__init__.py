@@ -25,6 +25,28 @@ class LabUsageError(ValueError):
     """Arguments a lab program would refuse; the message is one line of words."""
 
 
+def whole_number(text: str) -> int | None:
+    """The value of ``text`` when it is a whole number written in the digits 0-9; else None.
+
+    Spaces around it are allowed. ``int()`` also takes Arabic-Indic (``٧٤٠٠``)
+    and full-width (``７４００``) digits, a sign and underscores (``6_000``):
+    none of these is how a port or a count is written on a command line, and
+    ``bind()`` in C would never see them as one. Every number parser of the
+    observatory (labs, core, commands) goes through this one check.
+    """
+    stripped = text.strip()
+    if stripped and stripped.isascii() and stripped.isdigit():
+        return int(stripped)
+    return None
+
+
+def digits_hint(text: str) -> str:
+    """`` (write it with the digits 0-9)`` when ``text`` holds digits of another script."""
+    if any(ch.isdigit() and not ch.isascii() for ch in text):
+        return " (write it with the digits 0-9)"
+    return ""
+
+
 def validate(program: str, args: Sequence[str]) -> None:
     """Check a built-in's name and arguments without running it.
 

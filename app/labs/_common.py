@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn
 
-from app.labs import LabUsageError
+from app.labs import LabUsageError, digits_hint, whole_number
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -167,16 +167,15 @@ def install_parent_guard(sig: int = signal.SIGTERM) -> None:
     Both variables are removed from the environment so they do not leak.
     """
     parent = os.getppid()
-    recorded = os.environ.pop(PARENT_PID_ENV, "").strip()
-    if recorded.isdigit() and int(recorded) > 0:
-        parent = int(recorded)
+    recorded = whole_number(os.environ.pop(PARENT_PID_ENV, ""))
+    if recorded:
+        parent = recorded
     set_pdeathsig(sig)
     if os.getppid() != parent and not _pid_alive(parent):
         os._exit(128 + sig)
 
-    lifeline = os.environ.pop(LIFELINE_FD_ENV, "").strip()
-    if lifeline.isdigit():
-        fd = int(lifeline)
+    fd = whole_number(os.environ.pop(LIFELINE_FD_ENV, ""))
+    if fd is not None:
         try:
             mode = os.fstat(fd).st_mode
         except OSError:
@@ -352,18 +351,15 @@ class LabParser(argparse.ArgumentParser):
 def _shown(text: str) -> str:
     """The user's text as it goes into a message: numbers bare, words quoted."""
     stripped = text.strip()
-    if stripped.lstrip("+-").isdigit():
+    if whole_number(stripped.removeprefix("-")) is not None:
         return stripped
-    return repr(text)
+    return repr(text) + digits_hint(text)
 
 
 def check_port(text: str) -> int:
-    """A TCP/UDP port: a whole number from 1 to 65535."""
-    try:
-        value = int(text.strip(), 10)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= 65535:
+    """A TCP/UDP port: a whole number from 1 to 65535, in the digits 0-9."""
+    value = whole_number(text)
+    if value is None or not 1 <= value <= 65535:
         raise ValueError(f"port must be a number from 1 to 65535, not {_shown(text)}")
     return value
 
@@ -384,11 +380,8 @@ def int_checker(option: str, low: int, high: int) -> Check:
     """A whole number from ``low`` to ``high`` for ``option``."""
 
     def checker(text: str) -> int:
-        try:
-            value = int(text.strip(), 10)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
+        value = whole_number(text)
+        if value is None or not low <= value <= high:
             raise ValueError(
                 f"{option} must be a whole number from {low} to {high}, not {_shown(text)}"
             )
@@ -401,8 +394,12 @@ def seconds_checker(option: str, allow_zero: bool) -> Check:
     """A number of seconds for ``option``: at least 0 (or more than 0)."""
 
     def checker(text: str) -> float:
+        # float() also reads other scripts' digits and underscores: 0-9 only.
+        plain = text.strip()
+        if not plain.isascii() or "_" in plain:
+            plain = "nan"
         try:
-            value = float(text.strip())
+            value = float(plain)
         except ValueError:
             value = float("nan")
         ok = value >= 0 if allow_zero else value > 0

@@ -141,6 +141,20 @@ class WordTable:
         """True when byte order cannot matter (1-byte words, or palindromes)."""
         return all(w.big == w.little for w in self.words)
 
+    @property
+    def palindrome_note(self) -> str | None:
+        """Why both readings agree, when every word of 2+ bytes reads the same both ways.
+
+        ``00 00`` or ``7F 00 00 7F`` are byte palindromes: byte order cannot
+        change them, on a little-endian machine as on a big-endian one.
+        """
+        if self.size == 1 or not self.words or not self.same_both_ways:
+            return None
+        return (
+            f"every {self.size}-byte word here reads the same both ways (a byte palindrome): "
+            "big- and little-endian give the same number, on any machine"
+        )
+
     def sequence(self, byteorder: ByteOrder) -> str:
         """The lecture's notation: ``0x47EF-0x152A-0x8937-0xB433``."""
         return "-".join(w.big_hex if byteorder == "big" else w.little_hex for w in self.words)
@@ -152,6 +166,7 @@ class WordTable:
             "big_sequence": self.sequence("big"),
             "little_sequence": self.sequence("little"),
             "leftover_hex": " ".join(f"{b:02X}" for b in self.leftover),
+            "same_both_ways": self.same_both_ways,
         }
 
 
@@ -270,6 +285,8 @@ def render_lines(report: EndianReport) -> list[str]:
             lines.append(f"  {w.offset:<6}  {hexed:<{bytes_width}}  {big:<{cell}}  {little}")
         lines.append(f"  big-endian:    {table.sequence('big')}")
         lines.append(f"  little-endian: {table.sequence('little')}")
+        if table.palindrome_note:
+            lines.append(f"  {table.palindrome_note}")
         if table.leftover:
             left = " ".join(f"{b:02X}" for b in table.leftover)
             lines.append(f"  ({left}: too few bytes left for another {table.size}-byte word)")

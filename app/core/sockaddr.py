@@ -138,6 +138,15 @@ def parse_address(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Addr
     return addr, scope_id
 
 
+def is_palindrome(data: bytes) -> bool:
+    """True when the bytes read the same both ways (``00 00``, ``7F 00 00 7F``, ``01 01``).
+
+    Such a value has the same bytes in either byte order, so ``htons()`` and
+    ``htonl()`` give it back unchanged on every machine, little-endian ones too.
+    """
+    return data == data[::-1]
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """One member of the struct: where it sits, its bytes, and what they mean."""
@@ -178,6 +187,23 @@ class ByteOrderRow:
     network_bytes: bytes  # big-endian: what goes into the struct
     converted: int  # hton*(value) read back as a number on this machine
 
+    @property
+    def palindrome(self) -> bool:
+        """The bytes read the same both ways: hton*() changes nothing on any machine."""
+        return is_palindrome(self.network_bytes)
+
+    @property
+    def argument(self) -> str:
+        """The value as a C program writes it: ``1000`` for a port, ``0x7F000001`` for htonl."""
+        if self.function == "htons":
+            return str(self.value)
+        return f"0x{self.value:0{len(self.network_bytes) * 2}X}"
+
+    @property
+    def call(self) -> str:
+        """``htons(1000)``, ``htonl(0x7F000001)``."""
+        return f"{self.function}({self.argument})"
+
     def to_json(self) -> dict[str, object]:
         return {
             "function": self.function,
@@ -186,7 +212,34 @@ class ByteOrderRow:
             "host_hex": hex_bytes(self.host_bytes),
             "network_hex": hex_bytes(self.network_bytes),
             "converted": self.converted,
+            "palindrome": self.palindrome,
         }
+
+
+def hton_sentence(row: ByteOrderRow, byteorder: ByteOrder) -> str:
+    """What ``htons()``/``htonl()`` does to this value on a machine of ``byteorder``.
+
+    Three true cases: the bytes are a palindrome (the same on every machine:
+    never "big-endian too" on a little-endian one); a big-endian machine (no
+    change); a little-endian machine (the bytes swap, and the number read here
+    changes).
+    """
+    back = row.function.replace("hton", "ntoh")
+    digits = len(row.network_bytes) * 2
+    if row.palindrome:
+        return (
+            f"{row.call} gives {row.argument} back: its bytes {hex_bytes(row.network_bytes)} "
+            f"read the same both ways (a byte palindrome), so {row.function}() and {back}() "
+            f"change nothing on any machine; this machine is {byteorder}-endian"
+        )
+    if byteorder == "big":
+        return (
+            f"{row.call} changes nothing: this machine is big-endian, the network's byte order"
+        )
+    return (
+        f"{row.call} = 0x{row.converted:0{digits}X} = {row.converted} read as a number on "
+        f"this little-endian machine; {back}() turns it back into {row.argument}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +328,11 @@ def _port_meaning(port: int, prefix: str, byteorder: ByteOrder) -> str:
         f"{prefix} = htons({port}) = 0x{port:04X} in network byte order (big-endian): "
         f"bytes {hex_bytes(be)}"
     )
+    if is_palindrome(be):
+        return text + (
+            "; its two bytes are equal, so they read the same both ways and htons() gives "
+            f"{port} back on any machine, this {byteorder}-endian one too"
+        )
     if byteorder == "little":
         return text + (
             f"; read little-endian on this machine it would be {_as_host_number(be, 'little')}"
@@ -368,7 +426,13 @@ def _build_v4(
     data = family + port_be + addr_be + bytes(8)
     assert len(data) == SOCKADDR_IN_SIZE
     host_addr = value.to_bytes(4, byteorder)
-    if byteorder == "little":
+    if is_palindrome(addr_be):
+        addr_tail = (
+            f"; as a host-order integer that is 0x{value:08X} = {value}; its bytes read the "
+            "same both ways (a byte palindrome), so htonl() gives the same value on any "
+            f"machine, this {byteorder}-endian one too"
+        )
+    elif byteorder == "little":
         addr_tail = (
             f"; as a host-order integer that is 0x{value:08X} = {value}, which htonl() turns "
             f"into these bytes; read little-endian on this machine they would be "
@@ -599,13 +663,7 @@ def render_byte_order(layout: SockaddrLayout) -> list[str]:
     for r in layout.byte_order:
         lines.append(f"{r.label:<24} {hex_bytes(r.host_bytes):<30} {hex_bytes(r.network_bytes)}")
     for r in layout.byte_order:
-        digits = len(r.network_bytes) * 2
-        arg = str(r.value) if r.function == "htons" else f"0x{r.value:0{digits}X}"
-        lines.append(
-            f"{r.function}({arg}) = 0x{r.converted:0{digits}X} = {r.converted} "
-            f"as a number on this machine; {r.function.replace('hton', 'ntoh')}() turns it "
-            f"back into {arg}"
-        )
+        lines.append(hton_sentence(r, order))
     return lines
 
 

@@ -50,6 +50,17 @@ def test_one_byte_words_have_no_order() -> None:
     assert not read_words().table(2).same_both_ways
 
 
+def test_palindromic_words_say_why_both_readings_agree() -> None:
+    report = read_words(bytes([0x7F, 0, 0, 0x7F]), byteorder="little")
+    assert report.table(4).palindrome_note is not None
+    assert "reads the same both ways (a byte palindrome)" in report.table(4).palindrome_note
+    assert report.table(2).palindrome_note is None  # 7F 00 and 00 7F swap
+    assert read_words().table(1).palindrome_note is None  # one byte: said otherwise
+    text = "\n".join(render_lines(report))
+    assert "every 4-byte word here reads the same both ways" in text
+    assert "big-endian too" not in text
+
+
 def test_leftover_bytes_do_not_fill_a_word() -> None:
     report = read_words(bytes([1, 2, 3, 4, 5]))
     assert [w.big for w in report.table(2).words] == [0x0102, 0x0304]

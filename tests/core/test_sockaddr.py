@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import sys
 
 import pytest
 
@@ -13,6 +14,7 @@ from app.core.sockaddr import (
     SOCKADDR_IN_SIZE,
     SockaddrError,
     build_sockaddr,
+    hton_sentence,
     lecture_line,
     lecture_steps,
     parse_address,
@@ -94,6 +96,57 @@ def test_field_meanings_say_the_byte_orders() -> None:
     assert addr_row.host_bytes == b"\x01\x00\x00\x7f"
     assert addr_row.network_bytes == b"\x7f\x00\x00\x01"
     assert addr_row.converted == 0x0100007F == 16777343
+
+
+# Values whose bytes read the same both ways: INADDR_ANY, 127.0.0.127, the broadcast
+# address, and ports like 257 (01 01). htonl()/htons() change nothing on ANY machine.
+PALINDROMES = [("0.0.0.0", 6000, "htonl(0x00000000)"), ("127.0.0.127", 80, "htonl(0x7F00007F)"),
+               ("255.255.255.255", 80, "htonl(0xFFFFFFFF)"), ("127.0.0.1", 257, "htons(257)"),
+               ("::1", 0, "htons(0)")]
+
+
+@pytest.mark.parametrize(("address", "port", "call"), PALINDROMES)
+def test_a_byte_palindrome_is_never_called_big_endian_on_a_little_endian_machine(
+        address: str, port: int, call: str) -> None:
+    layout = build_sockaddr(address, port, byteorder="little")
+    text = "\n".join(render_lines(layout) + [f.meaning for f in layout.fields])
+    assert "big-endian too" not in text and "changes nothing: this machine is big" not in text
+    (line,) = [line for line in render_lines(layout) if line.startswith(call)]
+    assert "read the same both ways (a byte palindrome)" in line, line
+    assert "change nothing on any machine; this machine is little-endian" in line, line
+    port_field = layout.fields[1].meaning
+    if port in (257, 0):
+        assert "read the same both ways" in port_field and "this little-endian one" in port_field
+    # And a big-endian machine says it is big-endian, still naming the palindrome.
+    big = build_sockaddr(address, port, byteorder="big")
+    (line,) = [line for line in render_lines(big) if line.startswith(call)]
+    assert "byte palindrome" in line and line.endswith("this machine is big-endian"), line
+
+
+def test_hton_sentences_name_this_machines_real_byte_order() -> None:
+    layout = build_sockaddr("127.0.0.1", 1000)  # this machine's own order, sys.byteorder
+    port_row, addr_row = layout.byte_order
+    assert layout.host_byteorder == sys.byteorder
+    if sys.byteorder == "little":
+        assert hton_sentence(port_row, "little") == (
+            "htons(1000) = 0xE803 = 59395 read as a number on this little-endian machine; "
+            "ntohs() turns it back into 1000")
+    big = build_sockaddr("127.0.0.1", 1000, byteorder="big")
+    assert hton_sentence(big.byte_order[1], "big") == (
+        "htonl(0x7F000001) changes nothing: this machine is big-endian, the network's byte order")
+    zero = build_sockaddr("0.0.0.0", 6000).byte_order[1]
+    assert hton_sentence(zero, layout.host_byteorder).endswith(
+        f"this machine is {sys.byteorder}-endian")
+
+
+def test_cli_says_the_truth_about_inaddr_any() -> None:
+    out = observatory("sockaddr", "0.0.0.0", "6000")
+    assert out.returncode == 0, out.stderr
+    assert ("htonl(0x00000000) gives 0x00000000 back: its bytes 00 00 00 00 read the same both "
+            "ways (a byte palindrome)") in out.stdout
+    assert f"this machine is {sys.byteorder}-endian" in out.stdout
+    if sys.byteorder == "little":
+        assert "big-endian too" not in out.stdout
 
 
 def test_big_endian_host_keeps_family_big_endian_and_htons_is_identity() -> None:

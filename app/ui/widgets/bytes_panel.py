@@ -27,7 +27,13 @@ from textual.widgets import Button, Input, Static
 
 from app.core.endian import DEFAULT_BYTES, EndianError, EndianReport, parse_bytes, read_words
 from app.core.model import Snapshot, Socket, SocketEvent
-from app.core.sockaddr import SockaddrError, SockaddrLayout, build_sockaddr, hex_bytes
+from app.core.sockaddr import (
+    SockaddrError,
+    SockaddrLayout,
+    build_sockaddr,
+    hex_bytes,
+    hton_sentence,
+)
 
 LECTURE_EXAMPLE = ("127.0.0.1", 1000)
 DEFAULT_INPUT = hex_bytes(DEFAULT_BYTES)  # "47 EF 15 2A 89 37 B4 33"
@@ -178,11 +184,6 @@ def sockaddr_grid(layout: SockaddrLayout, width: int = 120) -> Table:
 def byte_order_view(layout: SockaddrLayout, width: int = 120) -> Group:
     """htons/htonl: each value's bytes on this machine and on the wire, and back."""
     order = layout.host_byteorder
-    rows = []
-    for r in layout.byte_order:
-        digits = len(r.network_bytes) * 2
-        arg = str(r.value) if r.function == "htons" else f"0x{r.value:0{digits}X}"
-        rows.append((r, f"{r.function}({arg})", arg, digits))
     parts: list[RenderableType] = []
     if width >= 50:
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
@@ -190,24 +191,19 @@ def byte_order_view(layout: SockaddrLayout, width: int = 120) -> Group:
         table.add_column("call", no_wrap=True)
         table.add_column(f"this machine ({order}-endian)", no_wrap=True)
         table.add_column("network (big-endian)", no_wrap=True)
-        for r, call, _arg, _digits in rows:
-            table.add_row(call, hex_bytes(r.host_bytes), hex_bytes(r.network_bytes))
+        for r in layout.byte_order:
+            table.add_row(r.call, hex_bytes(r.host_bytes), hex_bytes(r.network_bytes))
         parts.append(table)
     else:
         text = Text(f"In memory here ({order}-endian) and on the network (big-endian):",
                     style="bold")
-        for r, call, _arg, _digits in rows:
-            text.append(f"\n{call}", style="bold")
+        for r in layout.byte_order:
+            text.append(f"\n{r.call}", style="bold")
             text.append(f"\n  here    {hex_bytes(r.host_bytes)}")
             text.append(f"\n  network {hex_bytes(r.network_bytes)}")
         parts.append(text)
-    for r, call, arg, digits in rows:
-        back = r.function.replace("hton", "ntoh")
-        if r.host_bytes == r.network_bytes:
-            parts.append(Text(f"{call} changes nothing: this machine is big-endian too."))
-        else:
-            parts.append(Text(f"{call} = 0x{r.converted:0{digits}X} = {r.converted} read as a "
-                              f"number here; {back}() gives {arg} back."))
+    for r in layout.byte_order:
+        parts.append(Text(hton_sentence(r, order) + "."))
     return Group(*parts)
 
 
@@ -263,6 +259,8 @@ def word_tables(report: EndianReport, width: int = 120) -> list[RenderableType]:
                          f"{w.big_hex}{sep}{w.big}", f"{w.little_hex}{sep}{w.little}")
         out.append(Text())
         out.append(grid)
+        if table.palindrome_note:
+            out.append(Text(table.palindrome_note))
         if table.leftover:
             left = " ".join(f"{b:02X}" for b in table.leftover)
             out.append(Text(f"({left}: too few bytes left for another {table.size}-byte word)"))

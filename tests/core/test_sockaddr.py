@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import struct
 import sys
@@ -18,6 +19,7 @@ from app.core.sockaddr import (
     lecture_line,
     lecture_steps,
     parse_address,
+    parse_endpoint,
     parse_port,
     render_lines,
     render_steps,
@@ -222,6 +224,51 @@ def test_port_zero_is_valid_and_explained() -> None:
 def test_bad_ports_are_refused(text: str) -> None:
     with pytest.raises(SockaddrError):
         parse_port(text)
+
+
+@pytest.mark.parametrize("text", ["٧٤٠٠", "７４００", "7٤00", "۷۴۰۰"])
+def test_ports_in_other_digits_are_refused_in_words(text: str) -> None:
+    # int() reads all of these as 7400; a C program's atoi() reads none of them.
+    assert int(text) == 7400
+    with pytest.raises(SockaddrError, match="digits 0-9"):
+        parse_port(text)
+    with pytest.raises(SockaddrError, match="digits 0-9"):
+        parse_endpoint(f"127.0.0.1:{text}")
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("10.0.2.15:6000", ("10.0.2.15", 6000)),
+        ("  0.0.0.0 6000 ", ("0.0.0.0", 6000)),
+        ("[::1]:7000", ("::1", 7000)),
+        ("::1 7000", ("::1", 7000)),
+        ("[::1] 7000", ("::1", 7000)),
+        ("[fe80::1%lo]:80", ("fe80::1%lo", 80)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+    ],
+)
+def test_endpoint_as_a_student_types_it(typed: str, expected: tuple[str, int]) -> None:
+    assert parse_endpoint(typed) == expected
+
+
+@pytest.mark.parametrize(
+    ("typed", "words"),
+    [
+        ("", "type an address and a port"),
+        ("127.0.0.1", "has no port"),
+        ("::1:7000", "in brackets, [::1]:7000"),
+        ("[::1]", "has no port"),
+        ("[::1:7000", "never closes"),
+        ("127.0.0.1:", "not ''"),
+        ("127.0.0.1:70000", "too big"),
+        ("localhost:80", "names are not looked up"),
+        ("1.2.3.4 80 90", "3 parts"),
+    ],
+)
+def test_bad_endpoints_are_refused_in_words(typed: str, words: str) -> None:
+    with pytest.raises(SockaddrError, match=re.escape(words)):
+        parse_endpoint(typed)
 
 
 @pytest.mark.parametrize(

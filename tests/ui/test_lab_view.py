@@ -71,3 +71,45 @@ async def test_lab_only_shows_what_a_kill_left_and_only_the_lab_events(  # type:
         assert "server1 (pid" in app.screen.timeline.render().plain
         await pilot.press("a")
         await until(pilot, lambda: f":{other_port}" in app.screen.timeline.render().plain)
+
+
+def strip_text(app: ObservatoryApp) -> str:
+    from app.ui.widgets.tabstrip import TabStrip
+
+    strip = app.screen.query_one(TabStrip)
+    return "\n".join("".join(s.text for s in strip.render_line(y))
+                     for y in range(strip.size.height))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 48)])
+async def test_every_tab_is_in_view_and_has_a_key_and_a_palette_entry(size) -> None:  # type: ignore[no-untyped-def]
+    from textual.widgets import TabbedContent, TabPane
+
+    from app.ui.screens.main import MainScreen
+
+    app = ObservatoryApp(DiagSource(), None, interval=0.5)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        panes = {p.id: app.screen.query_one(TabbedContent).get_tab(p.id).label_text
+                 for p in app.screen.query(TabPane) if p.id}
+        assert len(panes) == 9
+        keys = {b.action: b.key for b in MainScreen.BINDINGS}  # type: ignore[union-attr]
+        palette = {c.title for c in app.get_system_commands(app.screen)}
+        for tab_id, title in panes.items():
+            key = keys.get(f"tab('{tab_id}')")
+            assert key, f"no key for the {title} tab"
+            assert f"{title} ({key})" in palette
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen.query_one(TabbedContent).active == tab_id
+            shown = strip_text(app)
+            for other in panes.values():  # no tab scrolled or cut out of view
+                assert other in shown, (title, shown)
+        # A click on a label shows its tab.
+        strip = app.screen.query_one("#tab-strip")
+        line = strip_text(app).splitlines()
+        y = next(i for i, text in enumerate(line) if "Events" in text)
+        await pilot.click("#tab-strip", offset=(strip.styles.padding.left
+                                                 + line[y].index("Events") + 1, y))
+        await pilot.pause()
+        assert app.screen.query_one(TabbedContent).active == "tab-events"

@@ -41,6 +41,7 @@ from app.ui.screens.dialogs import ConfirmDialog, PathDialog
 from app.ui.screens.launch import LaunchDialog, LaunchRequest
 from app.ui.widgets.events import MAX_EVENTS, EventsPanel, Timeline, TimelineEntry
 from app.ui.widgets.keyed_table import KeyedTable, TableRow
+from app.ui.widgets.tabstrip import TabStrip
 from app.ui.widgets.tcp_machine import StateMachinePanel, mirror_key
 
 if TYPE_CHECKING:
@@ -59,6 +60,14 @@ SOCKET_TABLES = {
 INTERVALS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 SLICE = 1500  # rows handed to each socket table per turn of the event loop (~20 ms)
 NARROW = 110  # columns: below this the side column goes under the tables
+# Every tab of the side column has a key (the palette lists them too), in strip order.
+TAB_KEYS = (
+    ("p", "tab-lab", "Lab"), ("e", "tab-events", "Events"), ("h", "tab-other", "Other states"),
+    ("u", "tab-udp", "UDP"), ("i", "tab-interfaces", "Interfaces"), ("s", "tab-scan", "Scan"),
+    ("b", "tab-bytes", "Bytes"), ("m", "tab-machine", "TCP states"),
+    ("w", "tab-backlog", "Backlog"),
+)
+
 
 
 class MainScreen(Screen[None]):
@@ -86,12 +95,10 @@ class MainScreen(Screen[None]):
             ("ctrl+s", "screenshot", "Screenshot", "Save an SVG screenshot for a handout"),
         )
     ] + [
-        Binding(key, f"tab('{tab}')", title, id=tab, tooltip=f"Show the {title} tab")
-        for key, tab, title in (
-            ("s", "tab-scan", "Scan"), ("b", "tab-bytes", "Bytes"),
-            ("m", "tab-machine", "TCP states"), ("w", "tab-backlog", "Backlog"),
-            ("e", "tab-events", "Events"), ("i", "tab-interfaces", "Interfaces"),
-        )
+        # Not in the footer: the tab strip shows each tab's key on the tab itself.
+        Binding(key, f"tab('{tab}')", title, id=tab, tooltip=f"Show the {title} tab",
+                show=False)
+        for key, tab, title in TAB_KEYS
     ]
 
     def __init__(self) -> None:
@@ -130,6 +137,8 @@ class MainScreen(Screen[None]):
                 est.border_title = "ESTABLISHED  (like ss -n state established)"
                 yield est
             with Vertical(id="side"):
+                yield TabStrip([(tab, title, key) for key, tab, title in TAB_KEYS],
+                               active="tab-lab", id="tab-strip")
                 with TabbedContent(id="tabs", initial="tab-lab"):
                     with TabPane("Lab", id="tab-lab"):
                         procs = KeyedTable(PROCESS_COLUMNS, id="processes")
@@ -613,6 +622,16 @@ class MainScreen(Screen[None]):
 
     def action_tab(self, tab_id: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab_id
+
+    @on(TabStrip.Chosen)
+    def _tab_clicked(self, event: TabStrip.Chosen) -> None:
+        self.action_tab(event.tab_id)
+
+    @on(TabbedContent.TabActivated, "#tabs")
+    def _tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id:
+            self.query_one(TabStrip).set_active(event.pane.id)
+
 
     def action_screenshot(self) -> None:
         self.oapp.save_screen()

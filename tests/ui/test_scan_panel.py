@@ -15,11 +15,12 @@ import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Label, Select, Static
+from textual.widgets import DataTable, Input, Label, Select, Static, TabbedContent
 
 from app.core.scan import NMAP_MISSING, available_types
 from app.core.sockets import ProcNetSource
 from app.ui.app import ObservatoryApp
+from app.ui.screens.launch import LaunchDialog
 from app.ui.widgets.keyed_table import KeyedTable
 from app.ui.widgets.scan_panel import ScanPanel
 from tests.conftest import listener, until
@@ -48,12 +49,100 @@ def panel_of(pilot: Pilot[None]) -> ScanPanel:
 
 
 async def open_scan_tab(pilot: Pilot[None]) -> ScanPanel:
+    """Key s, then a click into Ports: a field is entered on purpose, never by opening the tab."""
     await pilot.pause(0.3)  # a first poll: the panel gets its snapshot
     await pilot.press("s")
     await pilot.pause()
     panel = panel_of(pilot)
+    assert pilot.app.focused is pilot.app.screen.query_one("#listen"), pilot.app.focused
+    await pilot.click("#scan-ports")
     assert pilot.app.focused is panel.query_one("#scan-ports", Input), pilot.app.focused
     return panel
+
+
+def active_tab(pilot: Pilot[None]) -> str:
+    return pilot.app.screen.query_one("#tabs", TabbedContent).active
+
+
+async def test_the_scan_tab_leaves_the_dashboards_keys_alone() -> None:
+    """Item 6 of issue 11: s, then l typed "l" into Ports; after Escape the panel's lists
+    kept the letters and b no longer opened the Bytes tab."""
+    async with make_app().run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        screen = pilot.app.screen
+        listen = screen.query_one("#listen")
+        ports = screen.query_one("#scan-ports", Input)
+        await pilot.press("s")
+        await pilot.pause()
+        assert active_tab(pilot) == "tab-scan"
+        assert pilot.app.focused is listen  # opening the tab moved no cursor into a field
+        await pilot.press("l")  # Launch, not a letter in Ports
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, LaunchDialog) and ports.value == ""
+        await pilot.press("escape")
+        await pilot.pause()
+        assert pilot.app.screen is screen
+
+        # Typing in a field, then Escape: the keys are the dashboard's again.
+        await pilot.click("#scan-ports")
+        await pilot.press("8", "0", "b")  # in a field, b is a letter like any other
+        assert ports.value == "80b" and active_tab(pilot) == "tab-scan"
+        await pilot.press("escape")
+        assert pilot.app.focused is listen
+        await pilot.press("b")
+        await pilot.pause()
+        assert active_tab(pilot) == "tab-bytes" and pilot.app.focused is listen
+
+        # Entered on purpose from the keyboard: Tab reaches the panel, Enter goes into Ports.
+        await pilot.press("s")
+        await pilot.pause()
+        screen.query_one(ScanPanel).focus()
+        await pilot.press("enter")
+        assert pilot.app.focused is ports
+        assert "Esc: keys back to the tables" in text_of(pilot, "#scan-keys")
+
+
+async def test_no_list_of_the_scan_tab_keeps_the_tab_keys() -> None:
+    """Each list, table and button of the panel lets s b m w e i through, and the tab
+    that opens stays open: the focus must not fall back into the hidden panel, which
+    switched the tabs straight back to Scan."""
+    async with make_app().run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        screen = pilot.app.screen
+        listen = screen.query_one("#listen")
+        # One of each kind: a drop-down list, a table, a button.
+        for widget_id, key, tab in (("#scan-type", "m", "tab-machine"),
+                                    ("#scan-history", "w", "tab-backlog"),
+                                    ("#scan-run", "i", "tab-interfaces")):
+            await pilot.press("s")
+            screen.query_one(widget_id).focus()
+            await pilot.pause()
+            assert pilot.app.focused is screen.query_one(widget_id)
+            await pilot.press(key)
+            await pilot.pause()
+            assert active_tab(pilot) == tab, (widget_id, key)
+            assert pilot.app.focused is listen, (widget_id, pilot.app.focused)
+
+
+async def test_an_open_drop_down_list_is_left_with_one_key() -> None:
+    """An open list does not search by letter: b opens the Bytes tab; and one Escape
+    closes the list and gives the keys back (its own Escape only closed it)."""
+    async with make_app().run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        screen = pilot.app.screen
+        listen = screen.query_one("#listen")
+        target = screen.query_one("#scan-target", Select)
+        for key in ("b", "escape"):
+            await pilot.press("s")
+            await pilot.pause()
+            target.focus()
+            await pilot.press("enter")
+            await pilot.pause()
+            assert target.expanded
+            await pilot.press(key)
+            await pilot.pause()
+            assert not target.expanded and pilot.app.focused is listen, key
+            assert active_tab(pilot) == ("tab-bytes" if key == "b" else "tab-scan")
 
 
 async def scan(pilot: Pilot[None], ports: str, target: str = "") -> None:

@@ -18,7 +18,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -71,6 +71,49 @@ class CommaWrapped:
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         longest = max((len(t) for t in self.tokens), default=0)
         return Measurement(longest, sum(len(t) for t in self.tokens))
+
+
+HOME = "#listen"  # where Escape sends the keyboard: the LISTEN table, as the filter's Enter does
+
+
+def shown(widget: Widget) -> bool:
+    """The widget and every container above it are displayed (its tab is the open one)."""
+    return all(node.display for node in widget.ancestors_with_self)
+
+
+def give_keys_back(widget: Widget) -> None:
+    """Move the focus out of a panel's field, so the dashboard's one-letter keys work again.
+
+    To the LISTEN table when it can be seen; otherwise (zoomed) to nothing, where
+    the screen's own bindings answer every key too.
+    """
+    screen = widget.screen
+    home = next(iter(screen.query(HOME)), None)
+    if home is not None and home.focusable and shown(home):
+        screen.set_focus(home)
+    else:
+        screen.set_focus(None)
+
+
+def keep_focus_out_of_hidden(panel: Widget, event: events.DescendantFocus) -> None:
+    """Call from a tab panel's ``on_descendant_focus``.
+
+    A list of the panel had the focus and a key (``b``, ``m``...) opened another
+    tab: Textual then hands the focus to a sibling of the list, still in this
+    hidden panel, and the tabs switch straight back to it. Stop that focus here,
+    before it reaches the tab pane, and give the keys back to the dashboard.
+    """
+    if not shown(panel):
+        event.stop()
+        give_keys_back(panel)
+
+
+def home_after_hidden_blur(panel: Widget) -> None:
+    """Call from a tab panel's ``on_descendant_blur``: a field of the panel lost the focus
+    because another tab opened, and nothing took it (a drop-down list has no focusable
+    sibling); the LISTEN table takes it, so that the arrows move its cursor at once."""
+    if not shown(panel) and panel.screen.focused is None:
+        give_keys_back(panel)
 
 
 class Follow:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -54,6 +54,11 @@ from app.core.scan import (
     nmap_missing_reason,
 )
 from app.core.targets import expand_ports
+from app.ui.widgets.bytes_panel import (
+    give_keys_back,
+    home_after_hidden_blur,
+    keep_focus_out_of_hidden,
+)
 
 UNMOUNT_WAIT = 1.0  # seconds the panel waits for a cancelled scan when it goes away
 HISTORY_SHOWN = 50  # past scans listed (the oldest go first)
@@ -228,6 +233,10 @@ class ScanPanel(VerticalScroll):
         color: $foreground;
         text-style: none;
     }
+    ScanPanel #scan-keys {
+        height: auto;
+        color: $text-muted;
+    }
     ScanPanel #scan-nmap-missing {
         height: auto;
         color: $error;
@@ -270,7 +279,10 @@ class ScanPanel(VerticalScroll):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "leave_input", "Leave the field", show=False),
+        # priority: an open drop-down list would take Escape for itself (close the list)
+        # and keep the focus; one Escape closes it and gives the keys back.
+        Binding("escape", "leave_input", "Leave the field", show=False, priority=True),
+        Binding("enter", "enter_fields", "Type in the fields", show=False),
     ]
 
     class Progressed(Message):
@@ -315,10 +327,14 @@ class ScanPanel(VerticalScroll):
     # -- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(id="scan-nmap-missing", classes="-hidden")
+        yield Static("To type: click a field or Tab to it · Esc: keys back to the tables",
+                     id="scan-keys")
+        # type_to_search off: an open list would take every letter (b, m, s...) as a search.
         with Horizontal(classes="scan-row"):
             yield Label("Target", classes="scan-label")
             yield Select(self._target_options(with_interfaces=False), allow_blank=False,
                          value="127.0.0.1", compact=True, id="scan-target",
+                         type_to_search=False,
                          tooltip="This machine's addresses (typed text below wins)")
         with Horizontal(classes="scan-row"):
             yield Label("  or", classes="scan-label")
@@ -332,7 +348,8 @@ class ScanPanel(VerticalScroll):
         with Horizontal(classes="scan-row"):
             yield Label("Type", classes="scan-label")
             yield Select([(self._type_label(t), t.name) for t in self.types],
-                         allow_blank=False, value="connect", compact=True, id="scan-type")
+                         allow_blank=False, value="connect", compact=True, id="scan-type",
+                         type_to_search=False)
         with Horizontal(classes="scan-row", id="scan-buttons"):
             yield Button("Run", id="scan-run", variant="success", compact=True,
                          tooltip="Start nmap (Enter in a field does the same)")
@@ -376,10 +393,14 @@ class ScanPanel(VerticalScroll):
         self.query_one("#scan-progress", ProgressBar).update(progress=0)
         self._check_nmap()
 
-    def on_show(self) -> None:
-        # The tab was just opened (key s): the ports are what one types first.
-        if self.scan is None and not isinstance(self.screen.focused, Input):
-            self.query_one("#scan-ports", Input).focus()
+    # Opening the tab (key s) leaves the focus where it was: a field took the next
+    # letter typed (l for Launch went into Ports). A field is entered on purpose:
+    # a click, Tab, or Enter on the panel.
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        keep_focus_out_of_hidden(self, event)
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        home_after_hidden_blur(self)
 
     def on_unmount(self) -> None:
         # Quitting mid-scan: nmap lives in its own session, so a daemon thread dying
@@ -829,6 +850,12 @@ class ScanPanel(VerticalScroll):
 
     # -- keys -------------------------------------------------------------------------------------
     def action_leave_input(self) -> None:
-        """Esc in a field: focus the results, so the dashboard's one-key bindings work again."""
-        if isinstance(self.screen.focused, Input | Select):
-            self.query_one("#scan-results", DataTable).focus()
+        """Esc anywhere in the panel (field, list, table, button): the keys go back to the
+        dashboard's tables, where s b m w e i and the action keys work again."""
+        for select in self.query(Select):
+            select.expanded = False
+        give_keys_back(self)
+
+    def action_enter_fields(self) -> None:
+        """Enter on the panel itself (reached with Tab): into the Ports field."""
+        self.query_one("#scan-ports", Input).focus()

@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import TabPane
@@ -76,6 +76,11 @@ class ObservatoryApp(App[None]):
     TITLE = "Connection Observatory"
     CSS_PATH = [STYLES / "app.tcss", STYLES / "main.tcss", STYLES / "dialogs.tcss"]
     ENABLE_COMMAND_PALETTE = True
+    # On the app, not only the main screen, and a priority binding: a modal dialog
+    # cuts the app's ordinary bindings off, and a handout of an open dialog is saved too.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save_screen", "Screenshot", show=False, priority=True),
+    ]
 
     def __init__(
         self,
@@ -271,6 +276,9 @@ class ObservatoryApp(App[None]):
     def _on_process_event(self, event: Any) -> None:
         self._record_process_event(event)
         self._post_from_thread(ProcessEventMessage(event))
+
+    def action_save_screen(self) -> None:
+        self.save_screen()
 
     def save_screen(self) -> None:
         """Save an SVG screenshot next to the session record (or in the working folder)."""

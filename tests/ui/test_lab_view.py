@@ -73,6 +73,60 @@ async def test_lab_only_shows_what_a_kill_left_and_only_the_lab_events(  # type:
         await until(pilot, lambda: f":{other_port}" in app.screen.timeline.render().plain)
 
 
+def visible_text(table: KeyedTable) -> list[str]:
+    """The table's lines as the terminal shows them (what fits in its width)."""
+    return ["".join(seg.text for seg in table.render_line(y)) for y in range(table.size.height)]
+
+
+async def test_lab_table_keeps_cpu_in_view_and_ended_rows_below(dashboard) -> None:  # type: ignore[no-untyped-def]
+    app, manager = dashboard
+    port = free_port()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_server_and_client(pilot, manager, port)
+        manager.stop("client1")  # stopped by SIGTERM (exit 143): the long state
+        await until(pilot, lambda: any("SIGTERM" in r for r in rows(app, "processes")))
+        table = app.screen.query_one("#processes", KeyedTable)
+        await pilot.pause()
+        lines = visible_text(table)
+        header = next(line for line in lines if "Name" in line)
+        assert "CPU%" in header and "State" in header, lines
+        assert table.selected_key() == "server1"
+        # the running server first, the ended client under it, its state short
+        body = [line for line in lines if "server1" in line or "client1" in line]
+        assert "server1" in body[0] and "client1" in body[1], lines
+        assert "SIGTERM" in body[1] and "exit 143" not in body[1]
+        # the whole state is on the output's title when the ended row is chosen
+        table.focus()
+        table.move_cursor(row=table.get_row_index("client1"))
+        await until(pilot, lambda: "stopped by SIGTERM (exit 143)"
+                    in str(app.screen.query_one("#output").border_title))
+
+
+async def test_a_launched_command_shows_its_output_at_once(dashboard) -> None:  # type: ignore[no-untyped-def]
+    from app.ui.screens.launch import COMMAND, LaunchDialog
+
+    app, manager = dashboard
+    port = free_port()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_server_and_client(pilot, manager, port)
+        await until(pilot, lambda: app.screen.selected_process == "server1")
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LaunchDialog))
+        app.screen.query_one("#program").value = COMMAND
+        await pilot.pause()
+        command = app.screen.query_one("#command")
+        command.value = "sh -c 'echo hello-from-cmd; sleep 30'"
+        command.focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        log = app.screen.query_one("#output")
+        await until(pilot, lambda: any("hello-from-cmd" in "".join(s.text for s in line)
+                                       for line in log.lines),
+                    what="the command's output in the output box without selecting its row")
+        assert app.screen.query_one("#processes", KeyedTable).selected_key() \
+            == app.screen.selected_process
+
+
 def strip_text(app: ObservatoryApp) -> str:
     from app.ui.widgets.tabstrip import TabStrip
 
@@ -113,3 +167,51 @@ async def test_every_tab_is_in_view_and_has_a_key_and_a_palette_entry(size) -> N
                                                  + line[y].index("Events") + 1, y))
         await pilot.pause()
         assert app.screen.query_one(TabbedContent).active == "tab-events"
+
+
+def _snapshot_socket(predicate):  # type: ignore[no-untyped-def]
+    from tests.conftest import wait_for
+
+    source = DiagSource()
+    return wait_for(lambda: next((s for s in source.poll().sockets if predicate(s)), None),
+                    5, "the socket in a snapshot")
+
+
+def test_k_on_a_socket_no_process_holds_says_why_once(sockets) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from app.ui.screens.main import kill_refusal
+    from tests.conftest import connect, listener
+
+    server = listener(sockets)
+    port = server.getsockname()[1]
+    client = connect(sockets, server)
+    accepted, _ = server.accept()
+    sockets.append(accepted)
+    mine = _snapshot_socket(lambda s: s.local_port == port and s.state == "ESTABLISHED")
+    assert kill_refusal(mine) is None  # our own process: k may kill it
+    accepted.close()  # this end closes first, the client does not: FIN_WAIT2, no process
+    fin = _snapshot_socket(lambda s: s.local_port == port and s.state == "FIN_WAIT2")
+    words = kill_refusal(fin)
+    assert words and "FIN_WAIT2" in words and "backlog" not in words, words
+    client.close()  # now the closed-first end waits out TIME_WAIT
+    tw = _snapshot_socket(lambda s: s.local_port == port and s.state == "TIME_WAIT")
+    assert "TIME_WAIT" in (kill_refusal(tw) or "")
+    hidden = kill_refusal(replace(mine, owner="hidden", pid=None))
+    assert hidden and hidden.lower().count("may not see") <= 1 \
+        and hidden.lower().count("cannot see") <= 1, hidden
+
+
+async def test_ctrl_s_saves_a_screenshot_while_a_dialog_is_open(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from app.ui.screens.dialogs import ConfirmDialog
+
+    monkeypatch.chdir(tmp_path)
+    app = ObservatoryApp(DiagSource(), None, interval=0.5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        app.push_screen(ConfirmDialog("Quit the observatory?", "2 lab processes still run."))
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: list(tmp_path.glob("observatory-*.svg")))
+        svg = next(tmp_path.glob("observatory-*.svg")).read_text().replace("&#160;", " ")
+        assert "Quit the observatory?" in svg

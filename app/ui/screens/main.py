@@ -47,7 +47,9 @@ from app.ui.widgets.tcp_machine import StateMachinePanel, mirror_key
 if TYPE_CHECKING:
     from app.ui.app import ObservatoryApp
 
-PROCESS_COLUMNS = [("Name", "name"), ("PID", "pid"), ("State", "state"), ("CPU%", "cpu"),
+# CPU% before State: a long state must never push it out of the narrow side column
+# (the full state is on the output's title and in the Events).
+PROCESS_COLUMNS = [("Name", "name"), ("PID", "pid"), ("CPU%", "cpu"), ("State", "state"),
                    ("Command", "command")]
 INTERFACE_COLUMNS = [("Interface", "name"), ("State", "state"), ("IPv4", "ipv4"),
                      ("IPv6", "ipv6"), ("MTU", "mtu")]
@@ -67,7 +69,6 @@ TAB_KEYS = (
     ("b", "tab-bytes", "Bytes"), ("m", "tab-machine", "TCP states"),
     ("w", "tab-backlog", "Backlog"),
 )
-
 
 
 class MainScreen(Screen[None]):
@@ -120,6 +121,7 @@ class MainScreen(Screen[None]):
         self._more_planned = False  # a slice of rows is due after the next refresh
         self._made = 0  # rows changed since the heap was last settled
         self._lab_listen_ports: set[int] = set()  # every port a lab process listened on
+        self._launched: set[str] = set()  # names launched from the dialog, not started yet
 
     @property
     def oapp(self) -> ObservatoryApp:
@@ -303,15 +305,34 @@ class MainScreen(Screen[None]):
             table.set_title(f"{count} sockets")
 
     def _show_processes(self) -> None:
+        # Running ones first, in the order they started; then the ended, newest first:
+        # what a student just killed is next to what still runs, not buried at the top.
+        live = [p for p in self.processes if not p.ended]
+        ended = sorted((p for p in self.processes if p.ended),
+                       key=lambda p: p.ended_at or 0.0, reverse=True)
         rows = []
-        for p in self.processes:
+        for p in live + ended:
             cpu = "" if p.cpu_percent is None else f"{p.cpu_percent:.0f}%"
-            rows.append(TableRow(p.name, (p.name, str(p.pid or ""), p.state, cpu, p.command_line)))
+            rows.append(TableRow(p.name, (p.name, str(p.pid or ""), cpu, short_state(p.state),
+                                          p.command_line)))
         table = self.query_one("#processes", KeyedTable)
         table.apply(rows)
-        table.set_title(f"Lab processes · {sum(p.running for p in self.processes)} running")
+        table.set_title(f"Lab processes · {len(live)} running")
+        key = self.selected_process
+        if key is not None and table.selected_key() != key and key in table.rows:
+            table.move_cursor(row=table.get_row_index(key))  # a new launch was selected
         if self.selected_process is None and rows:
             self._select_process(rows[0].key)
+        else:
+            self._title_output()
+
+    def _title_output(self) -> None:
+        """The output box names its process and, whole, the state the table shortens."""
+        p = self._selected_process_info()
+        log = self.query_one("#output", RichLog)
+        title = f"{self.selected_process} output" + (f" · {p.state}" if p is not None else "")
+        if log.border_title != title:
+            log.border_title = title
 
     def _show_interfaces(self, interfaces: list[Any]) -> None:
         def addresses(iface: Any, family: int) -> str:
@@ -336,6 +357,9 @@ class MainScreen(Screen[None]):
                 self.query_one("#output", RichLog).write(event.text)
             return
         if kind == "ProcessStarted":
+            if event.name in self._launched:  # what the student just launched: show its output
+                self._launched.discard(event.name)
+                self._select_process(event.name)
             text = f"{event.name} started, pid {event.pid}: {self.oapp.command_of(event)}"
             self.timeline.add(TimelineEntry(event.at, "!", text, event.pid, lab=True))
         elif kind == "ProcessExited":
@@ -429,7 +453,7 @@ class MainScreen(Screen[None]):
         self.selected_process = name
         log = self.query_one("#output", RichLog)
         log.clear()
-        log.border_title = f"{name} output"
+        self._title_output()
         for line in self.oapp.process_output(name):
             log.write(line)
 
@@ -510,6 +534,7 @@ class MainScreen(Screen[None]):
 
     def _launch(self, request: LaunchRequest | None) -> None:
         if request is not None:
+            self._launched.add(request.name)  # its output is shown as soon as it starts
             self.oapp.launch(request)
 
     def action_kill(self) -> None:
@@ -525,17 +550,9 @@ class MainScreen(Screen[None]):
                         severity="warning")
             return
         if isinstance(target, Socket):
-            if target.owner == "kernel":
-                self.notify(
-                    "No process holds this socket: "
-                    + ("it is in TIME_WAIT; the kernel ends it by itself."
-                       if target.state == "TIME_WAIT"
-                       else "it waits in a backlog; kill the server that listens instead."),
-                    severity="warning", timeout=6)
-                return
-            if target.owner == "hidden" or target.pid is None:
-                self.notify(f"You may not see which process holds {target.local}: "
-                            f"{owner_help('hidden')}.", severity="warning", timeout=6)
+            refusal = kill_refusal(target)
+            if refusal is not None or target.pid is None:
+                self.notify(refusal or "", severity="warning", timeout=6)
                 return
             self.oapp.kill_pid(target.pid, sig)
         else:
@@ -632,7 +649,6 @@ class MainScreen(Screen[None]):
         if event.pane.id:
             self.query_one(TabStrip).set_active(event.pane.id)
 
-
     def action_screenshot(self) -> None:
         self.oapp.save_screen()
 
@@ -717,6 +733,34 @@ class MainScreen(Screen[None]):
             ConfirmDialog(f"Kill pid {describe.pid}?", body, yes=f"Send {name}"),
             lambda yes: self.oapp.kill_foreign(describe, sig) if yes else None,
         )
+
+
+def kill_refusal(sock: Socket) -> str | None:
+    """Why ``k`` cannot kill the owner of ``sock``, in words; None when it can."""
+    if sock.owner == "process" and sock.pid is not None:
+        return None
+    if sock.owner == "hidden" or sock.pid is None and sock.owner != "kernel":
+        return f"Cannot kill the owner of {sock.local}: {owner_help('hidden')}."
+    why = {
+        "TIME_WAIT": "it is in TIME_WAIT; the kernel ends it by itself within about 60 s.",
+        "SYN_RECV": "it is a handshake the kernel answers for the listening server.",
+    }.get(sock.state)
+    if why is None and sock.waiting_in_backlog:
+        why = "it waits in a backlog; kill the server that listens instead."
+    if why is None and sock.state in ("FIN_WAIT1", "FIN_WAIT2", "CLOSING", "LAST_ACK"):
+        why = (f"its process closed it (or was killed) and the kernel finishes the goodbye "
+               f"({sock.state}) with the peer, then drops it; close or kill the peer.")
+    return f"No process holds {sock.local}: " + (why or f"{owner_help('kernel')}.")
+
+
+def short_state(state: str) -> str:
+    """A process state short enough for the Lab table: ``stopped by SIGTERM (exit 143)`` is
+    ``SIGTERM``, ``killed by SIGKILL`` is ``SIGKILL``, ``exited 1`` is ``exit 1``."""
+    if state.startswith(("stopped by ", "killed by ")):
+        return state.split(" by ", 1)[1].split(" (")[0]
+    if state.startswith("exited "):
+        return "exit " + state.split()[1]
+    return state
 
 
 def _sampled_entry(event: SocketEvent) -> TimelineEntry:

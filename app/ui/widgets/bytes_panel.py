@@ -23,7 +23,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, Input, Label, Static
 
 from app.core.endian import DEFAULT_BYTES, EndianError, EndianReport, parse_bytes, read_words
 from app.core.model import Snapshot, Socket, SocketEvent
@@ -33,9 +33,11 @@ from app.core.sockaddr import (
     build_sockaddr,
     hex_bytes,
     hton_sentence,
+    parse_endpoint,
 )
 
 LECTURE_EXAMPLE = ("127.0.0.1", 1000)
+ADDRESS_PLACEHOLDER = "type any, like 10.0.2.15:6000 or [::1]:7000; empty: the selected row"
 DEFAULT_INPUT = hex_bytes(DEFAULT_BYTES)  # "47 EF 15 2A 89 37 B4 33"
 GRID_BYTES_PER_LINE = 4
 
@@ -314,7 +316,8 @@ def word_tables(report: EndianReport, width: int = 120) -> list[RenderableType]:
 
 
 class BytesPanel(VerticalScroll):
-    """sockaddr bytes of the selected socket's local (or peer) end, and an endianness lab."""
+    """sockaddr bytes of the selected socket's local (or peer) end, or of any address and
+    port the student types (as ``observatory sockaddr``), and an endianness lab."""
 
     DEFAULT_CSS = """
     BytesPanel {
@@ -343,6 +346,23 @@ class BytesPanel(VerticalScroll):
         margin: 0 0 0 1;
         text-style: bold;
     }
+    BytesPanel #bytes-address-row {
+        height: 1;
+        width: 1fr;
+    }
+    BytesPanel #bytes-address-label {
+        width: auto;
+        padding: 0 1 0 0;
+        color: $text-muted;
+        text-style: bold;
+    }
+    BytesPanel #bytes-address {
+        width: 1fr;
+    }
+    BytesPanel #bytes-address-error {
+        color: $error;
+        text-style: bold;
+    }
     BytesPanel #endian-head {
         margin: 1 0 0 0;
         text-style: bold;
@@ -359,6 +379,8 @@ class BytesPanel(VerticalScroll):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "toggle_end", "Peer/local", tooltip="Show the bytes of the other end"),
+        Binding("escape", "leave_field", "Leave the field", show=False),
+        Binding("enter", "enter_field", "Type an address", show=False),
     ]
 
     def __init__(self, **kwargs: object) -> None:
@@ -372,8 +394,18 @@ class BytesPanel(VerticalScroll):
         self._shown_key: tuple[object, ...] | None = None
         self._gone = False  # the selected socket left the kernel's table
         self.follow = Follow()
+        self.typed: tuple[str, int] | None = None  # an address and port typed in the field
+        self.typed_error: str | None = None  # why the typed text is not one
 
     def compose(self) -> ComposeResult:
+        # One line (compact): at 80x24 the panel has four, and the bytes come first.
+        with Horizontal(id="bytes-address-row"):
+            yield Label("Address", id="bytes-address-label")
+            yield Input(placeholder=ADDRESS_PLACEHOLDER, id="bytes-address", compact=True,
+                        tooltip="An address and a port, as observatory sockaddr takes them: "
+                                "10.0.2.15:6000, [::1]:7000, 0.0.0.0 6000. Empty: the "
+                                "selected socket. Esc gives the keys back to the dashboard.")
+        yield Static(id="bytes-address-error")
         with Horizontal(id="bytes-bar"):
             yield Static(id="bytes-title")
             yield Button("peer's end (p)", id="bytes-end")
@@ -386,6 +418,7 @@ class BytesPanel(VerticalScroll):
 
     def on_mount(self) -> None:
         self.query_one("#endian-error", Static).display = False
+        self.query_one("#bytes-address-error", Static).display = False
         self._show_socket(force=True)
         self._show_endian()
 
@@ -408,10 +441,51 @@ class BytesPanel(VerticalScroll):
             self._gone = self.socket.key not in snapshot.by_key
             self._show_socket()
 
+    # -- keys: the dashboard's letters work unless a field has the focus ----------------
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        keep_focus_out_of_hidden(self, event)
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        home_after_hidden_blur(self)
+
+    def action_leave_field(self) -> None:
+        """Esc in a field (or on the button): the keys go back to the dashboard's tables."""
+        give_keys_back(self)
+
+    def action_enter_field(self) -> None:
+        """Enter on the panel itself (reached with Tab): into the address field."""
+        self.query_one("#bytes-address", Input).focus()
+
     # -- actions -------------------------------------------------------------------------
     def action_toggle_end(self) -> None:
+        if self.typed is not None:
+            return  # a typed address has no other end; the button is hidden meanwhile
         self.end = "peer" if self.end == "local" else "local"
         self._show_socket()
+
+    @on(Input.Changed, "#bytes-address")
+    def _address_typed(self, event: Input.Changed) -> None:
+        """Any address and port, laid out as it is typed; empty: the selected socket again."""
+        event.stop()
+        text = event.value.strip()
+        self.typed, self.typed_error = None, None
+        if text:
+            try:
+                self.typed = parse_endpoint(text)
+            except SockaddrError as exc:
+                self.typed_error = str(exc)
+        error = self.query_one("#bytes-address-error", Static)
+        error.update(Text(f"✗ {self.typed_error}") if self.typed_error else "")
+        error.display = self.typed_error is not None
+        self._show_socket(force=True)
+
+    @on(Input.Submitted, "#bytes-address")
+    def _address_submitted(self, event: Input.Submitted) -> None:
+        """Enter keeps what was typed and, when it is an address and port, gives the keys
+        back (p, b, s... work again); a refused entry keeps the cursor in the field."""
+        event.stop()
+        if self.typed_error is None:
+            give_keys_back(self)
 
     @on(Button.Pressed, "#bytes-end")
     def _toggle_pressed(self, event: Button.Pressed) -> None:
@@ -436,6 +510,16 @@ class BytesPanel(VerticalScroll):
     # -- rendering -----------------------------------------------------------------------
     def _target(self) -> tuple[str, tuple[str, int] | None, str]:
         """(title, (address, port) or None, why there is nothing to show)."""
+        if self.typed_error is not None:
+            return ("Typed above · not an address and port yet", None,
+                    "Type an IPv4 or IPv6 address and a port, like 10.0.2.15:6000, "
+                    "[::1]:7000 or 0.0.0.0 6000; empty the field to see the selected "
+                    "socket's bytes again.")
+        if self.typed is not None:
+            address, port = self.typed
+            shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+            return (f"Typed {shown} · empty the field to follow the selected socket again",
+                    self.typed, "")
         sock = self.socket
         if sock is None:
             return ("Lecture's example: 127.0.0.1 port 1000 · select a socket row to see its "
@@ -463,7 +547,8 @@ class BytesPanel(VerticalScroll):
         self._shown_key = key
         button = self.query_one("#bytes-end", Button)
         button.label = "local end (p)" if self.end == "peer" else "peer's end (p)"
-        button.display = self.socket is not None
+        button.display = self.socket is not None and self.typed is None and (
+            self.typed_error is None)
         self.query_one("#bytes-title", Static).update(Text(title))
         self.query_one("#bytes-view", Static).update(self._socket_view(where, why))
 
@@ -512,6 +597,8 @@ class BytesPanel(VerticalScroll):
 
     def _plain_parts(self) -> Iterable[RenderableType]:
         title, where, why = self._target()
+        if self.typed_error is not None:
+            yield Text(f"✗ {self.typed_error}")
         yield Text(title)
         yield self._socket_view(where, why)
         if self.endian_error is not None:

@@ -99,7 +99,7 @@ async def test_the_scan_tab_leaves_the_dashboards_keys_alone() -> None:
         screen.query_one(ScanPanel).focus()
         await pilot.press("enter")
         assert pilot.app.focused is ports
-        assert "Esc: keys back to the tables" in text_of(pilot, "#scan-keys")
+        assert "Esc to leave a field" in text_of(pilot, "#scan-keys")
 
 
 async def test_no_list_of_the_scan_tab_keeps_the_tab_keys() -> None:

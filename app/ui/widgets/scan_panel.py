@@ -327,7 +327,7 @@ class ScanPanel(VerticalScroll):
     # -- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(id="scan-nmap-missing", classes="-hidden")
-        yield Static("To type: click a field or Tab to it · Esc: keys back to the tables",
+        yield Static("Click or Tab to type · Esc to leave a field",
                      id="scan-keys")
         # type_to_search off: an open list would take every letter (b, m, s...) as a search.
         with Horizontal(classes="scan-row"):

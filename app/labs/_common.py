@@ -454,19 +454,125 @@ def unprivileged_port_start() -> int:
         return 1024
 
 
-def bind_error(exc: OSError, ip: str, port: int, proto: str = "tcp") -> LabError:
-    """Words for a failed bind() of ``ip``:``port``."""
+# /proc/net/tcp's state numbers (include/net/tcp_states.h), as ss names them.
+_PROC_TCP_STATES = {
+    "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
+    "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING",
+}
+
+
+def _proc_addr(hex_addr: str) -> str:
+    """A /proc/net address (``0100007F``, 32 hex digits for IPv6) as text."""
+    raw = bytes.fromhex(hex_addr)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.IPv6Address(words)
+    return str(address.ipv4_mapped) if address.ipv4_mapped is not None else str(address)
+
+
+def _covers(a: str, b: str) -> bool:
+    """Two local addresses a bind() would find overlapping (a wildcard covers all)."""
+    return a == b or "0.0.0.0" in (a, b) or "::" in (a, b)
+
+
+def port_holders(
+    port: int, ip: str, proto: str = "tcp", proc_root: str = "/proc"
+) -> list[tuple[str, str, str, int]]:
+    """Sockets of this network namespace holding ``port`` on an address overlapping ``ip``.
+
+    Read from ``/proc/net/{tcp,tcp6}`` (or udp): ``(state, local, remote,
+    inode)``, listeners first. Inode 0: no process holds it (the kernel keeps a
+    closed end in TIME_WAIT or FIN_WAIT2). Empty when nothing is listed or the
+    files cannot be read.
+    """
+    wanted = str(ipaddress.ip_address(ip.split("%", 1)[0]))
+    mapped = ipaddress.ip_address(wanted)
+    if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped is not None:
+        wanted = str(mapped.ipv4_mapped)
+    found: list[tuple[str, str, str, int]] = []
+    for name in (proto, proto + "6"):
+        try:
+            with open(f"{proc_root}/net/{name}", encoding="ascii") as fh:
+                lines = fh.read().splitlines()[1:]
+        except (OSError, ValueError):
+            continue
+        for line in lines:
+            fields = line.split()
+            try:
+                local_hex, port_hex = fields[1].split(":")
+                if int(port_hex, 16) != port:
+                    continue
+                local = _proc_addr(local_hex)
+                remote_hex, remote_port_hex = fields[2].split(":")
+                remote_port = int(remote_port_hex, 16)
+                state = _PROC_TCP_STATES.get(fields[3], fields[3]) if proto == "tcp" else "UDP"
+                inode = int(fields[9])
+            except (IndexError, ValueError):
+                continue
+            if not _covers(wanted, local):
+                continue
+            remote = endpoint(_proc_addr(remote_hex), remote_port) if remote_port else "*"
+            found.append((state, endpoint(local, port), remote, inode))
+    found.sort(key=lambda row: (row[0] != "LISTEN", row[3] == 0))
+    return found
+
+
+def _tcp_in_use(ip: str, port: int, reuseaddr: bool) -> LabError:
+    """Words for EADDRINUSE of a TCP bind: what holds the port, as the kernel lists it."""
+    see = f"`observatory snapshot --all --port {port}`"
+    holders = port_holders(port, ip, "tcp")
+    if not holders:
+        return LabError(
+            f"port {port} is already in use on {ip}, though the kernel lists no socket on it "
+            "now (a socket that is only bound, not listening, is not listed; or the holder "
+            "has just gone): try again, or pick another port"
+        )
+    state, local, remote, inode = holders[0]
+    if state == "LISTEN":
+        return LabError(
+            f"port {port} is already in use on {ip}: a program is listening on {local} "
+            f"(find it with `observatory snapshot --listen --port {port}`); stop it or pick "
+            "another port"
+        )
+    held = (
+        "no process has it: the kernel keeps the end of a connection whose program closed it "
+        "or was killed"
+        if inode == 0
+        else "a program still has this connection open"
+    )
+    if state == "TIME_WAIT":
+        how_long = "for about 60 s after the close"
+    elif state == "FIN_WAIT2" and inode == 0:
+        how_long = "until the peer closes or about 60 s pass"
+    else:
+        how_long = "until it is closed"
+    reuse = (
+        "this server sets SO_REUSEADDR, so the program that had the port did not, and Linux "
+        "needs both"
+        if reuseaddr
+        else "set SO_REUSEADDR before bind() in both programs to share it"
+    )
+    return LabError(
+        f"port {port} is still held on {ip}: {local} -> {remote} is in {state} "
+        f"({held}; it stays {how_long}); {reuse}: wait, or pick another port "
+        f"(see it with {see})"
+    )
+
+
+def bind_error(
+    exc: OSError, ip: str, port: int, proto: str = "tcp", *, reuseaddr: bool = False
+) -> LabError:
+    """Words for a failed bind() of ``ip``:``port`` (``reuseaddr``: we set SO_REUSEADDR)."""
     where = endpoint(ip, port) if port else ip
-    if exc.errno == errno.EADDRINUSE:
+    if exc.errno == errno.EADDRINUSE and port:
         if proto == "udp":
             return LabError(
                 f"port {port} is already in use on {ip}: another program has it "
                 f"(find it with `observatory snapshot --udp --port {port}`)"
             )
-        return LabError(
-            f"port {port} is already in use on {ip}: another program is listening there "
-            f"(find it with `observatory snapshot --listen --port {port}`)"
-        )
+        return _tcp_in_use(ip, port, reuseaddr)
     if exc.errno == errno.EACCES:
         start = unprivileged_port_start()
         if 0 < port < start:

@@ -134,7 +134,7 @@ def serve(args: argparse.Namespace) -> int:
             listener.bind(address)
             listener.listen(args.backlog)
         except OSError as exc:
-            raise bind_error(exc, args.bind, args.port, "tcp") from None
+            raise bind_error(exc, args.bind, args.port, "tcp", reuseaddr=True) from None
         mode = "concurrent" if args.concurrent else "iterative"
         say(
             f"Listening on {endpoint(args.bind, args.port)} "

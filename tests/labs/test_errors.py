@@ -33,8 +33,9 @@ def test_port_in_use(sockets: list[socket.socket]) -> None:
     port = holder.getsockname()[1]
     words = one_error_line(run_lab("tcp-server", str(port)), "tcp-server")
     assert words == (
-        f"port {port} is already in use on 127.0.0.1: another program is listening there "
-        f"(find it with `observatory snapshot --listen --port {port}`)"
+        f"port {port} is already in use on 127.0.0.1: a program is listening on "
+        f"127.0.0.1:{port} (find it with `observatory snapshot --listen --port {port}`); "
+        "stop it or pick another port"
     )
 
 

@@ -169,7 +169,7 @@ def up(path: str) -> int:
         elif isinstance(event, ProcessStarted):
             printer.line(event.name, f"started (pid {event.pid}): {commands.get(event.name, '')}")
         elif isinstance(event, ProcessExited):
-            printer.line(event.name, event.state)
+            printer.line(event.name, event.outcome)  # the state, and why it failed
             exit_printed.release()
 
     stop = threading.Event()

@@ -192,6 +192,56 @@ def _todo(sock: Socket, reuseaddr: bool | None) -> str:
     return "What to do: " + "; or ".join(options) + "."
 
 
+def _holders(
+    sockets: list[Socket], address: str, port: int, proto: str, v6only: bool
+) -> list[tuple[Socket, bool]]:
+    """The sockets that hold ``port`` on an address overlapping ``address``: (socket, unsure)."""
+    if port <= 0:
+        return []
+    new = _span_of_new(address, v6only)
+    if new is None:
+        return []
+    udp = proto.startswith("udp")
+    holders: list[tuple[Socket, bool]] = []
+    for sock in sockets:
+        if sock.local_port != port or sock.is_tcp == udp or sock.state == "NEW_SYN_RECV":
+            continue
+        span = _span_of_holder(sock)
+        if span is None:
+            continue
+        overlaps, unsure = _overlap(new, span)
+        if overlaps:
+            holders.append((sock, unsure))
+    holders.sort(key=lambda pair: _rank(pair[0]))
+    return holders
+
+
+def holder_summary(
+    sockets: Iterable[Socket], address: str, port: int, *, proto: str = "tcp"
+) -> str | None:
+    """A short clause naming what holds ``port``, for a line that already says it failed.
+
+    ``0.0.0.0:6000 is listening, held by 2759/tcp_server1`` or ``127.0.0.1:6000 →
+    127.0.0.1:39846 is in FIN_WAIT2, held by the kernel: no process (...)``; None
+    when nothing overlapping holds it.
+    """
+    holders = _holders(list(sockets), address, port, proto, False)
+    if not holders:
+        return None
+    first = holders[0][0]
+    if first.state == "LISTEN":
+        return f"{first.local} is listening, {_owner_words(first)}"
+    text = f"{_describe(first)} is in {first.state if first.is_tcp else 'UDP'}, "
+    text += _owner_words(first)
+    if first.owner == "kernel" and first.state in ("FIN_WAIT2", "TIME_WAIT"):
+        text += (
+            " (the end of a connection whose program closed first or was killed; the kernel "
+            f"keeps it about {TIME_WAIT_SECONDS} s, and a new bind() passes it only when both "
+            "programs set SO_REUSEADDR)"
+        )
+    return text
+
+
 def bind_conflict(
     sockets: Iterable[Socket],
     address: str,
@@ -218,26 +268,11 @@ def bind_conflict(
         state, owner), why it is there, for how long, and what to do; None
         when nothing given holds an overlapping address.
     """
-    if port <= 0:
-        return None
-    new = _span_of_new(address, v6only)
-    if new is None:
-        return None
     udp = proto.startswith("udp")
     all_sockets = list(sockets)
-    holders: list[tuple[Socket, bool]] = []
-    for sock in all_sockets:
-        if sock.local_port != port or sock.is_tcp == udp or sock.state == "NEW_SYN_RECV":
-            continue
-        span = _span_of_holder(sock)
-        if span is None:
-            continue
-        overlaps, unsure = _overlap(new, span)
-        if overlaps:
-            holders.append((sock, unsure))
+    holders = _holders(all_sockets, address, port, proto, v6only)
     if not holders:
         return None
-    holders.sort(key=lambda pair: _rank(pair[0]))
     first, unsure = holders[0]
     where = format_endpoint(address, port)
     see = f"See it with `observatory snapshot --all{' --udp' if udp else ''} --port {port}`."

@@ -110,13 +110,30 @@ class LaunchError(ProcessError):
 
 @dataclass(frozen=True, slots=True)
 class ProcessStarted:
-    """A child is running (its pid is known)."""
+    """A child is running (its pid is known).
+
+    ``replaced``: the state of an ended process of the same name that this one
+    replaces (its record and output are dropped: a UI showing that name's
+    output must clear it), else None.
+    """
 
     name: str
     pid: int
     argv: tuple[str, ...]
     program: str | None  # built-in program name, or None for a command
     at: float  # time.time()
+    replaced: str | None = None
+
+    def describe(self, command: str | None = None) -> str:
+        """``server1 started, pid 4242: tcp-server 6000`` (and what it replaced)."""
+        text = f"{self.name} started, pid {self.pid}"
+        if command:
+            text += f": {command}"
+        if self.replaced is not None:
+            text += (
+                f" (the name of an ended process, {self.replaced}: its output was dropped)"
+            )
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +157,31 @@ class ProcessExited:
     state: str  # "exited 0", "killed by SIGKILL", ...
     requested: bool  # we had asked it to stop (kill/stop/kill_all/shutdown)
     at: float
+    # Why it failed, when it did not end well: its last line on stderr (a lab
+    # program's one error line, a C program's perror()); None otherwise.
+    reason: str | None = None
+    # What the observatory adds to a known reason (e.g. who holds the port
+    # behind "Address already in use"), one sentence, or None.
+    explanation: str | None = None
 
     @property
     def ended_well(self) -> bool:
         """Exit status 0, or ended after we asked it to stop."""
         return self.returncode == 0 or self.requested
+
+    @property
+    def outcome(self) -> str:
+        """``exited 1: tcp-server: port 6000 is already in use ...`` (the state, and why)."""
+        text = self.state
+        if self.reason:
+            text += f": {self.reason}"
+        if self.explanation:
+            text += f" ({self.explanation})"
+        return text
+
+    def describe(self) -> str:
+        """The event's line: ``server2 (pid 4242) exited 1: <why>``."""
+        return f"{self.name} (pid {self.pid}) {self.outcome}"
 
 
 ProcessEvent = ProcessStarted | OutputLine | ProcessExited
@@ -240,6 +277,44 @@ def state_text(returncode: int, sent: Iterable[int] = ()) -> str:
     return f"exited {returncode}"
 
 
+# perror()'s words for EADDRINUSE (glibc and musl), as a C server prints them.
+_IN_USE = os.strerror(errno.EADDRINUSE)
+
+
+def explain_failure(reason: str, args: Sequence[str]) -> str | None:
+    """Words to add to a failed program's last line, when the observatory knows more.
+
+    "Address already in use" (``perror("bind")`` of the lecture's tcp_server1):
+    names what holds the port, from one poll of the kernel's sockets. The
+    port is the program's only argument from 1 to 65535 (``./tcp_server1
+    6000``); a lab program's own line already says it all (None).
+    """
+    if _IN_USE.lower() not in reason.lower() or "observatory snapshot" in reason:
+        return None
+    from app.labs import whole_number
+
+    numbers = (whole_number(a) for a in args)
+    ports = {n for n in numbers if n is not None and 1 <= n <= 65535}
+    if len(ports) != 1:
+        return (
+            "bind() found the port taken: by a listener, or by a connection's end that "
+            "lingers in FIN_WAIT2 or TIME_WAIT after its program was closed or killed; "
+            "`observatory snapshot --all` shows which"
+        )
+    port = ports.pop()
+    try:
+        from app.core.portuse import holder_summary
+        from app.core.sockets import default_source
+
+        summary = holder_summary(default_source().poll().sockets, "0.0.0.0", port)
+    except Exception:  # only a hint: never let it hide the exit itself
+        summary = None
+    see = f"`observatory snapshot --all --port {port}`"
+    if summary is None:
+        return f"bind() found port {port} taken; nothing holds it now (see {see})"
+    return f"bind() found port {port} taken: {summary}; see {see}"
+
+
 def _user_of(pid: int) -> str | None:
     try:
         return str(psutil.Process(pid).username())
@@ -273,6 +348,8 @@ class _Record:
     output: deque[str] = field(init=False)
     cpu_last: tuple[float, float] | None = None  # (monotonic, cpu seconds)
     cpu_percent: float | None = None
+    last_stderr: str | None = None
+    replaced: str | None = None  # the state of the ended record of this name it replaced
 
     def __post_init__(self) -> None:
         self.output = deque(maxlen=self.max_lines)
@@ -544,6 +621,10 @@ class ProcessManager:
                     f"a process named {name!r} is already running ({where}); "
                     "stop it first or choose another name"
                 )
+            # An ended process's name may be used again: the new process replaces
+            # its record, and its output is dropped (ProcessStarted.replaced says so).
+            if old is not None:
+                record.replaced = old.state
             # Reserve the name ("starting") so two launches cannot race for it.
             self._records.pop(name, None)  # a relaunch goes to the end of the list
             self._records[name] = record
@@ -601,7 +682,7 @@ class ProcessManager:
                     self._signal_group(record, signal.SIGKILL)
             self._changed.notify_all()
         started = record.started_at or time.time()
-        self._emit(ProcessStarted(name, pid, record.argv, program, started))
+        self._emit(ProcessStarted(name, pid, record.argv, program, started, record.replaced))
         for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
             thread = threading.Thread(
                 target=self._read_stream,
@@ -715,6 +796,8 @@ class ProcessManager:
             text += f" [... line cut at {self._max_line_bytes} bytes]"
         with record.out_lock:
             record.output.append(text)
+            if stream == "stderr" and text.strip():
+                record.last_stderr = text
         self._emit(OutputLine(record.name, pid, stream, text, time.time()))
 
     # ------------------------------------------------------------- exits
@@ -736,6 +819,13 @@ class ProcessManager:
             record.ended_at = time.time()
             record.cpu_percent = None
             self._changed.notify_all()
+        reason: str | None = None
+        explanation: str | None = None
+        if returncode != 0 and not record.stop_requested:
+            with record.out_lock:
+                reason = record.last_stderr
+            if reason is not None:
+                explanation = explain_failure(reason, record.args)
         self._emit(
             ProcessExited(
                 record.name,
@@ -744,6 +834,8 @@ class ProcessManager:
                 state_text(returncode, record.sent_signals),
                 record.stop_requested,
                 record.ended_at,
+                reason,
+                explanation,
             )
         )
 

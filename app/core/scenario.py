@@ -33,10 +33,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from app.core.procs import (
     NAME_PATTERN,
     NAME_RULE,
+    LaunchError,
+    ProcessError,
     ProcessInfo,
     ProcessManager,
     executable_problem,
@@ -405,3 +408,113 @@ def start_scenario(
         if on_started is not None:
             on_started(entry, info)
     return started
+
+
+Outcome = Literal["started", "kept", "renamed", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class EntryResult:
+    """What loading a scenario did with one entry.
+
+    ``outcome``: ``started``; ``kept`` (a running process of that name runs the
+    same program and arguments: left running, nothing started); ``renamed``
+    (the name is taken by a running process of another program: started under
+    ``name``, a fresh one); ``failed`` (could not start; ``info`` is None).
+    ``message`` is one line for the student (empty for a plain start).
+    """
+
+    entry: ScenarioEntry
+    outcome: Outcome
+    name: str
+    info: ProcessInfo | None
+    message: str
+
+
+def _same_program(info: ProcessInfo, entry: ScenarioEntry) -> bool:
+    if entry.program is not None:
+        return info.program == entry.program and tuple(info.args) == entry.args
+    return info.program is None and tuple(info.argv) == tuple(entry.command or ())
+
+
+def _fresh_name(manager: ProcessManager, name: str) -> str:
+    taken = set(manager.names())
+    for n in range(2, 1000):
+        candidate = f"{name[:36]}-{n}"
+        if candidate not in taken:
+            return candidate
+    raise LaunchError(f"no free name like {name}-2 is left")
+
+
+def start_scenario_each(
+    manager: ProcessManager,
+    scenario: Scenario,
+    *,
+    stop: threading.Event | None = None,
+    on_result: Callable[[EntryResult], None] | None = None,
+) -> list[EntryResult]:
+    """Start what can start, one result per entry; never raises for one entry's failure.
+
+    For a dashboard where processes may already run (a manual launch, a
+    scenario loaded twice): a running process with the entry's name and the
+    same program and arguments is kept ("server1 is already running: kept");
+    one with that name but another program leaves the name alone and the
+    entry starts under a fresh name (``server1-2``); an entry that cannot start
+    is reported and the next ones still start. An ended process's name is
+    simply used again (the manager replaces it). Delays and ``stop`` are as in
+    :func:`start_scenario`; entries not reached because of ``stop`` get no result.
+    """
+    results: list[EntryResult] = []
+    folder = scenario.folder
+    for entry in scenario.entries:
+        if entry.delay > 0:
+            if stop is not None:
+                if stop.wait(entry.delay):
+                    break
+            else:
+                threading.Event().wait(entry.delay)
+        if stop is not None and stop.is_set():
+            break
+        name = entry.name
+        outcome: Outcome = "started"
+        message = ""
+        try:
+            current = manager.get(name)
+        except ProcessError:
+            current = None
+        if current is not None and not current.ended:
+            if _same_program(current, entry):
+                where = f"pid {current.pid}" if current.pid else "starting"
+                result = EntryResult(entry, "kept", name, current,
+                                     f"{name} is already running ({where}): kept")
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+                continue
+            try:
+                name = _fresh_name(manager, entry.name)
+            except LaunchError as exc:
+                result = EntryResult(entry, "failed", entry.name, None,
+                                     f"{entry.name} was not started: {exc}")
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+                continue
+            outcome = "renamed"
+            message = (
+                f"{entry.name} is already the name of a running {current.command_line}: "
+                f"{entry.command_line} started as {name}"
+            )
+        try:
+            if entry.program is not None:
+                info = manager.launch_builtin(name, entry.program, entry.args)
+            else:
+                info = manager.launch_command(name, entry.command or (), cwd=folder)
+        except ProcessError as exc:
+            result = EntryResult(entry, "failed", name, None, f"{name} could not start: {exc}")
+        else:
+            result = EntryResult(entry, outcome, name, info, message)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results

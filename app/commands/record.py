@@ -22,11 +22,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.core.record import RecordError, export_session, sessions_dir
+    from app.core.record import RecordError, export_session, fallback_dirs, sessions_dir
 
     if args.action == "list":
         folder = sessions_dir()
-        files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+        # Where the dashboard records when the home folder cannot be written.
+        folders = [folder, *fallback_dirs()]
+        files = []
+        for where in folders:
+            try:
+                files += sorted(where.glob("*.jsonl")) if where.is_dir() else []
+            except OSError:
+                continue
         if not files:
             print(f"no session records yet in {folder}")
         for f in files:

@@ -16,6 +16,16 @@ Where the files go (first that applies):
    as the XDG spec says);
 4. ``~/.local/share/connection-observatory/sessions``.
 
+When 3 or 4 cannot be created or written (a user with no home, like nobody's
+``/nonexistent``), the recorder quietly uses the first of these that works and
+says so in :attr:`SessionRecorder.note`:
+
+5. ``$XDG_RUNTIME_DIR/connection-observatory/sessions`` (when that folder is
+   absolute and the user's own);
+6. ``<system temp dir>/connection-observatory-<uid>/sessions``, private:
+   mode 0700 and owned by the user; a folder of that name that someone else
+   owns, or that others may enter, is refused, never used.
+
 Recording never crashes the app: :meth:`SessionRecorder.start` raises
 :class:`RecordError` (an ``OSError`` turned into one line of words) when the
 directory cannot be written, and once started the ``record_*`` methods return
@@ -39,6 +49,8 @@ import errno
 import io
 import json
 import os
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -65,7 +77,7 @@ def sessions_dir(env: Mapping[str, str] | None = None, home: Path | None = None)
 
     Args:
         env: the environment to read (default ``os.environ``).
-        home: the home directory (default ``Path.home()``).
+        home: the home directory (default ``$HOME`` of ``env``, else ``Path.home()``).
     """
     env = os.environ if env is None else env
     override = env.get(ENV_DATA_DIR, "").strip()
@@ -75,8 +87,67 @@ def sessions_dir(env: Mapping[str, str] | None = None, home: Path | None = None)
     # The XDG spec: a relative path is invalid and must be ignored.
     if xdg and os.path.isabs(xdg):
         return Path(xdg) / APP_DIR_NAME / "sessions"
-    base = Path.home() if home is None else home
-    return base / ".local" / "share" / APP_DIR_NAME / "sessions"
+    if home is None:
+        return _home_sessions(env)
+    return home / ".local" / "share" / APP_DIR_NAME / "sessions"
+
+
+def _home_sessions(env: Mapping[str, str]) -> Path:
+    given = env.get("HOME", "").strip()
+    home = Path(given) if given and os.path.isabs(given) else Path.home()
+    return home / ".local" / "share" / APP_DIR_NAME / "sessions"
+
+
+def fallback_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Where sessions go when the default folder cannot be written, in order."""
+    env = os.environ if env is None else env
+    out: list[Path] = []
+    runtime = env.get("XDG_RUNTIME_DIR", "").strip()
+    if runtime and os.path.isabs(runtime):
+        out.append(Path(runtime) / APP_DIR_NAME / "sessions")
+    out.append(Path(tempfile.gettempdir()) / f"{APP_DIR_NAME}-{os.geteuid()}" / "sessions")
+    return out
+
+
+def _own_private_dir(path: Path) -> None:
+    """Create ``path`` (mode 0700) or accept it only if it is ours and private.
+
+    Raises:
+        RecordError: someone else owns it, others may enter it, or it is not a folder.
+    """
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise RecordError(f"{path} is not a folder (a link or a file): not recording there")
+    if info.st_uid != os.geteuid():
+        raise RecordError(f"{path} belongs to another user (uid {info.st_uid}): "
+                          "not recording there")
+    if info.st_mode & 0o077:
+        raise RecordError(f"others may enter {path} (mode {stat.S_IMODE(info.st_mode):o}): "
+                          "not recording there")
+
+
+def _prepare_fallback(folder: Path, env: Mapping[str, str]) -> None:
+    """Make a fallback folder: the runtime dir must be ours; the temp one private."""
+    runtime = env.get("XDG_RUNTIME_DIR", "").strip()
+    if runtime and folder.is_relative_to(runtime):
+        try:
+            owner = os.stat(runtime).st_uid
+        except OSError as exc:
+            raise RecordError(_in_words(exc, "use", Path(runtime))) from None
+        if owner != os.geteuid():
+            raise RecordError(f"{runtime} belongs to another user: not recording there")
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordError(_in_words(exc, "create the session folder", folder)) from None
+        return
+    try:
+        _own_private_dir(folder.parent)
+        _own_private_dir(folder)
+    except OSError as exc:
+        raise RecordError(_in_words(exc, "create the session folder", folder)) from None
 
 
 def _in_words(exc: OSError, what: str, path: Path) -> str:
@@ -128,6 +199,8 @@ class SessionRecorder:
         self._lock = threading.Lock()
         self.lines_written = 0
         self.warning: str | None = None  # the last failure, in words; None = all well
+        # Set when the default folder could not be used: where it records instead, and why.
+        self.note: str | None = None
 
     @classmethod
     def start(
@@ -147,7 +220,37 @@ class SessionRecorder:
         Raises:
             RecordError: the directory cannot be created or written (one line).
         """
-        folder = Path(directory).expanduser() if directory is not None else sessions_dir(env)
+        chosen = env if env is not None else os.environ
+        folder = Path(directory).expanduser() if directory is not None else sessions_dir(chosen)
+        try:
+            if directory is None and folder == _home_sessions(chosen):
+                home = folder.parents[3]
+                if not home.is_dir():  # never create a home folder (nobody's /nonexistent)
+                    raise RecordError(
+                        f"cannot create the session folder {folder}: the home folder {home} "
+                        "does not exist"
+                    )
+            recorder = cls._open_in(folder, clock)
+        except RecordError as exc:
+            # An explicit folder is the user's choice: say it failed. The default
+            # one (a home that does not exist) quietly falls back.
+            if directory is not None or chosen.get(ENV_DATA_DIR, "").strip():
+                raise
+            problems = [str(exc)]
+            for other in fallback_dirs(chosen):
+                try:
+                    _prepare_fallback(other, chosen)
+                    recorder = cls._open_in(other, clock)
+                except RecordError as again:
+                    problems.append(str(again))
+                    continue
+                recorder.note = f"recording in {other} ({problems[0]})"
+                return recorder
+            raise RecordError("; ".join(problems)) from None
+        return recorder
+
+    @classmethod
+    def _open_in(cls, folder: Path, clock: Callable[[], float]) -> SessionRecorder:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

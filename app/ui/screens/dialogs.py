@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 
 class ConfirmDialog(ModalScreen[bool]):
-    """Ask a yes/no question; dismisses with True for yes."""
+    """Ask a yes/no question; dismisses with True for yes.
+
+    The buttons say their keys: ``y`` for yes, ``n`` or Escape for no. ``default`` is the
+    button that has the focus, so Enter presses it: ``"no"`` (the safe one) unless the
+    key that opened the dialog already asked for the yes, as ``q`` asks to quit.
+    """
 
     BINDINGS = [Binding("escape", "no", "Cancel"), Binding("y", "yes", "Yes", show=False),
                 Binding("n", "no", "No", show=False)]
 
-    def __init__(self, title: str, body: str, yes: str = "Yes", no: str = "Cancel") -> None:
+    def __init__(self, title: str, body: str, yes: str = "Yes", no: str = "Cancel", *,
+                 default: Literal["yes", "no"] = "no") -> None:
         super().__init__()
         self._title, self._body, self._yes, self._no = title, body, yes, no
+        self._default_button = default
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="dialog"):
+        # A long body (a foreign process's command line) scrolls; the buttons, docked at
+        # the foot, stay in view.
+        with VerticalScroll(id="dialog", classes="dialog", can_focus=False):
             yield Label(self._title, id="dialog-title")
             yield Static(self._body, id="dialog-body")
             with Horizontal(classes="dialog-buttons"):
-                yield Button(self._yes, variant="error", id="yes")
-                yield Button(self._no, variant="primary", id="no")
+                yield Button(f"{self._yes} (y)", variant="error", id="yes")
+                yield Button(f"{self._no} (n, Esc)", variant="primary", id="no")
 
     def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+        self.query_one(f"#{self._default_button}", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

@@ -1,0 +1,159 @@
+"""Pilot tests of the dialogs: launch, confirm (quit, close, kill) and scenario path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from textual.geometry import Region
+from textual.widget import Widget
+from textual.widgets import Button, Static
+from textual.widgets._toast import Toast
+
+from app.core.procs import ProcessManager
+from app.core.sockets import ProcNetSource
+from app.ui.app import ObservatoryApp
+from app.ui.screens.dialogs import ConfirmDialog, PathDialog
+from app.ui.screens.launch import LaunchDialog
+from tests.conftest import until
+
+SIZES = [(80, 24), (120, 40), (160, 48)]
+ADDRESSES = ["127.0.0.1", "0.0.0.0", "::1", "::"]
+
+
+@pytest.fixture
+async def dashboard() -> AsyncIterator[tuple[ObservatoryApp, ProcessManager]]:
+    manager = ProcessManager(register_atexit=False)
+    app = ObservatoryApp(ProcNetSource(), manager, interval=0.2)
+    try:
+        yield app, manager
+    finally:
+        manager.shutdown()
+
+
+def shown(widget: Widget) -> bool:
+    """Every cell of ``widget`` is on the screen and drawn by it (or its children).
+
+    A widget inside a scrolled container, under a docked one or under a toast fails: what
+    the compositor draws at that cell belongs to another widget.
+    """
+    screen = widget.screen
+    region = widget.region
+    if not region or not screen.region.contains_region(region):
+        return False
+    for y in range(region.y, region.bottom):
+        for x in range(region.x, region.right):
+            drawn, _ = screen.get_widget_at(x, y)
+            if drawn is not widget and widget not in drawn.ancestors:
+                return False
+    return True
+
+
+def covered_by_toast(region: Region, screen: Any) -> bool:
+    for y in range(region.y, region.bottom):
+        for x in range(region.x, region.right):
+            drawn, _ = screen.get_widget_at(x, y)
+            if isinstance(drawn, Toast) or any(isinstance(a, Toast) for a in drawn.ancestors):
+                return True
+    return False
+
+
+async def open_launch(pilot: Any) -> LaunchDialog:
+    await pilot.press("l")
+    await until(pilot, lambda: isinstance(pilot.app.screen, LaunchDialog))
+    await pilot.pause()
+    return pilot.app.screen  # type: ignore[no-any-return]
+
+
+def preview(dialog: LaunchDialog) -> str:
+    return str(dialog.query_one("#launch-preview", Static).render())
+
+
+# -- the quit dialog: its keys shown, the expected button focused, no toast over it --------------
+async def test_quit_dialog_says_its_keys_and_no_toast_covers_it(dashboard) -> None:  # type: ignore[no-untyped-def]
+    app, manager = dashboard
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await pilot.pause()  # the main screen is up first
+        manager.launch_command("sleeper", ["sleep", "30"])
+        await until(pilot, lambda: any(p.name == "sleeper" and p.running
+                                       for p in app.screen.processes), what="sleeper listed")
+        for n in range(4):
+            app.notify(f"Something happened, number {n}, told in a long toast " * 2, timeout=30)
+        await pilot.pause()
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.pause()
+        dialog = app.screen
+        yes, no = dialog.query_one("#yes", Button), dialog.query_one("#no", Button)
+        assert str(yes.label) == "Stop them and quit (y)"
+        assert str(no.label) == "Cancel (n, Esc)"
+        box = dialog.query_one("#dialog")
+        assert not covered_by_toast(box.region, dialog)
+        assert shown(yes) and shown(no)
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmDialog))
+        assert manager.get("sleeper").running
+        # The toasts were only held back: they are there again on the main screen.
+        await until(pilot, lambda: app.screen.query(Toast))
+
+
+async def test_confirm_dialog_focuses_the_button_asked_for(dashboard) -> None:  # type: ignore[no-untyped-def]
+    app, _ = dashboard
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # the main screen is up first
+        results: list[bool | None] = []
+        app.push_screen(ConfirmDialog("Quit?", "Two run.", yes="Stop them and quit",
+                                      default="yes"), results.append)
+        await pilot.pause()
+        assert app.focused is app.screen.query_one("#yes")
+        await pilot.press("enter")  # q then Enter quits, as q then y does
+        await pilot.pause()
+        assert results == [True]
+
+        # Close and kill confirmations keep the safe button focused.
+        app.push_screen(ConfirmDialog("Kill pid 1?", "Not ours.", yes="Send SIGTERM"),
+                        results.append)
+        await pilot.pause()
+        assert app.focused is app.screen.query_one("#no")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert results == [True, False]
+
+
+async def test_confirm_dialog_buttons_stay_in_view_with_a_long_body(dashboard) -> None:  # type: ignore[no-untyped-def]
+    app, _ = dashboard
+    body = "pid 4242 was not started by the observatory.\n\n  command: " + "java -cp x " * 200
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # the main screen is up first
+        app.push_screen(ConfirmDialog("Kill pid 4242?", body, yes="Send SIGTERM"))
+        await pilot.pause()
+        assert shown(app.screen.query_one("#yes")) and shown(app.screen.query_one("#no"))
+        box = app.screen.query_one("#dialog")
+        box.scroll_end(animate=False)  # the rest of the body scrolls into view, not cut off
+        await pilot.pause()
+        assert box.scroll_y == box.max_scroll_y > 0
+        assert shown(app.screen.query_one("#yes"))
+
+
+# -- ctrl+s (the app's screenshot) passes through every dialog ---------------------------------
+async def test_dialogs_do_not_swallow_ctrl_s(dashboard, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    app, _ = dashboard
+    shots: list[str] = []
+    monkeypatch.setattr(app, "save_screen", lambda: shots.append(type(app.screen).__name__))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # the main screen is up first
+        for dialog in (LaunchDialog(ADDRESSES, set()), ConfirmDialog("Kill?", "Sure?"),
+                       PathDialog("Load a scenario file", "scenarios/session4.toml")):
+            app.push_screen(dialog)
+            await pilot.pause()
+            for widget in [w for w in dialog.query("*") if w.focusable]:
+                widget.focus()
+                await pilot.pause()
+                before = len(shots)
+                await pilot.press("ctrl+s")
+                await pilot.pause()
+                assert shots[before:] == [type(dialog).__name__], \
+                    f"{type(dialog).__name__} #{widget.id}"
+            await app.pop_screen()
+            await pilot.pause()

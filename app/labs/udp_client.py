@@ -57,7 +57,12 @@ def build_parser() -> LabParser:
     parser.add_argument("--bind", metavar="ADDR", help="local IP address to bind first")
     parser.add_argument("--count", metavar="N", default="1", help="send N datagrams")
     parser.add_argument(
-        "--hold", metavar="SECONDS", help="keep the socket open SECONDS after sending"
+        "--hold",
+        metavar="SECONDS",
+        help="keep the socket open SECONDS after sending (and after any reply), printing "
+        "late replies, so that `observatory snapshot --udp` and the dashboard can show it "
+        "(UNCONN: UDP has no connection); without it the client exits at once and its "
+        "socket is gone before anyone looks",
     )
     parser.add_argument(
         "--timeout", metavar="SECONDS", default="1", help="wait this long for each reply"

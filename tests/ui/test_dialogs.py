@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from textual.geometry import Region
 from textual.widget import Widget
-from textual.widgets import Button, Static
+from textual.widgets import Button, Input, Static
 from textual.widgets._toast import Toast
 
 from app.core.procs import ProcessManager
@@ -134,6 +134,25 @@ async def test_confirm_dialog_buttons_stay_in_view_with_a_long_body(dashboard) -
         await pilot.pause()
         assert box.scroll_y == box.max_scroll_y > 0
         assert shown(app.screen.query_one("#yes"))
+
+
+# -- the scenario path is a value: Enter loads it ---------------------------------------------
+async def test_scenario_path_is_typed_in(dashboard, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    app, _ = dashboard
+    loaded: list[str] = []
+    monkeypatch.setattr(app, "load_scenario", loaded.append)  # the dialog's part only
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # the main screen is up first
+        await pilot.press("O")
+        await until(pilot, lambda: isinstance(app.screen, PathDialog))
+        await pilot.pause()
+        field = app.screen.query_one("#path", Input)
+        assert field.value == "scenarios/session4.toml"
+        assert field.placeholder  # a hint once the value is erased
+        assert app.focused is field and field.cursor_position == len(field.value)
+        await pilot.press("enter")
+        await until(pilot, lambda: loaded)
+        assert loaded == ["scenarios/session4.toml"]
 
 
 # -- ctrl+s (the app's screenshot) passes through every dialog ---------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from textual.app import ComposeResult
@@ -52,22 +53,25 @@ class ConfirmDialog(ModalScreen[bool]):
 
 
 class PathDialog(ModalScreen[str | None]):
-    """Ask for a file path (a scenario to load)."""
+    """Ask for a file path (a scenario to load); ``value`` is already typed in, Enter takes it."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, placeholder: str, error: str = "") -> None:
+    def __init__(self, title: str, value: str = "", error: str = "",
+                 placeholder: str = "the path of a .toml scenario file") -> None:
         super().__init__()
-        self._title, self._placeholder, self._error = title, placeholder, error
+        self._title, self._value, self._error = title, value, error
+        self._placeholder = placeholder
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog"):
             yield Label(self._title, id="dialog-title")
-            yield Input(placeholder=self._placeholder, id="path")
+            yield Input(self._value, placeholder=self._placeholder, id="path")
+            yield Static(f"A relative path starts from {os.getcwd()}", id="dialog-hint")
             yield Static(self._error, id="dialog-error", classes="error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Load", variant="primary", id="ok")
-                yield Button("Cancel", id="cancel")
+                yield Button("Cancel (Esc)", id="cancel")
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from textual.geometry import Region
 from textual.widget import Widget
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, Checkbox, Input, Select, Static
 from textual.widgets._toast import Toast
 
 from app.core.procs import ProcessManager
 from app.core.sockets import ProcNetSource
 from app.ui.app import ObservatoryApp
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog
-from app.ui.screens.launch import LaunchDialog
+from app.ui.screens.launch import LaunchDialog, LaunchRequest
 from tests.conftest import until
 
 SIZES = [(80, 24), (120, 40), (160, 48)]
@@ -68,6 +68,60 @@ async def open_launch(pilot: Any) -> LaunchDialog:
 
 def preview(dialog: LaunchDialog) -> str:
     return str(dialog.query_one("#launch-preview", Static).render())
+
+
+# -- item 7: at 80x24 every field is reachable, the preview and the buttons always shown --------
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_launch_dialog_fits_the_terminal(dashboard, size) -> None:  # type: ignore[no-untyped-def]
+    app, _ = dashboard
+    async with app.run_test(size=size) as pilot:
+        dialog = await open_launch(pilot)
+        for program in ("tcp-server", "tcp-client", "udp-server", "command"):
+            dialog.query_one("#program", Select).value = program
+            await pilot.pause()
+            fields = [w for w in dialog.query("#launch-fields Input, #launch-fields Select, "
+                                              "#launch-fields Checkbox")
+                      if w.display and all(a.display for a in w.ancestors_with_self
+                                           if a is not dialog)]
+            assert len(fields) >= 3, program
+            for field in fields:  # Tab (or a click) reaches it: it scrolls into view
+                field.focus()
+                await pilot.pause()
+                assert shown(field), f"{program}: #{field.id} out of view at {size}"
+                for fixed in ("#launch-preview", "#launch", "#cancel", "#preset-server",
+                              "#preset-client"):
+                    assert shown(dialog.query_one(fixed)), \
+                        f"{program}: {fixed} hidden at {size} with #{field.id} focused"
+        await pilot.press("escape")
+
+
+# -- the lecture's defaults, one key or one click away ------------------------------------------
+async def test_lecture_presets_fill_the_lecture_commands(dashboard) -> None:  # type: ignore[no-untyped-def]
+    app, _ = dashboard
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # the main screen is up first
+        dialog = await open_launch(pilot)
+        await pilot.press("f2")
+        await pilot.pause()
+        request, _ = dialog.request()
+        assert request == LaunchRequest("server1", "tcp-server",
+                                        ("6000", "--bind", "0.0.0.0", "--handler", "busy"))
+        assert preview(dialog) == "Will run: tcp-server 6000 --bind 0.0.0.0 --handler busy"
+        assert app.focused is dialog.query_one("#launch")  # Enter launches it
+
+        await pilot.click("#preset-client")
+        await pilot.pause()
+        request, _ = dialog.request()
+        assert request == LaunchRequest("client1", "tcp-client", ("127.0.0.1", "hello", "6000"))
+
+        dialog.query_one("#concurrent", Checkbox).value = True  # F2 undoes what was changed
+        dialog.query_one("#name", Input).value = "mine"
+        await pilot.press("f2")
+        await pilot.pause()
+        request, _ = dialog.request()
+        assert request is not None and request.name == "server1"
+        assert "--concurrent" not in request.args
+        await pilot.press("escape")
 
 
 # -- the quit dialog: its keys shown, the expected button focused, no toast over it --------------

@@ -7,6 +7,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -16,6 +17,15 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from app.labs import PROGRAMS, LabUsageError, validate
 
 COMMAND = "command"
+
+# The lecture's own command lines, one key away: ./tcp_server1 6000 binds INADDR_ANY and its
+# handle_client() spins in while(1); ./tcp_client1 127.0.0.1 hello 6000 connects to it.
+LECTURE_SERVER = {"program": "tcp-server", "port": "6000", "bind": "0.0.0.0", "handler": "busy"}
+LECTURE_CLIENT = {"program": "tcp-client", "target": "127.0.0.1", "message": "hello",
+                  "port": "6000"}
+
+_BASES = {"tcp-server": "server", "tcp-client": "client", "udp-server": "udpserver",
+          "udp-client": "udpclient"}
 
 
 @dataclass(frozen=True)
@@ -42,54 +52,86 @@ def command_problem(argv: list[str]) -> str | None:
 
 
 class LaunchDialog(ModalScreen[LaunchRequest | None]):
-    """Fields are checked as they are typed; Launch stays off until they are right."""
+    """Fields are checked as they are typed; Launch stays off until they are right.
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    The whole dialog scrolls under its docked head (the lecture's presets) and foot (what
+    will run, Launch and Cancel), so the foot stays in view on a
+    terminal as small as 80x24.
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"),
+                Binding("f2", "preset('server')", "Lecture's server"),
+                Binding("f3", "preset('client')", "Lecture's client")]
 
     def __init__(self, bind_addresses: list[str], taken_names: set[str],
                  program: str = "tcp-server") -> None:
         super().__init__()
-        self._addresses = bind_addresses
-        self._taken = taken_names
+        self._addresses = list(bind_addresses)
+        if "0.0.0.0" not in self._addresses:  # the lecture's preset needs it
+            self._addresses.append("0.0.0.0")
+        self._taken_names = taken_names
         self._program = program
 
     def compose(self) -> ComposeResult:
         programs = [(p, p) for p in PROGRAMS] + [("any command…", COMMAND)]
         binds = [(f"{a}  (INADDR_ANY: every address)" if a == "0.0.0.0" else a, a)
                  for a in self._addresses]
-        with Vertical(id="dialog", classes="dialog launch"):
-            yield Label("Launch a lab process", id="dialog-title")
-            with VerticalScroll(id="launch-fields"):
-                yield Label("Program")
-                yield Select(programs, value=self._program, allow_blank=False, id="program")
-                yield Label("Name (shown in the tables)")
-                yield Input(placeholder="automatic", id="name")
-                yield Label("Server IP", classes="client")
-                yield Input("127.0.0.1", id="target", classes="client")
-                yield Label("Message", classes="client")
-                yield Input("hello", id="message", classes="client")
-                yield Label("Port (1-65535)", classes="builtin")
-                yield Input("6000", id="port", classes="builtin")
-                yield Label("Bind address", classes="server")
-                yield Select(binds, value="127.0.0.1", allow_blank=False, id="bind",
-                             classes="server")
-                yield Label("Handler (what the server does with a client)", classes="tcp-server")
-                yield Select([("hold: read and discard", "hold"), ("echo: send back", "echo"),
-                              ("busy: spin like the lecture's while(1)", "busy")],
-                             value="hold", allow_blank=False, id="handler", classes="tcp-server")
-                yield Checkbox("concurrent: one thread per client (the fix)", id="concurrent",
-                               classes="tcp-server")
-                yield Label("Command (any program and its arguments)", classes="command")
-                yield Input(placeholder="nc -vn 127.0.0.1 7000", id="command",
-                            classes="command")
-            yield Static("", id="launch-preview")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Launch", variant="success", id="launch")
-                yield Button("Cancel", id="cancel")
+        with VerticalScroll(id="dialog", classes="dialog launch", can_focus=False):
+            with Horizontal(id="launch-presets"):
+                yield Label("Lecture's:")
+                yield Button("F2 tcp_server1 6000", id="preset-server", compact=True)
+                yield Button("F3 tcp_client1 127.0.0.1 hello 6000", id="preset-client",
+                             compact=True)
+            with Vertical(id="launch-fields"):
+                with Horizontal(classes="field"):
+                    yield Label("Program")
+                    yield Select(programs, value=self._program, allow_blank=False,
+                                 id="program")
+                with Horizontal(classes="field"):
+                    yield Label("Name")
+                    yield Input(placeholder="automatic", id="name")
+                with Horizontal(classes="field client"):
+                    yield Label("Server IP")
+                    yield Input("127.0.0.1", id="target")
+                with Horizontal(classes="field client"):
+                    yield Label("Message")
+                    yield Input("hello", id="message")
+                with Horizontal(classes="field builtin"):
+                    yield Label("Port")
+                    yield Input("6000", placeholder="1-65535", id="port")
+                with Horizontal(classes="field server"):
+                    yield Label("Bind address")
+                    yield Select(binds, value="127.0.0.1", allow_blank=False, id="bind")
+                with Horizontal(classes="field tcp-server"):
+                    yield Label("Handler")
+                    yield Select([("hold: read and discard", "hold"),
+                                  ("echo: send back", "echo"),
+                                  ("busy: spin like the lecture's while(1)", "busy")],
+                                 value="hold", allow_blank=False, id="handler")
+                with Horizontal(classes="field tcp-server"):
+                    yield Label("Clients")
+                    yield Checkbox("concurrent: one thread per client (the fix)",
+                                   id="concurrent")
+                with Horizontal(classes="field command"):
+                    yield Label("Command")
+                    yield Input(placeholder="nc -vn 127.0.0.1 7000", id="command")
+            # Docked at the foot, after the fields so that Tab reaches the fields first.
+            with Vertical(id="launch-foot"):
+                yield Static("", id="launch-preview")
+                with Horizontal(classes="dialog-buttons"):
+                    yield Button("Launch", variant="success", id="launch")
+                    yield Button("Cancel (Esc)", id="cancel")
 
     def on_mount(self) -> None:
+        self.query_one("#dialog").border_title = "Launch a lab process"
         self._refresh()
         self.query_one("#program", Select).focus()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        # Textual's own scroll on focus counts the docked foot as view and leaves a field
+        # under it; scroll_visible keeps the field clear of the head and the foot.
+        if event.widget.parent is not None and event.widget.parent.has_class("field"):
+            event.widget.scroll_visible(animate=False)
 
     # -- the request the fields describe -----------------------------------------
     def _value(self, widget_id: str) -> str:
@@ -103,7 +145,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         """The request, or None and the reason in words."""
         program = self._program_value()
         name = self._value("name") or self._auto_name(program)
-        if name in self._taken:
+        if name in self._taken_names:
             return None, f"The name {name!r} is taken by a running process: choose another."
         if program == COMMAND:
             try:
@@ -130,10 +172,9 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         return LaunchRequest(name, program, tuple(args)), shlex.join([program, *args])
 
     def _auto_name(self, program: str) -> str:
-        base = {"tcp-server": "server", "tcp-client": "client", "udp-server": "udpserver",
-                "udp-client": "udpclient"}.get(program, "cmd")
+        base = _BASES.get(program, "cmd")
         n = 1
-        while f"{base}{n}" in self._taken:
+        while f"{base}{n}" in self._taken_names:
             n += 1
         return f"{base}{n}"
 
@@ -145,6 +186,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         box.set_class(program.endswith("server"), "-server")
         box.set_class(program.endswith("client"), "-client")
         box.set_class(program == "tcp-server", "-tcp-server")
+        self.query_one("#name", Input).placeholder = f"automatic: {self._auto_name(program)}"
         request, text = self.request()
         preview = self.query_one("#launch-preview", Static)
         preview.set_class(request is None, "error")
@@ -166,8 +208,27 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "launch":
             self._launch()
+        elif event.button.id in ("preset-server", "preset-client"):
+            self.action_preset(event.button.id.removeprefix("preset-"))
         else:
             self.dismiss(None)
+
+    def action_preset(self, which: str) -> None:
+        """Fill the fields with the lecture's server or client; Enter then launches it."""
+        preset = LECTURE_SERVER if which == "server" else LECTURE_CLIENT
+        self.query_one("#program", Select).value = preset["program"]
+        self.query_one("#name", Input).value = ""
+        for field in ("target", "message", "port"):
+            if field in preset:
+                self.query_one(f"#{field}", Input).value = preset[field]
+        if "bind" in preset:
+            self.query_one("#bind", Select).value = preset["bind"]
+            self.query_one("#handler", Select).value = preset["handler"]
+            self.query_one("#concurrent", Checkbox).value = False
+        self._refresh()
+        launch = self.query_one("#launch", Button)
+        if not launch.disabled:
+            launch.focus()
 
     def _launch(self) -> None:
         request, _ = self.request()

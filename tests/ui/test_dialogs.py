@@ -15,7 +15,7 @@ from app.core.procs import ProcessManager
 from app.core.sockets import ProcNetSource
 from app.ui.app import ObservatoryApp
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog
-from app.ui.screens.launch import LaunchDialog, LaunchRequest
+from app.ui.screens.launch import COMMAND, LaunchDialog, LaunchRequest
 from tests.conftest import until
 
 SIZES = [(80, 24), (120, 40), (160, 48)]
@@ -122,6 +122,43 @@ async def test_lecture_presets_fill_the_lecture_commands(dashboard) -> None:  # 
         assert request is not None and request.name == "server1"
         assert "--concurrent" not in request.args
         await pilot.press("escape")
+
+
+# -- names: never the name of a process the manager still knows ---------------------------------
+async def test_names_of_ended_and_running_processes_are_refused(dashboard) -> None:  # type: ignore[no-untyped-def]
+    app, _ = dashboard
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()  # the main screen is up first
+        dialog = LaunchDialog(ADDRESSES, {"cmd1", "server1", "server2"}, COMMAND,
+                              running_names={"server1"})
+        app.push_screen(dialog)
+        await pilot.pause()
+        dialog.query_one("#command", Input).value = "sleep 5"
+        await pilot.pause()
+        request, _ = dialog.request()
+        assert request is not None and request.name == "cmd2"  # cmd1 ended: not reused
+        assert dialog.query_one("#name", Input).placeholder == "automatic: cmd2"
+
+        dialog.query_one("#name", Input).value = "cmd1"
+        await pilot.pause()
+        assert preview(dialog) == ("✗ cmd1 ended; its output is still shown: "
+                                   "choose another name, e.g. cmd2")
+        assert dialog.query_one("#launch", Button).disabled
+
+        dialog.query_one("#name", Input).value = "server1"
+        await pilot.pause()
+        assert preview(dialog) == "✗ server1 is running: choose another name, e.g. server3"
+        assert dialog.query_one("#launch", Button).disabled
+        await app.pop_screen()
+        await pilot.pause()
+
+        # Without running_names every taken name is taken to be running (the old callers).
+        dialog = LaunchDialog(ADDRESSES, {"server1"})
+        app.push_screen(dialog)
+        await pilot.pause()
+        dialog.query_one("#name", Input).value = "server1"
+        await pilot.pause()
+        assert preview(dialog) == "✗ server1 is running: choose another name, e.g. server2"
 
 
 # -- the quit dialog: its keys shown, the expected button focused, no toast over it --------------

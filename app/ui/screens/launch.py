@@ -57,6 +57,10 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
     The whole dialog scrolls under its docked head (the lecture's presets) and foot (what
     will run, Launch and Cancel), so the foot stays in view on a
     terminal as small as 80x24.
+
+    ``taken_names`` are the names the process manager knows, running or ended: the
+    automatic name avoids all of them. ``running_names`` (default: all of ``taken_names``)
+    says which of them still run, for the words of the refusal.
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"),
@@ -64,12 +68,14 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
                 Binding("f3", "preset('client')", "Lecture's client")]
 
     def __init__(self, bind_addresses: list[str], taken_names: set[str],
-                 program: str = "tcp-server") -> None:
+                 program: str = "tcp-server", *,
+                 running_names: set[str] | None = None) -> None:
         super().__init__()
         self._addresses = list(bind_addresses)
         if "0.0.0.0" not in self._addresses:  # the lecture's preset needs it
             self._addresses.append("0.0.0.0")
-        self._taken_names = taken_names
+        self._taken_names = set(taken_names)
+        self._running_names = set(taken_names if running_names is None else running_names)
         self._program = program
 
     def compose(self) -> ComposeResult:
@@ -145,8 +151,9 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         """The request, or None and the reason in words."""
         program = self._program_value()
         name = self._value("name") or self._auto_name(program)
-        if name in self._taken_names:
-            return None, f"The name {name!r} is taken by a running process: choose another."
+        problem = self._name_problem(name)
+        if problem:
+            return None, problem
         if program == COMMAND:
             try:
                 argv = shlex.split(self._value("command"))
@@ -171,12 +178,23 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
             return None, str(exc)
         return LaunchRequest(name, program, tuple(args)), shlex.join([program, *args])
 
-    def _auto_name(self, program: str) -> str:
-        base = _BASES.get(program, "cmd")
+    def _free_name(self, base: str) -> str:
         n = 1
         while f"{base}{n}" in self._taken_names:
             n += 1
         return f"{base}{n}"
+
+    def _auto_name(self, program: str) -> str:
+        return self._free_name(_BASES.get(program, "cmd"))
+
+    def _name_problem(self, name: str) -> str | None:
+        """Why ``name`` cannot be used, in words; None when it can."""
+        if name not in self._taken_names:
+            return None
+        other = self._free_name(name.rstrip("0123456789") or name)
+        if name in self._running_names:
+            return f"{name} is running: choose another name, e.g. {other}"
+        return f"{name} ended; its output is still shown: choose another name, e.g. {other}"
 
     def _refresh(self) -> None:
         program = self._program_value()

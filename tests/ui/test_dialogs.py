@@ -161,6 +161,48 @@ async def test_names_of_ended_and_running_processes_are_refused(dashboard) -> No
         assert preview(dialog) == "✗ server1 is running: choose another name, e.g. server2"
 
 
+# -- the port is checked before launching ---------------------------------------------------------
+async def test_port_warning_before_launching(dashboard) -> None:  # type: ignore[no-untyped-def]
+    app, _ = dashboard
+    calls: list[tuple[str, int, str]] = []
+    held = "Port 6000 is held by a socket in TIME_WAIT; bind() will fail for about 60 s."
+
+    def port_check(bind: str, port: int, proto: str) -> str | None:
+        calls.append((bind, port, proto))
+        return held if port == 6000 and proto == "tcp" else None
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()  # the main screen is up first
+        dialog = LaunchDialog(ADDRESSES, set(), port_check=port_check)
+        app.push_screen(dialog)
+        await pilot.pause()
+        warning = dialog.query_one("#launch-warning", Static)
+        assert calls[-1] == ("127.0.0.1", 6000, "tcp")
+        assert str(warning.render()) == f"⚠ {held}"
+        assert shown(warning) and shown(dialog.query_one("#launch"))
+        assert not dialog.query_one("#launch", Button).disabled  # warned, still allowed
+
+        dialog.query_one("#bind", Select).value = "0.0.0.0"
+        await pilot.pause()
+        assert calls[-1] == ("0.0.0.0", 6000, "tcp")
+
+        dialog.query_one("#port", Input).value = "6001"
+        await pilot.pause()
+        assert calls[-1] == ("0.0.0.0", 6001, "tcp")
+        assert not warning.display
+
+        dialog.query_one("#port", Input).value = "6000"
+        dialog.query_one("#program", Select).value = "udp-server"
+        await pilot.pause()
+        assert calls[-1] == ("0.0.0.0", 6000, "udp") and not warning.display
+
+        calls.clear()
+        dialog.query_one("#program", Select).value = "tcp-client"
+        await pilot.pause()
+        assert not warning.display  # a client binds no port of its own
+        assert calls == []
+
+
 # -- the quit dialog: its keys shown, the expected button focused, no toast over it --------------
 async def test_quit_dialog_says_its_keys_and_no_toast_covers_it(dashboard) -> None:  # type: ignore[no-untyped-def]
     app, manager = dashboard

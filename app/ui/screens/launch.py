@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from textual import events
@@ -14,9 +15,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from app.labs import PROGRAMS, LabUsageError, validate
+from app.labs import PROGRAMS, LabUsageError, validate, whole_number
 
 COMMAND = "command"
+
+# Why the server about to start will not (or may not) bind its port, in words; None when
+# nothing holds it. Called as port_check(bind_address, port, "tcp" or "udp").
+PortCheck = Callable[[str, int, str], str | None]
 
 # The lecture's own command lines, one key away: ./tcp_server1 6000 binds INADDR_ANY and its
 # handle_client() spins in while(1); ./tcp_client1 127.0.0.1 hello 6000 connects to it.
@@ -55,7 +60,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
     """Fields are checked as they are typed; Launch stays off until they are right.
 
     The whole dialog scrolls under its docked head (the lecture's presets) and foot (what
-    will run, Launch and Cancel), so the foot stays in view on a
+    will run, a warning about the port, Launch and Cancel), so the foot stays in view on a
     terminal as small as 80x24.
 
     ``taken_names`` are the names the process manager knows, running or ended: the
@@ -68,8 +73,8 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
                 Binding("f3", "preset('client')", "Lecture's client")]
 
     def __init__(self, bind_addresses: list[str], taken_names: set[str],
-                 program: str = "tcp-server", *,
-                 running_names: set[str] | None = None) -> None:
+                 program: str = "tcp-server", *, running_names: set[str] | None = None,
+                 port_check: PortCheck | None = None) -> None:
         super().__init__()
         self._addresses = list(bind_addresses)
         if "0.0.0.0" not in self._addresses:  # the lecture's preset needs it
@@ -77,6 +82,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         self._taken_names = set(taken_names)
         self._running_names = set(taken_names if running_names is None else running_names)
         self._program = program
+        self._port_check = port_check
 
     def compose(self) -> ComposeResult:
         programs = [(p, p) for p in PROGRAMS] + [("any command…", COMMAND)]
@@ -124,6 +130,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
             # Docked at the foot, after the fields so that Tab reaches the fields first.
             with Vertical(id="launch-foot"):
                 yield Static("", id="launch-preview")
+                yield Static("", id="launch-warning")
                 with Horizontal(classes="dialog-buttons"):
                     yield Button("Launch", variant="success", id="launch")
                     yield Button("Cancel (Esc)", id="cancel")
@@ -132,6 +139,9 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         self.query_one("#dialog").border_title = "Launch a lab process"
         self._refresh()
         self.query_one("#program", Select).focus()
+        # What holds a port changes while the dialog is open (a TIME_WAIT ends after ~60 s).
+        if self._port_check is not None:
+            self.set_interval(1.0, self._refresh_warning)
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         # Textual's own scroll on focus counts the docked foot as view and leaves a field
@@ -196,6 +206,27 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
             return f"{name} is running: choose another name, e.g. {other}"
         return f"{name} ended; its output is still shown: choose another name, e.g. {other}"
 
+    def _port_warning(self) -> str | None:
+        """What ``port_check`` says of the server's port; None for clients and commands."""
+        program = self._program_value()
+        if self._port_check is None or not program.endswith("server"):
+            return None
+        port = whole_number(self._value("port"))
+        if port is None or not 1 <= port <= 65535:
+            return None  # the error line already says what is wrong with it
+        bind = str(self.query_one("#bind", Select).value)
+        proto = "udp" if program.startswith("udp") else "tcp"
+        try:
+            return self._port_check(bind, port, proto)
+        except Exception as exc:  # noqa: BLE001 - a failing check must not close the dialog
+            return f"Could not check whether port {port} is free ({exc})."
+
+    def _refresh_warning(self) -> None:
+        warning = self._port_warning()
+        box = self.query_one("#launch-warning", Static)
+        box.display = bool(warning)
+        box.update(f"⚠ {warning}" if warning else "")
+
     def _refresh(self) -> None:
         program = self._program_value()
         box = self.query_one("#dialog")
@@ -210,6 +241,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         preview.set_class(request is None, "error")
         preview.update(("Will run: " + text) if request else ("✗ " + text))
         self.query_one("#launch", Button).disabled = request is None
+        self._refresh_warning()
 
     def on_input_changed(self) -> None:
         self._refresh()

@@ -31,6 +31,11 @@ class ViewOptions:
     sort: str | None = None  # column key, or None for the natural order
     reverse: bool = False
 
+    def view_differs(self, other: ViewOptions) -> bool:
+        """Whether ``other`` shows other rows (not only in another order or wording)."""
+        return (self.text, self.lab_pids is None, self.family) != (
+            other.text, other.lab_pids is None, other.family)
+
     def _lab_kernel(self, sock: Socket) -> bool:
         """A socket no process holds belongs to the lab when it touches a lab port:
         the connection waiting in a lab server's backlog, a lab TIME_WAIT."""

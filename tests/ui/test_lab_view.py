@@ -215,3 +215,91 @@ async def test_ctrl_s_saves_a_screenshot_while_a_dialog_is_open(tmp_path, monkey
         await until(pilot, lambda: list(tmp_path.glob("observatory-*.svg")))
         svg = next(tmp_path.glob("observatory-*.svg")).read_text().replace("&#160;", " ")
         assert "Quit the observatory?" in svg
+
+
+async def test_side_panels_follow_the_cursor_in_lab_only_mode(dashboard, sockets) -> None:  # type: ignore[no-untyped-def]
+    from app.ui.widgets.backlog import BacklogPanel
+    from app.ui.widgets.bytes_panel import BytesPanel
+    from app.ui.widgets.tcp_machine import StateMachinePanel
+
+    app, manager = dashboard
+    ports = [free_port(), free_port()]
+    other = socket.socket()  # the machine's own listener (sshd, cups): not the lab's
+    sockets.append(other)
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    other_port = other.getsockname()[1]
+    async with app.run_test(size=(120, 40)) as pilot:
+        for n, port in enumerate(ports, 1):
+            manager.launch_builtin(f"server{n}", "tcp-server", [str(port)])
+        table = app.screen.query_one("#listen", KeyedTable)
+        await until(pilot, lambda: all(any(f":{p}" in r for r in rows(app, "listen"))
+                                       for p in [*ports, other_port]))
+        backlog = app.screen.query_one(BacklogPanel)
+        machine = app.screen.query_one(StateMachinePanel)
+        bytes_panel = app.screen.query_one(BytesPanel)
+
+        def shown() -> set[int | None]:
+            return {p.local_port if p else None
+                    for p in (backlog.selected, machine.socket, bytes_panel.socket)}
+
+        def cursor_port() -> int:
+            key = table.selected_key()
+            return app.screen.marked[key].sock.local_port if key else -1
+
+        table.focus()
+        table.move_cursor(row=next(i for i, r in enumerate(rows(app, "listen"))
+                                   if f":{other_port}" in r))
+        await pilot.press("w")
+        await until(pilot, lambda: shown() == {other_port}, what="the panels on the chosen row")
+        await pilot.press("a")  # the chosen row is hidden now: the panels follow the cursor
+        await until(pilot, lambda: not any(f":{other_port}" in r for r in rows(app, "listen")))
+        await until(pilot, lambda: shown() == {cursor_port()} and cursor_port() in ports,
+                    what="the panels on the cursor's lab row, not the hidden one")
+        last = table.cursor_row == table.row_count - 1
+        for key in ("up", "down") if last else ("down", "up"):  # Up/Down moves them too
+            before = cursor_port()
+            await pilot.press(key)
+            await until(pilot, lambda: cursor_port() != before)  # noqa: B023
+            await until(pilot, lambda: shown() == {cursor_port()},
+                        what=f"the panels after {key}")
+
+
+async def test_a_panel_follows_the_cursor_once_it_is_moved_after_its_row_left(sockets) -> None:  # type: ignore[no-untyped-def]
+    from app.ui.widgets.tcp_machine import StateMachinePanel
+    from tests.conftest import connect, listener
+
+    server = listener(sockets)
+    port = server.getsockname()[1]
+    first = connect(sockets, server)
+    for _ in range(2):
+        connect(sockets, server)
+    app = ObservatoryApp(DiagSource(), None, interval=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one("#established", KeyedTable)
+        await until(pilot, lambda: len([r for r in rows(app, "established")
+                                        if f":{port}" in r]) == 6)
+        mine = f"127.0.0.1:{first.getsockname()[1]}"
+        table.focus()
+        table.move_cursor(row=next(i for i, r in enumerate(rows(app, "established"))
+                                   if r.split()[1:3] == [mine, f"127.0.0.1:{port}"]))
+        await pilot.press("m")
+        machine = app.screen.query_one(StateMachinePanel)
+        await until(pilot, lambda: machine.socket is not None and machine.socket.local == mine)
+        first.close()  # FIN_WAIT2 now: its row leaves ESTABLISHED, the cursor is pushed
+        await until(pilot, lambda: not any(mine in r.split()[1:2]
+                                           for r in rows(app, "established")))
+        await pilot.pause(0.5)
+        assert machine.socket is not None and machine.socket.local == mine  # still followed
+
+        def cursor_local() -> str:
+            key = table.selected_key()
+            return app.screen.marked[key].sock.local if key else ""
+
+        for key in ("down", "up") if table.cursor_row == 0 else ("up", "down"):
+            before = cursor_local()
+            await pilot.press(key)
+            await until(pilot, lambda: cursor_local() != before)  # noqa: B023
+            await until(pilot, lambda: machine.socket is not None
+                        and machine.socket.local == cursor_local(),
+                        what=f"the panel on the row {key} chose")

@@ -638,7 +638,12 @@ class MainScreen(Screen[None]):
         self.notify(f"Sorted by {nxt}" if nxt else "Natural order: connection pairs together")
 
     def action_tab(self, tab_id: str) -> None:
-        self.query_one("#tabs", TabbedContent).active = tab_id
+        tabs = self.query_one("#tabs", TabbedContent)
+        # Focus inside the tab being hidden would fall on a neighbour in it (the Lab
+        # tab's output), and that tab would come straight back: the keys go home first.
+        if self.focused is not None and tabs in self.focused.ancestors:
+            self.set_focus(self.query_one("#listen", KeyedTable))
+        tabs.active = tab_id
 
     @on(TabStrip.Chosen)
     def _tab_clicked(self, event: TabStrip.Chosen) -> None:
@@ -707,6 +712,14 @@ class MainScreen(Screen[None]):
         if self.snapshot is not None:
             with self.app.batch_update():
                 self._show_sockets()
+        if self.options.view_differs(before):
+            # The rows the side panels followed may be hidden now: they follow the cursor.
+            for aware in self._socket_aware():
+                follow = getattr(aware, "follow", None)  # (the Scan tab follows no row)
+                if follow is not None:
+                    follow.reset()
+            self._last_selected = None
+            self._update_why()
         self._update_status()
 
     @on(Button.Pressed)

@@ -130,7 +130,10 @@ class Follow:
       lands on a neighbour.
 
     In both cases a panel keeps following the socket it had, by key, until
-    the user really picks another row.
+    the user really picks another row: moving the cursor off the row it was
+    pushed onto is such a pick. A change of view (a filter, lab-only) is the
+    user's choice too: the screen calls :meth:`reset` and the panel follows the
+    cursor again, never a row the view now hides.
     """
 
     def __init__(self) -> None:
@@ -141,6 +144,10 @@ class Follow:
 
     def seen(self, snapshot: Snapshot) -> None:
         self.alive = snapshot.by_key
+
+    def reset(self) -> None:
+        """The user changed what the tables show: the next highlighted row is a choice."""
+        self.key = self.table = self.landed = None
 
     def accept(self, panel: Widget, sock: Socket) -> bool:
         """True when ``sock`` should become the panel's socket."""
@@ -154,9 +161,10 @@ class Follow:
             return False  # still the row the cursor was pushed onto
         rows = getattr(focused, "rows", None)
         if (focused is not None and focused.id == self.table and rows is not None
-                and self.key not in rows and self.key in self.alive):
+                and self.key not in rows and self.key in self.alive and self.landed is None):
             self.landed = sock.key  # our row left this table, the socket lives on
             return False
+        # Else the cursor moved off the row it was pushed onto: the user picked this one.
         self._chose(sock, focused)
         return True
 
@@ -378,7 +386,6 @@ class BytesPanel(VerticalScroll):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("p", "toggle_end", "Peer/local", tooltip="Show the bytes of the other end"),
         Binding("escape", "leave_field", "Leave the field", show=False),
         Binding("enter", "enter_field", "Type an address", show=False),
     ]
@@ -408,7 +415,7 @@ class BytesPanel(VerticalScroll):
         yield Static(id="bytes-address-error")
         with Horizontal(id="bytes-bar"):
             yield Static(id="bytes-title")
-            yield Button("peer's end (p)", id="bytes-end")
+            yield Button("peer's end", id="bytes-end")
         yield Static(id="bytes-view")
         yield Static("Endianness: the same bytes read both ways (htons, htonl)",
                      id="endian-head")
@@ -546,7 +553,7 @@ class BytesPanel(VerticalScroll):
             return  # polled again, nothing changed: keep it cheap
         self._shown_key = key
         button = self.query_one("#bytes-end", Button)
-        button.label = "local end (p)" if self.end == "peer" else "peer's end (p)"
+        button.label = "local end" if self.end == "peer" else "peer's end"
         button.display = self.socket is not None and self.typed is None and (
             self.typed_error is None)
         self.query_one("#bytes-title", Static).update(Text(title))

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Sequence
 
 from app.cliutil import port_number
-from app.labs import digits_hint, whole_number
 
 HELP = "print every socket once, like netstat -tulpn / ss (--json for scripts)"
 
@@ -29,17 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     fam.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 only")
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 only")
     p.add_argument("--numeric", "-n", action="store_true", help="no service names")
-    p.add_argument("--port", type=ascii_port, default=None,
+    p.add_argument("--port", type=port_number, default=None,
                    help="only sockets with this port at either end (1-65535)")
-
-
-def ascii_port(text: str) -> int:
-    """argparse type for --port: 1-65535 in the digits 0-9 (int() also reads ``٧٤٠٠``)."""
-    if whole_number(text) is None:
-        raise argparse.ArgumentTypeError(
-            f"a port is a number from 1 to 65535, not {text!r}{digits_hint(text)}"
-        )
-    return port_number(text)
 
 
 HEADERS = ("Proto", "Recv-Q", "Send-Q", "Local Address", "Foreign Address", "State",

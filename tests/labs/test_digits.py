@@ -122,3 +122,12 @@ def test_lab_run_refuses_them() -> None:
     assert done.returncode != 0
     assert "port must be a number from 1 to 65535" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("argv", [("watch", "--port", FULL_WIDTH), ("serve", "--port", ARABIC),
+                                  ("--interval", "٠.٥")])
+def test_every_other_port_and_seconds_flag_refuses_them(argv: tuple[str, ...]) -> None:
+    """The shared argparse types (app.cliutil) behind watch/serve --port and --interval."""
+    done = observatory(*argv, timeout=15)
+    assert done.returncode == 2, done.stdout
+    assert HINT in done.stderr and "Traceback" not in done.stderr

@@ -25,7 +25,7 @@ from textual.widgets import TabPane
 from app.core import diag
 from app.core.interfaces import Interface, list_interfaces
 from app.core.model import Socket, SocketEvent
-from app.core.scenario import ScenarioError, load_scenario, start_scenario
+from app.core.scenario import EntryResult, ScenarioError, load_scenario, start_scenario_each
 from app.core.sockets import SocketSource
 from app.core.watch import EventStream
 from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
@@ -144,6 +144,8 @@ class ObservatoryApp(App[None]):
         self._guard_sigcont()
         if self.record_warning:
             self.notify(self.record_warning, title="Not recording", severity="warning")
+        elif self.recorder is not None and getattr(self.recorder, "note", None):
+            self.notify(f"Session record: {self.recorder.note}", timeout=8)
 
     def _on_signal(self, sig: int) -> None:
         # Textual's driver does not handle SIGTERM/SIGHUP: stop children and leave.
@@ -410,7 +412,13 @@ class ObservatoryApp(App[None]):
         if not self._need_manager():
             return
         self.notify(f"Starting {len(scenario.entries)} processes from {scenario.path.name}")
-        self._background(lambda: start_scenario(self.manager, scenario))
+
+        def report(result: EntryResult) -> None:  # kept, renamed or failed: said in words
+            if result.message:
+                self._notify_from_thread(
+                    result.message, "error" if result.outcome == "failed" else "information")
+
+        self._background(lambda: start_scenario_each(self.manager, scenario, on_result=report))
 
     # -- quit -----------------------------------------------------------------------------
     def request_quit(self) -> None:
@@ -424,7 +432,9 @@ class ObservatoryApp(App[None]):
         names = ", ".join(running[:6]) + (" …" if len(running) > 6 else "")
         body = (f"{len(running)} lab process(es) still run: {names}.\n\n"
                 "Quitting stops them all (nothing the observatory started outlives it).")
-        self.push_screen(ConfirmDialog("Quit the observatory?", body, yes="Stop them and quit"),
+        # q asked to quit: Enter (or y) does it; Cancel is one key away (n, Esc).
+        self.push_screen(ConfirmDialog("Quit the observatory?", body, yes="Stop them and quit",
+                                       default="yes"),
                          lambda yes: self._quit() if yes else None)
 
     def _quit(self) -> None:

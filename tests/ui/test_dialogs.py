@@ -224,6 +224,7 @@ async def test_quit_dialog_says_its_keys_and_no_toast_covers_it(dashboard) -> No
         box = dialog.query_one("#dialog")
         assert not covered_by_toast(box.region, dialog)
         assert shown(yes) and shown(no)
+        assert dialog.focused is yes  # q asked to quit: Enter does it
         await pilot.press("n")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmDialog))
         assert manager.get("sleeper").running

@@ -303,3 +303,50 @@ async def test_a_panel_follows_the_cursor_once_it_is_moved_after_its_row_left(so
             await until(pilot, lambda: machine.socket is not None
                         and machine.socket.local == cursor_local(),
                         what=f"the panel on the row {key} chose")
+
+
+async def test_the_launch_dialog_warns_of_a_held_port(dashboard, sockets) -> None:  # type: ignore[no-untyped-def]
+    from app.ui.screens.launch import LaunchDialog
+
+    app, _ = dashboard
+    other = socket.socket()  # another program listens on the port the student picks
+    sockets.append(other)
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    port = other.getsockname()[1]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: any(f":{port}" in r for r in rows(app, "listen")))
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LaunchDialog))
+        app.screen.query_one("#port").value = str(port)
+        warning = app.screen.query_one("#launch-warning")
+        await until(pilot, lambda: warning.display and str(port) in str(warning.render()))
+        assert "LISTEN" in str(warning.render()) or "listen" in str(warning.render())
+
+
+async def test_a_failed_launch_says_why_in_the_event_and_a_scenario_starts_around_a_manual_launch(  # type: ignore[no-untyped-def]
+        dashboard, sockets, tmp_path) -> None:
+    app, manager = dashboard
+    other = socket.socket()
+    sockets.append(other)
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    taken = other.getsockname()[1]
+    free = free_port()
+    scenario = tmp_path / "lab.toml"
+    scenario.write_text(
+        f'[[process]]\nname = "server1"\nprogram = "tcp-server"\nargs = ["{free}"]\n\n'
+        f'[[process]]\nname = "server2"\nprogram = "tcp-server"\nargs = ["{taken}"]\n')
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        manager.launch_builtin("server1", "tcp-server", [str(free)])  # by hand, first
+        await until(pilot, lambda: any(p.name == "server1" and p.running
+                                       for p in app.screen.processes))
+        app.load_scenario(str(scenario))
+        # server1 is kept (the same program and arguments); server2 starts, and fails
+        await until(pilot, lambda: any("server1 is already running" in n.message
+                                       for n in app._notifications))
+        await until(pilot, lambda: "server2 (pid" in app.screen.timeline.render().plain)
+        events = app.screen.timeline.render().plain
+        line = next(t for t in events.splitlines() if "server2 (pid" in t)
+        assert "exited 1" in line and "already in use" in line, line
+        assert manager.get("server1").running

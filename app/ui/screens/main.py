@@ -25,7 +25,7 @@ from textual.widgets import (
     TabPane,
 )
 
-from app.core import conninfo, diag
+from app.core import conninfo, diag, portuse
 from app.core.model import Snapshot, Socket, SocketEvent, format_endpoint, owner_help
 from app.core.watch import WatchEvent
 from app.ui.cells import (
@@ -360,10 +360,12 @@ class MainScreen(Screen[None]):
             if event.name in self._launched:  # what the student just launched: show its output
                 self._launched.discard(event.name)
                 self._select_process(event.name)
-            text = f"{event.name} started, pid {event.pid}: {self.oapp.command_of(event)}"
+            if event.replaced is not None and event.name == self.selected_process:
+                self.query_one("#output", RichLog).clear()  # the ended one's lines are gone
+            text = event.describe(self.oapp.command_of(event))
             self.timeline.add(TimelineEntry(event.at, "!", text, event.pid, lab=True))
         elif kind == "ProcessExited":
-            text = f"{event.name} (pid {event.pid}) {event.state}"
+            text = event.describe()  # with the reason: the last error line, who holds a port
             self.timeline.add(TimelineEntry(event.at, "!", text, event.pid, lab=True))
         self.query_one("#events", EventsPanel).refresh_log()
         self._update_mini()
@@ -529,8 +531,18 @@ class MainScreen(Screen[None]):
             for a in iface.ipv4 + iface.ipv6:
                 if a not in addresses and not a.startswith("fe80"):
                     addresses.append(a)
-        taken = {p.name for p in self.processes if p.running}
-        self.app.push_screen(LaunchDialog(addresses, taken), self._launch)
+        taken = {p.name for p in self.processes}  # an ended one's output is still shown
+        running = {p.name for p in self.processes if p.running}
+        self.app.push_screen(LaunchDialog(addresses, taken, running_names=running,
+                                          port_check=self._port_check), self._launch)
+
+    def _port_check(self, address: str, port: int, proto: str) -> str | None:
+        """Why a server's bind() of address:port would fail, from the last poll (the
+        launch dialog says it before launching); our servers set SO_REUSEADDR over TCP."""
+        if self.snapshot is None:
+            return None
+        return portuse.bind_conflict(self.snapshot.sockets, address, port, proto=proto,
+                                     reuseaddr=proto == "tcp")
 
     def _launch(self, request: LaunchRequest | None) -> None:
         if request is not None:

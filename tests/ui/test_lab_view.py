@@ -350,3 +350,29 @@ async def test_a_failed_launch_says_why_in_the_event_and_a_scenario_starts_aroun
         line = next(t for t in events.splitlines() if "server2 (pid" in t)
         assert "exited 1" in line and "already in use" in line, line
         assert manager.get("server1").running
+
+
+async def test_a_udp_client_launched_from_the_dialog_stays_to_be_seen(dashboard) -> None:  # type: ignore[no-untyped-def]
+    from app.ui.screens.launch import LaunchDialog
+
+    app, manager = dashboard
+    port = free_port(socket.SOCK_DGRAM)
+    async with app.run_test(size=(120, 40)) as pilot:
+        manager.launch_builtin("udpserver1", "udp-server", [str(port)])
+        await until(pilot, lambda: any(f":{port}" in r for r in rows(app, "udp")))
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LaunchDialog))
+        app.screen.query_one("#program").value = "udp-client"
+        await pilot.pause()
+        app.screen.query_one("#port").value = str(port)
+        await pilot.pause()
+        preview = str(app.screen.query_one("#launch-preview").render())
+        assert "--hold" in preview, preview
+        app.screen.query_one("#port").focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: any(p.name.startswith("udpclient") and p.running
+                                       for p in app.screen.processes))
+        client = next(p for p in app.screen.processes if p.name.startswith("udpclient"))
+        await pilot.press("u")
+        await until(pilot, lambda: any(f"{client.pid}/udp-client" in r for r in rows(app, "udp")),
+                    what="the udp-client's socket in the UDP tab")

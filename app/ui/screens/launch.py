@@ -18,6 +18,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from app.labs import PROGRAMS, LabUsageError, validate, whole_number
 
 COMMAND = "command"
+UDP_HOLD_SECONDS = 30  # a udp-client launched here keeps its socket this long
 
 # Why the server about to start will not (or may not) bind its port, in words; None when
 # nothing holds it. Called as port_check(bind_address, port, "tcp" or "udp").
@@ -182,6 +183,10 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
                     args.append("--concurrent")
         else:
             args = [self._value("target"), self._value("message") or "hello", port]
+            if program == "udp-client":
+                # A UDP client sends and exits at once: nobody would see its socket.
+                # Held for a while, it shows in the UDP tab (experiment 13).
+                args += ["--hold", str(UDP_HOLD_SECONDS)]
         try:
             validate(program, args)
         except LabUsageError as exc:

@@ -545,7 +545,10 @@ def _tcp_in_use(ip: str, port: int, reuseaddr: bool) -> LabError:
     if state == "TIME_WAIT":
         how_long = "for about 60 s after the close"
     elif state == "FIN_WAIT2" and inode == 0:
-        how_long = "until the peer closes or about 60 s pass"
+        # The kernel drops an orphaned FIN_WAIT2 after tcp_fin_timeout; if the peer closes
+        # first, TIME_WAIT takes it over for as long again.
+        how_long = ("about 60 s after the close; if the peer closes meanwhile, TIME_WAIT holds "
+                    "the port about 60 s more")
     else:
         how_long = "until it is closed"
     reuse = (

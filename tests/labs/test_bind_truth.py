@@ -65,7 +65,8 @@ def test_fin_wait2_of_a_killed_server_is_named(killed_server: tuple[int, socket.
     assert words == (
         f"port {port} is still held on 127.0.0.1: 127.0.0.1:{port} -> 127.0.0.1:{peer} is in "
         "FIN_WAIT2 (no process has it: the kernel keeps the end of a connection whose program "
-        "closed it or was killed; it stays until the peer closes or about 60 s pass); this "
+        "closed it or was killed; it stays about 60 s after the close; if the peer closes "
+        "meanwhile, TIME_WAIT holds the port about 60 s more); this "
         "server sets SO_REUSEADDR, so the program that had the port did not, and Linux needs "
         f"both: wait, or pick another port (see it with `observatory snapshot --all --port "
         f"{port}`)"

@@ -144,6 +144,11 @@ def _why(sock: Socket, peer: Socket | None) -> str:
         text = (
             "this end closed first (its program closed it, ended or was killed) and waits for "
             "the peer's FIN"
+            if sock.owner != "process" else
+            # shutdown(SHUT_WR), or a forked child still holding the descriptor: no timer
+            # ends it (tcp_fin_timeout is for ends no program holds)
+            f"its program (pid {sock.pid}) sent its FIN with shutdown() but still holds the "
+            "socket, and waits for the peer's FIN; it stays until one of them closes"
         )
         if peer is not None and peer.state == "CLOSE_WAIT":
             text += (
@@ -184,7 +189,9 @@ def _todo(sock: Socket, reuseaddr: bool | None) -> str:
     options = []
     if sock.owner == "process" and sock.state != "TIME_WAIT":
         options.append(f"stop pid {sock.pid} or close that socket")
-    if sock.state in ("FIN_WAIT2", "TIME_WAIT", "FIN_WAIT1", "LAST_ACK", "CLOSING"):
+    # Only the kernel's own ends go away by themselves (a held FIN_WAIT2 has no timer).
+    if sock.state in ("FIN_WAIT2", "TIME_WAIT", "FIN_WAIT1", "LAST_ACK", "CLOSING") and (
+            sock.owner != "process" or sock.state == "TIME_WAIT"):
         options.append("wait about a minute")
     if reuseaddr is not True:
         options.append("set SO_REUSEADDR before bind() (in the old program and the new one)")

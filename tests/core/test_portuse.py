@@ -189,6 +189,30 @@ def test_close_wait_held_by_a_process(sockets: list[socket.socket]) -> None:
     assert f"stop pid {os.getpid()} or close that socket" in words
 
 
+def test_a_fin_wait2_a_process_still_holds_is_not_said_to_time_out(
+        sockets: list[socket.socket]) -> None:
+    """shutdown(SHUT_WR) sends the FIN but keeps the socket: no timer ends that FIN_WAIT2."""
+    server = socket.socket()
+    sockets.append(server)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    sockets.append(client)
+    accepted, _ = server.accept()
+    sockets.append(accepted)
+    server.close()
+    accepted.shutdown(socket.SHUT_WR)
+    wait_for(lambda: any(s.local_port == port and s.state == "FIN_WAIT2" and s.owner == "process"
+                         for s in sockets_now()), what="a FIN_WAIT2 our process holds")
+    assert bind_errno("127.0.0.1", port) == errno.EADDRINUSE
+    words = bind_conflict(sockets_now(), "127.0.0.1", port)
+    assert words is not None
+    assert "shutdown()" in words and "still holds" in words, words
+    assert "wait about a minute" not in words and "closed it, ended or was killed" not in words
+    assert f"stop pid {os.getpid()} or close that socket" in words
+
+
 def test_nothing_holds_a_free_port() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -311,7 +311,9 @@ def explain_failure(reason: str, args: Sequence[str]) -> str | None:
         summary = None
     see = f"`observatory snapshot --all --port {port}`"
     if summary is None:
-        return f"bind() found port {port} taken; nothing holds it now (see {see})"
+        return (f"bind() found port {port} taken, though no socket on it is listed now (a "
+                f"socket only bound, not listening, is not listed; or the holder has just "
+                f"gone): see {see}")
     return f"bind() found port {port} taken: {summary}; see {see}"
 
 

@@ -29,6 +29,7 @@ import os
 import signal
 import socket
 import stat
+import struct
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -464,17 +465,22 @@ _PROC_TCP_STATES = {
 
 def _proc_addr(hex_addr: str) -> str:
     """A /proc/net address (``0100007F``, 32 hex digits for IPv6) as text."""
-    raw = bytes.fromhex(hex_addr)
-    if len(raw) == 4:
-        return str(ipaddress.IPv4Address(raw[::-1]))
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    # Each 32-bit word is printed as the host reads it (%08X): its bytes in host order.
+    words = b"".join(struct.pack("=I", int(hex_addr[i : i + 8], 16))
+                     for i in range(0, len(hex_addr), 8))
+    if len(words) == 4:
+        return str(ipaddress.IPv4Address(words))
     address = ipaddress.IPv6Address(words)
     return str(address.ipv4_mapped) if address.ipv4_mapped is not None else str(address)
 
 
 def _covers(a: str, b: str) -> bool:
-    """Two local addresses a bind() would find overlapping (a wildcard covers all)."""
-    return a == b or "0.0.0.0" in (a, b) or "::" in (a, b)
+    """Two local addresses a bind() would find overlapping: ``::`` (dual-stack) covers
+    every address, ``0.0.0.0`` every IPv4 one; a specific IPv6 address never an IPv4 one
+    (binding one sets IPV6_V6ONLY). IPv4-mapped addresses come here as IPv4."""
+    if a == b or "::" in (a, b):
+        return True
+    return "0.0.0.0" in (a, b) and ":" not in a + b
 
 
 def port_holders(

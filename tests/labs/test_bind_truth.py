@@ -117,3 +117,59 @@ def test_holders_on_other_addresses_do_not_count(sockets: list[socket.socket]) -
     assert [h[:2] for h in port_holders(port, "::ffff:127.0.0.2")] == [
         ("LISTEN", f"127.0.0.2:{port}")
     ]
+
+
+def test_no_reuseaddr_server_killed_with_a_client_blocks_its_own_restart() -> None:
+    """``tcp-server --no-reuseaddr`` is the lecture's tcp_server1 in this respect: killed
+    while a client stays connected, it cannot start again on its port for a while, and
+    says why; with SO_REUSEADDR on both sides the restart works."""
+    from tests.conftest import free_port
+    from tests.labs.procs import lab_argv
+
+    for reuse_first, expect_fail in ((False, True), (True, False)):
+        port = free_port(addr="0.0.0.0")
+        extra = [] if reuse_first else ["--no-reuseaddr"]
+        first = subprocess.Popen(lab_argv("tcp-server", str(port), "--bind", "0.0.0.0", *extra),
+                                 stdout=subprocess.PIPE, text=True)
+        client = None
+        try:
+            assert first.stdout is not None
+            assert "Listening" in first.stdout.readline()
+            client = socket.create_connection(("127.0.0.1", port))
+            assert first.stdout.readline().startswith("Client:")
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(5)
+            wait_for(lambda: any(h[0] == "FIN_WAIT2" for h in port_holders(port, "0.0.0.0")),  # noqa: B023
+                     what="the killed server's FIN_WAIT2")
+            again = run_lab("tcp-server", str(port), "--bind", "0.0.0.0", timeout=3) \
+                if expect_fail else None
+            if again is not None:
+                words = one_error_line(again, "tcp-server")
+                assert "FIN_WAIT2" in words and "SO_REUSEADDR" in words, words
+            else:
+                second = subprocess.Popen(lab_argv("tcp-server", str(port), "--bind", "0.0.0.0"),
+                                          stdout=subprocess.PIPE, text=True)
+                try:
+                    assert second.stdout is not None
+                    assert "Listening" in second.stdout.readline()
+                finally:
+                    second.kill()
+                    second.wait(5)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait(5)
+            if client is not None:
+                client.close()
+
+
+@pytest.mark.parametrize(("a", "b", "overlap"), [
+    ("0.0.0.0", "127.0.0.1", True), ("0.0.0.0", "::1", False), ("::", "127.0.0.1", True),
+    ("::1", "127.0.0.1", False), ("127.0.0.1", "127.0.0.2", False), ("::1", "::1", True),
+])
+def test_which_addresses_overlap_as_the_kernel_says(a: str, b: str, overlap: bool) -> None:
+    """The lab's own copy of the overlap rule (labs may not import app.core.portuse): a
+    ::1 listener does not block a bind of 0.0.0.0 (binding ::1 sets IPV6_V6ONLY)."""
+    from app.labs._common import _covers
+
+    assert _covers(a, b) is overlap and _covers(b, a) is overlap

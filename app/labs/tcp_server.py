@@ -55,7 +55,8 @@ def build_parser() -> LabParser:
         "The lecture's TCP server: accept one client, serve it until it leaves, "
         "then accept the next.",
         usage="%(prog)s PORT "
-        "[--bind ADDR] [--backlog N] [--handler {hold,echo,busy}] [--concurrent]",
+        "[--bind ADDR] [--backlog N] [--handler {hold,echo,busy}] [--concurrent] "
+        "[--no-reuseaddr]",
     )
     parser.add_argument("port", metavar="PORT", help="port to listen on, 1-65535")
     parser.add_argument(
@@ -76,6 +77,12 @@ def build_parser() -> LabParser:
         "--concurrent",
         action="store_true",
         help="serve each client in its own thread instead of one at a time",
+    )
+    parser.add_argument(
+        "--no-reuseaddr",
+        action="store_true",
+        help="as the lecture's tcp_server1: no SO_REUSEADDR, so a restart fails while the "
+        "old server's connections linger (FIN_WAIT2, TIME_WAIT: about a minute)",
     )
     parser.check("port", check_port)
     parser.check("bind", check_ip)
@@ -128,13 +135,16 @@ def serve(args: argparse.Namespace) -> int:
     family, address = sockaddr(args.bind, args.port)
     listener = new_socket(args.bind, socket.SOCK_STREAM)
     with listener:
-        # Usual for servers: a TIME_WAIT left by the previous run must not block a restart.
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Usual for servers: a TIME_WAIT left by the previous run must not block a restart
+        # (the lecture's tcp_server1 does not set it: --no-reuseaddr).
+        reuseaddr = not args.no_reuseaddr
+        if reuseaddr:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             listener.bind(address)
             listener.listen(args.backlog)
         except OSError as exc:
-            raise bind_error(exc, args.bind, args.port, "tcp", reuseaddr=True) from None
+            raise bind_error(exc, args.bind, args.port, "tcp", reuseaddr=reuseaddr) from None
         mode = "concurrent" if args.concurrent else "iterative"
         say(
             f"Listening on {endpoint(args.bind, args.port)} "

@@ -144,8 +144,6 @@ class ObservatoryApp(App[None]):
         self._guard_sigcont()
         if self.record_warning:
             self.notify(self.record_warning, title="Not recording", severity="warning")
-        elif self.recorder is not None and getattr(self.recorder, "note", None):
-            self.notify(f"Session record: {self.recorder.note}", timeout=8)
 
     def _on_signal(self, sig: int) -> None:
         # Textual's driver does not handle SIGTERM/SIGHUP: stop children and leave.

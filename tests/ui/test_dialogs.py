@@ -105,8 +105,10 @@ async def test_lecture_presets_fill_the_lecture_commands(dashboard) -> None:  # 
         await pilot.pause()
         request, _ = dialog.request()
         assert request == LaunchRequest("server1", "tcp-server",
-                                        ("6000", "--bind", "0.0.0.0", "--handler", "busy"))
-        assert preview(dialog) == "Will run: tcp-server 6000 --bind 0.0.0.0 --handler busy"
+                                        ("6000", "--bind", "0.0.0.0", "--handler", "busy",
+                                         "--no-reuseaddr"))
+        assert preview(dialog) == ("Will run: tcp-server 6000 --bind 0.0.0.0 --handler busy "
+                                   "--no-reuseaddr")
         assert app.focused is dialog.query_one("#launch")  # Enter launches it
 
         await pilot.click("#preset-client")
@@ -164,11 +166,11 @@ async def test_names_of_ended_and_running_processes_are_refused(dashboard) -> No
 # -- the port is checked before launching ---------------------------------------------------------
 async def test_port_warning_before_launching(dashboard) -> None:  # type: ignore[no-untyped-def]
     app, _ = dashboard
-    calls: list[tuple[str, int, str]] = []
+    calls: list[tuple[str, int, str, bool | None]] = []
     held = "Port 6000 is held by a socket in TIME_WAIT; bind() will fail for about 60 s."
 
-    def port_check(bind: str, port: int, proto: str) -> str | None:
-        calls.append((bind, port, proto))
+    def port_check(bind: str, port: int, proto: str, reuseaddr: bool | None) -> str | None:
+        calls.append((bind, port, proto, reuseaddr))
         return held if port == 6000 and proto == "tcp" else None
 
     async with app.run_test(size=(80, 24)) as pilot:
@@ -177,24 +179,36 @@ async def test_port_warning_before_launching(dashboard) -> None:  # type: ignore
         app.push_screen(dialog)
         await pilot.pause()
         warning = dialog.query_one("#launch-warning", Static)
-        assert calls[-1] == ("127.0.0.1", 6000, "tcp")
+        assert calls[-1] == ("127.0.0.1", 6000, "tcp", True)
         assert str(warning.render()) == f"⚠ {held}"
         assert shown(warning) and shown(dialog.query_one("#launch"))
         assert not dialog.query_one("#launch", Button).disabled  # warned, still allowed
 
         dialog.query_one("#bind", Select).value = "0.0.0.0"
         await pilot.pause()
-        assert calls[-1] == ("0.0.0.0", 6000, "tcp")
+        assert calls[-1] == ("0.0.0.0", 6000, "tcp", True)
 
         dialog.query_one("#port", Input).value = "6001"
         await pilot.pause()
-        assert calls[-1] == ("0.0.0.0", 6001, "tcp")
+        assert calls[-1] == ("0.0.0.0", 6001, "tcp", True)
         assert not warning.display
 
         dialog.query_one("#port", Input).value = "6000"
         dialog.query_one("#program", Select).value = "udp-server"
         await pilot.pause()
-        assert calls[-1] == ("0.0.0.0", 6000, "udp") and not warning.display
+        assert calls[-1] == ("0.0.0.0", 6000, "udp", False) and not warning.display
+
+        dialog.query_one("#program", Select).value = "tcp-server"
+        dialog.query_one("#reuseaddr", Checkbox).value = False  # as the lecture's server
+        await pilot.pause()
+        assert calls[-1] == ("0.0.0.0", 6000, "tcp", False)
+
+        # The lecture's own C server as any command: its one port, every address, and
+        # whether it sets SO_REUSEADDR nobody can tell.
+        dialog.query_one("#program", Select).value = "command"
+        dialog.query_one("#command", Input).value = "./tcp_server1 6000"
+        await pilot.pause()
+        assert calls[-1] == ("0.0.0.0", 6000, "tcp", None) and warning.display
 
         calls.clear()
         dialog.query_one("#program", Select).value = "tcp-client"
@@ -300,7 +314,9 @@ async def test_dialogs_do_not_swallow_ctrl_s(dashboard, monkeypatch) -> None:  #
                        PathDialog("Load a scenario file", "scenarios/session4.toml")):
             app.push_screen(dialog)
             await pilot.pause()
-            for widget in [w for w in dialog.query("*") if w.focusable]:
+            focusable = [w for w in dialog.query("*") if w.focusable]
+            # One of each kind is enough (each took 0.3 s): a button, a list, a field.
+            for widget in {type(w): w for w in reversed(focusable)}.values():
                 widget.focus()
                 await pilot.pause()
                 before = len(shots)

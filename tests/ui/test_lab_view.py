@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -115,14 +116,21 @@ async def test_a_launched_command_shows_its_output_at_once(dashboard) -> None:  
         app.screen.query_one("#program").value = COMMAND
         await pilot.pause()
         command = app.screen.query_one("#command")
-        command.value = "sh -c 'echo hello-from-cmd; sleep 30'"
+        command.value = "sh -c 'for i in 1 2 3 4 5; do echo line$i; done; sleep 30'"
         command.focus()
         await pilot.pause()
         await pilot.press("enter")
+        # A busy UI loop (a big poll): the lines are stored before it hears of the start.
+        time.sleep(1.5)
         log = app.screen.query_one("#output")
-        await until(pilot, lambda: any("hello-from-cmd" in "".join(s.text for s in line)
-                                       for line in log.lines),
+
+        def lines() -> list[str]:
+            return ["".join(s.text for s in line).strip() for line in log.lines]
+
+        await until(pilot, lambda: "line5" in lines(),
                     what="the command's output in the output box without selecting its row")
+        await pilot.pause(0.3)
+        assert [t for t in lines() if t.startswith("line")] == [f"line{i}" for i in range(1, 6)]
         assert app.screen.query_one("#processes", KeyedTable).selected_key() \
             == app.screen.selected_process
 
@@ -194,6 +202,7 @@ def test_k_on_a_socket_no_process_holds_says_why_once(sockets) -> None:  # type:
     fin = _snapshot_socket(lambda s: s.local_port == port and s.state == "FIN_WAIT2")
     words = kill_refusal(fin)
     assert words and "FIN_WAIT2" in words and "backlog" not in words, words
+    assert "kill the peer" not in words and "60 s" in words
     client.close()  # now the closed-first end waits out TIME_WAIT
     tw = _snapshot_socket(lambda s: s.local_port == port and s.state == "TIME_WAIT")
     assert "TIME_WAIT" in (kill_refusal(tw) or "")

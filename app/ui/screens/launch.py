@@ -21,8 +21,9 @@ COMMAND = "command"
 UDP_HOLD_SECONDS = 30  # a udp-client launched here keeps its socket this long
 
 # Why the server about to start will not (or may not) bind its port, in words; None when
-# nothing holds it. Called as port_check(bind_address, port, "tcp" or "udp").
-PortCheck = Callable[[str, int, str], str | None]
+# nothing holds it. Called as port_check(bind_address, port, "tcp" or "udp", reuseaddr):
+# reuseaddr is whether the new server sets SO_REUSEADDR, None when unknown (a command).
+PortCheck = Callable[[str, int, str, bool | None], str | None]
 
 # The lecture's own command lines, one key away: ./tcp_server1 6000 binds INADDR_ANY and its
 # handle_client() spins in while(1); ./tcp_client1 127.0.0.1 hello 6000 connects to it.
@@ -125,6 +126,10 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
                     yield Label("Clients")
                     yield Checkbox("concurrent: one thread per client (the fix)",
                                    id="concurrent")
+                with Horizontal(classes="field tcp-server"):
+                    yield Label("Restart")
+                    yield Checkbox("SO_REUSEADDR: bind again at once after a kill",
+                                   value=True, id="reuseaddr")
                 with Horizontal(classes="field command"):
                     yield Label("Command")
                     yield Input(placeholder="nc -vn 127.0.0.1 7000", id="command")
@@ -181,6 +186,8 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
                 args += ["--handler", str(self.query_one("#handler", Select).value)]
                 if self.query_one("#concurrent", Checkbox).value:
                     args.append("--concurrent")
+                if not self.query_one("#reuseaddr", Checkbox).value:
+                    args.append("--no-reuseaddr")
         else:
             args = [self._value("target"), self._value("message") or "hello", port]
             if program == "udp-client":
@@ -212,17 +219,33 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         return f"{name} ended; its output is still shown: choose another name, e.g. {other}"
 
     def _port_warning(self) -> str | None:
-        """What ``port_check`` says of the server's port; None for clients and commands."""
+        """What ``port_check`` says of the server's port (a command's one port argument, as
+        ``./tcp_server1 6000``, bound on every address); None for clients."""
         program = self._program_value()
-        if self._port_check is None or not program.endswith("server"):
+        if self._port_check is None:
             return None
-        port = whole_number(self._value("port"))
-        if port is None or not 1 <= port <= 65535:
-            return None  # the error line already says what is wrong with it
-        bind = str(self.query_one("#bind", Select).value)
-        proto = "udp" if program.startswith("udp") else "tcp"
+        reuseaddr: bool | None
+        if program == COMMAND:
+            try:
+                argv = shlex.split(self._value("command"))
+            except ValueError:
+                return None
+            numbers = [n for n in map(whole_number, argv[1:]) if n is not None and 0 < n < 65536]
+            if len(numbers) != 1:
+                return None  # no port, or no telling which is the port
+            port, bind, proto, reuseaddr = numbers[0], "0.0.0.0", "tcp", None
+        elif program.endswith("server"):
+            number = whole_number(self._value("port"))
+            if number is None or not 1 <= number <= 65535:
+                return None  # the error line already says what is wrong with it
+            port, bind = number, str(self.query_one("#bind", Select).value)
+            proto = "udp" if program.startswith("udp") else "tcp"
+            reuseaddr = (self.query_one("#reuseaddr", Checkbox).value if proto == "tcp"
+                         else False)
+        else:
+            return None
         try:
-            return self._port_check(bind, port, proto)
+            return self._port_check(bind, port, proto, reuseaddr)
         except Exception as exc:  # noqa: BLE001 - a failing check must not close the dialog
             return f"Could not check whether port {port} is free ({exc})."
 
@@ -279,6 +302,8 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         if "bind" in preset:
             self.query_one("#bind", Select).value = preset["bind"]
             self.query_one("#handler", Select).value = preset["handler"]
+            # tcp_server1 sets no SO_REUSEADDR either: a restart waits out what a kill left.
+            self.query_one("#reuseaddr", Checkbox).value = False
             self.query_one("#concurrent", Checkbox).value = False
         self._refresh()
         launch = self.query_one("#launch", Button)

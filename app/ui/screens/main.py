@@ -359,7 +359,9 @@ class MainScreen(Screen[None]):
         if kind == "ProcessStarted":
             if event.name in self._launched:  # what the student just launched: show its output
                 self._launched.discard(event.name)
-                self._select_process(event.name)
+                # Not replayed: its lines come after this event, each as an OutputLine (a
+                # replay of those already stored would show them twice).
+                self._select_process(event.name, replay=False)
             if event.replaced is not None and event.name == self.selected_process:
                 self.query_one("#output", RichLog).clear()  # the ended one's lines are gone
             text = event.describe(self.oapp.command_of(event))
@@ -451,13 +453,14 @@ class MainScreen(Screen[None]):
     def on_descendant_focus(self) -> None:
         self._update_why()
 
-    def _select_process(self, name: str) -> None:
+    def _select_process(self, name: str, replay: bool = True) -> None:
         self.selected_process = name
         log = self.query_one("#output", RichLog)
         log.clear()
         self._title_output()
-        for line in self.oapp.process_output(name):
-            log.write(line)
+        if replay:
+            for line in self.oapp.process_output(name):
+                log.write(line)
 
     # -- actions ------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -536,17 +539,18 @@ class MainScreen(Screen[None]):
         self.app.push_screen(LaunchDialog(addresses, taken, running_names=running,
                                           port_check=self._port_check), self._launch)
 
-    def _port_check(self, address: str, port: int, proto: str) -> str | None:
+    def _port_check(self, address: str, port: int, proto: str,
+                    reuseaddr: bool | None) -> str | None:
         """Why a server's bind() of address:port would fail, from the last poll (the
-        launch dialog says it before launching); our servers set SO_REUSEADDR over TCP."""
+        launch dialog says it before launching)."""
         if self.snapshot is None:
             return None
         return portuse.bind_conflict(self.snapshot.sockets, address, port, proto=proto,
-                                     reuseaddr=proto == "tcp")
+                                     reuseaddr=reuseaddr)
 
     def _launch(self, request: LaunchRequest | None) -> None:
         if request is not None:
-            self._launched.add(request.name)  # its output is shown as soon as it starts
+            self._launched = {request.name}  # its output is shown as soon as it starts
             self.oapp.launch(request)
 
     def action_kill(self) -> None:
@@ -772,9 +776,12 @@ def kill_refusal(sock: Socket) -> str | None:
     }.get(sock.state)
     if why is None and sock.waiting_in_backlog:
         why = "it waits in a backlog; kill the server that listens instead."
-    if why is None and sock.state in ("FIN_WAIT1", "FIN_WAIT2", "CLOSING", "LAST_ACK"):
-        why = (f"its process closed it (or was killed) and the kernel finishes the goodbye "
-               f"({sock.state}) with the peer, then drops it; close or kill the peer.")
+    if why is None and sock.state in ("FIN_WAIT1", "FIN_WAIT2"):
+        why = (f"its process closed it (or was killed); the kernel finishes the close "
+               f"({sock.state}) and drops it about 60 s later, or, if the peer closes "
+               "meanwhile, keeps it about 60 s more in TIME_WAIT.")
+    if why is None and sock.state in ("CLOSING", "LAST_ACK"):
+        why = f"both ends have closed ({sock.state}); it goes away within moments."
     return f"No process holds {sock.local}: " + (why or f"{owner_help('kernel')}.")
 
 

@@ -197,7 +197,7 @@ def scenario_file(tmp_path: Path, port: int) -> Path:
 def start_with_server(dashboard: Launcher, tmp_path: Path) -> tuple[Dashboard, int]:
     port = free_port()
     dash = dashboard("--interval", "0.5", "--scenario", str(scenario_file(tmp_path, port)))
-    dash.term.wait_for(re.compile(r"s1\s+\d+\s+running"), timeout=15,
+    dash.term.wait_for(re.compile(r"s1\s+\d+\s+(\d+%\s+)?running"), timeout=15,
                        what="lab process s1 running in the Lab table")
     [server] = dash.tracker.wait_named("tcp-server")
     listening = psutil.Process(server.pid).net_connections("tcp")

@@ -223,10 +223,13 @@ def test_nothing_holds_a_free_port() -> None:
 
 
 def test_udp(sockets: list[socket.socket]) -> None:
-    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sockets.append(holder)
-    holder.bind(("127.0.0.1", 0))
-    port = holder.getsockname()[1]
+    for _ in range(50):  # a UDP port no TCP socket of this machine uses (other tests' ones)
+        holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sockets.append(holder)
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        if not any(s.local_port == port and s.is_tcp for s in sockets_now()):
+            break
     assert bind_conflict(sockets_now(), "0.0.0.0", port) is None  # TCP: another protocol
     words = bind_conflict(sockets_now(), "0.0.0.0", port, proto="udp", reuseaddr=False)
     assert words is not None

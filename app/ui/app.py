@@ -290,7 +290,8 @@ class ObservatoryApp(App[None]):
             self.notify(f"Could not save the screenshot in {folder}: {exc.strerror}",
                         severity="error")
             return
-        self.notify(f"Screenshot saved: {path}", timeout=8)
+        # Short: the next screenshot of a handout series should not show this one's toast.
+        self.notify(f"Screenshot saved: {path}", timeout=3)
 
     def process_output(self, name: str) -> list[str]:
         if self.manager is None:

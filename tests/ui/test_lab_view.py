@@ -155,6 +155,9 @@ async def test_every_tab_is_in_view_and_has_a_key_and_a_palette_entry(size) -> N
         panes = {p.id: app.screen.query_one(TabbedContent).get_tab(p.id).label_text
                  for p in app.screen.query(TabPane) if p.id}
         assert len(panes) == 9
+        side, tables = app.screen.query_one("#side"), app.screen.query_one("#tables")
+        if size[0] >= 150:  # a wide projector: the side column's panels wrap less
+            assert side.size.width > 46 and tables.size.width >= 80
         keys = {b.action: b.key for b in MainScreen.BINDINGS}  # type: ignore[union-attr]
         palette = {c.title for c in app.get_system_commands(app.screen)}
         for tab_id, title in panes.items():

@@ -62,6 +62,7 @@ SOCKET_TABLES = {
 INTERVALS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 SLICE = 1500  # rows handed to each socket table per turn of the event loop (~20 ms)
 NARROW = 110  # columns: below this the side column goes under the tables
+WIDE = 150  # columns: from here the side column takes more room (its panels wrap less)
 # Every tab of the side column has a key (the palette lists them too), in strip order.
 TAB_KEYS = (
     ("p", "tab-lab", "Lab"), ("e", "tab-events", "Events"), ("h", "tab-other", "Other states"),
@@ -189,6 +190,7 @@ class MainScreen(Screen[None]):
 
     def _layout_for(self, width: int) -> None:
         self.set_class(width < NARROW, "-narrow")
+        self.set_class(width >= WIDE, "-wide")
 
     # -- polls ------------------------------------------------------------------
     def on_snapshot_ready(self, message: SnapshotReady) -> None:

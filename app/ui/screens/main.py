@@ -702,7 +702,7 @@ class MainScreen(Screen[None]):
         their sockets use, with every port a lab process ever listened on: the killed
         server's FIN_WAIT2 and TIME_WAIT stay on its port after its LISTEN row is gone."""
         pids = self.oapp.lab_pids()
-        ports = set(self._lab_listen_ports)
+        ports: set[int] = set()
         for m in self.marked.values():
             if m.sock.pid in pids:
                 ports.add(m.sock.local_port)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,9 +10,6 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Select, Static
 from textual.widgets._toast import Toast
 
-from app.core.procs import ProcessManager
-from app.core.sockets import ProcNetSource
-from app.ui.app import ObservatoryApp
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog
 from app.ui.screens.launch import COMMAND, LaunchDialog, LaunchRequest
 from tests.conftest import until
@@ -21,15 +17,6 @@ from tests.conftest import until
 SIZES = [(80, 24), (120, 40), (160, 48)]
 ADDRESSES = ["127.0.0.1", "0.0.0.0", "::1", "::"]
 
-
-@pytest.fixture
-async def dashboard() -> AsyncIterator[tuple[ObservatoryApp, ProcessManager]]:
-    manager = ProcessManager(register_atexit=False)
-    app = ObservatoryApp(ProcNetSource(), manager, interval=0.2)
-    try:
-        yield app, manager
-    finally:
-        manager.shutdown()
 
 
 def shown(widget: Widget) -> bool:

@@ -8,33 +8,16 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import psutil
-import pytest
 
-from app.core.procs import ProcessManager
 from app.core.sockets import ProcNetSource
 from app.ui.app import ObservatoryApp
 from app.ui.screens.dialogs import ConfirmDialog
 from app.ui.screens.launch import LaunchDialog
 from app.ui.widgets.keyed_table import KeyedTable
 from tests.conftest import free_port, listener_process, until, wait_for
-
-
-def rows(app: ObservatoryApp, table_id: str) -> list[str]:
-    table = app.screen.query_one(f"#{table_id}", KeyedTable)
-    return [" ".join(str(c) for c in cells) for cells in table._cells.values()]
-
-
-@pytest.fixture
-async def dashboard() -> AsyncIterator[tuple[ObservatoryApp, ProcessManager]]:
-    manager = ProcessManager(register_atexit=False)
-    app = ObservatoryApp(ProcNetSource(), manager, interval=0.2)
-    try:
-        yield app, manager
-    finally:
-        manager.shutdown()
+from tests.ui.conftest import rows
 
 
 async def launch_server(pilot, port: int) -> None:  # type: ignore[no-untyped-def]

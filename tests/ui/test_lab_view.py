@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,21 +14,7 @@ from app.core.sockets import DiagSource
 from app.ui.app import ObservatoryApp
 from app.ui.widgets.keyed_table import KeyedTable
 from tests.conftest import free_port, until
-
-
-def rows(app: ObservatoryApp, table_id: str) -> list[str]:
-    table = app.screen.query_one(f"#{table_id}", KeyedTable)
-    return [" ".join(str(c) for c in cells) for cells in table._cells.values()]
-
-
-@pytest.fixture
-async def dashboard() -> AsyncIterator[tuple[ObservatoryApp, ProcessManager]]:
-    manager = ProcessManager(register_atexit=False)
-    app = ObservatoryApp(DiagSource(), manager, interval=0.2)
-    try:
-        yield app, manager
-    finally:
-        manager.shutdown()
+from tests.ui.conftest import rows
 
 
 async def start_server_and_client(pilot, manager: ProcessManager, port: int) -> None:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ What Linux does (measured on loopback, as root and as nobody, both alike):
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -67,20 +68,15 @@ def _span_of_new(address: str, v6only: bool) -> _Span | None:
 
 
 def _span_of_holder(sock: Socket) -> _Span | None:
-    try:
-        ip = ipaddress.ip_address(sock.local_addr.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv4Address):
-        return _Span("any" if ip == _V4_ANY else str(ip), None)
-    if ip.ipv4_mapped is not None:
-        return _Span(str(ip.ipv4_mapped), None)
-    if ip == _V6_ANY:
+    span = _span_of_new(sock.local_addr, v6only=False)
+    if span is None or span.v6 is None:  # IPv4 (or IPv4-mapped)
+        return span
+    if span.v6 == "any":
         # IPV6_V6ONLY is not in the model: assume dual-stack (the default), unsure.
-        return _Span("any", "any", unsure=True)
+        return dataclasses.replace(span, unsure=True)
     if sock.state != "LISTEN" and sock.is_tcp:
-        return _Span(None, str(ip), v4_wildcard_only=True, unsure=True)
-    return _Span(None, str(ip))
+        return _Span(None, span.v6, v4_wildcard_only=True, unsure=True)
+    return span
 
 
 def _meet(a: str | None, b: str | None) -> bool:

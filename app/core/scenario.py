@@ -30,7 +30,7 @@ import math
 import os
 import shlex
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -372,6 +372,20 @@ def check_scenario(path: str | os.PathLike[str]) -> list[str]:
     return []
 
 
+def _when_due(scenario: Scenario, stop: threading.Event | None) -> Iterator[ScenarioEntry]:
+    """The entries, each after its delay; none more once ``stop`` is set."""
+    for entry in scenario.entries:
+        if entry.delay > 0:
+            if stop is not None:
+                if stop.wait(entry.delay):
+                    return
+            else:
+                threading.Event().wait(entry.delay)
+        if stop is not None and stop.is_set():
+            return
+        yield entry
+
+
 def start_scenario(
     manager: ProcessManager,
     scenario: Scenario,
@@ -391,15 +405,7 @@ def start_scenario(
     """
     started: list[ProcessInfo] = []
     folder = scenario.folder
-    for entry in scenario.entries:
-        if entry.delay > 0:
-            if stop is not None:
-                if stop.wait(entry.delay):
-                    break
-            else:
-                threading.Event().wait(entry.delay)
-        if stop is not None and stop.is_set():
-            break
+    for entry in _when_due(scenario, stop):
         if entry.program is not None:
             info = manager.launch_builtin(entry.name, entry.program, entry.args)
         else:
@@ -466,15 +472,7 @@ def start_scenario_each(
     """
     results: list[EntryResult] = []
     folder = scenario.folder
-    for entry in scenario.entries:
-        if entry.delay > 0:
-            if stop is not None:
-                if stop.wait(entry.delay):
-                    break
-            else:
-                threading.Event().wait(entry.delay)
-        if stop is not None and stop.is_set():
-            break
+    for entry in _when_due(scenario, stop):
         name = entry.name
         outcome: Outcome = "started"
         message = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -59,13 +60,32 @@ def preview(dialog: LaunchDialog) -> str:
 
 # -- item 7: at 80x24 every field is reachable, the preview and the buttons always shown --------
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-async def test_launch_dialog_fits_the_terminal(dashboard, size) -> None:  # type: ignore[no-untyped-def]
+async def test_launch_dialog_fits_the_terminal(dashboard, sockets, size) -> None:  # type: ignore[no-untyped-def]
     app, _ = dashboard
+    # The port is held by a killed server's end (FIN_WAIT2): the longest warning shows too.
+    server = socket.socket()
+    sockets.append(server)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    sockets.append(socket.create_connection(("127.0.0.1", port)))
+    accepted, _ = server.accept()
+    accepted.close()
+    server.close()
     async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: app.screen.snapshot is not None
+                    and any(s.local_port == port and s.state == "FIN_WAIT2"
+                            for s in app.screen.snapshot.sockets))
         dialog = await open_launch(pilot)
+        dialog.query_one("#port", Input).value = str(port)
         for program in ("tcp-server", "tcp-client", "udp-server", "command"):
             dialog.query_one("#program", Select).value = program
             await pilot.pause()
+            if program == "tcp-server":
+                warning = dialog.query_one("#launch-warning")
+                assert warning.display
+                if size[1] < 32:  # it keeps to four lines: the fields keep their room
+                    assert warning.size.height <= 4, warning.size
             fields = [w for w in dialog.query("#launch-fields Input, #launch-fields Select, "
                                               "#launch-fields Checkbox")
                       if w.display and all(a.display for a in w.ancestors_with_self

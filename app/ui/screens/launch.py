@@ -19,6 +19,7 @@ from app.labs import PROGRAMS, LabUsageError, validate, whole_number
 
 COMMAND = "command"
 UDP_HOLD_SECONDS = 30  # a udp-client launched here keeps its socket this long
+SHORT = 32  # lines: below this the port warning keeps to four lines (styles/dialogs.tcss)
 
 # Why the server about to start will not (or may not) bind its port, in words; None when
 # nothing holds it. Called as port_check(bind_address, port, "tcp" or "udp", reuseaddr):
@@ -141,7 +142,11 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
                     yield Button("Launch", variant="success", id="launch")
                     yield Button("Cancel (Esc)", id="cancel")
 
+    def on_resize(self) -> None:
+        self.set_class(self.size.height < SHORT, "-short")
+
     def on_mount(self) -> None:
+        self.on_resize()
         self.query_one("#dialog").border_title = "Launch a lab process"
         self._refresh()
         self.query_one("#program", Select).focus()

@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-# On first use they create .venv and install the project with its test extras.
+# On first use they create .venv and install the project with its test and dev extras.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || { echo "make: Python's venv module is missing; install it with: apt-get install python3-venv" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	@touch $(STAMP)
 
 run: $(STAMP)

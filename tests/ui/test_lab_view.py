@@ -373,3 +373,20 @@ async def test_a_udp_client_launched_from_the_dialog_stays_to_be_seen(dashboard)
         await pilot.press("u")
         await until(pilot, lambda: any(f"{client.pid}/udp-client" in r for r in rows(app, "udp")),
                     what="the udp-client's socket in the UDP tab")
+
+
+async def test_the_footer_enables_kill_all_as_soon_as_a_process_runs(dashboard) -> None:  # type: ignore[no-untyped-def]
+    from textual.widgets._footer import FooterKey
+
+    app, manager = dashboard
+
+    def kill_all_enabled() -> bool:
+        keys = [k for k in app.screen.query(FooterKey) if k.key == "X"]
+        return bool(keys) and not keys[0].has_class("-disabled")
+
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        assert not kill_all_enabled()  # nothing runs: greyed
+        manager.launch_command("sleeper", ["sleep", "30"])
+        # No key pressed, focus unmoved: the footer follows what the keys can do now.
+        await until(pilot, kill_all_enabled, timeout=10, what="Kill all enabled in the footer")

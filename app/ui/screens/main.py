@@ -123,6 +123,7 @@ class MainScreen(Screen[None]):
         self._made = 0  # rows changed since the heap was last settled
         self._lab_listen_ports: set[int] = set()  # every port a lab process listened on
         self._launched: set[str] = set()  # names launched from the dialog, not started yet
+        self._key_state: tuple[bool | None, ...] = ()  # what check_action said last
 
     @property
     def oapp(self) -> ObservatoryApp:
@@ -320,6 +321,7 @@ class MainScreen(Screen[None]):
         table = self.query_one("#processes", KeyedTable)
         table.apply(rows)
         table.set_title(f"Lab processes · {len(live)} running")
+        self._refresh_keys()
         key = self.selected_process
         if key is not None and table.selected_key() != key and key in table.rows:
             table.move_cursor(row=table.get_row_index(key))  # a new launch was selected
@@ -413,7 +415,18 @@ class MainScreen(Screen[None]):
                 return self.marked[key].sock
         return None
 
+    def _refresh_keys(self) -> None:
+        """The footer greys what cannot act now: redrawn when that changes (a process
+        starts, a row that can be killed or closed is highlighted), not only on a focus
+        change, which is when Textual asks check_action again by itself."""
+        state = tuple(self.check_action(a, ()) for a in ("kill", "restart", "kill_all",
+                                                         "close_connection"))
+        if state != self._key_state:
+            self._key_state = state
+            self.refresh_bindings()
+
     def _update_why(self) -> None:
+        self._refresh_keys()
         sock = self._focused_socket()
         zoomed = self.has_class("-zoom")  # the tables are hidden: nobody picks a row
         if sock is not None and sock is not self._last_selected and not zoomed:

@@ -225,6 +225,13 @@ EventKind = Literal[
 ]
 
 
+_SIGNS: dict[str, str] = {
+    "listener-opened": "+", "connection-opened": "+", "udp-opened": "+",
+    "listener-closed": "-", "connection-closed": "-", "udp-closed": "-",
+    "state-changed": "~", "owner-changed": "~",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class SocketEvent:
     """One change between two snapshots."""
@@ -236,21 +243,32 @@ class SocketEvent:
     old_state: str | None = None
     new_state: str | None = None
 
-    def describe(self) -> str:
+    @property
+    def sign(self) -> str:
+        """``+`` something appeared, ``-`` it went, ``~`` it changed."""
+        return _SIGNS[self.kind]
+
+    @property
+    def text(self) -> str:
+        """What changed, in words (without the sign)."""
         s = self.socket
         who = s.owner_label
         if self.kind == "listener-opened":
-            return f"+ LISTEN {s.proto} {s.local}  {who}"
+            return f"LISTEN {s.proto} {s.local}  {who}"
         if self.kind == "listener-closed":
-            return f"- LISTEN closed {s.proto} {s.local}  {who}"
+            return f"LISTEN closed {s.proto} {s.local}  {who}"
         if self.kind == "connection-opened":
-            return f"+ {s.state} {s.local} -> {s.remote}  {who}"
+            return f"{s.state} {s.local} -> {s.remote}  {who}"
         if self.kind == "connection-closed":
-            return f"- {s.state} gone {s.local} -> {s.remote}  {who}"
+            return f"{s.state} gone {s.local} -> {s.remote}  {who}"
         if self.kind == "state-changed":
-            return f"~ {self.old_state} -> {self.new_state} {s.local} -> {s.remote}  {who}"
+            return f"{self.old_state} -> {self.new_state} {s.local} -> {s.remote}  {who}"
         if self.kind == "owner-changed":
-            return f"~ accepted {s.local} -> {s.remote}  now {who}"
+            return f"accepted {s.local} -> {s.remote}  now {who}"
         if self.kind == "udp-opened":
-            return f"+ UDP {s.proto} {s.local}  {who}"
-        return f"- UDP closed {s.proto} {s.local}  {who}"
+            return f"UDP {s.proto} {s.local}  {who}"
+        return f"UDP closed {s.proto} {s.local}  {who}"
+
+    def describe(self) -> str:
+        """The change as one line: its sign, then its words (``+ LISTEN tcp ...``)."""
+        return f"{self.sign} {self.text}"

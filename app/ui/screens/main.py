@@ -811,10 +811,10 @@ def short_state(state: str) -> str:
 
 
 def _sampled_entry(event: SocketEvent) -> TimelineEntry:
-    """A change two samples show, as the timeline keeps it (its sign is describe()'s first
-    character)."""
-    text, s = event.describe(), event.socket
-    return TimelineEntry(event.at, text[:1], text[2:], s.pid, (s.local_port, s.remote_port or 0))
+    """A change two samples show, as the timeline keeps it."""
+    s = event.socket
+    return TimelineEntry(event.at, event.sign, event.text, s.pid,
+                         (s.local_port, s.remote_port or 0))
 
 
 def _lab_entry(pids: frozenset[int], ports: frozenset[int]) -> Callable[[TimelineEntry], bool]:

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from app.labs import PROGRAMS, LabUsageError, validate, whole_number
+from app.core.programs import PROGRAMS, LabUsageError, validate, whole_number
 
 COMMAND = "command"
 UDP_HOLD_SECONDS = 30  # a udp-client launched here keeps its socket this long

@@ -8,11 +8,12 @@ from rich.text import Text
 
 from app.core.model import Socket
 from app.ui.rows import GONE_MARK, NEW_MARK, Marked, ViewOptions, backlog_text, pair_order
+from app.ui.themes import ORANGE, SKY_BLUE
 from app.ui.widgets.keyed_table import Cell
 
 # Okabe-Ito colours: told apart by colour-blind readers; always with a word or sign.
-NEW_STYLE = "bold #56B4E9"
-GONE_STYLE = "bold #E69F00"
+NEW_STYLE = f"bold {SKY_BLUE}"
+GONE_STYLE = f"bold {ORANGE}"
 KERNEL_STYLE = "italic"
 HIDDEN_STYLE = "italic"
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 from textual.theme import BUILTIN_THEMES, Theme
 
 DEFAULT_THEME = "textual-dark"
+# The Okabe-Ito colours the dashboard gives meaning (told apart with red/green blindness;
+# a sign or a word always goes with them, never colour alone).
+SKY_BLUE = "#56B4E9"  # new, open, success
+ORANGE = "#E69F00"  # gone, closed, warning
+REDDISH_PURPLE = "#CC79A7"  # filtered
 PROJECTOR = Theme(
     name="projector",
     primary="#FFD400",  # one bright accent: yellow reads on every projector
     secondary="#FFFFFF",
     accent="#FFD400",
-    warning="#E69F00",  # Okabe-Ito orange
+    warning=ORANGE,
     error="#FF6E6E",
-    success="#56B4E9",  # Okabe-Ito sky blue (not green: red/green blindness)
+    success=SKY_BLUE,  # not green: red/green blindness
     foreground="#FFFFFF",
     background="#000000",
     surface="#000000",

@@ -12,6 +12,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Sparkline, Static
 
+from app.ui.themes import ORANGE, SKY_BLUE
+
 MAX_EVENTS = 2000
 HISTORY = 180  # samples kept for the sparklines (3 minutes at 1 s)
 
@@ -31,7 +33,7 @@ class TimelineEntry:
 
     def render(self) -> Text:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.at))
-        style = {"+": "bold #56B4E9", "-": "bold #E69F00", "!": "bold"}.get(self.sign, "")
+        style = {"+": f"bold {SKY_BLUE}", "-": f"bold {ORANGE}", "!": "bold"}.get(self.sign, "")
         line = Text(f"{stamp} ")
         line.append(f"{self.sign} ", style=style)
         line.append(self.text)

@@ -54,6 +54,7 @@ from app.core.scan import (
     nmap_missing_reason,
 )
 from app.core.targets import expand_ports
+from app.ui.themes import ORANGE, REDDISH_PURPLE, SKY_BLUE
 from app.ui.widgets.bytes_panel import (
     give_keys_back,
     home_after_hidden_blur,
@@ -69,9 +70,9 @@ LECTURE = ",".join(str(p) for p in LECTURE_PORTS)
 
 # Okabe-Ito colours (as in the events panel); the words carry the meaning anyway.
 STATE_STYLES = {
-    "open": "bold #56B4E9",
-    "closed": "bold #E69F00",
-    "filtered": "bold #CC79A7",
+    "open": f"bold {SKY_BLUE}",
+    "closed": f"bold {ORANGE}",
+    "filtered": f"bold {REDDISH_PURPLE}",
 }
 
 

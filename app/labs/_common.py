@@ -349,6 +349,19 @@ class LabParser(argparse.ArgumentParser):
         raise LabUsageError(" ".join(message.split()))
 
 
+def add_server_address(parser: LabParser, port_help: str) -> None:
+    """A server's PORT and ``--bind ADDR`` (default 127.0.0.1), both checked."""
+    parser.add_argument("port", metavar="PORT", help=port_help)
+    parser.add_argument(
+        "--bind",
+        metavar="ADDR",
+        default="127.0.0.1",
+        help="IP address to bind (default 127.0.0.1; 0.0.0.0 is INADDR_ANY, :: for IPv6)",
+    )
+    parser.check("port", check_port)
+    parser.check("bind", check_ip)
+
+
 def _shown(text: str) -> str:
     """The user's text as it goes into a message: numbers bare, words quoted."""
     stripped = text.strip()

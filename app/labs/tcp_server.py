@@ -31,10 +31,9 @@ from app.labs._common import (
     LabError,
     LabParser,
     aborted,
+    add_server_address,
     bind_error,
     burn_cpu,
-    check_ip,
-    check_port,
     endpoint,
     int_checker,
     new_socket,
@@ -58,13 +57,7 @@ def build_parser() -> LabParser:
         "[--bind ADDR] [--backlog N] [--handler {hold,echo,busy}] [--concurrent] "
         "[--no-reuseaddr]",
     )
-    parser.add_argument("port", metavar="PORT", help="port to listen on, 1-65535")
-    parser.add_argument(
-        "--bind",
-        metavar="ADDR",
-        default="127.0.0.1",
-        help="IP address to bind (default 127.0.0.1; 0.0.0.0 is INADDR_ANY, :: for IPv6)",
-    )
+    add_server_address(parser, "port to listen on, 1-65535")
     parser.add_argument("--backlog", metavar="N", default="5", help="listen() backlog (default 5)")
     parser.add_argument(
         "--handler",
@@ -84,8 +77,6 @@ def build_parser() -> LabParser:
         help="as the lecture's tcp_server1: no SO_REUSEADDR, so a restart fails while the "
         "old server's connections linger (FIN_WAIT2, TIME_WAIT: about a minute)",
     )
-    parser.check("port", check_port)
-    parser.check("bind", check_ip)
     parser.check("backlog", int_checker("--backlog", 0, 65535))
     return parser
 

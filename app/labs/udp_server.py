@@ -22,9 +22,8 @@ from collections.abc import Sequence
 
 from app.labs._common import (
     LabParser,
+    add_server_address,
     bind_error,
-    check_ip,
-    check_port,
     endpoint,
     new_socket,
     peer_endpoint,
@@ -43,15 +42,7 @@ def build_parser() -> LabParser:
         "A UDP echo server: print each datagram and send it back.",
         usage="%(prog)s PORT [--bind ADDR]",
     )
-    parser.add_argument("port", metavar="PORT", help="port to receive on, 1-65535")
-    parser.add_argument(
-        "--bind",
-        metavar="ADDR",
-        default="127.0.0.1",
-        help="IP address to bind (default 127.0.0.1; 0.0.0.0 is INADDR_ANY, :: for IPv6)",
-    )
-    parser.check("port", check_port)
-    parser.check("bind", check_ip)
+    add_server_address(parser, "port to receive on, 1-65535")
     return parser
 
 

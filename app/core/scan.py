@@ -15,11 +15,13 @@ reaped before the scan returns: no nmap process is ever left behind.
 
 nmap runs as ``nmap -oX - --stats-every 1s ...`` under ``subprocess.Popen``
 with an argv list (no shell), stdin from /dev/null and its own session. Its
-XML (read with ElementTree) carries ``<taskprogress percent=...>`` lines
-while it works; those are the progress reports. python-nmap's scanner
-classes are not used to run it: ``PortScannerAsync.stop()`` leaves nmap
-running, and ``PortScanner`` joins ``hosts`` and ``arguments`` into argv with
-``shlex.split``.
+XML carries ``<taskprogress percent=...>`` lines while it works; those are
+the progress reports. When nmap has ended, python-nmap reads its XML
+(``PortScanner.analyse_nmap_xml_scan``; the few fields it drops are read by
+hand, see :func:`parse_nmap_xml`). python-nmap never builds nor runs the
+command: ``PortScannerAsync.stop()`` leaves nmap running, and ``PortScanner``
+joins ``hosts`` and ``arguments`` into argv with ``shlex.split``, so a "host"
+could add options.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import IO, Literal, get_args
+from typing import IO, Any, Literal, get_args
 
 from app.core.model import Snapshot, Socket, format_endpoint
 from app.core.services import nmap_service_name
@@ -599,78 +601,166 @@ class _ParsedHost:
     not_shown: list[NotShown]
 
 
-def _service_of(elem: ET.Element | None) -> tuple[str, str | None]:
-    if elem is None:
-        return "unknown", None
-    name = elem.get("name") or "unknown"
-    if elem.get("tunnel"):
-        name = f"{elem.get('tunnel')}/{name}"
-    parts = [elem.get(k) for k in ("product", "version", "extrainfo")]
-    words = [p for p in parts if p]
-    return name, " ".join(words) if words else None
+class NmapXmlError(ScanError):
+    """nmap's output is not complete XML: nmap was killed mid-scan, or wrote nothing."""
+
+
+# python-nmap reads nmap's XML into dicts, and its PortScanner is used for
+# nothing else: the argv stays ours (built by build_command) and runs under
+# our Popen. It drops three things this module needs, read here by hand with
+# ElementTree (the tree is parsed anyway, to check the XML first):
+#   - a host's ``timedout="true"`` (nmap's --host-timeout expired): the scan's
+#     "timeout" status and words come from it;
+#   - ``<extraports>`` and their ``<extrareasons>``: the "Not shown" lines,
+#     which ports they fold, and the listeners lifted out of them;
+#   - a service's ``tunnel="ssl"``: -sV's "ssl/http" service names.
+# Everything else (addresses, host state, each port's protocol, number,
+# state, reason, service name, product, version, extrainfo) is python-nmap's.
+def _analyse(xml_text: str, root: ET.Element) -> dict[str, Any]:
+    """python-nmap's ``scan`` dict for ``xml_text`` (host key -> its host dict).
+
+    Raises:
+        NmapXmlError: python-nmap could not read it.
+    """
+    if root.find("runstats/finished") is None or root.find("runstats/hosts") is None:
+        # python-nmap reads <runstats> unconditionally (AttributeError without it).
+        # nmap writes it in every complete output; a trimmed document may not
+        # have it, so python-nmap is given one with empty stats.
+        stats = root.find("runstats")
+        if stats is None:
+            stats = ET.SubElement(root, "runstats")
+        for name in ("finished", "hosts"):
+            if stats.find(name) is None:
+                ET.SubElement(stats, name)
+        xml_text = ET.tostring(root, encoding="unicode")
+    # Imported here, where a finished scan's XML is read: validation, the
+    # types and the UI's form need no python-nmap (whose module also loads
+    # multiprocessing).
+    import nmap  # type: ignore[import-untyped,unused-ignore]  # python-nmap has no type hints
+
+    # PortScanner() would run `nmap -V` through its own Popen (and raise when
+    # nmap is not on PATH): only its XML reader is wanted, so the reader is made
+    # without __init__. analyse_nmap_xml_scan needs no state from __init__
+    # when it is given the XML.
+    reader = nmap.PortScanner.__new__(nmap.PortScanner)
+    try:
+        analysed = reader.analyse_nmap_xml_scan(nmap_xml_output=xml_text)
+    except nmap.PortScannerError as exc:  # its word for "not XML"
+        raise NmapXmlError("nmap's output is not complete XML") from exc
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # python-nmap takes for granted what nmap's DTD requires (a host's
+        # <address>, a port's <state> and portid): without them, no reading.
+        raise NmapXmlError(f"nmap's XML lacks what python-nmap needs: {exc}") from exc
+    scan: dict[str, Any] = analysed["scan"]
+    return scan
+
+
+def _host_key(host: ET.Element) -> str | None:
+    """The key python-nmap files ``host`` under: its last IPv4 address, else its first address."""
+    key: str | None = None
+    for addr in host.findall("address"):
+        if addr.get("addrtype") == "ipv4":
+            key = addr.get("addr")
+    if key is None and (first := host.find("address")) is not None:
+        key = first.get("addr")
+    return key
+
+
+def _not_shown(host: ET.Element | None, listed: list[PortResult],
+               requested: set[int]) -> list[NotShown]:
+    """The host's ``<extraports>`` groups (dropped by python-nmap), read by hand."""
+    groups: list[tuple[str, int, list[ET.Element]]] = []
+    if host is not None:
+        for extra in host.findall("ports/extraports"):
+            groups.append((extra.get("state", "unknown"), int(extra.get("count", "0")),
+                           list(extra.iter("extrareasons"))))
+    numbers = {p.port for p in listed}
+    # Older nmap gives no proto on <extrareasons>: the first listed port's, in nmap's order.
+    first = host.find("ports/port") if host is not None else None
+    fallback = first.get("protocol", "tcp") if first is not None else "tcp"
+    not_shown: list[NotShown] = []
+    for state, count, reasons in groups:
+        group_proto = next((r.get("proto", "") for r in reasons if r.get("proto")), "")
+        proto = group_proto or fallback
+        reason = None
+        if reasons:
+            top = max(reasons, key=lambda r: int(r.get("count", "0")))
+            reason = top.get("reason")
+        texts = [r.get("ports") for r in reasons]
+        known: str | None
+        if reasons and all(texts):
+            known = parse_ports(",".join(t for t in texts if t))
+        elif len(groups) == 1 and requested:
+            # Older nmap does not list the folded ports; with one group
+            # they are the requested ports nmap did not list.
+            rest = sorted(requested - numbers)
+            known = ports_of(rest) if len(rest) == count else None
+        else:
+            known = None
+        not_shown.append(NotShown(state, count, proto, reason, known))
+    return not_shown
+
+
+def _tunnels(host: ET.Element | None) -> dict[tuple[str, int], str]:
+    """(protocol, port) -> the service's ``tunnel`` ("ssl"), dropped by python-nmap."""
+    found: dict[tuple[str, int], str] = {}
+    if host is None:
+        return found
+    for port in host.findall("ports/port"):
+        service = port.find("service")
+        tunnel = service.get("tunnel") if service is not None else None
+        if tunnel:
+            with contextlib.suppress(ValueError):
+                found[(port.get("protocol", "tcp"), int(port.get("portid", "0")))] = tunnel
+    return found
+
+
+def _port_of(address: str, proto: str, number: int, entry: dict[str, Any],
+             tunnel: str | None) -> PortResult:
+    """One port of python-nmap's host dict as a :class:`PortResult`."""
+    name = entry.get("name") or "unknown"
+    if tunnel:
+        name = f"{tunnel}/{name}"
+    words = [entry.get(k) for k in ("product", "version", "extrainfo")]
+    version = " ".join(w for w in words if w) or None
+    return PortResult(port=number, proto=proto or "tcp", state=entry.get("state") or "unknown",
+                      service=name, reason=entry.get("reason"), address=address,
+                      version=version)
 
 
 def parse_nmap_xml(xml_text: str, requested_ports: str = "") -> list[_ParsedHost]:
-    """The hosts and ports of nmap's ``-oX`` output.
+    """The hosts and ports of nmap's ``-oX`` output, read by python-nmap.
 
     Raises:
-        ET.ParseError: the text is not complete XML.
+        NmapXmlError: the text is not complete XML (empty, or cut off).
     """
-    root = ET.fromstring(xml_text)
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as exc:
+        raise NmapXmlError("nmap's output is not complete XML") from exc
+    scanned = _analyse(xml_text, root)
+    # The elements python-nmap read, under its keys, for the fields it drops
+    # (a later host of the same key wins, as in python-nmap's dict).
+    elements = {key: host for host in root.findall("host")
+                if (key := _host_key(host)) is not None}
     requested = set(expand_ports(requested_ports))
     hosts: list[_ParsedHost] = []
-    for host in root.iter("host"):
-        address = ""
-        for addr in host.iter("address"):
-            if addr.get("addrtype") in ("ipv4", "ipv6"):
-                address = addr.get("addr", "")
-                break
-        status = host.find("status")
-        ports: list[PortResult] = []
-        groups: list[tuple[str, int, list[ET.Element]]] = []
-        ports_elem = host.find("ports")
-        if ports_elem is not None:
-            for port in ports_elem.iter("port"):
-                st = port.find("state")
-                service, version = _service_of(port.find("service"))
-                ports.append(PortResult(
-                    port=int(port.get("portid", "0")),
-                    proto=port.get("protocol", "tcp"),
-                    state=st.get("state", "unknown") if st is not None else "unknown",
-                    service=service,
-                    reason=st.get("reason") if st is not None else None,
-                    address=address,
-                    version=version,
-                ))
-            for extra in ports_elem.iter("extraports"):
-                groups.append((extra.get("state", "unknown"), int(extra.get("count", "0")),
-                               list(extra.iter("extrareasons"))))
-        not_shown: list[NotShown] = []
-        listed = {p.port for p in ports}
-        for state, count, reasons in groups:
-            group_proto = next((r.get("proto", "") for r in reasons if r.get("proto")), "")
-            proto = group_proto or (ports[0].proto if ports else "tcp")
-            reason = None
-            if reasons:
-                top = max(reasons, key=lambda r: int(r.get("count", "0")))
-                reason = top.get("reason")
-            texts = [r.get("ports") for r in reasons]
-            known: str | None
-            if reasons and all(texts):
-                known = parse_ports(",".join(t for t in texts if t))
-            elif len(groups) == 1 and requested:
-                # Older nmap does not list the folded ports; with one group
-                # they are the requested ports nmap did not list.
-                rest = sorted(requested - listed)
-                known = ports_of(rest) if len(rest) == count else None
-            else:
-                known = None
-            not_shown.append(NotShown(state, count, proto, reason, known))
+    for key, found in scanned.items():
+        elem = elements.get(key)
+        addresses: dict[str, str] = found.get("addresses", {})
+        address = addresses.get("ipv4") or addresses.get("ipv6") or ""
+        tunnels = _tunnels(elem)
+        ports = [
+            _port_of(address, proto, number, entry, tunnels.get((proto, number)))
+            for proto in found.all_protocols()
+            for number, entry in found[proto].items()
+        ]
+        not_shown = _not_shown(elem, ports, requested)
         ports.sort(key=lambda p: (p.proto, p.port))
         hosts.append(_ParsedHost(
             address=address,
-            state=status.get("state", "unknown") if status is not None else "unknown",
-            timed_out=host.get("timedout") == "true",
+            state=found.get("status", {}).get("state") or "unknown",
+            timed_out=elem is not None and elem.get("timedout") == "true",
             ports=ports,
             not_shown=not_shown,
         ))
@@ -1132,7 +1222,7 @@ class Scan:
         problem = _first_line(err_text)
         try:
             parsed = parse_nmap_xml(xml_text, self.request.ports)
-        except ET.ParseError:
+        except NmapXmlError:
             why = problem or f"nmap ended with code {returncode} and wrote no results"
             return self._result_of(started_at, duration, "failed", f"nmap failed: {why}")
         if returncode not in (0, None) and not parsed:

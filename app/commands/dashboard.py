@@ -30,13 +30,10 @@ def run(args: argparse.Namespace) -> int:
         )
     scenario = None
     if args.scenario is not None:
-        from app.core.scenario import ScenarioError, load_scenario
+        from app.commands.lab import load_or_say
 
-        try:
-            scenario = load_scenario(args.scenario)
-        except ScenarioError as exc:
-            for line in exc.errors:
-                sys.stderr.write(f"observatory: {line}\n")
+        scenario = load_or_say(args.scenario, prog="observatory")
+        if scenario is None:
             return 2
     if not sys.stdout.isatty() and not _served():
         raise UsageError("the dashboard needs a terminal; for one printout use "

@@ -13,9 +13,12 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from app.cliutil import OneLineParser, UsageError
+
+if TYPE_CHECKING:
+    from app.core.scenario import Scenario
 
 # After a stop request, processes get this long to end before SIGKILL.
 STOP_GRACE = 5.0
@@ -91,23 +94,27 @@ def run_program(program: str | None, program_args: list[str]) -> int:
 # --------------------------------------------------------------------- check
 
 
-def _print_errors(errors: tuple[str, ...] | list[str], label: str) -> None:
-    for line in errors:
-        sys.stderr.write(line + "\n")
-    count = len(errors)
-    sys.stderr.write(
-        f"observatory lab: {label}: {count} mistake{'s' if count != 1 else ''}, "
-        "nothing was started\n"
-    )
-
-
-def check(path: str) -> int:
+def load_or_say(path: str, prog: str = "observatory lab") -> Scenario | None:
+    """The scenario at ``path``; or None, after its mistakes (each naming file, table and
+    key) and a count are written to stderr. For ``lab check``, ``lab up`` and the
+    dashboard's ``--scenario``."""
     from app.core.scenario import ScenarioError, load_scenario
 
     try:
-        scenario = load_scenario(path)
+        return load_scenario(path)
     except ScenarioError as exc:
-        _print_errors(exc.errors, path)
+        for line in exc.errors:
+            sys.stderr.write(line + "\n")
+        count = len(exc.errors)
+        sys.stderr.write(
+            f"{prog}: {path}: {count} mistake{'s' if count != 1 else ''}, nothing was started\n"
+        )
+        return None
+
+
+def check(path: str) -> int:
+    scenario = load_or_say(path)
+    if scenario is None:
         return 2
     count = len(scenario.entries)
     print(f"{path}: {count} process{'es' if count != 1 else ''}, ready to start")
@@ -152,12 +159,10 @@ def up(path: str) -> int:
         ProcessManager,
         ProcessStarted,
     )
-    from app.core.scenario import ScenarioError, load_scenario, start_scenario
+    from app.core.scenario import start_scenario
 
-    try:
-        scenario = load_scenario(path)
-    except ScenarioError as exc:
-        _print_errors(exc.errors, path)
+    scenario = load_or_say(path)
+    if scenario is None:
         return 2
 
     printer = _Printer(scenario.names)

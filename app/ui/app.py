@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import os
 import shlex
 import signal
@@ -32,8 +31,12 @@ from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, Snapsho
 from app.ui.poller import Poller
 from app.ui.screens.dialogs import ConfirmDialog
 from app.ui.screens.launch import LaunchRequest
-from app.ui.screens.main import MainScreen
+from app.ui.screens.main import TAB_KEYS, MainScreen
 from app.ui.themes import DEFAULT_THEME, PROJECTOR, THEMES
+from app.ui.widgets.backlog import BacklogPanel
+from app.ui.widgets.bytes_panel import BytesPanel
+from app.ui.widgets.scan_panel import ScanPanel
+from app.ui.widgets.tcp_machine import StateMachinePanel
 
 
 def styles_dir() -> Path:
@@ -45,14 +48,14 @@ def styles_dir() -> Path:
 
 STYLES = styles_dir()
 
-# Instrument panels: (tab title, tab id, module, widget class). A panel with the
-# class "socket-aware" gets update_snapshot(snapshot, events) after each poll and
-# select_socket(socket) when the highlighted socket row changes.
-PANELS = (
-    ("Scan", "tab-scan", "app.ui.widgets.scan_panel", "ScanPanel"),
-    ("Bytes", "tab-bytes", "app.ui.widgets.bytes_panel", "BytesPanel"),
-    ("TCP states", "tab-machine", "app.ui.widgets.tcp_machine", "StateMachinePanel"),
-    ("Backlog", "tab-backlog", "app.ui.widgets.backlog", "BacklogPanel"),
+# Instrument panels: (tab id, widget class); titles and keys are MainScreen's TAB_KEYS.
+# A panel with the class "socket-aware" gets update_snapshot(snapshot, events) after each
+# poll and select_socket(socket) when the highlighted socket row changes.
+PANELS: tuple[tuple[str, type[Widget]], ...] = (
+    ("tab-scan", ScanPanel),
+    ("tab-bytes", BytesPanel),
+    ("tab-machine", StateMachinePanel),
+    ("tab-backlog", BacklogPanel),
 )
 
 
@@ -232,9 +235,9 @@ class ObservatoryApp(App[None]):
     # -- used by the main screen ------------------------------------------------------
     def extra_tabs(self) -> Iterable[Widget]:
         """The side column's instrument tabs: scan, bytes, TCP states, backlog."""
-        for title, tab_id, module_name, class_name in PANELS:
-            module = importlib.import_module(module_name)
-            yield TabPane(title, getattr(module, class_name)(), id=tab_id)
+        titles = {tab_id: title for _key, tab_id, title in TAB_KEYS}
+        for tab_id, panel in PANELS:
+            yield TabPane(titles[tab_id], panel(), id=tab_id)
 
     def last_poll_duration(self) -> float:
         return self.poller.last_duration

@@ -24,6 +24,7 @@ from textual.widgets import TabPane
 from app.core import diag
 from app.core.interfaces import Interface, list_interfaces
 from app.core.model import Socket, SocketEvent
+from app.core.procs import OutputLine, ProcessStarted
 from app.core.scenario import EntryResult, ScenarioError, load_scenario, start_scenario_each
 from app.core.sockets import SocketSource
 from app.core.watch import EventStream
@@ -271,9 +272,9 @@ class ObservatoryApp(App[None]):
 
     def _record_process_event(self, event: Any) -> None:
         """On the manager's threads: starts and exits to the session record."""
-        if self.recorder is not None and type(event).__name__ != "OutputLine":
+        if self.recorder is not None and not isinstance(event, OutputLine):
             data = {k: getattr(event, k) for k in event.__dataclass_fields__}
-            kind = "started" if type(event).__name__ == "ProcessStarted" else "exited"
+            kind = "started" if isinstance(event, ProcessStarted) else "exited"
             self.recorder.record_process(data, kind=kind)
 
     def _on_process_event(self, event: Any) -> None:

@@ -8,6 +8,7 @@ from textual.message import Message
 
 from app.core.interfaces import Interface
 from app.core.model import Snapshot, SocketEvent
+from app.core.procs import ProcessEvent
 from app.core.watch import WatchEvent
 
 
@@ -48,6 +49,6 @@ class PollFailed(Message):
 class ProcessEventMessage(Message):
     """A lab process started, printed a line, or ended. Never replaced."""
 
-    def __init__(self, event: object) -> None:
+    def __init__(self, event: ProcessEvent) -> None:
         super().__init__()
         self.event = event

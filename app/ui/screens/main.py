@@ -27,6 +27,7 @@ from textual.widgets import (
 
 from app.core import conninfo, diag, portuse
 from app.core.model import Snapshot, Socket, SocketEvent, format_endpoint, owner_help
+from app.core.procs import OutputLine, ProcessExited, ProcessStarted
 from app.core.watch import WatchEvent
 from app.ui.cells import (
     ESTABLISHED_COLUMNS,
@@ -354,25 +355,25 @@ class MainScreen(Screen[None]):
 
     # -- process events -----------------------------------------------------------
     def on_process_event_message(self, message: ProcessEventMessage) -> None:
-        event: Any = message.event
-        kind = type(event).__name__
-        if kind == "OutputLine":
-            if event.name == self.selected_process:
-                self.query_one("#output", RichLog).write(event.text)
-            return
-        if kind == "ProcessStarted":
-            if event.name in self._launched:  # what the student just launched: show its output
-                self._launched.discard(event.name)
-                # Not replayed: its lines come after this event, each as an OutputLine (a
-                # replay of those already stored would show them twice).
-                self._select_process(event.name, replay=False)
-            if event.replaced is not None and event.name == self.selected_process:
-                self.query_one("#output", RichLog).clear()  # the ended one's lines are gone
-            text = event.describe(self.oapp.command_of(event))
-            self.timeline.add(TimelineEntry(event.at, "!", text, event.pid, lab=True))
-        elif kind == "ProcessExited":
-            text = event.describe()  # with the reason: the last error line, who holds a port
-            self.timeline.add(TimelineEntry(event.at, "!", text, event.pid, lab=True))
+        match message.event:
+            case OutputLine(name=name, text=line):
+                if name == self.selected_process:
+                    self.query_one("#output", RichLog).write(line)
+                return
+            case ProcessStarted() as started:
+                if started.name in self._launched:  # what the student just launched
+                    self._launched.discard(started.name)
+                    # Not replayed: its lines come after this event, each as an OutputLine
+                    # (a replay of those already stored would show them twice).
+                    self._select_process(started.name, replay=False)
+                if started.replaced is not None and started.name == self.selected_process:
+                    self.query_one("#output", RichLog).clear()  # the ended one's lines go
+                text = started.describe(self.oapp.command_of(started))
+                self.timeline.add(TimelineEntry(started.at, "!", text, started.pid, lab=True))
+            case ProcessExited() as exited:
+                # with the reason: the last error line, who holds a port
+                self.timeline.add(TimelineEntry(exited.at, "!", exited.describe(), exited.pid,
+                                                lab=True))
         self.query_one("#events", EventsPanel).refresh_log()
         self._update_mini()
         self.oapp.poll_now()

@@ -49,9 +49,8 @@ def styles_dir() -> Path:
 
 STYLES = styles_dir()
 
-# Instrument panels: (tab id, widget class); titles and keys are MainScreen's TAB_KEYS.
-# A panel with the class "socket-aware" gets update_snapshot(snapshot, events) after each
-# poll and select_socket(socket) when the highlighted socket row changes.
+# Instrument panels (app.ui.widgets.instrument.InstrumentPanel): (tab id, widget class);
+# titles and keys are MainScreen's TAB_KEYS.
 PANELS: tuple[tuple[str, type[Widget]], ...] = (
     ("tab-scan", ScanPanel),
     ("tab-bytes", BytesPanel),

@@ -41,6 +41,7 @@ from app.ui.rows import Marked, ViewOptions
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog
 from app.ui.screens.launch import LaunchDialog, LaunchRequest
 from app.ui.widgets.events import MAX_EVENTS, EventsPanel, Timeline, TimelineEntry
+from app.ui.widgets.instrument import InstrumentPanel
 from app.ui.widgets.keyed_table import KeyedTable, TableRow
 from app.ui.widgets.tabstrip import TabStrip
 from app.ui.widgets.tcp_machine import StateMachinePanel, mirror_key
@@ -119,7 +120,7 @@ class MainScreen(Screen[None]):
         self._rates = conninfo.RateMeter()  # bytes per second of the highlighted connection
         self._focus_before_zoom: Widget | None = None
         self._counts: dict[str, int] = {}
-        self._aware: list[Widget] | None = None
+        self._aware: list[InstrumentPanel] | None = None
         self._more_planned = False  # a slice of rows is due after the next refresh
         self._made = 0  # rows changed since the heap was last settled
         self._lab_listen_ports: set[int] = set()  # every port a lab process listened on
@@ -228,7 +229,7 @@ class MainScreen(Screen[None]):
                                           result.transitions if result.seeing else None,
                                           result.seeing)
                 else:
-                    aware.update_snapshot(result.snapshot, result.events)  # type: ignore[attr-defined]
+                    aware.update_snapshot(result.snapshot, result.events)
             panel = self.query_one("#events", EventsPanel)
             self._counts = self.feed.counts  # kept per change: status line and sparklines
             panel.record_counts(self._counts)
@@ -259,11 +260,11 @@ class MainScreen(Screen[None]):
             self.timeline.add(TimelineEntry(e.at, _sign(e), _transition_text(e), e.pid,
                                             (e.local_port, e.remote_port or 0)))
 
-    def _socket_aware(self) -> list[Widget]:
+    def _socket_aware(self) -> list[InstrumentPanel]:
         """The instrument panels that follow the polls (found once: a query walks the DOM)."""
         if self._aware is not None:
             return self._aware
-        found = list(self.query(".socket-aware"))
+        found = list(self.query(InstrumentPanel))
         if found and self.is_mounted:
             self._aware = found
         return found
@@ -433,7 +434,7 @@ class MainScreen(Screen[None]):
         if sock is not None and sock is not self._last_selected and not zoomed:
             self._last_selected = sock
             for aware in self._socket_aware():
-                aware.select_socket(sock)  # type: ignore[attr-defined]
+                aware.select_socket(sock)
         why = self.query_one("#why", Static)
         if sock is None:
             kinds = {m.sock.owner for m in self.marked.values()} - {"process"}
@@ -747,9 +748,8 @@ class MainScreen(Screen[None]):
         if self.options.view_differs(before):
             # The rows the side panels followed may be hidden now: they follow the cursor.
             for aware in self._socket_aware():
-                follow = getattr(aware, "follow", None)  # (the Scan tab follows no row)
-                if follow is not None:
-                    follow.reset()
+                if aware.follow is not None:  # (the Scan tab follows no row)
+                    aware.follow.reset()
             self._last_selected = None
             self._update_why()
         self._update_status()

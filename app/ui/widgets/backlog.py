@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from app.core.model import Snapshot, Socket, SocketEvent
-from app.ui.widgets.bytes_panel import Follow, render_plain
+from app.ui.widgets.instrument import Follow, InstrumentPanel, render_plain
 
 WILDCARDS = ("0.0.0.0", "::")
 MAX_SHOWN = 50  # peers listed per group; the rest are counted
@@ -113,7 +112,7 @@ def lesson(queue: Queue) -> str:
             "even before the server calls accept(); until then it waits here.")
 
 
-class BacklogPanel(VerticalScroll):
+class BacklogPanel(InstrumentPanel):
     """The accept queue of the selected listener (or of every listener with one)."""
 
     DEFAULT_CSS = """
@@ -129,11 +128,10 @@ class BacklogPanel(VerticalScroll):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.add_class("socket-aware")
         self.selected: Socket | None = None
         self.snapshot: Snapshot | None = None
         self.first_seen: dict[str, float] = {}
-        self.follow = Follow()
+        self.follow: Follow = Follow()
         self._shown: object = None
         self._stale = False  # something changed while the panel was not on screen
         # Kept per change: the last poll's sockets, connections on listening ports by

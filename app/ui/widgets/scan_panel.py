@@ -31,7 +31,7 @@ from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
 
@@ -55,7 +55,8 @@ from app.core.scan import (
 )
 from app.core.targets import expand_ports
 from app.ui.themes import ORANGE, REDDISH_PURPLE, SKY_BLUE
-from app.ui.widgets.bytes_panel import (
+from app.ui.widgets.instrument import (
+    InstrumentPanel,
     give_keys_back,
     home_after_hidden_blur,
     keep_focus_out_of_hidden,
@@ -177,7 +178,7 @@ class HistoryEntry:
     result: ScanResult
 
 
-class ScanPanel(VerticalScroll):
+class ScanPanel(InstrumentPanel):
     """nmap scans of a chosen target, their history and a compare view.
 
     Args:
@@ -307,8 +308,7 @@ class ScanPanel(VerticalScroll):
             self.error = error
 
     def __init__(self, types: Sequence[ScanTypeInfo] | None = None, **kwargs: Any) -> None:
-        classes = " ".join(filter(None, ["socket-aware", kwargs.pop("classes", None)]))
-        super().__init__(classes=classes, **kwargs)
+        super().__init__(**kwargs)
         self.types = tuple(types) if types is not None else available_types()
         self.scan: Scan | None = None  # the running scan, if any
         self._thread: threading.Thread | None = None
@@ -412,7 +412,7 @@ class ScanPanel(VerticalScroll):
         if thread is not None:
             thread.join(timeout=UNMOUNT_WAIT)
 
-    # -- socket-aware protocol ------------------------------------------------------
+    # -- InstrumentPanel: what the screen calls -----------------------------------------
     def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent]) -> None:
         """Keep the latest snapshot (for the default ports); cheap, throttled work only."""
         self._snapshot = snapshot

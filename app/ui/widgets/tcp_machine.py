@@ -21,7 +21,7 @@ from rich.console import Group, RenderableType
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import HorizontalScroll, VerticalScroll
+from textual.containers import HorizontalScroll
 from textual.widgets import Static
 
 from app.core.model import Snapshot, Socket, SocketEvent
@@ -35,7 +35,7 @@ from app.core.tcpstates import (
     transitions_from,
 )
 from app.core.watch import WatchEvent
-from app.ui.widgets.bytes_panel import Follow, render_plain
+from app.ui.widgets.instrument import Follow, InstrumentPanel, render_plain
 
 MAX_KEYS = 2000  # sockets whose path is remembered (least recently changed dropped first)
 MAX_PATH = 12  # states remembered per socket
@@ -221,7 +221,7 @@ def lanes_lines(current: str | None) -> list[str]:
     ]
 
 
-class StateMachinePanel(VerticalScroll):
+class StateMachinePanel(InstrumentPanel):
     """The state machine, the selected socket's state and the path it took."""
 
     DEFAULT_CSS = """
@@ -262,10 +262,9 @@ class StateMachinePanel(VerticalScroll):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.add_class("socket-aware")
         self.history = PathHistory()
         self.seeing: str | None = None  # what the event stream can see, in words
-        self.follow = Follow()
+        self.follow: Follow = Follow()
         self.socket: Socket | None = None
         self.gone = False
         self.peer: Socket | None = None

@@ -24,6 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check app tests bench
 	$(BIN)/ruff check app tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache --no-logo

@@ -44,7 +44,8 @@ def positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"seconds must be a number, not {text!r}{digits_hint(text)}") from None
+            f"seconds must be a number, not {text!r}{digits_hint(text)}"
+        ) from None
     if not value > 0 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"seconds must be more than 0, not {text}")
     return value

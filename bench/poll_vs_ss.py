@@ -75,8 +75,12 @@ def hold_pairs(n: int) -> subprocess.Popen[str]:
         "raise_nofile(2 * int(sys.argv[2]) + 100); held = open_pairs(int(sys.argv[2]));"
         "print('ready', flush=True); sys.stdin.read()"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(REPO / "bench"), str(n)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(REPO / "bench"), str(n)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         raise SystemExit(f"the holder of {n} pairs did not start")
@@ -92,6 +96,7 @@ def timed(fn: Callable[[], object]) -> float:
 def command(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], object]:
     def run() -> None:
         subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, env=env)
+
     return run
 
 
@@ -110,12 +115,14 @@ def bench(n: int, rounds: int) -> dict[str, float]:
         warm, warm_proc = DiagSource(), ProcNetSource()
         warm.poll()  # fill the owner caches once
         warm_proc.poll()
-        runs.update({
-            "warm": warm.poll,
-            "cold": lambda: DiagSource().poll(),
-            "warm_proc": warm_proc.poll,
-            "psutil": lambda: psutil.net_connections("tcp"),
-        })
+        runs.update(
+            {
+                "warm": warm.poll,
+                "cold": lambda: DiagSource().poll(),
+                "warm_proc": warm_proc.poll,
+                "psutil": lambda: psutil.net_connections("tcp"),
+            }
+        )
         times: dict[str, list[float]] = {k: [] for k in runs}
         os.chdir(REPO)
         for _ in range(rounds):
@@ -132,8 +139,12 @@ def bench(n: int, rounds: int) -> dict[str, float]:
 
 
 COLUMNS = (
-    ("snapshot", "snapshot"), ("json", "--json"), ("json_unbuffered", "--json unbuf"),
-    ("warm", "warm poll"), ("cold", "cold poll"), ("warm_proc", "/proc warm"),
+    ("snapshot", "snapshot"),
+    ("json", "--json"),
+    ("json_unbuffered", "--json unbuf"),
+    ("warm", "warm poll"),
+    ("cold", "cold poll"),
+    ("warm_proc", "/proc warm"),
     ("psutil", "psutil"),
 )
 
@@ -150,10 +161,14 @@ def main() -> int:
     # on these machines, an editable checkout would compile every module at each run.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "app")], check=True)
     limit = raise_nofile(2 * max(args.sizes) + 100)
-    print(f"{args.rounds} rounds per size, medians in ms; (ratio) = time / ss -tanp time in "
-          f"the same rounds; [target] from issue 9; holder of the pairs: another process")
-    print(f"{'pairs':>6} {'sockets':>8} {'ss -tanp':>9}"
-          + "".join(f" {label:>20}" for _, label in COLUMNS))
+    print(
+        f"{args.rounds} rounds per size, medians in ms; (ratio) = time / ss -tanp time in "
+        f"the same rounds; [target] from issue 9; holder of the pairs: another process"
+    )
+    print(
+        f"{'pairs':>6} {'sockets':>8} {'ss -tanp':>9}"
+        + "".join(f" {label:>20}" for _, label in COLUMNS)
+    )
     for n in args.sizes:
         if 2 * n + 100 > limit:
             print(f"{n:>6}  skipped: needs {2 * n + 100} file descriptors, limit is {limit}")
@@ -164,11 +179,15 @@ def main() -> int:
         for key, _ in COLUMNS:
             ratio = m[key] / ss
             target = TARGETS.get(key)
-            mark = "" if target is None else (f" [{target:.1f} ok]" if ratio <= target
-                                               else f" [{target:.1f} NO]")
+            mark = (
+                ""
+                if target is None
+                else (f" [{target:.1f} ok]" if ratio <= target else f" [{target:.1f} NO]")
+            )
             cells.append(f"{m[key] * 1e3:.1f} ({ratio:.2f}){mark}")
-        print(f"{n:>6} {int(m['sockets']):>8} {ss * 1e3:>9.1f}"
-              + "".join(f" {c:>20}" for c in cells))
+        print(
+            f"{n:>6} {int(m['sockets']):>8} {ss * 1e3:>9.1f}" + "".join(f" {c:>20}" for c in cells)
+        )
         time.sleep(0.5)
     return 0
 

@@ -65,6 +65,7 @@ async def run(pairs: int, rounds: int) -> list[tuple[str, float, int]]:
     previous: Snapshot | None = None
     try:
         async with app.run_test(size=(120, 40)) as pilot:
+
             async def step(snap: Snapshot, name: str) -> float:
                 nonlocal previous
                 events = diff(previous, snap) if previous is not None else []
@@ -100,24 +101,44 @@ async def run(pairs: int, rounds: int) -> list[tuple[str, float, int]]:
             for _ in range(rounds):
                 await asyncio.sleep(0.2)
                 steady.append(await step(poll(), "steady"))
-            rows.append(("a poll with nothing changed", statistics.median(steady),
-                         len(previous.sockets) if previous else 0))
+            rows.append(
+                (
+                    "a poll with nothing changed",
+                    statistics.median(steady),
+                    len(previous.sockets) if previous else 0,
+                )
+            )
             churn = []
             for _ in range(rounds):
                 holder.send(f"churn {max(1, pairs // 100)}")
                 churn.append(await step(poll(), "churn"))
-            rows.append(("1% of the pairs replaced", statistics.median(churn),
-                         len(previous.sockets) if previous else 0))
+            rows.append(
+                (
+                    "1% of the pairs replaced",
+                    statistics.median(churn),
+                    len(previous.sockets) if previous else 0,
+                )
+            )
             await asyncio.sleep(3.1)  # their GONE rows leave
             await step(poll(), "")
             holder.send("close")
-            rows.append(("all pairs closed at once (GONE)", await step(poll(), "gone"),
-                         len(previous.sockets) if previous else 0))
+            rows.append(
+                (
+                    "all pairs closed at once (GONE)",
+                    await step(poll(), "gone"),
+                    len(previous.sockets) if previous else 0,
+                )
+            )
             await asyncio.sleep(3.1)
             rows.append(("the GONE rows leave", await step(poll(), "leave"), 0))
             holder.send(f"open {pairs}")
-            rows.append((f"{pairs} pairs appear at once", await step(poll(), "appear"),
-                         len(previous.sockets) if previous else 0))
+            rows.append(
+                (
+                    f"{pairs} pairs appear at once",
+                    await step(poll(), "appear"),
+                    len(previous.sockets) if previous else 0,
+                )
+            )
             await asyncio.sleep(3.1)
             await step(poll(), "")  # their NEW marks go
             await timed_keys("slash")
@@ -129,8 +150,15 @@ async def run(pairs: int, rounds: int) -> list[tuple[str, float, int]]:
             await pilot.press("tab")  # the ESTABLISHED table
             sorts = [await timed_keys("o", name="sort") for _ in range(5)]
             rows.append(("sort by the next column (median)", statistics.median(sorts), 0))
-            rows.append(("cursor down", statistics.median(
-                [await timed_keys("down", name="down") for _ in range(rounds)]), 0))
+            rows.append(
+                (
+                    "cursor down",
+                    statistics.median(
+                        [await timed_keys("down", name="down") for _ in range(rounds)]
+                    ),
+                    0,
+                )
+            )
             rows.append(("End: the last row", await timed_keys("end"), 0))
     finally:
         holder.stop()

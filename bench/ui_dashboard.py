@@ -46,8 +46,16 @@ from uiutil import (  # noqa: E402
 )
 
 TARGETS = {
-    "idle_cpu": 2.0, "load_cpu": 10.0, "churn_cpu": 10.0, "rss": 150.0, "first": 1.0,
-    "rss_max": 150.0, "key": 0.050, "key_mass": 0.050, "key_filter": 0.050, "quit": 3.0,
+    "idle_cpu": 2.0,
+    "load_cpu": 10.0,
+    "churn_cpu": 10.0,
+    "rss": 150.0,
+    "first": 1.0,
+    "rss_max": 150.0,
+    "key": 0.050,
+    "key_mass": 0.050,
+    "key_filter": 0.050,
+    "quit": 3.0,
 }
 SGR = re.compile(r"\x1b\[([0-9;]*)m")
 FOCUSED_CURSOR = {(255, 212, 0), (254, 212, 0)}  # the projector theme's cursor, focused
@@ -59,7 +67,7 @@ def cells(line: str) -> list[tuple[str, tuple[int, int, int] | None]]:
     bg: tuple[int, int, int] | None = None
     pos = 0
     for match in SGR.finditer(line):
-        out.extend((ch, bg) for ch in line[pos:match.start()])
+        out.extend((ch, bg) for ch in line[pos : match.start()])
         params = [int(p) if p else 0 for p in match.group(1).split(";")]
         i = 0
         while i < len(params):
@@ -67,7 +75,7 @@ def cells(line: str) -> list[tuple[str, tuple[int, int, int] | None]]:
             if p == 0 or p == 49:
                 bg = None
             elif p == 48 and i + 4 < len(params) + 1 and params[i + 1] == 2:
-                bg = tuple(params[i + 2:i + 5])  # type: ignore[assignment]
+                bg = tuple(params[i + 2 : i + 5])  # type: ignore[assignment]
                 i += 4
             elif p in (38, 48) and i + 1 < len(params) and params[i + 1] == 5:
                 i += 2
@@ -106,8 +114,9 @@ class Dashboard:
         flags = ["-e"] if escapes else []
         return self.term.tmux("capture-pane", "-p", *flags, "-t", self.term.name)
 
-    def wait(self, predicate: Callable[[str], object], timeout: float = 30.0,
-             escapes: bool = False) -> float:
+    def wait(
+        self, predicate: Callable[[str], object], timeout: float = 30.0, escapes: bool = False
+    ) -> float:
         """Seconds until ``predicate(pane)`` holds (polling the pane)."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
@@ -158,6 +167,7 @@ def established_shows(count: int, every: bool = False) -> Callable[[str], bool]:
         if title not in pane or pane.count("127.0.0.1:") <= 20:
             return False
         return not every or re.search(re.escape(title) + r" [─━]", pane) is not None
+
     return shown
 
 
@@ -267,8 +277,11 @@ def measure(pairs: int, window: float, windows: int, data: Path) -> dict[str, fl
         got["key_filter"] = p95(typed)
         rss.append(rss_mb(dash.pid))
         got["rss_max"] = max(rss)
-        print("RSS MB after: first fill, churn, all closed and back, filters:",
-              " ".join(f"{r:.0f}" for r in rss), flush=True)
+        print(
+            "RSS MB after: first fill, churn, all closed and back, filters:",
+            " ".join(f"{r:.0f}" for r in rss),
+            flush=True,
+        )
         got["quit"] = dash.quit()
     finally:
         dash.close()

@@ -76,8 +76,12 @@ class Holder:
     """Another process holding N loopback pairs; ``close``, ``open N``, ``churn N`` on command."""
 
     def __init__(self, pairs: int) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(pairs)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(pairs)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         word, _, port = self.proc.stdout.readline().partition(" ")
         if word != "ready":

@@ -67,8 +67,9 @@ def listener_process(
     python: str = sys.executable, **popen: Any
 ) -> tuple[subprocess.Popen[str], int]:
     """Another process holding a loopback listener: (the process, its port). Kill it after."""
-    proc = subprocess.Popen([python, "-c", LISTENER_PROGRAM], stdout=subprocess.PIPE, text=True,
-                            **popen)
+    proc = subprocess.Popen(
+        [python, "-c", LISTENER_PROGRAM], stdout=subprocess.PIPE, text=True, **popen
+    )
     assert proc.stdout is not None
     return proc, int(proc.stdout.readline())
 
@@ -83,16 +84,24 @@ def alive(pid: int) -> bool:
         return False
 
 
-def observatory(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def observatory(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """``python -m app ARGS`` as a user would run it; its output captured."""
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout, env=env,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "",
-             step: float = 0.05) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 5.0, what: str = "", step: float = 0.05
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -104,8 +113,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "",
         time.sleep(step)
 
 
-async def until(pilot: Any, predicate: Callable[[], object], timeout: float = 30.0,
-                what: str = "") -> None:
+async def until(
+    pilot: Any, predicate: Callable[[], object], timeout: float = 30.0, what: str = ""
+) -> None:
     """Let a Textual app under test run until ``predicate()`` is truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -117,15 +127,21 @@ async def until(pilot: Any, predicate: Callable[[], object], timeout: float = 30
 def _python_for_nobody() -> str | None:
     """An interpreter of this Python's version that user nobody may execute."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [os.path.realpath(sys.executable), f"/usr/bin/python{version}",
-                  f"/usr/local/bin/python{version}"]
+    candidates = [
+        os.path.realpath(sys.executable),
+        f"/usr/bin/python{version}",
+        f"/usr/local/bin/python{version}",
+    ]
     for exe in candidates:
         if not os.path.exists(exe):
             continue
         try:
             out = subprocess.run(
                 [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                user="nobody", capture_output=True, text=True, timeout=10,
+                user="nobody",
+                capture_output=True,
+                text=True,
+                timeout=10,
             )
         except (OSError, subprocess.SubprocessError):
             continue
@@ -154,8 +170,11 @@ def as_nobody() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
     # pytest's own temporary folders are private to root: make a public one.
     base = Path(tempfile.mkdtemp(prefix="observatory-nobody-"))
     shutil.copytree(REPO / "app", base / "app", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(Path(psutil.__file__).parent, base / "psutil",
-                    ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    shutil.copytree(
+        Path(psutil.__file__).parent,
+        base / "psutil",
+        ignore=shutil.ignore_patterns("__pycache__", "tests"),
+    )
     for path in [base, *base.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     parent = base
@@ -165,11 +184,21 @@ def as_nobody() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
             give_up(f"{parent} is not searchable by other users")
 
     def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(base),
-               "HOME": str(base)}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(base),
+            "HOME": str(base),
+        }
         argv = [exe, *args] if args[:1] == ("-c",) else [exe, "-m", "app", *args]
-        return subprocess.run(argv, user="nobody", capture_output=True, text=True,
-                              timeout=timeout, env=env, cwd=str(base))
+        return subprocess.run(
+            argv,
+            user="nobody",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=str(base),
+        )
 
     run.python = exe  # type: ignore[attr-defined]
     yield run

@@ -29,8 +29,9 @@ def assert_loopback(target: str) -> None:
     assert net.is_loopback, f"tests may only scan 127.0.0.0/8 or ::1, not {target}"
 
 
-def closed_port(family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM,
-                addr: str = "127.0.0.1") -> int:
+def closed_port(
+    family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM, addr: str = "127.0.0.1"
+) -> int:
     """A port nothing listens on right now (bound to 0 by the kernel, then released)."""
     with socket.socket(family, kind) as s:
         s.bind((addr, 0))
@@ -44,8 +45,14 @@ def nmap_states(ports: str, target: str = "127.0.0.1", flag: str = "-sT") -> dic
     argv = [require_nmap(), flag, "-oX", "-", "-Pn", "-n", "-p", ports]
     if ":" in target:
         argv.append("-6")
-    out = subprocess.run([*argv, target], capture_output=True, text=True, timeout=60,
-                         check=True, stdin=subprocess.DEVNULL).stdout
+    out = subprocess.run(
+        [*argv, target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    ).stdout
     states: dict[int, str] = {}
     for port in ET.fromstring(out).iter("port"):
         state = port.find("state")

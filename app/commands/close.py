@@ -36,12 +36,16 @@ End = tuple[Address, int]
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "close", help=HELP,
+        "close",
+        help=HELP,
         description=HELP + ". Give both ends as ss -tn prints them, this machine's end first; "
         "IP addresses only (names are not looked up).",
     )
-    p.add_argument("local", metavar="LOCAL_ADDR:PORT",
-                   help=f"this machine's end, whose socket is closed ({EXAMPLE})")
+    p.add_argument(
+        "local",
+        metavar="LOCAL_ADDR:PORT",
+        help=f"this machine's end, whose socket is closed ({EXAMPLE})",
+    )
     p.add_argument("remote", metavar="REMOTE_ADDR:PORT", help="the other end of the connection")
 
 
@@ -58,35 +62,45 @@ def parse_end(text: str, which: str) -> End:
         if not bracket:
             raise UsageError(f"{which} {shown}: an IPv6 address in '[' needs its ']', {EXAMPLE}")
         if not rest.startswith(":"):
-            raise UsageError(f"{which} {shown}: after ']' comes ':' and the port, "
-                             f"like [{inside}]:6000")
+            raise UsageError(
+                f"{which} {shown}: after ']' comes ':' and the port, like [{inside}]:6000"
+            )
         addr_text, port_text = inside, rest[1:]
         if ":" not in addr_text:
-            raise UsageError(f"{which} {shown}: brackets are for IPv6 addresses; write IPv4 "
-                             "without them, like 127.0.0.1:6000")
+            raise UsageError(
+                f"{which} {shown}: brackets are for IPv6 addresses; write IPv4 "
+                "without them, like 127.0.0.1:6000"
+            )
     else:
         addr_text, colon, port_text = raw.rpartition(":")
         if not colon:
             raise UsageError(f"{which} {shown} has no port: write ADDRESS:PORT, {EXAMPLE}")
         if ":" in addr_text:
-            raise UsageError(f"{which} {shown}: write an IPv6 address in brackets, "
-                             f"like [{addr_text}]:{port_text or 6000}")
+            raise UsageError(
+                f"{which} {shown}: write an IPv6 address in brackets, "
+                f"like [{addr_text}]:{port_text or 6000}"
+            )
     try:
         addr = ipaddress.ip_address(addr_text)
     except ValueError:
-        raise UsageError(f"{which} {shown}: {addr_text!r} is not an IP address ({EXAMPLE}); "
-                         "names are not looked up") from None
+        raise UsageError(
+            f"{which} {shown}: {addr_text!r} is not an IP address ({EXAMPLE}); "
+            "names are not looked up"
+        ) from None
     if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id:
         raise UsageError(f"{which} {shown}: addresses with a %scope are not supported")
     if port_text == "*":
-        raise UsageError(f"{which} {shown}: '*' is how ss shows a listening socket's missing "
-                         "peer; a connection has a port at both ends")
+        raise UsageError(
+            f"{which} {shown}: '*' is how ss shows a listening socket's missing "
+            "peer; a connection has a port at both ends"
+        )
     if not port_text.isascii() or not port_text.isdigit():
-        raise UsageError(f"{which} {shown}: a port is a number from 1 to 65535, "
-                         f"not {port_text!r}")
+        raise UsageError(f"{which} {shown}: a port is a number from 1 to 65535, not {port_text!r}")
     if not 1 <= int(port_text) <= 65535:
-        raise UsageError(f"{which} {shown}: a port is a number from 1 to 65535; "
-                         f"{int(port_text)} is outside that range")
+        raise UsageError(
+            f"{which} {shown}: a port is a number from 1 to 65535; "
+            f"{int(port_text)} is outside that range"
+        )
     return addr, int(port_text)
 
 
@@ -108,8 +122,10 @@ def _show(end: End) -> str:
 def _ends(sock: Socket) -> tuple[End, End] | None:
     if sock.remote_addr is None or sock.remote_port is None:
         return None
-    return ((_plain(ipaddress.ip_address(sock.local_addr)), sock.local_port),
-            (_plain(ipaddress.ip_address(sock.remote_addr)), sock.remote_port))
+    return (
+        (_plain(ipaddress.ip_address(sock.local_addr)), sock.local_port),
+        (_plain(ipaddress.ip_address(sock.remote_addr)), sock.remote_port),
+    )
 
 
 def held_by(sock: Socket) -> str:
@@ -158,13 +174,23 @@ def why_not(sockets: Sequence[Socket], local: End, remote: End) -> str:
     pair = f"{_show(local)} -> {_show(remote)}"
     mirrored = find(sockets, remote, local)
     if mirrored is not None:
-        return (f"no connection {pair} here, but the other way round there is one, held by "
-                f"{held_by(mirrored)}: this machine's end comes first "
-                f"(observatory close {_show(remote)} {_show(local)}); nothing was touched")
+        return (
+            f"no connection {pair} here, but the other way round there is one, held by "
+            f"{held_by(mirrored)}: this machine's end comes first "
+            f"(observatory close {_show(remote)} {_show(local)}); nothing was touched"
+        )
     said = [f"no TCP connection {pair} on this machine"]
     here = (_plain(local[0]), local[1])
-    peers = sorted({_show(ends[1]) for s in sockets if s.is_tcp and s.state != "LISTEN"
-                    and (ends := _ends(s)) is not None and ends[0] == here})
+    peers = sorted(
+        {
+            _show(ends[1])
+            for s in sockets
+            if s.is_tcp
+            and s.state != "LISTEN"
+            and (ends := _ends(s)) is not None
+            and ends[0] == here
+        }
+    )
     if peers:
         more = f" and {len(peers) - 3} more" if len(peers) > 3 else ""
         said.append(f"{_show(local)} is connected to {', '.join(peers[:3])}{more}")
@@ -175,9 +201,11 @@ def why_not(sockets: Sequence[Socket], local: End, remote: End) -> str:
         if bound != here[0] and not bound.is_unspecified:
             continue
         kill = f"kill {sock.pid}" if sock.pid else "kill"
-        said.append(f"{sock.local} is the listening socket of {held_by(sock)}; close ends "
-                    "connections, not listeners (the kernel would destroy a listener too, "
-                    f"and its accept() would fail with EINVAL: to stop the server, {kill})")
+        said.append(
+            f"{sock.local} is the listening socket of {held_by(sock)}; close ends "
+            "connections, not listeners (the kernel would destroy a listener too, "
+            f"and its accept() would fail with EINVAL: to stop the server, {kill})"
+        )
         break
     if len(said) == 1:
         said.append(f"see observatory snapshot --all --port {local[1]}")
@@ -191,8 +219,10 @@ def run(args: argparse.Namespace) -> int:
     local = parse_end(args.local, "LOCAL_ADDR:PORT")
     remote = parse_end(args.remote, "REMOTE_ADDR:PORT")
     if _plain(local[0]).version != _plain(remote[0]).version:
-        raise UsageError(f"{_show(local)} and {_show(remote)}: the two ends of a connection "
-                         "are both IPv4 or both IPv6")
+        raise UsageError(
+            f"{_show(local)} and {_show(remote)}: the two ends of a connection "
+            "are both IPv4 or both IPv6"
+        )
     refusal = close_refusal()  # before reading anything: no root, no need to look
     if refusal is not None:
         sys.stderr.write(f"observatory close: {refusal}\n")
@@ -210,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"observatory close: {exc}\n")
         return 1
     peer = find(sockets, remote, local)
-    sys.stdout.write(f"Closed {sock.local} -> {sock.remote} ({sock.state}), held by "
-                     f"{held_by(sock)}: {_what_follows(sock, peer)}\n")
+    sys.stdout.write(
+        f"Closed {sock.local} -> {sock.remote} ({sock.state}), held by "
+        f"{held_by(sock)}: {_what_follows(sock, peer)}\n"
+    )
     return 0

@@ -10,14 +10,22 @@ from app.cliutil import UsageError, positive_seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--theme", default=None, metavar="NAME",
-                        help="colour theme: projector (high contrast) or a Textual theme")
     parser.add_argument(
-        "--interval", type=positive_seconds, default=1.0, metavar="SECONDS",
+        "--theme",
+        default=None,
+        metavar="NAME",
+        help="colour theme: projector (high contrast) or a Textual theme",
+    )
+    parser.add_argument(
+        "--interval",
+        type=positive_seconds,
+        default=1.0,
+        metavar="SECONDS",
         help="seconds between polls (> 0, default 1)",
     )
-    parser.add_argument("--scenario", default=None, metavar="FILE",
-                        help="a scenario file (TOML) to start at launch")
+    parser.add_argument(
+        "--scenario", default=None, metavar="FILE", help="a scenario file (TOML) to start at launch"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
         if scenario is None:
             return 2
     if not sys.stdout.isatty() and not _served():
-        raise UsageError("the dashboard needs a terminal; for one printout use "
-                         "`observatory snapshot`")
+        raise UsageError(
+            "the dashboard needs a terminal; for one printout use `observatory snapshot`"
+        )
 
     from app.core.procs import ProcessManager
     from app.core.record import try_start
@@ -48,10 +57,16 @@ def run(args: argparse.Namespace) -> int:
     recorder, warning = try_start()
     manager = ProcessManager()
     try:
-        app = ObservatoryApp(default_source(), manager, interval=args.interval,
-                             stream=functools.partial(EventStream, udp=True),
-                             theme_name=args.theme, scenario=scenario, recorder=recorder,
-                             record_warning=warning)
+        app = ObservatoryApp(
+            default_source(),
+            manager,
+            interval=args.interval,
+            stream=functools.partial(EventStream, udp=True),
+            theme_name=args.theme,
+            scenario=scenario,
+            recorder=recorder,
+            record_warning=warning,
+        )
         app.run()
         return app.return_code or 0
     finally:
@@ -64,5 +79,8 @@ def _served() -> bool:
     """True under textual-serve (its driver talks over pipes, not a tty)."""
     import os
 
-    return bool(os.environ.get("TEXTUAL_DRIVER") or os.environ.get("TEXTUAL_FPS")
-                or os.environ.get("OBSERVATORY_SERVED"))
+    return bool(
+        os.environ.get("TEXTUAL_DRIVER")
+        or os.environ.get("TEXTUAL_FPS")
+        or os.environ.get("OBSERVATORY_SERVED")
+    )

@@ -12,8 +12,7 @@ HELP = "list session records, or export one to Markdown or CSV for a handout"
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("record", help=HELP, description=HELP)
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True,
-                               parser_class=type(p))
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(p))
     actions.add_parser("list", help="the session files, newest last")
     export = actions.add_parser("export", help="write FILE.jsonl as Markdown or CSV")
     export.add_argument("file", metavar="FILE", help="a session file (.jsonl)")

@@ -23,33 +23,59 @@ TYPES = ("connect", "syn", "udp", "version")
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "scan", help=HELP, description=HELP,
+        "scan",
+        help=HELP,
+        description=HELP,
         epilog="Without -p: the ports listening now plus the lecture's 6000, 16000 and 45321.",
     )
-    p.add_argument("target", metavar="TARGET",
-                   help="an IP address, a network of at most 256 addresses "
-                        "(127.0.0.0/24), or a hostname")
-    p.add_argument("-p", dest="ports", metavar="PORTS", default=None,
-                   help="ports and ranges, like 22,80,6000-6010 (each 1-65535)")
-    p.add_argument("--type", dest="scan_type", choices=TYPES, default="connect",
-                   help="connect (-sT, default), syn (-sS, root), udp (-sU, root), "
-                        "version (-sT -sV)")
-    p.add_argument("--json", action="store_true",
-                   help="a JSON object: target, scanner, ports (with listeners)")
-    p.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
-                   help="stop nmap after this many seconds (default 60)")
+    p.add_argument(
+        "target",
+        metavar="TARGET",
+        help="an IP address, a network of at most 256 addresses (127.0.0.0/24), or a hostname",
+    )
+    p.add_argument(
+        "-p",
+        dest="ports",
+        metavar="PORTS",
+        default=None,
+        help="ports and ranges, like 22,80,6000-6010 (each 1-65535)",
+    )
+    p.add_argument(
+        "--type",
+        dest="scan_type",
+        choices=TYPES,
+        default="connect",
+        help="connect (-sT, default), syn (-sS, root), udp (-sU, root), version (-sT -sV)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="a JSON object: target, scanner, ports (with listeners)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop nmap after this many seconds (default 60)",
+    )
 
 
 def _table(rows: Sequence[tuple[str, ...]], headers: tuple[str, ...]) -> list[str]:
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    return ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-            for cells in (headers, *rows)]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        for cells in (headers, *rows)
+    ]
 
 
 def _wrap(text: str, indent: str = "  ") -> list[str]:
     width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120) - 1)
-    return textwrap.wrap(text, width=width, initial_indent=indent,
-                         subsequent_indent=indent + "  ", break_on_hyphens=False)
+    return textwrap.wrap(
+        text,
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_on_hyphens=False,
+    )
 
 
 def render_text(result: ScanResult) -> str:
@@ -58,15 +84,22 @@ def render_text(result: ScanResult) -> str:
     with_version = result.type == "version"
     headers = ("PORT", "STATE", "SERVICE", "LISTENER") + (("VERSION",) if with_version else ())
     for host in result.hosts:
-        where = ("this machine: listeners from its own socket table" if host.local
-                 else "not this machine: no listener information")
+        where = (
+            "this machine: listeners from its own socket table"
+            if host.local
+            else "not this machine: no listener information"
+        )
         out += ["", f"Nmap scan report for {host.address} ({where})"]
         ports = [p for p in result.ports if p.address == host.address]
         if ports:
             rows: list[tuple[str, ...]] = []
             for p in ports:
-                row = (f"{p.port}/{p.proto}", p.state, p.service,
-                       p.listener.label if p.listener else "-")
+                row = (
+                    f"{p.port}/{p.proto}",
+                    p.state,
+                    p.service,
+                    p.listener.label if p.listener else "-",
+                )
                 rows.append(row + ((p.version or "",) if with_version else ()))
             lines = _table(rows, headers)
             out.append(lines[0])
@@ -89,8 +122,9 @@ class _ProgressLine:
 
     def __call__(self, progress: ScanProgress) -> None:
         task = f" {progress.task}" if progress.task else ""
-        sys.stderr.write(f"\rScanning{task}... {progress.percent:3.0f}% "
-                         f"({progress.elapsed:.1f} s)   ")
+        sys.stderr.write(
+            f"\rScanning{task}... {progress.percent:3.0f}% ({progress.elapsed:.1f} s)   "
+        )
         sys.stderr.flush()
         self.shown = True
 

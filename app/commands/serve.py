@@ -51,20 +51,33 @@ _HOST_HEADER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?$")
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "serve", help=HELP,
-        description=("Serve the dashboard to a web browser: open the printed address. Each "
-                     "browser tab runs a dashboard of its own. Anyone who can open the page "
-                     "can start and kill processes as you: keep the default host "
-                     "(127.0.0.1) unless the whole network may."),
+        "serve",
+        help=HELP,
+        description=(
+            "Serve the dashboard to a web browser: open the printed address. Each "
+            "browser tab runs a dashboard of its own. Anyone who can open the page "
+            "can start and kill processes as you: keep the default host "
+            "(127.0.0.1) unless the whole network may."
+        ),
     )
-    p.add_argument("--host", default=DEFAULT_HOST, metavar="HOST",
-                   help="IP address to listen on (default 127.0.0.1, this machine only; "
-                        "0.0.0.0 = every address: anyone on the network)")
-    p.add_argument("--port", type=port_number, default=DEFAULT_PORT, metavar="PORT",
-                   help=f"TCP port, 1-65535 (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        metavar="HOST",
+        help="IP address to listen on (default 127.0.0.1, this machine only; "
+        "0.0.0.0 = every address: anyone on the network)",
+    )
+    p.add_argument(
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        metavar="PORT",
+        help=f"TCP port, 1-65535 (default {DEFAULT_PORT})",
+    )
 
 
 # -- checks, in words ---------------------------------------------------------------------
+
 
 def parse_host(text: str) -> str:
     """An IP literal (brackets allowed around IPv6) or ``localhost``; never another name.
@@ -119,11 +132,12 @@ def check_can_listen(host: str, port: int) -> None:
 
 def listen_error(host: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
-        return (f"port {port} on {host} is already in use (another server listens there); "
-                "choose another with --port")
+        return (
+            f"port {port} on {host} is already in use (another server listens there); "
+            "choose another with --port"
+        )
     if exc.errno == errno.EACCES and port < 1024:
-        return (f"port {port} is below 1024: only root may listen there; choose --port 1024 "
-                "or above")
+        return f"port {port} is below 1024: only root may listen there; choose --port 1024 or above"
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"{host} is not an address of this machine (see `ip addr`)"
     return f"cannot listen on {host} port {port}: {exc.strerror or exc}"
@@ -164,7 +178,7 @@ def origin_allowed(origin: str | None, host_header: str) -> bool:
         return True  # browsers always send Origin with a websocket; curl and tests may not
     for scheme in ("http://", "https://"):
         if origin.startswith(scheme):
-            return origin[len(scheme):].rstrip("/") == host_header
+            return origin[len(scheme) :].rstrip("/") == host_header
     return False
 
 
@@ -212,7 +226,8 @@ def make_server(host: str, port: int) -> Any:
             app = await super()._make_app()
             page = (Path(self.templates_path) / "app_index.html").read_text(encoding="utf-8")
             aiohttp_jinja2.setup(
-                app, loader=jinja2.DictLoader({"app_index.html": local_page(page)}),
+                app,
+                loader=jinja2.DictLoader({"app_index.html": local_page(page)}),
                 autoescape=jinja2.select_autoescape(default=True),
             )
             return app
@@ -222,10 +237,10 @@ def make_server(host: str, port: int) -> Any:
             if not host_allowed(host_header):
                 raise web.HTTPForbidden(
                     text=f"Open the observatory by IP address (like {url_for(host, port)}) "
-                    "or localhost, not by a name.\n")
+                    "or localhost, not by a name.\n"
+                )
             if websocket and not origin_allowed(request.headers.get("Origin"), host_header):
-                raise web.HTTPForbidden(text="Only the observatory's own page may connect "
-                                        "here.\n")
+                raise web.HTTPForbidden(text="Only the observatory's own page may connect here.\n")
 
         async def handle_index(self, request: web.Request) -> web.StreamResponse:
             self._check(request, websocket=False)
@@ -253,10 +268,16 @@ def make_server(host: str, port: int) -> Any:
 
         async def on_startup(self, app: web.Application) -> None:
             where = url_for(host, port)
-            others = (" (from other machines: this machine's address, see `ip addr`)"
-                      if host in ("0.0.0.0", "::") else "")
-            print(f"Connection Observatory: open {where} in a web browser{others}; each tab "
-                  "runs its own dashboard. Ctrl+C stops it.", flush=True)
+            others = (
+                " (from other machines: this machine's address, see `ip addr`)"
+                if host in ("0.0.0.0", "::")
+                else ""
+            )
+            print(
+                f"Connection Observatory: open {where} in a web browser{others}; each tab "
+                "runs its own dashboard. Ctrl+C stops it.",
+                flush=True,
+            )
 
     return ObservatoryServer(served_command(), host=host, port=port, title=TITLE)
 
@@ -294,14 +315,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         server = make_server(host, port)
     except ImportError as exc:
-        sys.stderr.write(f"observatory serve: textual-serve is missing ({exc.name}); install "
-                         "the project again with its dependencies\n")
+        sys.stderr.write(
+            f"observatory serve: textual-serve is missing ({exc.name}); install "
+            "the project again with its dependencies\n"
+        )
         return 1
     if not is_loopback(host):
         user = _user_name()
         sys.stderr.write(
             f"observatory serve: warning: listening on {host}, not only on this machine: "
-            f"anyone who can reach port {port} can start and kill processes as {user}\n")
+            f"anyone who can reach port {port} can start and kill processes as {user}\n"
+        )
     # The dashboard refuses to start without a terminal unless it knows it is served.
     os.environ["OBSERVATORY_SERVED"] = "1"
     import asyncio

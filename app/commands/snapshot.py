@@ -16,24 +16,52 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser("snapshot", help=HELP, description=HELP)
     p.add_argument("--json", action="store_true", help="a JSON array, one object per socket")
     state = p.add_mutually_exclusive_group()
-    state.add_argument("--listen", dest="state", action="store_const", const="listen",
-                       help="only listening sockets (netstat -l)")
-    state.add_argument("--established", dest="state", action="store_const",
-                       const="established", help="only established connections")
-    state.add_argument("--all", dest="state", action="store_const", const="all",
-                       help="every TCP state: TIME_WAIT, SYN_SENT, CLOSE_WAIT, ...")
+    state.add_argument(
+        "--listen",
+        dest="state",
+        action="store_const",
+        const="listen",
+        help="only listening sockets (netstat -l)",
+    )
+    state.add_argument(
+        "--established",
+        dest="state",
+        action="store_const",
+        const="established",
+        help="only established connections",
+    )
+    state.add_argument(
+        "--all",
+        dest="state",
+        action="store_const",
+        const="all",
+        help="every TCP state: TIME_WAIT, SYN_SENT, CLOSE_WAIT, ...",
+    )
     p.set_defaults(state="default")
     p.add_argument("--udp", action="store_true", help="include UDP sockets")
     fam = p.add_mutually_exclusive_group()
     fam.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 only")
     fam.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 only")
     p.add_argument("--numeric", "-n", action="store_true", help="no service names")
-    p.add_argument("--port", type=port_number, default=None,
-                   help="only sockets with this port at either end (1-65535)")
+    p.add_argument(
+        "--port",
+        type=port_number,
+        default=None,
+        help="only sockets with this port at either end (1-65535)",
+    )
 
 
-HEADERS = ("Proto", "Recv-Q", "Send-Q", "Local Address", "Foreign Address", "State",
-           "PID/Program", "User", "Service")
+HEADERS = (
+    "Proto",
+    "Recv-Q",
+    "Send-Q",
+    "Local Address",
+    "Foreign Address",
+    "State",
+    "PID/Program",
+    "User",
+    "Service",
+)
 
 
 def render_text(sockets: Sequence[object], numeric: bool) -> str:
@@ -46,17 +74,27 @@ def render_text(sockets: Sequence[object], numeric: bool) -> str:
         kinds.add(s.owner)
         # As ss shows it: a listener's Send-Q is the backlog limit given to listen().
         send_q = s.backlog if s.state == "LISTEN" and s.backlog is not None else s.send_q
-        rows.append((
-            s.proto, str(s.recv_q), str(send_q), s.local, s.remote,
-            s.state if s.is_tcp else ("UNCONN" if s.remote_port is None else "ESTAB"),
-            s.owner_label, s.user or "-", "" if numeric else (s.service or "-"),
-        ))
+        rows.append(
+            (
+                s.proto,
+                str(s.recv_q),
+                str(send_q),
+                s.local,
+                s.remote,
+                s.state if s.is_tcp else ("UNCONN" if s.remote_port is None else "ESTAB"),
+                s.owner_label,
+                s.user or "-",
+                "" if numeric else (s.service or "-"),
+            )
+        )
     headers = HEADERS[:-1] if numeric else HEADERS
     if numeric:
         rows = [r[:-1] for r in rows]
-    widths = [max(len(h), max((len(c) for c in column), default=0))
-              for h, column in zip(headers, zip(*rows, strict=False), strict=False)]
-    widths += [len(h) for h in headers[len(widths):]]
+    widths = [
+        max(len(h), max((len(c) for c in column), default=0))
+        for h, column in zip(headers, zip(*rows, strict=False), strict=False)
+    ]
+    widths += [len(h) for h in headers[len(widths) :]]
     # Queue sizes are numbers: right-aligned, as netstat does. One format string
     # for every row: str.format does the padding in C (16,000 rows at a time).
     fmt = "  ".join(f"{{:{'>' if i in (1, 2) else '<'}{w}}}" for i, w in enumerate(widths))

@@ -35,15 +35,25 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "watch", help=HELP,
+        "watch",
+        help=HELP,
         description=HELP + ". As root every transition (the kernel tracepoint"
         " sock:inet_sock_set_state); as another user every close, and once-a-second samples.",
     )
     p.add_argument("--json", action="store_true", help="JSON Lines, one object per event")
-    p.add_argument("--port", type=port_number, default=None,
-                   help="only sockets with this port at either end (1-65535)")
-    p.add_argument("--duration", type=positive_seconds, default=None, metavar="SECONDS",
-                   help="stop after SECONDS (default: until Ctrl-C)")
+    p.add_argument(
+        "--port",
+        type=port_number,
+        default=None,
+        help="only sockets with this port at either end (1-65535)",
+    )
+    p.add_argument(
+        "--duration",
+        type=positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop after SECONDS (default: until Ctrl-C)",
+    )
     p.add_argument("--udp", action="store_true", help="UDP sockets too (opened and closed)")
 
 
@@ -66,17 +76,27 @@ class TextLines:
         from app.core.model import format_endpoint
 
         clock = time.strftime("%H:%M:%S", time.localtime(e.at)) + f".{int(e.at * 1000) % 1000:03d}"
-        remote = (format_endpoint(e.remote_addr, e.remote_port) if e.remote_addr is not None
-                  else format_endpoint("::" if e.proto.endswith("6") else "0.0.0.0", None))
+        remote = (
+            format_endpoint(e.remote_addr, e.remote_port)
+            if e.remote_addr is not None
+            else format_endpoint("::" if e.proto.endswith("6") else "0.0.0.0", None)
+        )
         owner = "-" if e.pid is None else f"{e.pid}/{e.process or '?'}"
-        cells = [e.proto, format_endpoint(e.local_addr, e.local_port), remote,
-                 _state(e.old_state, e.proto, e.remote_port),
-                 _state(e.new_state, e.proto, e.remote_port), owner]
+        cells = [
+            e.proto,
+            format_endpoint(e.local_addr, e.local_port),
+            remote,
+            _state(e.old_state, e.proto, e.remote_port),
+            _state(e.new_state, e.proto, e.remote_port),
+            owner,
+        ]
         for i, cell in enumerate(cells):
             self.widths[i] = max(self.widths[i], len(cell))
         w = self.widths
-        return (f"{clock}  {cells[0]:<{w[0]}}  {cells[1]:<{w[1]}} -> {cells[2]:<{w[2]}}"
-                f"  {cells[3]:<{w[3]}} -> {cells[4]:<{w[4]}}  {cells[5]:<{w[5]}}  {e.source}\n")
+        return (
+            f"{clock}  {cells[0]:<{w[0]}}  {cells[1]:<{w[1]}} -> {cells[2]:<{w[2]}}"
+            f"  {cells[3]:<{w[3]}} -> {cells[4]:<{w[4]}}  {cells[5]:<{w[5]}}  {e.source}\n"
+        )
 
 
 def render(events: Sequence[WatchEvent], as_json: bool, text: TextLines) -> str:

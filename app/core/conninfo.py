@@ -54,8 +54,9 @@ class RateMeter:
             self._key, self._rate = sock.key, None
         elif at > self._at:
             span = at - self._at
-            self._rate = Rate((sock.bytes_sent - self._sent) / span,
-                              (sock.bytes_received - self._received) / span)
+            self._rate = Rate(
+                (sock.bytes_sent - self._sent) / span, (sock.bytes_received - self._received) / span
+            )
         else:  # the same poll shown again: keep the last rate
             return self._rate
         self._at, self._sent, self._received = at, sock.bytes_sent, sock.bytes_received
@@ -67,8 +68,10 @@ def describe(sock: Socket, rate: Rate | None = None) -> str:
     if sock.state == "LISTEN":
         if sock.backlog is None:
             return f"{sock.recv_q} waiting to be accepted"
-        return (f"{sock.recv_q} of {sock.backlog} waiting to be accepted "
-                f"(backlog: the limit given to listen())")
+        return (
+            f"{sock.recv_q} of {sock.backlog} waiting to be accepted "
+            f"(backlog: the limit given to listen())"
+        )
     if not sock.is_tcp:
         return "UDP: no connection, so no RTT and no counters"
     if sock.state == "TIME_WAIT":

@@ -121,8 +121,23 @@ def _info_span(payload: bytes | memoryview) -> tuple[int, int]:
     return 0, 0
 
 
-Fields = tuple[int, int | None, str, str | None, str, int, int, int, int, int | None,
-               int | None, int | None, int | None, int | None, int | None]
+Fields = tuple[
+    int,
+    int | None,
+    str,
+    str | None,
+    str,
+    int,
+    int,
+    int,
+    int,
+    int | None,
+    int | None,
+    int | None,
+    int | None,
+    int | None,
+    int | None,
+]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -132,16 +147,33 @@ def _addr(family: int, raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6, raw)
 
 
-def decode_fields(payload: bytes | memoryview, proto: str,
-                  info: tuple[int, int] | None = None) -> Fields:
+def decode_fields(
+    payload: bytes | memoryview, proto: str, info: tuple[int, int] | None = None
+) -> Fields:
     """One ``inet_diag_msg`` payload as a tuple: local_port, remote_port, local_addr,
     remote_addr, state, uid, inode, recv_q, send_q, backlog, rtt_us, cwnd, retrans,
     bytes_sent, bytes_received (the last six None where the kernel gives none).
 
     ``info`` is where tcp_info lies in the payload when the caller knows it.
     """
-    (family, state_no, _timer, _retrans, sport, dport, src, dst, _if, _c0, _c1,
-     _expires, rqueue, wqueue, uid, inode) = _MSG.unpack_from(payload, 0)
+    (
+        family,
+        state_no,
+        _timer,
+        _retrans,
+        sport,
+        dport,
+        src,
+        dst,
+        _if,
+        _c0,
+        _c1,
+        _expires,
+        rqueue,
+        wqueue,
+        uid,
+        inode,
+    ) = _MSG.unpack_from(payload, 0)
     state = state_name(state_no, proto)
     sport, dport = socket.ntohs(sport), socket.ntohs(dport)
     backlog = rtt = cwnd = retrans = sent = received = None
@@ -153,33 +185,80 @@ def decode_fields(payload: bytes | memoryview, proto: str,
     elif proto.startswith("tcp") and state not in ("TIME_WAIT", "SYN_RECV"):
         start, end = _info_span(payload) if info is None else info
         if end - start >= TCPI_MIN_LEN:
-            rtt, = _U32.unpack_from(payload, start + TCPI_RTT)
-            cwnd, = _U32.unpack_from(payload, start + TCPI_SND_CWND)
-            retrans, = _U32.unpack_from(payload, start + TCPI_TOTAL_RETRANS)
+            (rtt,) = _U32.unpack_from(payload, start + TCPI_RTT)
+            (cwnd,) = _U32.unpack_from(payload, start + TCPI_SND_CWND)
+            (retrans,) = _U32.unpack_from(payload, start + TCPI_TOTAL_RETRANS)
             # "hola" is 4 bytes sent; bytes_acked would say 5 on the client (its
             # SYN counts), so bytes_sent is read where the kernel has it.
             at = TCPI_BYTES_SENT if end - start >= TCPI_SENT_LEN else TCPI_BYTES_ACKED
-            sent, = _U64.unpack_from(payload, start + at)
-            received, = _U64.unpack_from(payload, start + TCPI_BYTES_RECEIVED)
+            (sent,) = _U64.unpack_from(payload, start + at)
+            (received,) = _U64.unpack_from(payload, start + TCPI_BYTES_RECEIVED)
             if state in FIN_RECEIVED and received:
                 received -= 1  # the kernel counts the peer's FIN as a byte received
-    return (sport, dport or None, _addr(family, src), _addr(family, dst) if dport else None,
-            state, uid, inode, rqueue, send_q, backlog, rtt, cwnd, retrans, sent, received)
+    return (
+        sport,
+        dport or None,
+        _addr(family, src),
+        _addr(family, dst) if dport else None,
+        state,
+        uid,
+        inode,
+        rqueue,
+        send_q,
+        backlog,
+        rtt,
+        cwnd,
+        retrans,
+        sent,
+        received,
+    )
 
 
 def decode(payload: bytes | memoryview, proto: str) -> RawSocket:
     """Decode one ``inet_diag_msg`` payload (as :func:`dump` returns them)."""
-    (lport, rport, laddr, raddr, state, uid, inode, recv_q, send_q, backlog, rtt, cwnd,
-     retrans, sent, received) = decode_fields(payload, proto)
-    return RawSocket(proto, laddr, lport, raddr, rport, state, uid, inode, recv_q, send_q,
-                     backlog, rtt, cwnd, retrans, sent, received)
+    (
+        lport,
+        rport,
+        laddr,
+        raddr,
+        state,
+        uid,
+        inode,
+        recv_q,
+        send_q,
+        backlog,
+        rtt,
+        cwnd,
+        retrans,
+        sent,
+        received,
+    ) = decode_fields(payload, proto)
+    return RawSocket(
+        proto,
+        laddr,
+        lport,
+        raddr,
+        rport,
+        state,
+        uid,
+        inode,
+        recv_q,
+        send_q,
+        backlog,
+        rtt,
+        cwnd,
+        retrans,
+        sent,
+        received,
+    )
 
 
 def open_socket() -> socket.socket:
     """A NETLINK_SOCK_DIAG socket; :class:`DiagUnavailable` (in words) if there is none."""
     try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                             NETLINK_SOCK_DIAG)
+        sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG
+        )
     except (OSError, AttributeError) as exc:
         raise DiagUnavailable(
             f"the kernel's socket interface (netlink sock_diag) is not available here: {exc}"
@@ -189,9 +268,16 @@ def open_socket() -> socket.socket:
     return sock
 
 
-def _request(family: int, protocol: int, ext: int, states: int = ALL_STATES,
-             sockid: bytes = b"\0" * 48, msg_type: int = SOCK_DIAG_BY_FAMILY,
-             flags: int = NLM_F_REQUEST | NLM_F_DUMP, seq: int = 1) -> bytes:
+def _request(
+    family: int,
+    protocol: int,
+    ext: int,
+    states: int = ALL_STATES,
+    sockid: bytes = b"\0" * 48,
+    msg_type: int = SOCK_DIAG_BY_FAMILY,
+    flags: int = NLM_F_REQUEST | NLM_F_DUMP,
+    seq: int = 1,
+) -> bytes:
     body = _REQ.pack(family, protocol, ext, states) + sockid
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body
 
@@ -230,9 +316,14 @@ TCPI_KEY = (TCPI_RTT, TCPI_SENT_LEN + 8)
 NO_INFO = (0, 0)
 
 
-def dump_keys(sock: socket.socket, proto: str, known: Container[bytes],
-              keys: list[bytes], fresh: dict[bytes, tuple[str, bytes, tuple[int, int]]],
-              inodes: set[int]) -> None:
+def dump_keys(
+    sock: socket.socket,
+    proto: str,
+    known: Container[bytes],
+    keys: list[bytes],
+    fresh: dict[bytes, tuple[str, bytes, tuple[int, int]]],
+    inodes: set[int],
+) -> None:
     """Every socket of ``proto`` as a key: the bytes of its message that a row shows.
 
     The poll of :class:`~app.core.sockets.DiagSource` calls this; it is the
@@ -297,16 +388,18 @@ def _sockid(family: int, local: tuple[str, int], remote: tuple[str, int]) -> byt
         raw = socket.inet_pton(family, addr)
         return raw.ljust(16, b"\0")
 
-    return _SOCKID.pack(local[1], remote[1], packed(local[0]), packed(remote[0])) + \
-        _SOCKID_TAIL.pack(0, NO_COOKIE, NO_COOKIE)
+    return _SOCKID.pack(
+        local[1], remote[1], packed(local[0]), packed(remote[0])
+    ) + _SOCKID_TAIL.pack(0, NO_COOKIE, NO_COOKIE)
 
 
 class CloseRefused(Exception):
     """The kernel would not close the connection; the message says why in words."""
 
 
-CLOSE_NEEDS_ROOT = ("closing a connection needs root (the kernel's SOCK_DESTROY, as ss -K);"
-                    " nothing was touched")
+CLOSE_NEEDS_ROOT = (
+    "closing a connection needs root (the kernel's SOCK_DESTROY, as ss -K); nothing was touched"
+)
 
 
 CAP_NET_ADMIN = 12
@@ -333,8 +426,10 @@ def close_refusal() -> str | None:
     if os.geteuid() != 0:
         return CLOSE_NEEDS_ROOT
     if not _has_net_admin():
-        return ("closing a connection needs the CAP_NET_ADMIN capability, which this root has"
-                " not (a container's root usually has not); nothing was touched")
+        return (
+            "closing a connection needs the CAP_NET_ADMIN capability, which this root has"
+            " not (a container's root usually has not); nothing was touched"
+        )
     return None
 
 
@@ -353,8 +448,14 @@ def destroy(local: tuple[str, int], remote: tuple[str, int]) -> None:
         sockid = _sockid(family, local, remote)
     except OSError as exc:
         raise CloseRefused(f"not an address: {exc}") from exc
-    request = _request(family, socket.IPPROTO_TCP, 0, sockid=sockid, msg_type=SOCK_DESTROY,
-                       flags=NLM_F_REQUEST | NLM_F_ACK)
+    request = _request(
+        family,
+        socket.IPPROTO_TCP,
+        0,
+        sockid=sockid,
+        msg_type=SOCK_DESTROY,
+        flags=NLM_F_REQUEST | NLM_F_ACK,
+    )
     try:
         sock = open_socket()
     except DiagUnavailable as exc:
@@ -362,8 +463,9 @@ def destroy(local: tuple[str, int], remote: tuple[str, int]) -> None:
     with sock:
         sock.send(request)
         buf = sock.recv(65536)
-    code = _error_of(buf, 0) if len(buf) >= 20 and _NLMSGHDR.unpack_from(buf)[1] == NLMSG_ERROR \
-        else 0
+    code = (
+        _error_of(buf, 0) if len(buf) >= 20 and _NLMSGHDR.unpack_from(buf)[1] == NLMSG_ERROR else 0
+    )
     if code == 0:
         return
     ends = f"{format_endpoint(*local)} -> {format_endpoint(*remote)}"

@@ -226,9 +226,14 @@ EventKind = Literal[
 
 
 _SIGNS: dict[str, str] = {
-    "listener-opened": "+", "connection-opened": "+", "udp-opened": "+",
-    "listener-closed": "-", "connection-closed": "-", "udp-closed": "-",
-    "state-changed": "~", "owner-changed": "~",
+    "listener-opened": "+",
+    "connection-opened": "+",
+    "udp-opened": "+",
+    "listener-closed": "-",
+    "connection-closed": "-",
+    "udp-closed": "-",
+    "state-changed": "~",
+    "owner-changed": "~",
 }
 
 

@@ -114,9 +114,13 @@ def _describe(sock: Socket) -> str:
 def _peer(sock: Socket, sockets: list[Socket]) -> Socket | None:
     """The other end of a loopback connection, when it is on this machine too."""
     for other in sockets:
-        if (other.local_port == sock.remote_port and other.remote_port == sock.local_port
-                and other.proto.rstrip("6") == sock.proto.rstrip("6")
-                and other is not sock and other.state != "LISTEN"):
+        if (
+            other.local_port == sock.remote_port
+            and other.remote_port == sock.local_port
+            and other.proto.rstrip("6") == sock.proto.rstrip("6")
+            and other is not sock
+            and other.state != "LISTEN"
+        ):
             return other
     return None
 
@@ -140,16 +144,14 @@ def _why(sock: Socket, peer: Socket | None) -> str:
         text = (
             "this end closed first (its program closed it, ended or was killed) and waits for "
             "the peer's FIN"
-            if sock.owner != "process" else
+            if sock.owner != "process"
             # shutdown(SHUT_WR), or a forked child still holding the descriptor: no timer
             # ends it (tcp_fin_timeout is for ends no program holds)
-            f"its program (pid {sock.pid}) sent its FIN with shutdown() but still holds the "
+            else f"its program (pid {sock.pid}) sent its FIN with shutdown() but still holds the "
             "socket, and waits for the peer's FIN; it stays until one of them closes"
         )
         if peer is not None and peer.state == "CLOSE_WAIT":
-            text += (
-                f"; the peer {peer.local} ({_owner_words(peer)}) has not closed its end yet"
-            )
+            text += f"; the peer {peer.local} ({_owner_words(peer)}) has not closed its end yet"
         if sock.owner == "kernel":
             text += (
                 f". The kernel drops it about {FIN_TIMEOUT_SECONDS} s after the close "
@@ -187,7 +189,8 @@ def _todo(sock: Socket, reuseaddr: bool | None) -> str:
         options.append(f"stop pid {sock.pid} or close that socket")
     # Only the kernel's own ends go away by themselves (a held FIN_WAIT2 has no timer).
     if sock.state in ("FIN_WAIT2", "TIME_WAIT", "FIN_WAIT1", "LAST_ACK", "CLOSING") and (
-            sock.owner != "process" or sock.state == "TIME_WAIT"):
+        sock.owner != "process" or sock.state == "TIME_WAIT"
+    ):
         options.append("wait about a minute")
     if reuseaddr is not True:
         options.append("set SO_REUSEADDR before bind() (in the old program and the new one)")
@@ -289,7 +292,7 @@ def bind_conflict(
     if udp:
         verdict = "may fail" if reuseaddr is not False else "fails"
         return (
-            f"bind() of {where} {verdict} with \"Address already in use\": {holder_text} has "
+            f'bind() of {where} {verdict} with "Address already in use": {holder_text} has '
             f"that port. Two UDP sockets share a port only when both set SO_REUSEADDR before "
             f"bind(). What to do: stop the program that has it, or pick another port. {see}"
             f"{more}"
@@ -297,22 +300,22 @@ def bind_conflict(
     if first.state == "LISTEN":
         maybe = " may" if unsure else ""
         return (
-            f"bind() of {where}{maybe} fail{'' if maybe else 's'} with \"Address already in "
-            f"use\": {holder_text} is listening there. Only one listener per address and "
+            f'bind() of {where}{maybe} fail{"" if maybe else "s"} with "Address already in '
+            f'use": {holder_text} is listening there. Only one listener per address and '
             f"port, and SO_REUSEADDR does not change that. What to do: stop that program, or "
             f"pick another port. {see}{more}"
         )
     fails = "may fail" if unsure or reuseaddr is True else "fails"
     if reuseaddr is True:
         verdict = (
-            f"{fails} with \"Address already in use\" (it does unless the program that had "
+            f'{fails} with "Address already in use" (it does unless the program that had '
             "the port set SO_REUSEADDR too; the kernel does not report whether it did)"
         )
     elif reuseaddr is False:
-        verdict = f"{fails} with \"Address already in use\" (the new socket has no SO_REUSEADDR)"
+        verdict = f'{fails} with "Address already in use" (the new socket has no SO_REUSEADDR)'
     else:
         verdict = (
-            f"{fails} with \"Address already in use\" unless both the old socket and the new "
+            f'{fails} with "Address already in use" unless both the old socket and the new '
             "one set SO_REUSEADDR (the kernel does not report whether the old one did)"
         )
     peer = _peer(first, all_sockets)

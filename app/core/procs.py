@@ -130,9 +130,7 @@ class ProcessStarted:
         if command:
             text += f": {command}"
         if self.replaced is not None:
-            text += (
-                f" (the name of an ended process, {self.replaced}: its output was dropped)"
-            )
+            text += f" (the name of an ended process, {self.replaced}: its output was dropped)"
         return text
 
 
@@ -311,9 +309,11 @@ def explain_failure(reason: str, args: Sequence[str]) -> str | None:
         summary = None
     see = f"`observatory snapshot --all --port {port}`"
     if summary is None:
-        return (f"bind() found port {port} taken, though no socket on it is listed now (a "
-                f"socket only bound, not listening, is not listed; or the holder has just "
-                f"gone): see {see}")
+        return (
+            f"bind() found port {port} taken, though no socket on it is listed now (a "
+            f"socket only bound, not listening, is not listed; or the holder has just "
+            f"gone): see {see}"
+        )
     return f"bind() found port {port} taken: {summary}; see {see}"
 
 
@@ -1131,9 +1131,7 @@ class ProcessManager:
         try:
             proc = psutil.Process(pid)
             if created is not None and abs(proc.create_time() - created) > 0.01:
-                raise ProcessError(
-                    f"pid {pid} ended and is now another process; nothing was sent"
-                )
+                raise ProcessError(f"pid {pid} ended and is now another process; nothing was sent")
             proc.send_signal(sig)
         except psutil.NoSuchProcess:
             raise ProcessError(f"there is no process with pid {pid} (it may have ended)") from None

@@ -121,11 +121,13 @@ def _own_private_dir(path: Path) -> None:
     if not stat.S_ISDIR(info.st_mode):
         raise RecordError(f"{path} is not a folder (a link or a file): not recording there")
     if info.st_uid != os.geteuid():
-        raise RecordError(f"{path} belongs to another user (uid {info.st_uid}): "
-                          "not recording there")
+        raise RecordError(
+            f"{path} belongs to another user (uid {info.st_uid}): not recording there"
+        )
     if info.st_mode & 0o077:
-        raise RecordError(f"others may enter {path} (mode {stat.S_IMODE(info.st_mode):o}): "
-                          "not recording there")
+        raise RecordError(
+            f"others may enter {path} (mode {stat.S_IMODE(info.st_mode):o}): not recording there"
+        )
 
 
 def _prepare_fallback(folder: Path, env: Mapping[str, str]) -> None:

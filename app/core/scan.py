@@ -185,8 +185,9 @@ def available_types(euid: int | None = None) -> tuple[ScanTypeInfo, ...]:
     for name in SCAN_TYPES:
         flags, label, description, needs_root = _TYPES[name]
         enabled = needs_root is None or root
-        out.append(ScanTypeInfo(name, flags, label, description, enabled,
-                                None if enabled else needs_root))
+        out.append(
+            ScanTypeInfo(name, flags, label, description, enabled, None if enabled else needs_root)
+        )
     return tuple(out)
 
 
@@ -301,12 +302,18 @@ def build_command(request: ScanRequest, timeout: float = DEFAULT_TIMEOUT) -> tup
     parse_ports(request.ports)
     host_timeout = max(1, int(timeout + 0.999))
     argv = [
-        "nmap", "-oX", "-", "--stats-every", STATS_EVERY,
+        "nmap",
+        "-oX",
+        "-",
+        "--stats-every",
+        STATS_EVERY,
         *_TYPES[request.type][0],
         "-Pn",  # no host discovery: every target is scanned, results stay deterministic
         "-n",  # no reverse DNS lookups
-        "--max-retries", "1",
-        "--host-timeout", f"{host_timeout}s",
+        "--max-retries",
+        "1",
+        "--host-timeout",
+        f"{host_timeout}s",
     ]
     if target.family == 6:
         argv.append("-6")
@@ -354,8 +361,12 @@ class ListenerInfo:
         return f"{owner} on {self.address}"
 
     def to_json(self) -> dict[str, object]:
-        return {"pid": self.pid, "process": self.process, "user": self.user,
-                "address": self.address}
+        return {
+            "pid": self.pid,
+            "process": self.process,
+            "user": self.user,
+            "address": self.address,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,8 +433,13 @@ class NotShown:
         return f"Not shown: {self.count} {self.state} {self.proto} {noun}{why}"
 
     def to_json(self) -> dict[str, object]:
-        return {"state": self.state, "count": self.count, "proto": self.proto,
-                "reason": self.reason, "ports": self.ports}
+        return {
+            "state": self.state,
+            "count": self.count,
+            "proto": self.proto,
+            "reason": self.reason,
+            "ports": self.ports,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,9 +462,13 @@ class HostResult:
     not_shown: tuple[NotShown, ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        return {"address": self.address, "state": self.state, "local": self.local,
-                "timed_out": self.timed_out,
-                "not_shown": [n.to_json() for n in self.not_shown]}
+        return {
+            "address": self.address,
+            "state": self.state,
+            "local": self.local,
+            "timed_out": self.timed_out,
+            "not_shown": [n.to_json() for n in self.not_shown],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,12 +505,16 @@ class ScanResult:
     def ok(self) -> bool:
         return self.status == "done" and self.error is None
 
-    def port(self, number: int, proto: str | None = None,
-             address: str | None = None) -> PortResult | None:
+    def port(
+        self, number: int, proto: str | None = None, address: str | None = None
+    ) -> PortResult | None:
         """The listed result for one port (first host unless ``address`` is given)."""
         for p in self.ports:
-            if p.port == number and (proto is None or p.proto == proto) and (
-                    address is None or p.address == address):
+            if (
+                p.port == number
+                and (proto is None or p.proto == proto)
+                and (address is None or p.address == address)
+            ):
                 return p
         return None
 
@@ -666,14 +690,20 @@ def _host_key(host: ET.Element) -> str | None:
     return key
 
 
-def _not_shown(host: ET.Element | None, listed: list[PortResult],
-               requested: set[int]) -> list[NotShown]:
+def _not_shown(
+    host: ET.Element | None, listed: list[PortResult], requested: set[int]
+) -> list[NotShown]:
     """The host's ``<extraports>`` groups (dropped by python-nmap), read by hand."""
     groups: list[tuple[str, int, list[ET.Element]]] = []
     if host is not None:
         for extra in host.findall("ports/extraports"):
-            groups.append((extra.get("state", "unknown"), int(extra.get("count", "0")),
-                           list(extra.iter("extrareasons"))))
+            groups.append(
+                (
+                    extra.get("state", "unknown"),
+                    int(extra.get("count", "0")),
+                    list(extra.iter("extrareasons")),
+                )
+            )
     numbers = {p.port for p in listed}
     # Older nmap gives no proto on <extrareasons>: the first listed port's, in nmap's order.
     first = host.find("ports/port") if host is not None else None
@@ -715,17 +745,24 @@ def _tunnels(host: ET.Element | None) -> dict[tuple[str, int], str]:
     return found
 
 
-def _port_of(address: str, proto: str, number: int, entry: dict[str, Any],
-             tunnel: str | None) -> PortResult:
+def _port_of(
+    address: str, proto: str, number: int, entry: dict[str, Any], tunnel: str | None
+) -> PortResult:
     """One port of python-nmap's host dict as a :class:`PortResult`."""
     name = entry.get("name") or "unknown"
     if tunnel:
         name = f"{tunnel}/{name}"
     words = [entry.get(k) for k in ("product", "version", "extrainfo")]
     version = " ".join(w for w in words if w) or None
-    return PortResult(port=number, proto=proto or "tcp", state=entry.get("state") or "unknown",
-                      service=name, reason=entry.get("reason"), address=address,
-                      version=version)
+    return PortResult(
+        port=number,
+        proto=proto or "tcp",
+        state=entry.get("state") or "unknown",
+        service=name,
+        reason=entry.get("reason"),
+        address=address,
+        version=version,
+    )
 
 
 def parse_nmap_xml(xml_text: str, requested_ports: str = "") -> list[_ParsedHost]:
@@ -741,8 +778,7 @@ def parse_nmap_xml(xml_text: str, requested_ports: str = "") -> list[_ParsedHost
     scanned = _analyse(xml_text, root)
     # The elements python-nmap read, under its keys, for the fields it drops
     # (a later host of the same key wins, as in python-nmap's dict).
-    elements = {key: host for host in root.findall("host")
-                if (key := _host_key(host)) is not None}
+    elements = {key: host for host in root.findall("host") if (key := _host_key(host)) is not None}
     requested = set(expand_ports(requested_ports))
     hosts: list[_ParsedHost] = []
     for key, found in scanned.items():
@@ -757,13 +793,15 @@ def parse_nmap_xml(xml_text: str, requested_ports: str = "") -> list[_ParsedHost
         ]
         not_shown = _not_shown(elem, ports, requested)
         ports.sort(key=lambda p: (p.proto, p.port))
-        hosts.append(_ParsedHost(
-            address=address,
-            state=found.get("status", {}).get("state") or "unknown",
-            timed_out=elem is not None and elem.get("timedout") == "true",
-            ports=ports,
-            not_shown=not_shown,
-        ))
+        hosts.append(
+            _ParsedHost(
+                address=address,
+                state=found.get("status", {}).get("state") or "unknown",
+                timed_out=elem is not None and elem.get("timedout") == "true",
+                ports=ports,
+                not_shown=not_shown,
+            )
+        )
     return hosts
 
 
@@ -819,12 +857,20 @@ def _wildcard(scanned: str) -> str:
 
 
 def _listener_info(s: Socket) -> ListenerInfo:
-    return ListenerInfo(pid=s.pid, process=s.process, user=s.user, address=s.local_addr,
-                        port=s.local_port, proto=s.proto, recv_q=s.recv_q if s.is_tcp else 0)
+    return ListenerInfo(
+        pid=s.pid,
+        process=s.process,
+        user=s.user,
+        address=s.local_addr,
+        port=s.local_port,
+        proto=s.proto,
+        recv_q=s.recv_q if s.is_tcp else 0,
+    )
 
 
-def explain(port: PortResult, scan_type: ScanType,
-            listeners: Sequence[Socket]) -> tuple[ListenerInfo | None, str | None]:
+def explain(
+    port: PortResult, scan_type: ScanType, listeners: Sequence[Socket]
+) -> tuple[ListenerInfo | None, str | None]:
     """The listener behind ``port`` on this machine, and why nmap saw what it saw.
 
     Args:
@@ -842,8 +888,9 @@ def explain(port: PortResult, scan_type: ScanType,
 
     if state == "closed":
         if matching and info is not None:
-            return info, (f"{info.who} listens on {info.endpoint} now; it was not listening "
-                          "when nmap scanned")
+            return info, (
+                f"{info.who} listens on {info.endpoint} now; it was not listening when nmap scanned"
+            )
         if others and info is not None:
             bound = " and ".join(format_endpoint(s.local_addr, s.local_port) for s in others)
             answer = "answers ICMP port unreachable" if udp else "refuses the connection"
@@ -852,19 +899,23 @@ def explain(port: PortResult, scan_type: ScanType,
                 f"{answer} (bind to {_wildcard(port.address)} to accept on every address)"
             )
         if udp:
-            return None, (f"nothing listens on {where}: the kernel answered with "
-                          "ICMP port unreachable")
-        return None, (f"nothing listens on {where}: the kernel answered nmap's SYN with a "
-                      "reset (RST)")
+            return None, (
+                f"nothing listens on {where}: the kernel answered with ICMP port unreachable"
+            )
+        return None, (
+            f"nothing listens on {where}: the kernel answered nmap's SYN with a reset (RST)"
+        )
 
     if info is None or not matching:
         if state == "open" or (state == "open|filtered" and others):
             extra = ""
             if others and info is not None:
                 extra = f" ({info.who} listens on {info.endpoint}, another address)"
-            return info, (f"no socket of this machine listens on {where} for {port.address} "
-                          f"now{extra}: it closed after the scan, or it lives in another "
-                          "network namespace (a container)")
+            return info, (
+                f"no socket of this machine listens on {where} for {port.address} "
+                f"now{extra}: it closed after the scan, or it lives in another "
+                "network namespace (a container)"
+            )
         return info, None
 
     who = info.who
@@ -872,33 +923,44 @@ def explain(port: PortResult, scan_type: ScanType,
         if udp:
             return info, f"{who} answered nmap's UDP probe"
         if scan_type == "syn":
-            return info, (f"nmap's SYN scan got a SYN-ACK and answered it with RST: the "
-                          f"handshake never completed, so {who} never saw a client")
+            return info, (
+                f"nmap's SYN scan got a SYN-ACK and answered it with RST: the "
+                f"handshake never completed, so {who} never saw a client"
+            )
         if scan_type == "version":
-            return info, (f"nmap connected to {who} and sent it probes to learn its version: "
-                          "the server saw a real client")
-        return info, (f"nmap's connect scan completed a handshake with {who}: a real "
-                      "connection, so the server saw a client (the lecture's server prints a "
-                      "`Client:` line); an iterative server busy with another client leaves "
-                      "the probe waiting in its backlog")
+            return info, (
+                f"nmap connected to {who} and sent it probes to learn its version: "
+                "the server saw a real client"
+            )
+        return info, (
+            f"nmap's connect scan completed a handshake with {who}: a real "
+            "connection, so the server saw a client (the lecture's server prints a "
+            "`Client:` line); an iterative server busy with another client leaves "
+            "the probe waiting in its backlog"
+        )
     if state == "open|filtered" and udp:
-        return info, (f"UDP has no handshake: {who} listens but did not answer nmap's "
-                      "probe, so nmap cannot tell open from filtered")
+        return info, (
+            f"UDP has no handshake: {who} listens but did not answer nmap's "
+            "probe, so nmap cannot tell open from filtered"
+        )
     if "filtered" in state:
         # On a LISTEN row recv_q counts the connections waiting for accept().
         # /proc/net/tcp does not give the backlog limit (ss's Send-Q comes from
         # netlink), so any waiting connection plus silence reads as a full queue.
         if not udp and info.recv_q > 0:
-            waiting = "1 connection waits" if info.recv_q == 1 else (
-                f"{info.recv_q} connections wait")
+            waiting = (
+                "1 connection waits" if info.recv_q == 1 else (f"{info.recv_q} connections wait")
+            )
             return info, (
                 f"the accept queue of {who} is full ({waiting} to be accepted): the kernel "
                 "drops new SYNs while it is full, so nmap heard no answer; the server does "
                 "not call accept() (the lecture's iterative server is busy with its first "
                 "client)"
             )
-        return info, (f"{who} listens on {info.endpoint}, yet nmap heard no answer: a "
-                      "firewall rule may drop packets to this port")
+        return info, (
+            f"{who} listens on {info.endpoint}, yet nmap heard no answer: a "
+            "firewall rule may drop packets to this port"
+        )
     return info, None
 
 
@@ -934,13 +996,20 @@ def join_listeners(
                 if not lifted:
                     continue
                 for n in lifted:
-                    ports.append(PortResult(
-                        port=n, proto=group.proto, state=group.state,
-                        service=nmap_service_name(n, group.proto) or "unknown",
-                        reason=group.reason, address=host.address))
+                    ports.append(
+                        PortResult(
+                            port=n,
+                            proto=group.proto,
+                            state=group.state,
+                            service=nmap_service_name(n, group.proto) or "unknown",
+                            reason=group.reason,
+                            address=host.address,
+                        )
+                    )
                 rest = sorted(set(numbers) - set(lifted))
-                groups[i] = replace(group, count=group.count - len(lifted),
-                                    ports=ports_of(rest) or None)
+                groups[i] = replace(
+                    group, count=group.count - len(lifted), ports=ports_of(rest) or None
+                )
             groups = [g for g in groups if g.count > 0]
             joined = []
             for p in ports:
@@ -949,8 +1018,9 @@ def join_listeners(
             ports = joined
         ports.sort(key=lambda p: (p.proto, p.port))
         out_ports.extend(ports)
-        out_hosts.append(HostResult(host.address, host.state, is_local, host.timed_out,
-                                    tuple(groups)))
+        out_hosts.append(
+            HostResult(host.address, host.state, is_local, host.timed_out, tuple(groups))
+        )
     return tuple(out_hosts), tuple(out_ports)
 
 
@@ -1084,8 +1154,7 @@ class Scan:
         caller's thread, so those errors are raised by ``start()`` itself.
         """
         self.preflight()
-        thread = threading.Thread(target=self._run_quietly, name="observatory-scan",
-                                  daemon=True)
+        thread = threading.Thread(target=self._run_quietly, name="observatory-scan", daemon=True)
         self._thread = thread
         thread.start()
         return self
@@ -1133,13 +1202,26 @@ class Scan:
         if self._on_progress is not None:
             self._on_progress(progress)
 
-    def _result_of(self, started_at: float, duration: float, status: ScanStatus,
-                   error: str | None, hosts: tuple[HostResult, ...] = (),
-                   ports: tuple[PortResult, ...] = ()) -> ScanResult:
+    def _result_of(
+        self,
+        started_at: float,
+        duration: float,
+        status: ScanStatus,
+        error: str | None,
+        hosts: tuple[HostResult, ...] = (),
+        ports: tuple[PortResult, ...] = (),
+    ) -> ScanResult:
         return ScanResult(
-            target=self.request.target.text, type=self.request.type, ports=ports,
-            started_at=started_at, duration=duration, command=self.command, error=error,
-            status=status, hosts=hosts, requested_ports=self.request.ports,
+            target=self.request.target.text,
+            type=self.request.type,
+            ports=ports,
+            started_at=started_at,
+            duration=duration,
+            command=self.command,
+            error=error,
+            status=status,
+            hosts=hosts,
+            requested_ports=self.request.ports,
         )
 
     def _execute(self) -> ScanResult:
@@ -1147,8 +1229,9 @@ class Scan:
         started_at = time.time()
         t0 = time.monotonic()
         if self._cancel.is_set():
-            return self._result_of(started_at, 0.0, "cancelled",
-                                   "the scan was cancelled before nmap started")
+            return self._result_of(
+                started_at, 0.0, "cancelled", "the scan was cancelled before nmap started"
+            )
         tracker = _ProgressTracker(self.request.type)
         out: list[bytes] = []
         err: list[bytes] = []
@@ -1163,13 +1246,16 @@ class Scan:
                 start_new_session=True,  # its own group: killed as one, deaf to our Ctrl-C
             )
         except OSError as exc:
-            return self._result_of(started_at, time.monotonic() - t0, "failed",
-                                   f"could not start nmap: {exc.strerror or exc}")
+            return self._result_of(
+                started_at,
+                time.monotonic() - t0,
+                "failed",
+                f"could not start nmap: {exc.strerror or exc}",
+            )
         try:  # entered at once: from here on, any exception still ends nmap
             self.pid = proc.pid
             assert proc.stdout is not None and proc.stderr is not None
-            for stream, sink, feed in ((proc.stdout, out, tracker.feed),
-                                       (proc.stderr, err, None)):
+            for stream, sink, feed in ((proc.stdout, out, tracker.feed), (proc.stderr, err, None)):
                 reader = threading.Thread(target=_drain, args=(stream, sink, feed), daemon=True)
                 reader.start()
                 readers.append(reader)
@@ -1187,16 +1273,24 @@ class Scan:
         percent, task, _, _ = tracker.take()
         if status == "cancelled":
             self._report(ScanProgress(percent, duration, task, None, None))
-            return self._result_of(started_at, duration, status,
-                                   f"the scan was cancelled after {duration:.1f} s")
+            return self._result_of(
+                started_at, duration, status, f"the scan was cancelled after {duration:.1f} s"
+            )
         if status == "timeout":
             self._report(ScanProgress(percent, duration, task, None, None))
             return self._result_of(
-                started_at, duration, status,
-                f"the scan took longer than {self.timeout:g} s and was stopped")
-        result = self._parse(started_at, duration, proc.returncode,
-                             b"".join(out).decode("utf-8", errors="replace"),
-                             b"".join(err).decode("utf-8", errors="replace"))
+                started_at,
+                duration,
+                status,
+                f"the scan took longer than {self.timeout:g} s and was stopped",
+            )
+        result = self._parse(
+            started_at,
+            duration,
+            proc.returncode,
+            b"".join(out).decode("utf-8", errors="replace"),
+            b"".join(err).decode("utf-8", errors="replace"),
+        )
         self._report(ScanProgress(100.0, duration, task, 0.0, None))
         return result
 
@@ -1217,8 +1311,14 @@ class Scan:
                 last = now
             self._cancel.wait(_TICK)
 
-    def _parse(self, started_at: float, duration: float, returncode: int | None,
-               xml_text: str, err_text: str) -> ScanResult:
+    def _parse(
+        self,
+        started_at: float,
+        duration: float,
+        returncode: int | None,
+        xml_text: str,
+        err_text: str,
+    ) -> ScanResult:
         problem = _first_line(err_text)
         try:
             parsed = parse_nmap_xml(xml_text, self.request.ports)
@@ -1230,8 +1330,7 @@ class Scan:
             return self._result_of(started_at, duration, "failed", f"nmap failed: {why}")
         if not parsed:
             why = problem or "the name did not resolve to an address"
-            return self._result_of(started_at, duration, "failed",
-                                   f"nmap scanned no host: {why}")
+            return self._result_of(started_at, duration, "failed", f"nmap scanned no host: {why}")
         local = self._local
         needs_join = any(h.address and is_local_address(h.address, local) for h in parsed)
         snapshot = Snapshot(taken_at=time.time(), sockets=())
@@ -1248,9 +1347,14 @@ class Scan:
         timed_out = [h.address for h in hosts if h.timed_out]
         if timed_out:
             return self._result_of(
-                started_at, duration, "timeout",
+                started_at,
+                duration,
+                "timeout",
                 f"nmap gave up on {', '.join(timed_out)} after its host timeout of "
-                f"{self.timeout:g} s", hosts, ports)
+                f"{self.timeout:g} s",
+                hosts,
+                ports,
+            )
         return self._result_of(started_at, duration, "done", None, hosts, ports)
 
 
@@ -1267,8 +1371,9 @@ def run_scan(
     Raises:
         NmapNotFound, ScanTypeUnavailable: before nmap starts.
     """
-    return Scan(request, timeout=timeout, on_progress=on_progress,
-                cancel_event=cancel_event, source=source).run()
+    return Scan(
+        request, timeout=timeout, on_progress=on_progress, cancel_event=cancel_event, source=source
+    ).run()
 
 
 # -- history and comparison ---------------------------------------------------
@@ -1355,4 +1460,3 @@ class ScanHistory:
     def __len__(self) -> int:
         with self._lock:
             return sum(len(v) for v in self._by_target.values())
-

@@ -483,8 +483,9 @@ def start_scenario_each(
         if current is not None and not current.ended:
             if _same_program(current, entry):
                 where = f"pid {current.pid}" if current.pid else "starting"
-                result = EntryResult(entry, "kept", name, current,
-                                     f"{name} is already running ({where}): kept")
+                result = EntryResult(
+                    entry, "kept", name, current, f"{name} is already running ({where}): kept"
+                )
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
@@ -492,8 +493,9 @@ def start_scenario_each(
             try:
                 name = _fresh_name(manager, entry.name)
             except LaunchError as exc:
-                result = EntryResult(entry, "failed", entry.name, None,
-                                     f"{entry.name} was not started: {exc}")
+                result = EntryResult(
+                    entry, "failed", entry.name, None, f"{entry.name} was not started: {exc}"
+                )
                 results.append(result)
                 if on_result is not None:
                     on_result(result)

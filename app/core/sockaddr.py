@@ -285,9 +285,7 @@ def hton_sentence(row: ByteOrderRow, byteorder: ByteOrder) -> str:
             f"change nothing on any machine; this machine is {byteorder}-endian"
         )
     if byteorder == "big":
-        return (
-            f"{row.call} changes nothing: this machine is big-endian, the network's byte order"
-        )
+        return f"{row.call} changes nothing: this machine is big-endian, the network's byte order"
     return (
         f"{row.call} = 0x{row.converted:0{digits}X} = {row.converted} read as a number on "
         f"this little-endian machine; {back}() turns it back into {row.argument}"

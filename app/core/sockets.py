@@ -302,8 +302,9 @@ class _OwnedSource:
             taken_at=taken_at, sockets=tuple(sockets), duration=time.perf_counter() - started
         )
 
-    def _owner_of(self, inode: int, infos: dict[int, _ProcInfo]
-                  ) -> tuple[int | None, Owner, str | None, tuple[str, ...]]:
+    def _owner_of(
+        self, inode: int, infos: dict[int, _ProcInfo]
+    ) -> tuple[int | None, Owner, str | None, tuple[str, ...]]:
         pid = self._inode_pid.get(inode) if inode else None
         if pid is not None:
             info = self._info(pid, infos)
@@ -399,14 +400,49 @@ class DiagSource(_OwnedSource):
         # Straight from the message's fields into the record: this runs for every
         # socket of a first poll (16,000 on a busy machine), so no RawSocket between.
         proto, payload, info = self._payloads[key]  # type: ignore[index]
-        (lport, rport, laddr, raddr, state, uid, inode, recv_q, send_q, backlog,
-         rtt_us, cwnd, retrans, sent, received) = diag.decode_fields(payload, proto, info)
+        (
+            lport,
+            rport,
+            laddr,
+            raddr,
+            state,
+            uid,
+            inode,
+            recv_q,
+            send_q,
+            backlog,
+            rtt_us,
+            cwnd,
+            retrans,
+            sent,
+            received,
+        ) = diag.decode_fields(payload, proto, info)
         pid, owner, name, cmdline = self._owner_of(inode, infos)
         service = _service(lport, rport, proto)
-        return Socket(proto, laddr, lport, raddr, rport, state, pid, name, cmdline,
-                      _user_name(uid, self._users), owner, service, inode, uid, recv_q, send_q,
-                      backlog, None if rtt_us is None else rtt_us / 1000, cwnd, retrans, sent,
-                      received)
+        return Socket(
+            proto,
+            laddr,
+            lport,
+            raddr,
+            rport,
+            state,
+            pid,
+            name,
+            cmdline,
+            _user_name(uid, self._users),
+            owner,
+            service,
+            inode,
+            uid,
+            recv_q,
+            send_q,
+            backlog,
+            None if rtt_us is None else rtt_us / 1000,
+            cwnd,
+            retrans,
+            sent,
+            received,
+        )
 
     def close(self) -> None:
         self._sock.close()

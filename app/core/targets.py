@@ -93,14 +93,19 @@ def parse_target(text: str) -> Target:
     """
     raw = text.strip()
     if not raw:
-        raise TargetError("give a target to scan: an IP address, a network like 127.0.0.0/24, "
-                          "or a hostname")
+        raise TargetError(
+            "give a target to scan: an IP address, a network like 127.0.0.0/24, or a hostname"
+        )
     if raw.startswith("-"):
-        raise TargetError(f"a target cannot start with '-': {_shown(raw)} looks like an "
-                          "option, and options are not accepted as targets")
+        raise TargetError(
+            f"a target cannot start with '-': {_shown(raw)} looks like an "
+            "option, and options are not accepted as targets"
+        )
     if any(c.isspace() for c in raw):
-        raise TargetError(f"one target at a time, without spaces: {_shown(raw)} is not "
-                          "an address, a network or a hostname")
+        raise TargetError(
+            f"one target at a time, without spaces: {_shown(raw)} is not "
+            "an address, a network or a hostname"
+        )
     if "/" in raw:
         return _parse_network(raw)
     if ":" in raw:
@@ -117,13 +122,19 @@ def parse_target(text: str) -> Target:
         # mistyped IPv4 address or nmap's own range syntax (127.0.0.1-5).
         if not any(c.isalpha() for c in last):
             if "-" in raw:
-                raise TargetError(f"{_shown(raw)}: address ranges are not accepted; write a "
-                                  "network like 127.0.0.0/29 instead")
-            raise TargetError(f"{_shown(raw)} is not a valid IPv4 address: four numbers "
-                              "from 0 to 255 separated by dots, like 127.0.0.1")
+                raise TargetError(
+                    f"{_shown(raw)}: address ranges are not accepted; write a "
+                    "network like 127.0.0.0/29 instead"
+                )
+            raise TargetError(
+                f"{_shown(raw)} is not a valid IPv4 address: four numbers "
+                "from 0 to 255 separated by dots, like 127.0.0.1"
+            )
         return Target(raw, "hostname", None, 1)
-    raise TargetError(f"{_shown(raw)} is not an IP address, a network like 127.0.0.0/24, "
-                      "or a hostname (letters, digits, dots and hyphens only)")
+    raise TargetError(
+        f"{_shown(raw)} is not an IP address, a network like 127.0.0.0/24, "
+        "or a hostname (letters, digits, dots and hyphens only)"
+    )
 
 
 def _parse_ipv6(raw: str) -> Target:
@@ -133,8 +144,9 @@ def _parse_ipv6(raw: str) -> Target:
     try:
         v6 = ipaddress.IPv6Address(address)
     except ValueError:
-        raise TargetError(f"{_shown(raw)} is not a valid IPv6 address (like ::1 or "
-                          "fe80::1%eth0)") from None
+        raise TargetError(
+            f"{_shown(raw)} is not a valid IPv6 address (like ::1 or fe80::1%eth0)"
+        ) from None
     return Target(f"{v6}%{zone}" if sep else str(v6), "address", 6, 1)
 
 
@@ -142,8 +154,10 @@ def _parse_network(raw: str) -> Target:
     try:
         net = ipaddress.ip_network(raw, strict=False)
     except ValueError:
-        raise TargetError(f"{_shown(raw)} is not a network: write an address, '/', and a "
-                          "prefix length, like 127.0.0.0/24") from None
+        raise TargetError(
+            f"{_shown(raw)} is not a network: write an address, '/', and a "
+            "prefix length, like 127.0.0.0/24"
+        ) from None
     if net.num_addresses > MAX_NETWORK_ADDRESSES:
         largest = "/24" if net.version == 4 else "/120"
         raise TargetError(
@@ -172,17 +186,21 @@ def parse_ports(text: str) -> str:
         item = item.strip()
         match = _PORT_ITEM.fullmatch(item)
         if not match:
-            raise PortsError(f"ports are numbers from 1 to 65535 and ranges like 6000-6010, "
-                             f"not {_shown(item) + digits_hint(item) if item else 'an empty item'}")
+            raise PortsError(
+                f"ports are numbers from 1 to 65535 and ranges like 6000-6010, "
+                f"not {_shown(item) + digits_hint(item) if item else 'an empty item'}"
+            )
         start = int(match.group(1))
         end = int(match.group(2)) if match.group(2) is not None else start
         for value in (start, end):
             if not 1 <= value <= 65535:
-                raise PortsError(f"a port is a number from 1 to 65535; {value} is outside "
-                                 "that range")
+                raise PortsError(
+                    f"a port is a number from 1 to 65535; {value} is outside that range"
+                )
         if start > end:
-            raise PortsError(f"a range goes from the smaller port to the larger: "
-                             f"{end}-{start}, not {item}")
+            raise PortsError(
+                f"a range goes from the smaller port to the larger: {end}-{start}, not {item}"
+            )
         ranges.append((start, end))
     return format_ports(_merge(ranges))
 

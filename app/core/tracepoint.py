@@ -224,6 +224,7 @@ def _task(tid: int) -> tuple[int, str] | None:
 
 # --------------------------------------------------------------------------- tracefs
 
+
 def _tracefs_mount() -> str | None:
     """Where a tracefs is mounted (ours, /sys/kernel/tracing, first), or None."""
     found: list[str] = []
@@ -252,9 +253,11 @@ def _kernel_has_event() -> bool | None:
     """Whether the kernel was built with the tracepoint; None when we cannot tell."""
     try:
         with open("/proc/kallsyms", encoding="utf-8") as f:
-            return any(row.rstrip().endswith(" __traceiter_inet_sock_set_state") or
-                       row.rstrip().endswith(" trace_event_raw_event_inet_sock_set_state")
-                       for row in f)
+            return any(
+                row.rstrip().endswith(" __traceiter_inet_sock_set_state")
+                or row.rstrip().endswith(" trace_event_raw_event_inet_sock_set_state")
+                for row in f
+            )
     except OSError:
         return None
 
@@ -266,8 +269,13 @@ def _libc() -> ctypes.CDLL:
 def _mount_tracefs() -> None:
     """``mount -t tracefs nodev /sys/kernel/tracing``, as perf does."""
     libc = _libc()
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
-                           ctypes.c_ulong, ctypes.c_void_p]
+    libc.mount.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_ulong,
+        ctypes.c_void_p,
+    ]
     if libc.mount(b"nodev", TRACEFS.encode(), b"tracefs", 0, None) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code), TRACEFS)
@@ -443,8 +451,10 @@ class StateTracer:
         try:
             self._instance = self._make_instance(root)
             self._configure(self._instance)
-            self._fd = os.open(os.path.join(self._instance, "trace_pipe"),
-                               os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            self._fd = os.open(
+                os.path.join(self._instance, "trace_pipe"),
+                os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC,
+            )
         except OSError as exc:
             self.close()
             raise TraceUnavailable(
@@ -523,8 +533,12 @@ class StateTracer:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     # -- reading
@@ -594,8 +608,9 @@ class StateTracer:
                 self.lost += _lost_events(line)
                 continue
             transition, lookup, guessed = parsed
-            if self.ports and not (transition.local_port in self.ports
-                                   or transition.remote_port in self.ports):
+            if self.ports and not (
+                transition.local_port in self.ports or transition.remote_port in self.ports
+            ):
                 continue
             if lookup is not None:
                 if lookup not in tasks:
@@ -610,10 +625,18 @@ class StateTracer:
 
 
 def _with_owner(t: Transition, pid: int | None, process: str | None) -> Transition:
-    return Transition(at=t.at, proto=t.proto, local_addr=t.local_addr, local_port=t.local_port,
-                      remote_addr=t.remote_addr, remote_port=t.remote_port,
-                      old_state=t.old_state, new_state=t.new_state, pid=pid,
-                      process=(t.process or process) if pid is not None else None)
+    return Transition(
+        at=t.at,
+        proto=t.proto,
+        local_addr=t.local_addr,
+        local_port=t.local_port,
+        remote_addr=t.remote_addr,
+        remote_port=t.remote_port,
+        old_state=t.old_state,
+        new_state=t.new_state,
+        pid=pid,
+        process=(t.process or process) if pid is not None else None,
+    )
 
 
 def _release_mount() -> None:

@@ -90,8 +90,9 @@ class WatchEvent:
     @property
     def key(self) -> str:
         """The socket's identity, as ``Socket.key`` spells it (protocol and both ends)."""
-        return _key(self.proto, self.local_addr, self.local_port, self.remote_addr,
-                    self.remote_port)
+        return _key(
+            self.proto, self.local_addr, self.local_port, self.remote_addr, self.remote_port
+        )
 
     def to_json(self) -> dict[str, object]:
         """The contract's JSON object of ``observatory watch --json``."""
@@ -110,8 +111,9 @@ class WatchEvent:
         }
 
 
-def _key(proto: str, local_addr: str, local_port: int, remote_addr: str | None,
-         remote_port: int | None) -> str:
+def _key(
+    proto: str, local_addr: str, local_port: int, remote_addr: str | None, remote_port: int | None
+) -> str:
     remote = "*" if remote_addr is None else f"{remote_addr}:{remote_port}"
     return f"{proto} {local_addr}:{local_port} {remote}"
 
@@ -141,8 +143,13 @@ class EventStream:
             default :func:`app.core.sockets.default_source`.
     """
 
-    def __init__(self, ports: Iterable[int] = (), udp: bool = False, interval: float = 1.0,
-                 source: _Poller | None = None) -> None:
+    def __init__(
+        self,
+        ports: Iterable[int] = (),
+        udp: bool = False,
+        interval: float = 1.0,
+        source: _Poller | None = None,
+    ) -> None:
         self.ports: frozenset[int] = frozenset(int(p) for p in ports)
         bad = sorted(p for p in self.ports if not 0 < p < 65536)
         if bad:
@@ -221,15 +228,19 @@ class EventStream:
         every = _every(self.interval)
         if self.mode == "tracepoint":
             sampled = "TIME_WAIT and UDP" if self.udp else "TIME_WAIT"
-            return (f"every transition (kernel tracepoint sock:inet_sock_set_state);"
-                    f" {sampled} sampled {every} from the socket table")
+            return (
+                f"every transition (kernel tracepoint sock:inet_sock_set_state);"
+                f" {sampled} sampled {every} from the socket table"
+            )
         why = "run as root to see every transition"
         if os.geteuid() == 0 and self.unavailable:
             why = _reason(self.unavailable)
         if self.mode == "destroy":
             return f"sampled {every}, and every close — {why}"
-        return (f"sampled {every} — a connection that opens and closes between two samples"
-                f" is not seen ({self._no_destroy}); {why}")
+        return (
+            f"sampled {every} — a connection that opens and closes between two samples"
+            f" is not seen ({self._no_destroy}); {why}"
+        )
 
     def _kernel_fds(self) -> Iterator[int]:
         if self._tracer is not None:
@@ -378,8 +389,19 @@ class EventStream:
             if t.new_state == "CLOSE":
                 self._closed_from[key] = (t.old_state, time.monotonic())
                 self._owners.pop(key, None)
-        return WatchEvent(t.at, t.proto, t.local_addr, t.local_port, t.remote_addr,
-                          t.remote_port, t.old_state, t.new_state, pid, process, "tracepoint")
+        return WatchEvent(
+            t.at,
+            t.proto,
+            t.local_addr,
+            t.local_port,
+            t.remote_addr,
+            t.remote_port,
+            t.old_state,
+            t.new_state,
+            pid,
+            process,
+            "tracepoint",
+        )
 
     def _from_destroy(self, raw: RawSocket) -> WatchEvent | None:
         if not raw.local_port:
@@ -397,8 +419,19 @@ class EventStream:
         old = sock.state if sock is not None else (None if raw.state == "CLOSE" else raw.state)
         pid, process = self._owner(key)
         self._closed_from[key] = (old, time.monotonic())
-        return WatchEvent(time.time(), raw.proto, raw.local_addr, raw.local_port,
-                          raw.remote_addr, raw.remote_port, old, "CLOSE", pid, process, "destroy")
+        return WatchEvent(
+            time.time(),
+            raw.proto,
+            raw.local_addr,
+            raw.local_port,
+            raw.remote_addr,
+            raw.remote_port,
+            old,
+            "CLOSE",
+            pid,
+            process,
+            "destroy",
+        )
 
     # ------------------------------------------------------------------ sampling
 
@@ -433,8 +466,7 @@ class EventStream:
         return events
 
     def _filtered(self, snap: Snapshot) -> Snapshot:
-        kept = tuple(s for s in snap.sockets
-                     if self._wanted(s.proto, s.local_port, s.remote_port))
+        kept = tuple(s for s in snap.sockets if self._wanted(s.proto, s.local_port, s.remote_port))
         if len(kept) == len(snap.sockets):
             return snap
         return Snapshot(taken_at=snap.taken_at, sockets=kept, duration=snap.duration)
@@ -476,5 +508,16 @@ class EventStream:
     @staticmethod
     def _from_socket(sock: Socket, at: float, old: str | None, new: str | None) -> WatchEvent:
         process = sock.process if sock.pid is not None else None
-        return WatchEvent(at, sock.proto, sock.local_addr, sock.local_port, sock.remote_addr,
-                          sock.remote_port, old, new, sock.pid, process, "poll")
+        return WatchEvent(
+            at,
+            sock.proto,
+            sock.local_addr,
+            sock.local_port,
+            sock.remote_addr,
+            sock.remote_port,
+            old,
+            new,
+            sock.pid,
+            process,
+            "poll",
+        )

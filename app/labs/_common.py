@@ -470,17 +470,26 @@ def unprivileged_port_start() -> int:
 
 # /proc/net/tcp's state numbers (include/net/tcp_states.h), as ss names them.
 _PROC_TCP_STATES = {
-    "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
-    "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
-    "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING",
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "03": "SYN_RECV",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
 }
 
 
 def _proc_addr(hex_addr: str) -> str:
     """A /proc/net address (``0100007F``, 32 hex digits for IPv6) as text."""
     # Each 32-bit word is printed as the host reads it (%08X): its bytes in host order.
-    words = b"".join(struct.pack("=I", int(hex_addr[i : i + 8], 16))
-                     for i in range(0, len(hex_addr), 8))
+    words = b"".join(
+        struct.pack("=I", int(hex_addr[i : i + 8], 16)) for i in range(0, len(hex_addr), 8)
+    )
     if len(words) == 4:
         return str(ipaddress.IPv4Address(words))
     address = ipaddress.IPv6Address(words)
@@ -566,8 +575,10 @@ def _tcp_in_use(ip: str, port: int, reuseaddr: bool) -> LabError:
     elif state == "FIN_WAIT2" and inode == 0:
         # The kernel drops an orphaned FIN_WAIT2 after tcp_fin_timeout; if the peer closes
         # first, TIME_WAIT takes it over for as long again.
-        how_long = ("about 60 s after the close; if the peer closes meanwhile, TIME_WAIT holds "
-                    "the port about 60 s more")
+        how_long = (
+            "about 60 s after the close; if the peer closes meanwhile, TIME_WAIT holds "
+            "the port about 60 s more"
+        )
     else:
         how_long = "until it is closed"
     reuse = (

@@ -167,8 +167,11 @@ def run(args: argparse.Namespace) -> int:
                 say("Server closed the connection (reset)")
                 return 0
             except OSError as exc:
-                say(_ABORTED_LINE if aborted(exc)
-                    else f"Server closed the connection ({exc.strerror or exc})")
+                say(
+                    _ABORTED_LINE
+                    if aborted(exc)
+                    else f"Server closed the connection ({exc.strerror or exc})"
+                )
                 return 0
             if received is None:
                 break

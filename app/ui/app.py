@@ -290,8 +290,9 @@ class ObservatoryApp(App[None]):
         try:
             path = self.save_screenshot(filename=f"observatory-{stamp}.svg", path=str(folder))
         except OSError as exc:
-            self.notify(f"Could not save the screenshot in {folder}: {exc.strerror}",
-                        severity="error")
+            self.notify(
+                f"Could not save the screenshot in {folder}: {exc.strerror}", severity="error"
+            )
             return
         # Short: the next screenshot of a handout series should not show this one's toast.
         self.notify(f"Screenshot saved: {path}", timeout=3)
@@ -309,7 +310,7 @@ class ObservatoryApp(App[None]):
         """What a student would type for a started process (not ``python -m ...``)."""
         argv = list(event.argv)
         if event.program is not None and "-m" in argv:  # python -m app.labs.X ARGS
-            argv = [event.program, *argv[argv.index("-m") + 2:]]
+            argv = [event.program, *argv[argv.index("-m") + 2 :]]
         return shlex.join(argv)
 
     def lab_pids(self) -> frozenset[int]:
@@ -348,11 +349,13 @@ class ObservatoryApp(App[None]):
         if not self._need_manager():
             return
         if request.program is not None:
-            self._background(lambda: self.manager.launch_builtin(
-                request.name, request.program, list(request.args)))
+            self._background(
+                lambda: self.manager.launch_builtin(
+                    request.name, request.program, list(request.args)
+                )
+            )
         else:
-            self._background(lambda: self.manager.launch_command(request.name,
-                                                                 list(request.args)))
+            self._background(lambda: self.manager.launch_command(request.name, list(request.args)))
 
     def kill_process(self, name: str, sig: int) -> None:
         if self._need_manager():
@@ -380,18 +383,21 @@ class ObservatoryApp(App[None]):
 
     def kill_foreign(self, describe: Any, sig: int) -> None:
         """Signal the process the user confirmed (refused if its pid was reused since)."""
-        self._background(lambda: self.manager.kill_foreign(describe.pid, sig,
-                                                           created=describe.created),
-                         done=f"Signal sent to pid {describe.pid}.")
+        self._background(
+            lambda: self.manager.kill_foreign(describe.pid, sig, created=describe.created),
+            done=f"Signal sent to pid {describe.pid}.",
+        )
 
     def close_connection(self, sock: Socket) -> None:
         """End one TCP connection (SOCK_DESTROY) after the screen's confirmation."""
         if sock.remote_addr is None or sock.remote_port is None:
             return
         local, remote = (sock.local_addr, sock.local_port), (sock.remote_addr, sock.remote_port)
-        self._background(lambda: diag.destroy(local, remote),
-                         done=f"Closed {sock.local} → {sock.remote}: its owner's recv() gets "
-                              "ECONNABORTED, the peer a reset.")
+        self._background(
+            lambda: diag.destroy(local, remote),
+            done=f"Closed {sock.local} → {sock.remote}: its owner's recv() gets "
+            "ECONNABORTED, the peer a reset.",
+        )
 
     def restart_process(self, name: str) -> None:
         if self._need_manager():
@@ -405,8 +411,9 @@ class ObservatoryApp(App[None]):
         try:
             scenario = load_scenario(path)
         except ScenarioError as exc:
-            self.notify("\n".join(exc.errors[:6]), title="Scenario refused", severity="error",
-                        timeout=15)
+            self.notify(
+                "\n".join(exc.errors[:6]), title="Scenario refused", severity="error", timeout=15
+            )
             return
         self._start_scenario(scenario)
 
@@ -418,7 +425,8 @@ class ObservatoryApp(App[None]):
         def report(result: EntryResult) -> None:  # kept, renamed or failed: said in words
             if result.message:
                 self._notify_from_thread(
-                    result.message, "error" if result.outcome == "failed" else "information")
+                    result.message, "error" if result.outcome == "failed" else "information"
+                )
 
         self._background(lambda: start_scenario_each(self.manager, scenario, on_result=report))
 
@@ -432,12 +440,15 @@ class ObservatoryApp(App[None]):
             self._quit()
             return
         names = ", ".join(running[:6]) + (" …" if len(running) > 6 else "")
-        body = (f"{len(running)} lab process(es) still run: {names}.\n\n"
-                "Quitting stops them all (nothing the observatory started outlives it).")
+        body = (
+            f"{len(running)} lab process(es) still run: {names}.\n\n"
+            "Quitting stops them all (nothing the observatory started outlives it)."
+        )
         # q asked to quit: Enter (or y) does it; Cancel is one key away (n, Esc).
-        self.push_screen(ConfirmDialog("Quit the observatory?", body, yes="Stop them and quit",
-                                       default="yes"),
-                         lambda yes: self._quit() if yes else None)
+        self.push_screen(
+            ConfirmDialog("Quit the observatory?", body, yes="Stop them and quit", default="yes"),
+            lambda yes: self._quit() if yes else None,
+        )
 
     def _quit(self) -> None:
         self._shutdown_children()

@@ -20,14 +20,37 @@ HIDDEN_STYLE = "italic"
 # Column order follows the tools: netstat -tulpn for LISTEN, ss for ESTABLISHED. The
 # user, the full command line and why a row has no pid are on the line under the
 # tables for the highlighted row (a projected table must stay narrow).
-LISTEN_COLUMNS = [("", "mark"), ("Proto", "proto"), ("Local address", "local"),
-                  ("Service", "service"), ("PID/Program", "owner"), ("Queue", "queue")]
-ESTABLISHED_COLUMNS = [("", "mark"), ("Proto", "proto"), ("Local", "local"), ("Peer", "peer"),
-                       ("PID/Program", "owner")]
-OTHER_COLUMNS = [("", "mark"), ("Proto", "proto"), ("State", "state"), ("Local", "local"),
-                 ("Peer", "peer"), ("PID/Program", "owner")]
-UDP_COLUMNS = [("", "mark"), ("Proto", "proto"), ("Local", "local"), ("Peer", "peer"),
-               ("PID/Program", "owner"), ("Service", "service")]
+LISTEN_COLUMNS = [
+    ("", "mark"),
+    ("Proto", "proto"),
+    ("Local address", "local"),
+    ("Service", "service"),
+    ("PID/Program", "owner"),
+    ("Queue", "queue"),
+]
+ESTABLISHED_COLUMNS = [
+    ("", "mark"),
+    ("Proto", "proto"),
+    ("Local", "local"),
+    ("Peer", "peer"),
+    ("PID/Program", "owner"),
+]
+OTHER_COLUMNS = [
+    ("", "mark"),
+    ("Proto", "proto"),
+    ("State", "state"),
+    ("Local", "local"),
+    ("Peer", "peer"),
+    ("PID/Program", "owner"),
+]
+UDP_COLUMNS = [
+    ("", "mark"),
+    ("Proto", "proto"),
+    ("Local", "local"),
+    ("Peer", "peer"),
+    ("PID/Program", "owner"),
+    ("Service", "service"),
+]
 
 
 def mark_cell(mark: str) -> Cell:
@@ -102,13 +125,13 @@ def _user_sort(column: str) -> Callable[[Marked], tuple[object, ...]]:
 def row_cells(m: Marked, column_keys: Sequence[str], options: ViewOptions) -> tuple[Cell, ...]:
     """One row's cells, in the order of ``column_keys``."""
     return tuple(
-        mark_cell(m.mark) if k == "mark" else _cell_value(k, m.sock, options)
-        for k in column_keys
+        mark_cell(m.mark) if k == "mark" else _cell_value(k, m.sock, options) for k in column_keys
     )
 
 
-def sort_function(user_sort: str | None,
-                  listen_ports: Set[int]) -> Callable[[Marked], tuple[object, ...]]:
+def sort_function(
+    user_sort: str | None, listen_ports: Set[int]
+) -> Callable[[Marked], tuple[object, ...]]:
     """The sort key of a row: by the user's column, else the two ends of a connection
     together, the server's end first (which ports listen decides which end that is)."""
     if user_sort:

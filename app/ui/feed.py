@@ -208,7 +208,7 @@ class TableFeed:
             keys = self.column_keys
             if "mark" in keys:
                 i = keys.index("mark")
-                cells = cells[:i] + (mark_cell(m.mark),) + cells[i + 1:]
+                cells = cells[:i] + (mark_cell(m.mark),) + cells[i + 1 :]
         else:
             cells = row_cells(m, self.column_keys, options)
         self._cells[m.key] = (m, cells)
@@ -225,8 +225,9 @@ class TableFeed:
             hay = self._hay[m.key] = haystack(m.sock)
         return text in hay
 
-    def matching(self, items: Iterable[tuple[object, str]], options: ViewOptions
-                 ) -> list[tuple[object, str]]:
+    def matching(
+        self, items: Iterable[tuple[object, str]], options: ViewOptions
+    ) -> list[tuple[object, str]]:
         """The ``(sort_key, key)`` items whose rows pass ``options``, in the same order."""
         plain, text = replace(options, text=""), options.text.lower()
         members = self.members
@@ -248,12 +249,21 @@ class TableFeed:
     @property
     def busy(self) -> bool:
         """Rows are still to be handed to the table (a show with a budget stopped short)."""
-        return bool(self._stream) or bool(self._stream_drop) or self._stream_whole or \
-            bool(self.pending)
+        return (
+            bool(self._stream)
+            or bool(self._stream_drop)
+            or self._stream_whole
+            or bool(self.pending)
+        )
 
-    def show(self, table: KeyedTable, options: ViewOptions,
-             order_for: Callable[[str | None], Callable[[Marked], tuple[object, ...]]],
-             order_signature: object, budget: int | None = None) -> bool:
+    def show(
+        self,
+        table: KeyedTable,
+        options: ViewOptions,
+        order_for: Callable[[str | None], Callable[[Marked], tuple[object, ...]]],
+        order_signature: object,
+        budget: int | None = None,
+    ) -> bool:
         """Bring ``table`` up to date with the members and ``options``.
 
         Args:
@@ -282,9 +292,12 @@ class TableFeed:
             previous = self._options
             if previous is None or options.numeric != previous.numeric:
                 self._cells.clear()
-            narrowing = (previous is not None and not self._stream
-                         and previous.text.lower() in options.text.lower()
-                         and replace(previous, text=options.text) == options)
+            narrowing = (
+                previous is not None
+                and not self._stream
+                and previous.text.lower() in options.text.lower()
+                and replace(previous, text=options.text) == options
+            )
             # Typing on narrows the filter: only rows shown now (or just changed) can match.
             self._restart(table, options, pending if narrowing else None)
         elif len(self.pending) > REBUILD_SHARE * len(self.shown) + 64:
@@ -317,9 +330,12 @@ class TableFeed:
                 if order.sort_keys.get(key, _NOWHERE) != new_key:
                     moves.append((key, new_key))
         if len(moves) > REBUILD_SHARE * len(order) + 64:  # one sort beats many moves
-            order.rebuild(itertools.chain(
-                ((k, sk) for k, sk in order.sort_keys.items() if k in members),
-                ((k, sk) for k, sk in moves if sk is not None)))
+            order.rebuild(
+                itertools.chain(
+                    ((k, sk) for k, sk in order.sort_keys.items() if k in members),
+                    ((k, sk) for k, sk in moves if sk is not None),
+                )
+            )
         else:
             for key, sort_key in moves:
                 if sort_key is None:
@@ -328,8 +344,13 @@ class TableFeed:
                     order.put(key, sort_key)
         self._forget(keys)
 
-    def _changes(self, table: KeyedTable, options: ViewOptions,
-                 key_of: Callable[[Marked], tuple[object, ...]], budget: int | None) -> None:
+    def _changes(
+        self,
+        table: KeyedTable,
+        options: ViewOptions,
+        key_of: Callable[[Marked], tuple[object, ...]],
+        budget: int | None,
+    ) -> None:
         """A few rows changed: each is placed, formatted and handed over on its own."""
         if budget is None or budget >= len(self.pending):
             keys, self.pending = self.pending, set()
@@ -357,8 +378,9 @@ class TableFeed:
                 self._cells.pop(key, None)
                 self._hay.pop(key, None)
 
-    def _restart(self, table: KeyedTable, options: ViewOptions,
-                 narrow: set[str] | None, whole: bool = False) -> None:
+    def _restart(
+        self, table: KeyedTable, options: ViewOptions, narrow: set[str] | None, whole: bool = False
+    ) -> None:
         """Every row again: one pass over the members in sorted order gives the rows
         the table must show; :meth:`_hand_over` gives them to it.
 
@@ -372,14 +394,21 @@ class TableFeed:
         candidates: Iterable[tuple[object, str]] = self.order.sorted
         shown = self.shown
         if narrow is not None:
-            candidates = [item for item in self.order.sorted
-                          if item[1] in shown or item[1] in narrow]
+            candidates = [
+                item for item in self.order.sorted if item[1] in shown or item[1] in narrow
+            ]
         found = self.matching(candidates, options)
         user_sort = options.sort if options.sort in self.column_keys else None
         reverse = bool(user_sort) and options.reverse
         whole = (whole or reverse != table.reversed) and table.row_count > 0
-        if (narrow is not None and not narrow and len(found) == len(shown) and not whole
-                and previous is not None and previous.numeric == options.numeric):
+        if (
+            narrow is not None
+            and not narrow
+            and len(found) == len(shown)
+            and not whole
+            and previous is not None
+            and previous.numeric == options.numeric
+        ):
             return  # a stricter filter that every row shown still passes: nothing to redo
         self.shown = {key for _, key in found}
         # Rows that leave go at once; the others are handed over from the top of
@@ -390,16 +419,19 @@ class TableFeed:
             found.reverse()
         self._stream, self._stream_at, self._stream_whole = found, 0, whole
 
-    def _hand_over(self, table: KeyedTable, options: ViewOptions, reverse: bool,
-                   budget: int | None) -> bool:
+    def _hand_over(
+        self, table: KeyedTable, options: ViewOptions, reverse: bool, budget: int | None
+    ) -> bool:
         """The next rows of a restart, in display order; True when all are handed over."""
         stream, members = self._stream, self.members
         if self._stream_whole:
             if reverse:
                 stream.reverse()  # ascending for the table
             have = table.rows
-            rows = [TableRow(key, self.cells(members[key], options), sort_key)
-                    for sort_key, key in stream]
+            rows = [
+                TableRow(key, self.cells(members[key], options), sort_key)
+                for sort_key, key in stream
+            ]
             if len(rows) == len(have) and all(have.get(r.key) is r.cells for r in rows):
                 table.reorder(stream, reverse)  # a new sort of the same rows
             else:
@@ -434,8 +466,9 @@ class SocketFeed:
             ``other``, ``udp``).
     """
 
-    def __init__(self, tables: Mapping[str, Sequence[tuple[str, str]]],
-                 seconds: float = MARK_SECONDS) -> None:
+    def __init__(
+        self, tables: Mapping[str, Sequence[tuple[str, str]]], seconds: float = MARK_SECONDS
+    ) -> None:
         self.marks = Marks(seconds=seconds)
         self.tables = {name: TableFeed(columns) for name, columns in tables.items()}
         self._table_of: dict[str, str] = {}
@@ -479,14 +512,14 @@ class SocketFeed:
     def listen_ports(self) -> set[int]:
         return set(self._listen_ports)
 
-    def show(self, name: str, table: KeyedTable, options: ViewOptions,
-             budget: int | None = None) -> TableFeed:
+    def show(
+        self, name: str, table: KeyedTable, options: ViewOptions, budget: int | None = None
+    ) -> TableFeed:
         """Bring one table up to date (with ``budget``: that many rows, then see
         ``busy``); returns its feed (for the counts in its title)."""
         feed = self.tables[name]
         ports = frozenset(self._listen_ports)
-        feed.show(table, options, lambda user_sort: sort_function(user_sort, ports), ports,
-                  budget)
+        feed.show(table, options, lambda user_sort: sort_function(user_sort, ports), ports, budget)
         return feed
 
     @property

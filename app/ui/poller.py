@@ -27,6 +27,8 @@ from app.core.watch import EventStream
 from app.ui.messages import PollResult
 
 INTERFACES_EVERY = 5.0  # seconds between interface reads
+
+
 class _Latest:
     """The poller's last snapshot, as the event stream's socket table."""
 
@@ -116,7 +118,8 @@ class Poller:
             if stream.stale_removed:
                 self._notes.append(
                     f"Removed {len(stream.stale_removed)} tracing instance(s) left by an "
-                    f"observatory that was killed: {', '.join(stream.stale_removed)}")
+                    f"observatory that was killed: {', '.join(stream.stale_removed)}"
+                )
         if self._stop.is_set():
             self._close_stream()
 
@@ -179,5 +182,12 @@ class Poller:
             stream.sample_now()  # the sample is this poll's snapshot, every poll
             transitions = stream.read(0)
         notes, self._notes = self._notes, []
-        return PollResult(snap, events, procs, ifaces, transitions,
-                          stream.seeing if stream is not None else None, notes)
+        return PollResult(
+            snap,
+            events,
+            procs,
+            ifaces,
+            transitions,
+            stream.seeing if stream is not None else None,
+            notes,
+        )

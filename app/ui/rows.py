@@ -34,7 +34,10 @@ class ViewOptions:
     def view_differs(self, other: ViewOptions) -> bool:
         """Whether ``other`` shows other rows (not only in another order or wording)."""
         return (self.text, self.lab_pids is None, self.family) != (
-            other.text, other.lab_pids is None, other.family)
+            other.text,
+            other.lab_pids is None,
+            other.family,
+        )
 
     def _lab_kernel(self, sock: Socket) -> bool:
         """A socket no process holds belongs to the lab when it touches a lab port:
@@ -56,8 +59,10 @@ class ViewOptions:
 
 def haystack(sock: Socket) -> str:
     """The text a filter searches in: address, port, program, service, state, user."""
-    return (f"{sock.proto} {sock.local} {sock.remote} {sock.state} {sock.owner_label} "
-            f"{sock.service or ''} {sock.user or ''}").lower()
+    return (
+        f"{sock.proto} {sock.local} {sock.remote} {sock.state} {sock.owner_label} "
+        f"{sock.service or ''} {sock.user or ''}"
+    ).lower()
 
 
 @dataclass(slots=True)
@@ -84,7 +89,10 @@ def pair_order(listen_ports: set[int]) -> Callable[[Socket], tuple[object, ...]]
         b = (s.remote_addr or "", s.remote_port or 0)
         pair = (a, b) if a <= b else (b, a)
         server_first = 0 if s.local_port in listen_ports else 1
-        return (s.local_port not in listen_ports and (s.remote_port or 0) not in listen_ports,
-                pair, server_first)
+        return (
+            s.local_port not in listen_ports and (s.remote_port or 0) not in listen_ports,
+            pair,
+            server_first,
+        )
 
     return key

@@ -67,8 +67,11 @@ def test_close_ends_a_lab_connection_held_by_another_process(lab: Labs) -> None:
 
 @pytest.mark.parametrize(
     ("bind", "connect_to", "typed"),
-    [("::1", "::1", "[::1]"), ("::", "127.0.0.1", "127.0.0.1"),
-     ("::", "127.0.0.1", "[::ffff:127.0.0.1]")],
+    [
+        ("::1", "::1", "[::1]"),
+        ("::", "127.0.0.1", "127.0.0.1"),
+        ("::", "127.0.0.1", "[::ffff:127.0.0.1]"),
+    ],
     ids=["ipv6", "dual-stack-as-ipv4", "dual-stack-as-mapped"],
 )
 def test_close_ipv6_and_a_dual_stack_socket_holding_ipv4(
@@ -109,7 +112,8 @@ def _recv_errno(sock: socket.socket) -> int | None:
 
 
 def test_close_as_nobody_is_refused_and_touches_nothing(
-    sockets: list[socket.socket], as_nobody  # type: ignore[no-untyped-def]
+    sockets: list[socket.socket],
+    as_nobody,  # type: ignore[no-untyped-def]
 ) -> None:
     srv = listener(sockets)
     port = srv.getsockname()[1]
@@ -133,8 +137,19 @@ def test_close_as_nobody_is_refused_and_touches_nothing(
     assert state[(port, cport)] == "ESTABLISHED" and state[(cport, port)] == "ESTABLISHED"
 
 
-@pytest.mark.parametrize("bad", ["127.0.0.1", "localhost:80", "1.2.3.4:99999", "[::1]6000",
-                                 "::1:6000", "0.0.0.0:*", "127.0.0.1:port", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "127.0.0.1",
+        "localhost:80",
+        "1.2.3.4:99999",
+        "[::1]6000",
+        "::1:6000",
+        "0.0.0.0:*",
+        "127.0.0.1:port",
+        "",
+    ],
+)
 def test_malformed_address_is_one_line_and_exit_2(bad: str) -> None:
     for args in ((bad, "127.0.0.1:6000"), ("127.0.0.1:6000", bad)):
         out = observatory("close", *args)
@@ -159,10 +174,27 @@ def test_a_pair_that_does_not_exist_is_refused_in_one_line(sockets: list[socket.
         srv.accept()
 
 
-def _sock(local: str, lport: int, remote: str | None, rport: int | None, state: str,
-          pid: int | None = 4242, proto: str = "tcp") -> Socket:
-    return Socket(proto, local, lport, remote, rport, state, pid=pid, process="tcp-client",
-                  user="root", owner="process" if pid else "kernel")
+def _sock(
+    local: str,
+    lport: int,
+    remote: str | None,
+    rport: int | None,
+    state: str,
+    pid: int | None = 4242,
+    proto: str = "tcp",
+) -> Socket:
+    return Socket(
+        proto,
+        local,
+        lport,
+        remote,
+        rport,
+        state,
+        pid=pid,
+        process="tcp-client",
+        user="root",
+        owner="process" if pid else "kernel",
+    )
 
 
 def test_ends_given_the_wrong_way_round_suggest_the_other_order() -> None:
@@ -174,9 +206,10 @@ def test_ends_given_the_wrong_way_round_suggest_the_other_order() -> None:
 
 
 def test_a_wrong_peer_names_the_peers_that_end_has() -> None:
-    held = [_sock("::ffff:127.0.0.1", 6000, "::ffff:127.0.0.1", 5555, "ESTABLISHED",
-                  proto="tcp6"),
-            _sock("::", 6000, None, None, "LISTEN", proto="tcp6")]
+    held = [
+        _sock("::ffff:127.0.0.1", 6000, "::ffff:127.0.0.1", 5555, "ESTABLISHED", proto="tcp6"),
+        _sock("::", 6000, None, None, "LISTEN", proto="tcp6"),
+    ]
     line = why_not(held, (ip_address("127.0.0.1"), 6000), (ip_address("127.0.0.1"), 7))
     assert "127.0.0.1:6000 is connected to 127.0.0.1:5555" in line, line
     assert "[::]:6000 is the listening socket" in line and "kill 4242" in line, line

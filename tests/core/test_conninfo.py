@@ -12,7 +12,13 @@ from tests.conftest import connect, listener, wait_for
 
 def test_human_bytes() -> None:
     assert [human_bytes(n) for n in (0, 4, 999, 1000, 1500, 2_000_000)] == [
-        "0 B", "4 B", "999 B", "1.0 kB", "1.5 kB", "2.0 MB"]
+        "0 B",
+        "4 B",
+        "999 B",
+        "1.0 kB",
+        "1.5 kB",
+        "2.0 MB",
+    ]
 
 
 def _ends(source: DiagSource, cli: socket.socket, srv: socket.socket) -> tuple[Socket, Socket]:
@@ -32,7 +38,8 @@ def test_the_lecture_hola_is_four_bytes_at_the_server_end(sockets: list[socket.s
     conn.recv(16)
     source = DiagSource()
     client, server = wait_for(
-        lambda: (e := _ends(source, cli, srv))[0].bytes_sent == 4 and e, what="4 bytes acked")
+        lambda: (e := _ends(source, cli, srv))[0].bytes_sent == 4 and e, what="4 bytes acked"
+    )
     assert "received 4 B" in describe(server)
     assert "sent 4 B" in describe(client) and "rtt " in describe(client)
     (listening,) = [s for s in source.poll().listening() if s.local_port == srv.getsockname()[1]]

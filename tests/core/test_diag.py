@@ -68,8 +68,19 @@ def test_sock_diag_equals_proc_net_on_the_same_sockets(sockets: list[socket.sock
     assert {s.owner for s in from_diag.values()} == {"process", "kernel"}
     for key, mine in from_diag.items():
         theirs = from_proc[key]
-        for name in ("proto", "state", "pid", "process", "owner", "user", "uid", "inode",
-                     "recv_q", "service", "cmdline"):
+        for name in (
+            "proto",
+            "state",
+            "pid",
+            "process",
+            "owner",
+            "user",
+            "uid",
+            "inode",
+            "recv_q",
+            "service",
+            "cmdline",
+        ):
             assert getattr(mine, name) == getattr(theirs, name), (key, name)
         if mine.state != "LISTEN":  # /proc prints 0 for a listener; sock_diag has no other
             assert mine.send_q == theirs.send_q, key
@@ -85,8 +96,9 @@ def test_backlog_is_the_listen_argument_and_ss_send_q(sockets: list[socket.socke
     assert row.rtt_ms is None and row.bytes_sent is None  # a listener has no connection
     assert ProcNetSource().poll().by_key[row.key].backlog is None  # /proc does not know it
     if shutil.which("ss"):
-        ss = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
-                            text=True, check=True).stdout.split()
+        ss = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout.split()
         assert ss[1:3] == ["1", "7"]  # Recv-Q waiting, Send-Q the limit
         text = observatory("snapshot", "--listen", "--port", str(port)).stdout
         (line,) = [ln for ln in text.splitlines() if f":{port} " in ln]
@@ -126,7 +138,12 @@ def test_fields_are_null_where_the_kernel_gives_none(sockets: list[socket.socket
     for s in ours(DiagSource().poll().sockets, ports).values():
         if s.state in ("TIME_WAIT", "NONE"):
             assert (s.rtt_ms, s.retrans, s.bytes_sent, s.bytes_received, s.backlog) == (
-                None, None, None, None, None), s.key
+                None,
+                None,
+                None,
+                None,
+                None,
+            ), s.key
         elif s.state == "ESTABLISHED":
             assert s.bytes_sent is not None and s.backlog is None, s.key
 
@@ -141,8 +158,14 @@ def test_snapshot_json_has_the_new_keys(sockets: list[socket.socket]) -> None:
     assert row["backlog"] == 3
     for key in ("rtt_ms", "retrans", "bytes_sent", "bytes_received"):
         assert key in row and row[key] is None
-    proc = observatory("snapshot", "--json", "--listen", "--port", str(port),
-                       env={**os.environ, "OBSERVATORY_SOCKETS": "proc"})
+    proc = observatory(
+        "snapshot",
+        "--json",
+        "--listen",
+        "--port",
+        str(port),
+        env={**os.environ, "OBSERVATORY_SOCKETS": "proc"},
+    )
     (row,) = [r for r in json.loads(proc.stdout) if r["local_port"] == port]
     assert row["backlog"] is None  # the fallback has no way to know it
 

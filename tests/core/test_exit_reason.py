@@ -49,8 +49,9 @@ class Events:
     def exit_of(self, name: str) -> ProcessExited:
         def find() -> ProcessExited | None:
             with self.lock:
-                return next((e for e in self.seen if isinstance(e, ProcessExited)
-                             and e.name == name), None)
+                return next(
+                    (e for e in self.seen if isinstance(e, ProcessExited) and e.name == name), None
+                )
 
         found: ProcessExited = wait_for(find, what=f"{name}'s exit event")
         return found
@@ -120,8 +121,10 @@ def test_address_already_in_use_of_any_command_names_the_holder(manager: Process
 
 def test_a_requested_stop_has_no_reason(manager: ProcessManager) -> None:
     events = Events(manager)
-    manager.launch_command("sleeper", [sys.executable, "-c",
-                                       "import sys,time; sys.stderr.write('x\\n'); time.sleep(60)"])
+    manager.launch_command(
+        "sleeper",
+        [sys.executable, "-c", "import sys,time; sys.stderr.write('x\\n'); time.sleep(60)"],
+    )
     wait_for(lambda: manager.output("sleeper"), what="its stderr line")
     manager.stop("sleeper")
     exited = events.exit_of("sleeper")
@@ -155,11 +158,18 @@ def test_lab_up_prints_why_a_process_failed(tmp_path: Path, sockets: list[socket
     holder.listen(1)
     port = holder.getsockname()[1]
     path = tmp_path / "s.toml"
-    path.write_text(f'[[process]]\nname = "server2"\nprogram = "tcp-server"\nargs = ["{port}"]\n',
-                    encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "app", "lab", "up", str(path)],
-                          capture_output=True, text=True, cwd=REPO, timeout=30,
-                          stdin=subprocess.DEVNULL)
+    path.write_text(
+        f'[[process]]\nname = "server2"\nprogram = "tcp-server"\nargs = ["{port}"]\n',
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "lab", "up", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 1
     assert (
         f"[server2] exited 1: tcp-server: port {port} is already in use on 127.0.0.1: a program "

@@ -23,12 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 OBSERVATORY = [sys.executable, "-m", "app"]
 
 
-
-
-
-
-
-
 class Running:
     """``observatory lab up`` in the background, its stdout read line by line."""
 
@@ -295,7 +289,8 @@ def test_up_session4_reproduces_the_lecture() -> None:
     if busy:
         # In CI the machine is ours: a busy lecture port is a failure, not a reason to skip.
         (pytest.fail if os.environ.get("CI") else pytest.skip)(
-            f"the lecture's ports must be free: {busy}")
+            f"the lecture's ports must be free: {busy}"
+        )
     up = Running("up", "scenarios/session4.toml")
     try:
         # Match our clients by their ephemeral ports: another program (a scan

@@ -71,18 +71,25 @@ def old_parse_nmap_xml(xml_text: str, requested_ports: str = "") -> list[_Parsed
             for port in ports_elem.iter("port"):
                 st = port.find("state")
                 service, version = _old_service_of(port.find("service"))
-                ports.append(PortResult(
-                    port=int(port.get("portid", "0")),
-                    proto=port.get("protocol", "tcp"),
-                    state=st.get("state", "unknown") if st is not None else "unknown",
-                    service=service,
-                    reason=st.get("reason") if st is not None else None,
-                    address=address,
-                    version=version,
-                ))
+                ports.append(
+                    PortResult(
+                        port=int(port.get("portid", "0")),
+                        proto=port.get("protocol", "tcp"),
+                        state=st.get("state", "unknown") if st is not None else "unknown",
+                        service=service,
+                        reason=st.get("reason") if st is not None else None,
+                        address=address,
+                        version=version,
+                    )
+                )
             for extra in ports_elem.iter("extraports"):
-                groups.append((extra.get("state", "unknown"), int(extra.get("count", "0")),
-                               list(extra.iter("extrareasons"))))
+                groups.append(
+                    (
+                        extra.get("state", "unknown"),
+                        int(extra.get("count", "0")),
+                        list(extra.iter("extrareasons")),
+                    )
+                )
         not_shown: list[NotShown] = []
         listed = {p.port for p in ports}
         for state, count, reasons in groups:
@@ -103,13 +110,15 @@ def old_parse_nmap_xml(xml_text: str, requested_ports: str = "") -> list[_Parsed
                 known = None
             not_shown.append(NotShown(state, count, proto, reason, known))
         ports.sort(key=lambda p: (p.proto, p.port))
-        hosts.append(_ParsedHost(
-            address=address,
-            state=status.get("state", "unknown") if status is not None else "unknown",
-            timed_out=host.get("timedout") == "true",
-            ports=ports,
-            not_shown=not_shown,
-        ))
+        hosts.append(
+            _ParsedHost(
+                address=address,
+                state=status.get("state", "unknown") if status is not None else "unknown",
+                timed_out=host.get("timedout") == "true",
+                ports=ports,
+                not_shown=not_shown,
+            )
+        )
     return hosts
 
 
@@ -121,15 +130,22 @@ def same_both_ways(xml_text: str, ports: str) -> list[_ParsedHost]:
 
 
 # -- real nmap output ---------------------------------------------------------
-def real_xml(target: str, ports: str, scan_type: str = "connect",
-             host_timeout: str | None = None) -> str:
+def real_xml(
+    target: str, ports: str, scan_type: str = "connect", host_timeout: str | None = None
+) -> str:
     """nmap's XML for the argv a Scan runs (``build_command``); loopback only."""
     assert_loopback(target)
     argv = list(build_command(ScanRequest.create(target, ports, scan_type), timeout=30))
     if host_timeout is not None:
         argv[argv.index("--host-timeout") + 1] = host_timeout
-    done = subprocess.run([require_nmap(), *argv[1:]], capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL, check=True)
+    done = subprocess.run(
+        [require_nmap(), *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
     return done.stdout
 
 
@@ -188,8 +204,12 @@ def test_filtered_by_a_full_accept_queue(sockets: list[socket.socket]) -> None:
         c.setblocking(False)
         c.connect_ex(("127.0.0.1", port))
     source = ProcNetSource(protos=("tcp",))
-    wait_for(lambda: any(s.local_port == port and s.state == "LISTEN" and s.recv_q > 0
-                         for s in source.poll().sockets))
+    wait_for(
+        lambda: any(
+            s.local_port == port and s.state == "LISTEN" and s.recv_q > 0
+            for s in source.poll().sockets
+        )
+    )
     (host,) = same_both_ways(real_xml("127.0.0.1", str(port)), str(port))
     (found,) = host.ports
     assert (found.state, found.reason) == ("filtered", "no-response")
@@ -216,17 +236,33 @@ def test_a_network_of_hosts(sockets: list[socket.socket]) -> None:
     ports = parse_ports(f"{port},{shut}")
     hosts = same_both_ways(real_xml("127.0.0.4/30", ports), ports)
     assert [h.address for h in hosts] == [f"127.0.0.{n}" for n in range(4, 8)]
-    assert all({p.port: p.state for p in h.ports} == {port: "open", shut: "closed"}
-               for h in hosts)
+    assert all({p.port: p.state for p in h.ports} == {port: "open", shut: "closed"} for h in hosts)
 
 
 def test_no_host_scanned() -> None:
     # nmap's complete XML with no <host> (here: the only target excluded).
     assert_loopback("127.0.0.1")
-    done = subprocess.run([require_nmap(), "-oX", "-", "-sT", "-Pn", "-n", "-p", "1",
-                           "--exclude", "127.0.0.1", "--", "127.0.0.1"],
-                          capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, check=True)
+    done = subprocess.run(
+        [
+            require_nmap(),
+            "-oX",
+            "-",
+            "-sT",
+            "-Pn",
+            "-n",
+            "-p",
+            "1",
+            "--exclude",
+            "127.0.0.1",
+            "--",
+            "127.0.0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
     assert same_both_ways(done.stdout, "1") == []
 
 
@@ -258,7 +294,8 @@ def test_syn_and_udp(sockets: list[socket.socket]) -> None:
     (host,) = same_both_ways(real_xml("127.0.0.1", udp_ports, "udp"), udp_ports)
     assert {(p.port, p.proto): (p.state, p.reason) for p in host.ports} == {
         (uport, "udp"): ("open|filtered", "no-response"),
-        (ushut, "udp"): ("closed", "port-unreach")}
+        (ushut, "udp"): ("closed", "port-unreach"),
+    }
 
 
 # -- fixed documents: what loopback cannot produce cheaply --------------------
@@ -275,7 +312,9 @@ elapsed="6.41" exit="success"/><hosts up="1" down="0" total="1"/>
 """
 # nmap 7.93 -sV on a loopback TLS server speaking SSH inside (a self-signed
 # certificate; 12 s of probes, too slow to run each time).
-TLS_XML = _HEAD + """<host starttime="1796130010" endtime="1796130016">\
+TLS_XML = (
+    _HEAD
+    + """<host starttime="1796130010" endtime="1796130016">\
 <status state="up" reason="user-set" reason_ttl="0"/>
 <address addr="127.0.0.1" addrtype="ipv4"/>
 <hostnames>
@@ -286,19 +325,26 @@ ostype="Linux" tunnel="ssl" method="probed" conf="10"><cpe>cpe:/a:openbsd:openss
 </service></port>
 </ports>
 </host>
-""" + _TAIL
+"""
+    + _TAIL
+)
 # A host that did not answer discovery (our scans run with -Pn, so only another
 # nmap's output has one); loopback always answers.
-DOWN_XML = _HEAD + """<host><status state="down" reason="no-response" reason_ttl="0"/>
+DOWN_XML = (
+    _HEAD
+    + """<host><status state="down" reason="no-response" reason_ttl="0"/>
 <address addr="127.0.0.9" addrtype="ipv4"/>
 </host>
-""" + _TAIL
+"""
+    + _TAIL
+)
 
 
 def test_tunnelled_service_and_a_host_down() -> None:
     (tls,) = same_both_ways(TLS_XML, "44651")
     assert [(p.service, p.version) for p in tls.ports] == [
-        ("ssl/ssh", "OpenSSH 9.2p1 Debian 2+deb12u3 protocol 2.0")]
+        ("ssl/ssh", "OpenSSH 9.2p1 Debian 2+deb12u3 protocol 2.0")
+    ]
     (down,) = same_both_ways(DOWN_XML, "")
     assert (down.address, down.state, down.ports, down.not_shown) == ("127.0.0.9", "down", [], [])
 
@@ -342,22 +388,34 @@ def _fake_nmap(tmp_path: Path, stdout: str, stderr: str, code: int) -> None:
     (tmp_path / "out.xml").write_text(stdout)
     (tmp_path / "err.txt").write_text(stderr)
     script = tmp_path / "nmap"
-    script.write_text(f"#!/bin/sh\ncat {tmp_path}/out.xml\ncat {tmp_path}/err.txt >&2\n"
-                      f"exit {code}\n")
+    script.write_text(
+        f"#!/bin/sh\ncat {tmp_path}/out.xml\ncat {tmp_path}/err.txt >&2\nexit {code}\n"
+    )
     script.chmod(0o755)
 
 
-@pytest.mark.parametrize(("stdout", "stderr", "code", "words"), [
-    ("", "", 1, "nmap failed: nmap ended with code 1 and wrote no results"),
-    ("", "QUITTING!\n", 1, "nmap failed: nmap ended with code 1 and wrote no results"),
-    (TLS_XML[:300], "Failed to open device lo\nQUITTING!\n", 1,
-     "nmap failed: Failed to open device lo"),
-    (TLS_XML[: TLS_XML.rindex("</nmaprun>")], "", 0,
-     "nmap failed: nmap ended with code 0 and wrote no results"),
-])
+@pytest.mark.parametrize(
+    ("stdout", "stderr", "code", "words"),
+    [
+        ("", "", 1, "nmap failed: nmap ended with code 1 and wrote no results"),
+        ("", "QUITTING!\n", 1, "nmap failed: nmap ended with code 1 and wrote no results"),
+        (
+            TLS_XML[:300],
+            "Failed to open device lo\nQUITTING!\n",
+            1,
+            "nmap failed: Failed to open device lo",
+        ),
+        (
+            TLS_XML[: TLS_XML.rindex("</nmaprun>")],
+            "",
+            0,
+            "nmap failed: nmap ended with code 0 and wrote no results",
+        ),
+    ],
+)
 def test_bad_output_gives_the_student_words(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stdout: str, stderr: str, code: int,
-        words: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stdout: str, stderr: str, code: int, words: str
+) -> None:
     _fake_nmap(tmp_path, stdout, stderr, code)
     monkeypatch.setattr("app.core.scan.find_nmap", lambda: str(tmp_path / "nmap"))
     result = Scan(ScanRequest.create("127.0.0.1", "22")).run()
@@ -367,8 +425,9 @@ def test_bad_output_gives_the_student_words(
 def test_nmap_killed_mid_scan_gives_words(sockets: list[socket.socket]) -> None:
     require_nmap()
     server = listener(sockets)  # never accepts nor speaks: -sV waits on it for seconds
-    scan = Scan(ScanRequest.create("127.0.0.1", str(server.getsockname()[1]), "version"),
-                timeout=30)
+    scan = Scan(
+        ScanRequest.create("127.0.0.1", str(server.getsockname()[1]), "version"), timeout=30
+    )
     scan.start()
     pid = wait_for(lambda: scan.pid if scan.pid and nmap_processes_of(scan.pid) else None)
     time.sleep(0.3)
@@ -376,6 +435,7 @@ def test_nmap_killed_mid_scan_gives_words(sockets: list[socket.socket]) -> None:
     result = scan.wait(timeout=10)
     assert result is not None
     assert (result.status, result.error) == (
-        "failed", "nmap failed: nmap ended with code -9 and wrote no results")
+        "failed",
+        "nmap failed: nmap ended with code -9 and wrote no results",
+    )
     assert nmap_processes_of(pid) == []
-

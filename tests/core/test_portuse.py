@@ -49,8 +49,9 @@ def bind_errno(address: str, port: int, reuse: bool = False) -> int:
 @pytest.fixture
 def killed_server() -> Iterator[tuple[int, socket.socket]]:
     """A server SIGKILLed while its client is connected: (port, the client still open)."""
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, "0.0.0.0"], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, "0.0.0.0"], stdout=subprocess.PIPE, text=True
+    )
     client: socket.socket | None = None
     try:
         assert proc.stdout is not None
@@ -82,7 +83,7 @@ def test_a_killed_servers_fin_wait2_is_named_with_its_peer(
     words = bind_conflict(sockets_now(), "0.0.0.0", port, reuseaddr=False)
     assert words is not None
     assert words.startswith(
-        f"bind() of 0.0.0.0:{port} fails with \"Address already in use\" (the new socket has "
+        f'bind() of 0.0.0.0:{port} fails with "Address already in use" (the new socket has '
         f"no SO_REUSEADDR): 127.0.0.1:{port} → 127.0.0.1:"
     )
     assert "(FIN_WAIT2, held by the kernel: no process)" in words
@@ -118,7 +119,7 @@ def test_reuseaddr_on_the_new_socket_is_only_a_may(
     assert bind_errno("0.0.0.0", port, reuse=True) == errno.EADDRINUSE
     words = bind_conflict(sockets_now(), "0.0.0.0", port, reuseaddr=True)
     assert words is not None
-    assert words.startswith(f"bind() of 0.0.0.0:{port} may fail with \"Address already in use\"")
+    assert words.startswith(f'bind() of 0.0.0.0:{port} may fail with "Address already in use"')
     assert "the kernel does not report whether it did" in words
     assert "set SO_REUSEADDR before bind() (in the old" not in words  # it is set already
 
@@ -179,8 +180,10 @@ def test_close_wait_held_by_a_process(sockets: list[socket.socket]) -> None:
     sockets.append(accepted)
     client.close()
     server.close()
-    wait_for(lambda: any(s.local_port == port and s.state == "CLOSE_WAIT"
-                         for s in sockets_now()), what="CLOSE_WAIT")
+    wait_for(
+        lambda: any(s.local_port == port and s.state == "CLOSE_WAIT" for s in sockets_now()),
+        what="CLOSE_WAIT",
+    )
     assert bind_errno("127.0.0.1", port) == errno.EADDRINUSE
     words = bind_conflict(sockets_now(), "127.0.0.1", port)
     assert words is not None
@@ -190,7 +193,8 @@ def test_close_wait_held_by_a_process(sockets: list[socket.socket]) -> None:
 
 
 def test_a_fin_wait2_a_process_still_holds_is_not_said_to_time_out(
-        sockets: list[socket.socket]) -> None:
+    sockets: list[socket.socket],
+) -> None:
     """shutdown(SHUT_WR) sends the FIN but keeps the socket: no timer ends that FIN_WAIT2."""
     server = socket.socket()
     sockets.append(server)
@@ -203,8 +207,13 @@ def test_a_fin_wait2_a_process_still_holds_is_not_said_to_time_out(
     sockets.append(accepted)
     server.close()
     accepted.shutdown(socket.SHUT_WR)
-    wait_for(lambda: any(s.local_port == port and s.state == "FIN_WAIT2" and s.owner == "process"
-                         for s in sockets_now()), what="a FIN_WAIT2 our process holds")
+    wait_for(
+        lambda: any(
+            s.local_port == port and s.state == "FIN_WAIT2" and s.owner == "process"
+            for s in sockets_now()
+        ),
+        what="a FIN_WAIT2 our process holds",
+    )
     assert bind_errno("127.0.0.1", port) == errno.EADDRINUSE
     words = bind_conflict(sockets_now(), "127.0.0.1", port)
     assert words is not None
@@ -242,10 +251,16 @@ def test_udp(sockets: list[socket.socket]) -> None:
 
 
 def sock(local: str, state: str, proto: str = "tcp", remote: str | None = "127.0.0.1") -> Socket:
-    return Socket(proto=proto, local_addr=local, local_port=6000,
-                  remote_addr=None if state == "LISTEN" else remote,
-                  remote_port=None if state == "LISTEN" else 40000, state=state,
-                  owner="kernel", pid=None)
+    return Socket(
+        proto=proto,
+        local_addr=local,
+        local_port=6000,
+        remote_addr=None if state == "LISTEN" else remote,
+        remote_port=None if state == "LISTEN" else 40000,
+        state=state,
+        owner="kernel",
+        pid=None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -266,8 +281,9 @@ def sock(local: str, state: str, proto: str = "tcp", remote: str | None = "127.0
         (sock("127.0.0.1", "TIME_WAIT"), "127.0.0.2", False, None),
     ],
 )
-def test_which_addresses_overlap(holder: Socket, new: str, v6only: bool,
-                                 expected: str | None) -> None:
+def test_which_addresses_overlap(
+    holder: Socket, new: str, v6only: bool, expected: str | None
+) -> None:
     words = bind_conflict([holder], new, 6000, reuseaddr=False, v6only=v6only)
     if expected is None:
         assert words is None

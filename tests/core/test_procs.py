@@ -29,9 +29,6 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
-
-
 def wait_until(check: Callable[[], object], timeout: float = 5.0, what: str = "") -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -438,9 +435,12 @@ def test_second_shutdown_waits_for_the_first_to_kill_a_stubborn_child() -> None:
     m = ProcessManager(register_atexit=False)
     info = m.launch_command(
         "stubborn",
-        [sys.executable, "-c",
-         "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-         "print('ready', flush=True); time.sleep(60)"],
+        [
+            sys.executable,
+            "-c",
+            "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)",
+        ],
     )
     deadline = time.monotonic() + 10
     while "ready" not in m.output("stubborn") and time.monotonic() < deadline:
@@ -450,7 +450,8 @@ def test_second_shutdown_waits_for_the_first_to_kill_a_stubborn_child() -> None:
     m.shutdown()
     assert info.pid is not None
     assert not psutil.pid_exists(info.pid) or (
-        psutil.Process(info.pid).status() == psutil.STATUS_ZOMBIE)
+        psutil.Process(info.pid).status() == psutil.STATUS_ZOMBIE
+    )
 
 
 def test_kill_foreign_refuses_a_pid_that_is_another_process_now() -> None:

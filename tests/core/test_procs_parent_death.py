@@ -44,12 +44,6 @@ while True:
 """
 
 
-
-
-
-
-
-
 def sleeps_below(pid: int) -> list[str]:
     """The N of every ``sleep N`` below ``pid``."""
     found = []

@@ -143,7 +143,10 @@ def test_sigkill_of_the_parent_leaves_nothing_of_any_tree() -> None:
         commands = [psutil.Process(pid) for pid in pids]
         # The pid the manager gave is the command's own: what ps shows.
         assert [" ".join(p.cmdline()[:2]) for p in commands] == [
-            "sh -c", "sh -c", "sleep 784", "sh -c"
+            "sh -c",
+            "sh -c",
+            "sleep 784",
+            "sh -c",
         ]
         # The orphans (sleep 779, and the daemon's sleep 783 in its own
         # session) are kept by the supervisor, not handed to init.
@@ -270,9 +273,7 @@ def test_the_listen_table_pid_is_the_lab_table_pid(manager: ProcessManager) -> N
     while manager.output("listener") != ["listening"]:
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    assert [s.pid for s in ProcNetSource().poll().listening() if s.local_port == port] == [
-        info.pid
-    ]
+    assert [s.pid for s in ProcNetSource().poll().listening() if s.local_port == port] == [info.pid]
     assert info.pid is not None
     assert os.getpgid(info.pid) == info.pid and os.getsid(info.pid) == info.pid
     assert manager.is_managed(info.pid)
@@ -300,8 +301,13 @@ sys.stdin.read()
 
 
 def as_user(user: pwd.struct_passwd) -> list[str]:
-    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
-            "--inh-caps=-all"]
+    return [
+        "setpriv",
+        f"--reuid={user.pw_uid}",
+        f"--regid={user.pw_gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ]
 
 
 def _python_for(user: pwd.struct_passwd) -> str | None:
@@ -311,8 +317,14 @@ def _python_for(user: pwd.struct_passwd) -> str | None:
             continue
         # Through sh: setpriv's own exec may succeed where the user's would not.
         done = subprocess.run(
-            [*as_user(user), "sh", "-c", 'exec "$0" -I -S -c "open($1).close()"', python,
-             repr(str(SHIM))],
+            [
+                *as_user(user),
+                "sh",
+                "-c",
+                'exec "$0" -I -S -c "open($1).close()"',
+                python,
+                repr(str(SHIM)),
+            ],
             capture_output=True,
             timeout=10,
         )
@@ -335,8 +347,16 @@ def test_the_supervisor_needs_no_privilege() -> None:
         pytest.skip("no Python interpreter that the user nobody may run")
     trees = [TREES["background"][0], TREES["subshell"][0], [python, "-I", "-c", DAEMON]]
     parent = subprocess.Popen(
-        [*as_user(nobody), python, "-I", "-c", UNPRIVILEGED_PARENT, python, str(SHIM),
-         json.dumps(trees)],
+        [
+            *as_user(nobody),
+            python,
+            "-I",
+            "-c",
+            UNPRIVILEGED_PARENT,
+            python,
+            str(SHIM),
+            json.dumps(trees),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

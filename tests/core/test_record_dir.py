@@ -75,7 +75,9 @@ def test_fallback_dirs_order(tmp_path: Path) -> None:
     uid = os.geteuid()
     temp = Path(tempfile.gettempdir()) / f"connection-observatory-{uid}" / "sessions"
     assert fallback_dirs({"XDG_RUNTIME_DIR": "/run/user/7"}) == [
-        Path("/run/user/7/connection-observatory/sessions"), temp]
+        Path("/run/user/7/connection-observatory/sessions"),
+        temp,
+    ]
     assert fallback_dirs({"XDG_RUNTIME_DIR": "relative"}) == [temp]
 
 
@@ -97,8 +99,10 @@ def test_as_nobody_with_no_home(as_nobody: Any) -> None:
     warning, note, path, mode = out.stdout.splitlines()
     assert warning == "None"
     base = Path(tempfile.gettempdir()) / "connection-observatory-65534"
-    assert note.startswith(f"recording in {base}/sessions (cannot create the session folder "
-                           "/nonexistent/.local/share/connection-observatory/sessions")
+    assert note.startswith(
+        f"recording in {base}/sessions (cannot create the session folder "
+        "/nonexistent/.local/share/connection-observatory/sessions"
+    )
     assert Path(path).parent == base / "sessions"
     assert mode == "0o700 True"
     Path(path).unlink()

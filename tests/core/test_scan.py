@@ -56,31 +56,61 @@ def scan(target: str, ports: str, scan_type: str = "connect", **kw: object) -> S
 
 
 # -- targets ------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "canonical", "kind", "size"), [
-    ("127.0.0.1", "127.0.0.1", "address", 1),
-    (" 127.0.0.2 ", "127.0.0.2", "address", 1),
-    ("::1", "::1", "address", 1),
-    ("0:0:0:0:0:0:0:1", "::1", "address", 1),
-    ("fe80::1%lo", "fe80::1%lo", "address", 1),
-    ("127.0.0.0/24", "127.0.0.0/24", "network", 256),
-    ("127.0.0.5/30", "127.0.0.4/30", "network", 4),
-    ("127.0.0.9/32", "127.0.0.9", "address", 1),
-    ("fd00::/120", "fd00::/120", "network", 256),
-    ("localhost", "localhost", "hostname", 1),
-    ("lab-01.example.org", "lab-01.example.org", "hostname", 1),
-])
+@pytest.mark.parametrize(
+    ("text", "canonical", "kind", "size"),
+    [
+        ("127.0.0.1", "127.0.0.1", "address", 1),
+        (" 127.0.0.2 ", "127.0.0.2", "address", 1),
+        ("::1", "::1", "address", 1),
+        ("0:0:0:0:0:0:0:1", "::1", "address", 1),
+        ("fe80::1%lo", "fe80::1%lo", "address", 1),
+        ("127.0.0.0/24", "127.0.0.0/24", "network", 256),
+        ("127.0.0.5/30", "127.0.0.4/30", "network", 4),
+        ("127.0.0.9/32", "127.0.0.9", "address", 1),
+        ("fd00::/120", "fd00::/120", "network", 256),
+        ("localhost", "localhost", "hostname", 1),
+        ("lab-01.example.org", "lab-01.example.org", "hostname", 1),
+    ],
+)
 def test_valid_targets_are_canonical(text: str, canonical: str, kind: str, size: int) -> None:
     target = parse_target(text)
     assert (target.text, target.kind, target.size) == (canonical, kind, size)
 
 
-@pytest.mark.parametrize("text", [
-    "127.0.0.1 -oN /tmp/x", "-iL /etc/passwd", "-iL", "--script=x", "$(touch x)", "`id`",
-    ";", "127.0.0.1;id", "127.0.0.1|id", "127.0.0.1&", "a>b", "127.0.0.1,127.0.0.2",
-    "127.0.0.1-5", "127.0.0.*", "", "   ", "host_name", "-localhost", "a..b", "x" * 64,
-    "999.1.1.1", "127.1", "10.0.0.0/23", "fd00::/64", "127.0.0.0/33", "::1%$(id)",
-    "fe80::1%eth0 -oN", "1.2.3.4\n-oN", "'127.0.0.1'",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "127.0.0.1 -oN /tmp/x",
+        "-iL /etc/passwd",
+        "-iL",
+        "--script=x",
+        "$(touch x)",
+        "`id`",
+        ";",
+        "127.0.0.1;id",
+        "127.0.0.1|id",
+        "127.0.0.1&",
+        "a>b",
+        "127.0.0.1,127.0.0.2",
+        "127.0.0.1-5",
+        "127.0.0.*",
+        "",
+        "   ",
+        "host_name",
+        "-localhost",
+        "a..b",
+        "x" * 64,
+        "999.1.1.1",
+        "127.1",
+        "10.0.0.0/23",
+        "fd00::/64",
+        "127.0.0.0/33",
+        "::1%$(id)",
+        "fe80::1%eth0 -oN",
+        "1.2.3.4\n-oN",
+        "'127.0.0.1'",
+    ],
+)
 def test_bad_targets_are_refused_in_one_line(text: str) -> None:
     with pytest.raises(TargetError) as info:
         parse_target(text)
@@ -97,30 +127,36 @@ def test_network_cap_is_said_in_words() -> None:
 
 
 # -- ports --------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "canonical"), [
-    ("22", "22"),
-    ("80, 22,6000-6010,81", "22,80-81,6000-6010"),
-    ("6005-6010,6000-6006", "6000-6010"),
-    ("1-65535", "1-65535"),
-    ("65535,1", "1,65535"),
-])
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("22", "22"),
+        ("80, 22,6000-6010,81", "22,80-81,6000-6010"),
+        ("6005-6010,6000-6006", "6000-6010"),
+        ("1-65535", "1-65535"),
+        ("65535,1", "1,65535"),
+    ],
+)
 def test_ports_are_canonical(text: str, canonical: str) -> None:
     assert parse_ports(text) == canonical
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("1-70000", "70000 is outside"),
-    ("0", "0 is outside"),
-    ("http", "not 'http'"),
-    ("6010-6000", "from the smaller port to the larger"),
-    ("22,,80", "an empty item"),
-    ("-80", "not '-80'"),
-    ("T:22", "not 'T:22'"),
-    ("22 80", "not '22 80'"),
-    ("22;id", "not '22;id'"),
-    ("$(id)", "not '$(id)'"),
-    ("", "give ports"),
-])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("1-70000", "70000 is outside"),
+        ("0", "0 is outside"),
+        ("http", "not 'http'"),
+        ("6010-6000", "from the smaller port to the larger"),
+        ("22,,80", "an empty item"),
+        ("-80", "not '-80'"),
+        ("T:22", "not 'T:22'"),
+        ("22 80", "not '22 80'"),
+        ("22;id", "not '22;id'"),
+        ("$(id)", "not '$(id)'"),
+        ("", "give ports"),
+    ],
+)
 def test_bad_ports_are_refused_in_words(text: str, words: str) -> None:
     with pytest.raises(PortsError) as info:
         parse_ports(text)
@@ -152,9 +188,24 @@ def test_types_need_root_for_raw_packets() -> None:
 def test_command_is_fixed_options_and_canonical_fields() -> None:
     request = ScanRequest.create("127.0.0.1", "80,22", "connect")
     argv = build_command(request, timeout=30)
-    assert argv == ("nmap", "-oX", "-", "--stats-every", "1s", "-sT", "-Pn", "-n",
-                    "--max-retries", "1", "--host-timeout", "30s", "-p", "22,80",
-                    "--", "127.0.0.1")
+    assert argv == (
+        "nmap",
+        "-oX",
+        "-",
+        "--stats-every",
+        "1s",
+        "-sT",
+        "-Pn",
+        "-n",
+        "--max-retries",
+        "1",
+        "--host-timeout",
+        "30s",
+        "-p",
+        "22,80",
+        "--",
+        "127.0.0.1",
+    )
     assert build_command(ScanRequest.create("::1", "22", "syn"))[5] == "-sS"
     assert "-6" in build_command(ScanRequest.create("::1", "22"))
     version = build_command(ScanRequest.create("127.0.0.1", "22", "version"))
@@ -191,16 +242,23 @@ OLD_NMAP_XML = """<?xml version="1.0"?>
 def test_older_nmap_without_folded_port_lists() -> None:
     (host,) = parse_nmap_xml(OLD_NMAP_XML, "6000-6004")
     assert [(p.port, p.state, p.service) for p in host.ports] == [
-        (6000, "open", "X11"), (6001, "closed", "unknown")]
+        (6000, "open", "X11"),
+        (6001, "closed", "unknown"),
+    ]
     (group,) = host.not_shown
     assert (group.state, group.count, group.reason, group.ports) == (
-        "closed", 3, "conn-refused", "6002-6004")
+        "closed",
+        3,
+        "conn-refused",
+        "6002-6004",
+    )
 
 
 # -- history and compare (data only) ------------------------------------------
 def _result(states: dict[int, str], started: float) -> ScanResult:
-    ports = tuple(PortResult(p, "tcp", s, "unknown", None, address="127.0.0.1")
-                  for p, s in states.items())
+    ports = tuple(
+        PortResult(p, "tcp", s, "unknown", None, address="127.0.0.1") for p, s in states.items()
+    )
     return ScanResult("127.0.0.1", "connect", ports, started, 0.1, ("nmap",))
 
 
@@ -221,8 +279,11 @@ def test_compare_rows_like_zenmap() -> None:
     a = _result({22: "open", 80: "closed"}, 1.0)
     b = _result({22: "open", 80: "open", 443: "closed"}, 2.0)
     rows = [(r.port, r.proto, r.state_a, r.state_b, r.changed) for r in compare(a, b)]
-    assert rows == [(22, "tcp", "open", "open", False), (80, "tcp", "closed", "open", True),
-                    (443, "tcp", None, "closed", True)]
+    assert rows == [
+        (22, "tcp", "open", "open", False),
+        (80, "tcp", "closed", "open", True),
+        (443, "tcp", None, "closed", True),
+    ]
 
 
 # -- real nmap on loopback ----------------------------------------------------
@@ -324,8 +385,10 @@ def test_full_accept_queue_reads_as_filtered(sockets: list[socket.socket]) -> No
     source = ProcNetSource(protos=("tcp",))
 
     def queued() -> bool:
-        return any(s.local_port == port and s.state == "LISTEN" and s.recv_q > 0
-                   for s in source.poll().sockets)
+        return any(
+            s.local_port == port and s.state == "LISTEN" and s.recv_q > 0
+            for s in source.poll().sockets
+        )
 
     wait_for(queued)
     result = scan("127.0.0.1", str(port))
@@ -358,8 +421,7 @@ def test_syn_and_udp_as_root(sockets: list[socket.socket]) -> None:
     assert states == {uport: "open|filtered", ushut: "closed"}
     bound = result.port(uport, "udp")
     assert bound is not None and bound.listener is not None
-    assert bound.listener.pid == os.getpid() and "UDP has no handshake" in (
-        bound.explanation or "")
+    assert bound.listener.pid == os.getpid() and "UDP has no handshake" in (bound.explanation or "")
 
 
 def test_compare_before_and_after_the_server_goes(sockets: list[socket.socket]) -> None:
@@ -373,7 +435,8 @@ def test_compare_before_and_after_the_server_goes(sockets: list[socket.socket]) 
     rows = history.compare_latest("127.0.0.1")
     assert rows is not None
     assert [(r.port, r.state_a, r.state_b, r.changed) for r in rows] == [
-        (port, "open", "closed", True)]
+        (port, "open", "closed", True)
+    ]
 
 
 # -- progress, cancel, timeout, no nmap left behind ---------------------------
@@ -400,8 +463,11 @@ def test_cancel_from_another_thread_leaves_no_nmap(sockets: list[socket.socket])
     require_nmap()
     port = _silent_server(sockets)
     reports: list[ScanProgress] = []
-    scan_ = Scan(ScanRequest.create("127.0.0.1", str(port), "version"), timeout=30,
-                 on_progress=reports.append)
+    scan_ = Scan(
+        ScanRequest.create("127.0.0.1", str(port), "version"),
+        timeout=30,
+        on_progress=reports.append,
+    )
     scan_.start()
     wait_for(lambda: scan_.pid is not None and nmap_processes_of(scan_.pid))
     pid = scan_.pid
@@ -441,8 +507,9 @@ def test_a_failing_progress_callback_still_kills_nmap(sockets: list[socket.socke
         if len(calls) == 3:
             raise RuntimeError("the UI went away")
 
-    scan_ = Scan(ScanRequest.create("127.0.0.1", str(port), "version"), timeout=30,
-                 on_progress=explode)
+    scan_ = Scan(
+        ScanRequest.create("127.0.0.1", str(port), "version"), timeout=30, on_progress=explode
+    )
     with pytest.raises(RuntimeError, match="the UI went away"):
         scan_.run()
     assert scan_.pid is not None and nmap_processes_of(scan_.pid) == []
@@ -472,8 +539,13 @@ def test_without_nmap_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 def test_injection_never_reaches_nmap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    for target in (f"127.0.0.1 -oN {tmp_path}/x", "-iL /etc/passwd", f"$(touch {tmp_path}/y)",
-                   "127.0.0.1;touch z", f"-oN{tmp_path}/w"):
+    for target in (
+        f"127.0.0.1 -oN {tmp_path}/x",
+        "-iL /etc/passwd",
+        f"$(touch {tmp_path}/y)",
+        "127.0.0.1;touch z",
+        f"-oN{tmp_path}/w",
+    ):
         with pytest.raises(TargetError):
             ScanRequest.create(target, "22")
     for ports in ("22 -oN x", "1-70000", "http", "22;touch z"):
@@ -497,6 +569,10 @@ def test_progress_lines_of_nmaps_xml_make_one_rising_percentage() -> None:
     for line in lines:
         tracker.feed(line)
         seen.append(tracker.take()[:3])
-    assert seen == [(20.0, "Connect Scan", 3.0), (20.0, "Connect Scan", 3.0),
-                    (50.0, "Connect Scan", None), (75.0, "Service scan", 6.0),
-                    (75.0, "Service scan", 6.0)]
+    assert seen == [
+        (20.0, "Connect Scan", 3.0),
+        (20.0, "Connect Scan", 3.0),
+        (50.0, "Connect Scan", None),
+        (75.0, "Service scan", 6.0),
+        (75.0, "Service scan", 6.0),
+    ]

@@ -39,8 +39,12 @@ def test_json_contract(sockets: list[socket.socket]) -> None:
         assert isinstance(entry["state"], str) and isinstance(entry["service"], str)
     opened = by_port[port]
     assert opened["state"] == "open"
-    assert opened["listener"] == {"pid": os.getpid(), "process": opened["listener"]["process"],
-                                  "user": opened["listener"]["user"], "address": "127.0.0.1"}
+    assert opened["listener"] == {
+        "pid": os.getpid(),
+        "process": opened["listener"]["process"],
+        "user": opened["listener"]["user"],
+        "address": "127.0.0.1",
+    }
     assert isinstance(opened["listener"]["process"], str)
     assert isinstance(opened["listener"]["user"], str)
     assert by_port[shut]["state"] == "closed" and by_port[shut]["listener"] is None
@@ -66,18 +70,22 @@ def test_text_is_nmaps_table_with_listeners(sockets: list[socket.socket]) -> Non
     assert lines[-1].startswith("Scanned in ") and lines[-1].endswith(" s")
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["127.0.0.1 -oN {tmp}/x"], "one target at a time"),
-    (["-iL /etc/passwd"], "cannot start with '-'"),
-    (["$(touch {tmp}/y)"], "one target at a time"),
-    (["`touch`"], "is not an IP address"),
-    ([";"], "is not an IP address"),
-    (["127.0.0.1", "-p", "1-70000"], "70000 is outside"),
-    (["127.0.0.1", "-p", "http"], "not 'http'"),
-    (["127.0.0.0/16"], "scan at most 256"),
-])
-def test_refusals_are_one_line_and_write_nothing(args: list[str], words: str,
-                                                 tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["127.0.0.1 -oN {tmp}/x"], "one target at a time"),
+        (["-iL /etc/passwd"], "cannot start with '-'"),
+        (["$(touch {tmp}/y)"], "one target at a time"),
+        (["`touch`"], "is not an IP address"),
+        ([";"], "is not an IP address"),
+        (["127.0.0.1", "-p", "1-70000"], "70000 is outside"),
+        (["127.0.0.1", "-p", "http"], "not 'http'"),
+        (["127.0.0.0/16"], "scan at most 256"),
+    ],
+)
+def test_refusals_are_one_line_and_write_nothing(
+    args: list[str], words: str, tmp_path: Path
+) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     # "--" lets a target that starts with '-' reach the validator, as a shell user could.
     dashes = ["--"] if args[0].startswith("-") else []
@@ -106,15 +114,19 @@ def test_without_nmap_on_path(tmp_path: Path) -> None:
     done = observatory("scan", "127.0.0.1", "-p", "22", env=env)
     assert done.returncode == 1
     assert done.stdout == ""
-    assert done.stderr == ("observatory scan: nmap is not installed: install it with "
-                           "`sudo apt install nmap`\n")
+    assert done.stderr == (
+        "observatory scan: nmap is not installed: install it with `sudo apt install nmap`\n"
+    )
 
 
 def test_raw_types_as_a_normal_user_say_why(
-        as_nobody: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    as_nobody: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
     require_nmap()
-    for scan_type, words in (("syn", "SYN scans need root: nmap sends raw packets"),
-                             ("udp", "UDP scans need root")):
+    for scan_type, words in (
+        ("syn", "SYN scans need root: nmap sends raw packets"),
+        ("udp", "UDP scans need root"),
+    ):
         done = as_nobody("scan", "127.0.0.1", "-p", "22", "--type", scan_type)
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
@@ -137,12 +149,20 @@ def test_closed_on_another_loopback_address_explains(sockets: list[socket.socket
 def test_stopping_the_command_stops_nmap(sockets: list[socket.socket], signum: int) -> None:
     require_nmap()
     port = listener(sockets).getsockname()[1]  # silent: nmap -sV waits on it for seconds
-    proc = subprocess.Popen([sys.executable, "-m", "app", "scan", "127.0.0.1", "-p", str(port),
-                             "--type", "version"], cwd=REPO, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "scan", "127.0.0.1", "-p", str(port), "--type", "version"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        found = wait_for(lambda: [c for c in psutil.Process(proc.pid).children(recursive=True)
-                                  if c.name() == "nmap"])
+        found = wait_for(
+            lambda: [
+                c for c in psutil.Process(proc.pid).children(recursive=True) if c.name() == "nmap"
+            ]
+        )
         assert isinstance(found, list)
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=10)

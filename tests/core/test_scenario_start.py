@@ -34,7 +34,9 @@ def test_a_manual_server1_of_the_same_program_is_kept(
 ) -> None:
     p1, p2 = free_port(), free_port()
     manual = manager.launch_builtin("server1", "tcp-server", [str(p1)])
-    path = scenario_file(tmp_path, f"""
+    path = scenario_file(
+        tmp_path,
+        f"""
 [[process]]
 name = "server1"
 program = "tcp-server"
@@ -44,7 +46,8 @@ args = ["{p1}"]
 name = "server2"
 program = "tcp-server"
 args = ["{p2}"]
-""")
+""",
+    )
     seen: list[EntryResult] = []
     results = start_scenario_each(manager, load_scenario(path), on_result=seen.append)
     assert seen == results
@@ -61,12 +64,15 @@ def test_a_clash_with_another_program_starts_under_a_fresh_name(
 ) -> None:
     mine, theirs = free_port(), free_port()
     manager.launch_builtin("server1", "tcp-server", [str(mine)])
-    path = scenario_file(tmp_path, f"""
+    path = scenario_file(
+        tmp_path,
+        f"""
 [[process]]
 name = "server1"
 program = "tcp-server"
 args = ["{theirs}"]
-""")
+""",
+    )
     (result,) = start_scenario_each(manager, load_scenario(path))
     assert (result.name, result.outcome) == ("server1-2", "renamed")
     assert result.message == (
@@ -84,7 +90,9 @@ def test_one_entry_that_cannot_start_does_not_stop_the_others(
     tool.write_text(f"#!{sys.executable}\nimport time; time.sleep(30)\n", encoding="utf-8")
     tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
     port = free_port()
-    path = scenario_file(tmp_path, f"""
+    path = scenario_file(
+        tmp_path,
+        f"""
 [[process]]
 name = "c1"
 command = ["./tcp_server1", "6000"]
@@ -93,7 +101,8 @@ command = ["./tcp_server1", "6000"]
 name = "server2"
 program = "tcp-server"
 args = ["{port}"]
-""")
+""",
+    )
     scenario = load_scenario(path)
     os.unlink(tool)  # gone between checking and starting
     results = start_scenario_each(manager, scenario)
@@ -106,10 +115,13 @@ args = ["{port}"]
 def test_an_ended_name_is_used_again(manager: ProcessManager, tmp_path: Path) -> None:
     manager.launch_command("c1", [sys.executable, "-c", "pass"])
     manager.wait("c1", 10)
-    path = scenario_file(tmp_path, f"""
+    path = scenario_file(
+        tmp_path,
+        f"""
 [[process]]
 name = "c1"
 command = ["{sys.executable}", "-c", "pass"]
-""")
+""",
+    )
     (result,) = start_scenario_each(manager, load_scenario(path))
     assert (result.name, result.outcome) == ("c1", "started")

@@ -26,7 +26,10 @@ def test_both_formats_first_name_wins_comments_and_unknown_skipped(tmp_path: Pat
         "unknown\t45321/tcp\t0.0001\n"
     )
     assert services._parse(etc, nmap_format=False) == {
-        (1, "tcp"): "tcpmux", (6000, "tcp"): "x11", (53, "udp"): "domain"}
+        (1, "tcp"): "tcpmux",
+        (6000, "tcp"): "x11",
+        (53, "udp"): "domain",
+    }
     assert services._parse(nmap, nmap_format=True) == {(16000, "tcp"): "fmsas"}
     assert services._parse(tmp_path / "missing", nmap_format=False) == {}
 

@@ -16,16 +16,31 @@ import pytest
 from tests.conftest import REPO, connect, listener, observatory
 
 SS_STATES = {
-    "ESTAB": "ESTABLISHED", "LISTEN": "LISTEN", "TIME-WAIT": "TIME_WAIT",
-    "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECV", "FIN-WAIT-1": "FIN_WAIT1",
-    "FIN-WAIT-2": "FIN_WAIT2", "CLOSE-WAIT": "CLOSE_WAIT", "LAST-ACK": "LAST_ACK",
-    "CLOSING": "CLOSING", "UNCONN": "NONE",
+    "ESTAB": "ESTABLISHED",
+    "LISTEN": "LISTEN",
+    "TIME-WAIT": "TIME_WAIT",
+    "SYN-SENT": "SYN_SENT",
+    "SYN-RECV": "SYN_RECV",
+    "FIN-WAIT-1": "FIN_WAIT1",
+    "FIN-WAIT-2": "FIN_WAIT2",
+    "CLOSE-WAIT": "CLOSE_WAIT",
+    "LAST-ACK": "LAST_ACK",
+    "CLOSING": "CLOSING",
+    "UNCONN": "NONE",
 }
-KEYS = {"proto", "local_addr", "local_port", "remote_addr", "remote_port", "state", "pid",
-        "process", "user", "owner", "service"}
-
-
-
+KEYS = {
+    "proto",
+    "local_addr",
+    "local_port",
+    "remote_addr",
+    "remote_port",
+    "state",
+    "pid",
+    "process",
+    "user",
+    "owner",
+    "service",
+}
 
 
 def split_endpoint(text: str) -> tuple[str, int | None]:
@@ -52,14 +67,18 @@ def ss_sockets() -> dict[tuple[str, str, int, str | None, int | None], dict[str,
         owner = "process" if pid_m else ("hidden" if ino else "kernel")
         proto = netid + ("6" if ":" in laddr and not laddr.startswith("::ffff:") else "")
         key = (proto, laddr, lport, raddr if rport else None, rport or None)
-        table[key] = {"state": SS_STATES[state],
-                      "pid": int(pid_m.group(1)) if pid_m else None, "owner": owner}
+        table[key] = {
+            "state": SS_STATES[state],
+            "pid": int(pid_m.group(1)) if pid_m else None,
+            "owner": owner,
+        }
     return table
 
 
 @pytest.mark.parametrize("reader", ["sock_diag", "proc"])
-def test_json_agrees_with_ss_on_sockets_we_opened(sockets: list[socket.socket],
-                                                  reader: str) -> None:
+def test_json_agrees_with_ss_on_sockets_we_opened(
+    sockets: list[socket.socket], reader: str
+) -> None:
     if shutil.which("ss") is None:
         pytest.skip("ss (iproute2) is not installed")
     ports: set[int] = set()
@@ -105,7 +124,10 @@ def test_json_agrees_with_ss_on_sockets_we_opened(sockets: list[socket.socket],
     for key, row in ours.items():
         expect = mine[key]
         assert (row["state"], row["pid"], row["owner"]) == (
-            expect["state"], expect["pid"], expect["owner"]), key
+            expect["state"],
+            expect["pid"],
+            expect["owner"],
+        ), key
     owners = {r["owner"] for r in ours.values()}
     assert owners == {"process", "kernel"}
     assert {r["pid"] for r in ours.values() if r["owner"] == "process"} == {os.getpid()}
@@ -136,8 +158,7 @@ def test_state_and_family_flags(sockets: list[socket.socket]) -> None:
     connect(sockets, srv)
     listen = json.loads(observatory("snapshot", "--json", "--listen", "--port", str(port)).stdout)
     assert [r["state"] for r in listen] == ["LISTEN"]
-    est = json.loads(observatory("snapshot", "--json", "--established", "--port",
-                                 str(port)).stdout)
+    est = json.loads(observatory("snapshot", "--json", "--established", "--port", str(port)).stdout)
     assert {r["state"] for r in est} == {"ESTABLISHED"} and len(est) == 2
     v6 = json.loads(observatory("snapshot", "--json", "-6", "--port", str(port)).stdout)
     assert v6 == []
@@ -186,12 +207,15 @@ def test_bad_flags_are_one_line_and_exit_2(args: list[str], words: str) -> None:
 
 
 def test_snapshot_does_not_import_textual() -> None:
-    code = ("import sys, runpy; sys.argv=['observatory','snapshot'];\n"
-            "from app.cli import main\nmain()\n"
-            "print('TEXTUAL' if any(m.startswith(('textual','rich')) for m in sys.modules) "
-            "else 'CLEAN')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, timeout=30)
+    code = (
+        "import sys, runpy; sys.argv=['observatory','snapshot'];\n"
+        "from app.cli import main\nmain()\n"
+        "print('TEXTUAL' if any(m.startswith(('textual','rich')) for m in sys.modules) "
+        "else 'CLEAN')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=30
+    )
     assert out.stdout.strip().endswith("CLEAN"), out.stdout + out.stderr
 
 

@@ -38,9 +38,6 @@ LECTURE_STEPS = [
 LECTURE_LINE = LECTURE_STEPS[-1]
 
 
-
-
-
 def test_lecture_line_is_the_c_printf_form() -> None:
     assert lecture_line(bytes([2, 0, 3, 0xE8])) == "[0]=2,[1]=0,[2]=3,[3]=E8,"
     assert lecture_line(b"") == ""
@@ -102,14 +99,19 @@ def test_field_meanings_say_the_byte_orders() -> None:
 
 # Values whose bytes read the same both ways: INADDR_ANY, 127.0.0.127, the broadcast
 # address, and ports like 257 (01 01). htonl()/htons() change nothing on ANY machine.
-PALINDROMES = [("0.0.0.0", 6000, "htonl(0x00000000)"), ("127.0.0.127", 80, "htonl(0x7F00007F)"),
-               ("255.255.255.255", 80, "htonl(0xFFFFFFFF)"), ("127.0.0.1", 257, "htons(257)"),
-               ("::1", 0, "htons(0)")]
+PALINDROMES = [
+    ("0.0.0.0", 6000, "htonl(0x00000000)"),
+    ("127.0.0.127", 80, "htonl(0x7F00007F)"),
+    ("255.255.255.255", 80, "htonl(0xFFFFFFFF)"),
+    ("127.0.0.1", 257, "htons(257)"),
+    ("::1", 0, "htons(0)"),
+]
 
 
 @pytest.mark.parametrize(("address", "port", "call"), PALINDROMES)
 def test_a_byte_palindrome_is_never_called_big_endian_on_a_little_endian_machine(
-        address: str, port: int, call: str) -> None:
+    address: str, port: int, call: str
+) -> None:
     layout = build_sockaddr(address, port, byteorder="little")
     text = "\n".join(render_lines(layout) + [f.meaning for f in layout.fields])
     assert "big-endian too" not in text and "changes nothing: this machine is big" not in text
@@ -132,20 +134,25 @@ def test_hton_sentences_name_this_machines_real_byte_order() -> None:
     if sys.byteorder == "little":
         assert hton_sentence(port_row, "little") == (
             "htons(1000) = 0xE803 = 59395 read as a number on this little-endian machine; "
-            "ntohs() turns it back into 1000")
+            "ntohs() turns it back into 1000"
+        )
     big = build_sockaddr("127.0.0.1", 1000, byteorder="big")
     assert hton_sentence(big.byte_order[1], "big") == (
-        "htonl(0x7F000001) changes nothing: this machine is big-endian, the network's byte order")
+        "htonl(0x7F000001) changes nothing: this machine is big-endian, the network's byte order"
+    )
     zero = build_sockaddr("0.0.0.0", 6000).byte_order[1]
     assert hton_sentence(zero, layout.host_byteorder).endswith(
-        f"this machine is {sys.byteorder}-endian")
+        f"this machine is {sys.byteorder}-endian"
+    )
 
 
 def test_cli_says_the_truth_about_inaddr_any() -> None:
     out = observatory("sockaddr", "0.0.0.0", "6000")
     assert out.returncode == 0, out.stderr
-    assert ("htonl(0x00000000) gives 0x00000000 back: its bytes 00 00 00 00 read the same both "
-            "ways (a byte palindrome)") in out.stdout
+    assert (
+        "htonl(0x00000000) gives 0x00000000 back: its bytes 00 00 00 00 read the same both "
+        "ways (a byte palindrome)"
+    ) in out.stdout
     assert f"this machine is {sys.byteorder}-endian" in out.stdout
     if sys.byteorder == "little":
         assert "big-endian too" not in out.stdout

@@ -74,9 +74,7 @@ def test_listener_and_connection_carry_our_pid(
         assert end.pid == os.getpid() and end.owner == "process"
 
 
-def test_backlog_connection_is_kernel_owned(
-    source_cls: type, sockets: list[socket.socket]
-) -> None:
+def test_backlog_connection_is_kernel_owned(source_cls: type, sockets: list[socket.socket]) -> None:
     srv = listener(sockets, backlog=1)
     port = srv.getsockname()[1]
     cli = connect(sockets, srv)  # never accepted
@@ -95,9 +93,7 @@ def test_backlog_connection_is_kernel_owned(
     assert accepted.pid == os.getpid()
 
 
-def test_time_wait_is_kernel_owned(
-    source_cls: type, sockets: list[socket.socket]
-) -> None:
+def test_time_wait_is_kernel_owned(source_cls: type, sockets: list[socket.socket]) -> None:
     srv = listener(sockets)
     port = srv.getsockname()[1]
     cli = socket.create_connection(("127.0.0.1", port))
@@ -111,9 +107,7 @@ def test_time_wait_is_kernel_owned(
     assert tw.owner_label == "kernel: time-wait"
 
 
-def test_ipv6_loopback(
-    source_cls: type, sockets: list[socket.socket]
-) -> None:
+def test_ipv6_loopback(source_cls: type, sockets: list[socket.socket]) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")
     try:
@@ -130,9 +124,7 @@ def test_ipv6_loopback(
     assert peers and peers[0].remote_addr == "::1"
 
 
-def test_udp_socket_has_no_tcp_state(
-    source_cls: type, sockets: list[socket.socket]
-) -> None:
+def test_udp_socket_has_no_tcp_state(source_cls: type, sockets: list[socket.socket]) -> None:
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sockets.append(u)
     u.bind(("127.0.0.1", 0))
@@ -173,8 +165,12 @@ def test_diff_reports_open_close_and_state_change(
     assert change.kind == "state-changed"
     assert change.old_state == "ESTABLISHED" and change.new_state == "TIME_WAIT"
     assert any(e.kind == "listener-closed" and e.socket.local_port == port for e in events)
-    assert any(e.kind == "connection-closed" and e.socket.local_port == port
-               and e.socket.remote_port == cport for e in events)
+    assert any(
+        e.kind == "connection-closed"
+        and e.socket.local_port == port
+        and e.socket.remote_port == cport
+        for e in events
+    )
 
 
 def test_owner_cache_follows_new_sockets_and_exits(
@@ -226,6 +222,7 @@ def test_core_never_imports_textual_or_rich() -> None:
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')]\n"
         "print(bad)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
     assert out.stdout.strip() == "[]"

@@ -72,17 +72,29 @@ V6_MAPPED_FIN_WAIT2_CLOSE = (
 
 def test_parse_connect_of_a_thread() -> None:
     t = parse_line(THREAD_CONNECT, 1000.0)
-    assert t == Transition(at=pytest.approx(1292.940168), proto="tcp",  # type: ignore[arg-type]
-                           local_addr="127.0.0.1", local_port=0, remote_addr="127.0.0.1",
-                           remote_port=40207, old_state="CLOSE", new_state="SYN_SENT",
-                           pid=3997, process="python3")
+    assert t == Transition(
+        at=pytest.approx(1292.940168),
+        proto="tcp",  # type: ignore[arg-type]
+        local_addr="127.0.0.1",
+        local_port=0,
+        remote_addr="127.0.0.1",
+        remote_port=40207,
+        old_state="CLOSE",
+        new_state="SYN_SENT",
+        pid=3997,
+        process="python3",
+    )
 
 
 def test_parse_softirq_has_no_owner() -> None:
     t = parse_line(SOFTIRQ_SYN_RECV, 0.0)
     assert t is not None
     assert (t.old_state, t.new_state, t.local_port, t.remote_port) == (
-        "LISTEN", "SYN_RECV", 40207, 47838)
+        "LISTEN",
+        "SYN_RECV",
+        40207,
+        47838,
+    )
     assert t.pid is None and t.process is None
 
 
@@ -104,12 +116,20 @@ def test_parse_ipv6() -> None:
     t = parse_line(V6_SOFTIRQ_ESTABLISHED, 0.0)
     assert t is not None
     assert (t.proto, t.local_addr, t.local_port, t.remote_addr, t.remote_port) == (
-        "tcp6", "::1", 41917, "::1", 42652)
+        "tcp6",
+        "::1",
+        41917,
+        "::1",
+        42652,
+    )
     assert t.pid is None
     mapped = parse_line(V6_MAPPED_FIN_WAIT2_CLOSE, 0.0)
     assert mapped is not None
     assert (mapped.proto, mapped.local_addr, mapped.remote_addr) == (
-        "tcp6", "::ffff:127.0.0.1", "::ffff:127.0.0.1")
+        "tcp6",
+        "::ffff:127.0.0.1",
+        "::ffff:127.0.0.1",
+    )
     assert (mapped.old_state, mapped.new_state) == ("FIN_WAIT2", "CLOSE")  # into TIME_WAIT
 
 
@@ -199,8 +219,10 @@ def test_every_transition_of_short_connections(
 
         def complete() -> bool:
             seen.extend(tracer.read(0.05))
-            return all(_has(seen, c, "SYN_SENT", "ESTABLISHED") and _has(seen, c, None, "FIN_WAIT1")
-                       for c in clients)
+            return all(
+                _has(seen, c, "SYN_SENT", "ESTABLISHED") and _has(seen, c, None, "FIN_WAIT1")
+                for c in clients
+            )
 
         wait_for(complete, timeout=3, what=f"every client's transitions in {seen}")
     me = os.getpid()
@@ -249,8 +271,14 @@ time.sleep(30)
 
 def _child(port: int) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD.format(port=port)], cwd=REPO, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(port=port)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     instance = proc.stdout.readline().strip()
     assert instance.startswith(str(INSTANCES)), instance

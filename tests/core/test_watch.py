@@ -27,15 +27,31 @@ from tests.conftest import REPO, free_port, listener, observatory, wait_for
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the tracepoint needs root")
 INSTANCES = Path(tracepoint.TRACEFS) / "instances"
-KEYS = ["at", "proto", "local_addr", "local_port", "remote_addr", "remote_port", "old_state",
-        "new_state", "pid", "process", "source"]
+KEYS = [
+    "at",
+    "proto",
+    "local_addr",
+    "local_port",
+    "remote_addr",
+    "remote_port",
+    "old_state",
+    "new_state",
+    "pid",
+    "process",
+    "source",
+]
 
 
 def start_watch(*args: str) -> tuple[subprocess.Popen[str], str]:
     """``observatory watch ARGS`` running, and the line it said first on stderr."""
-    proc = subprocess.Popen([sys.executable, "-m", "app", "watch", *args], cwd=REPO,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "watch", *args],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     return proc, proc.stderr.readline()
 
@@ -51,13 +67,17 @@ def short_connections(port: int, count: int = 5) -> list[int]:
 
 
 def transitions(events: list[dict[str, object]], local_port: int) -> list[tuple[object, object]]:
-    return [(e["old_state"], e["new_state"]) for e in events if e["local_port"] == local_port
-            and e["source"] == "tracepoint"]
+    return [
+        (e["old_state"], e["new_state"])
+        for e in events
+        if e["local_port"] == local_port and e["source"] == "tracepoint"
+    ]
 
 
 def test_event_json_has_the_contract_keys() -> None:
-    event = WatchEvent(1.5, "tcp", "127.0.0.1", 6000, None, None, "CLOSE", "LISTEN", 7, "srv",
-                       "tracepoint")
+    event = WatchEvent(
+        1.5, "tcp", "127.0.0.1", 6000, None, None, "CLOSE", "LISTEN", 7, "srv", "tracepoint"
+    )
     assert list(event.to_json()) == KEYS
     assert event.key == "tcp 127.0.0.1:6000 *"
 
@@ -67,16 +87,20 @@ def test_root_watch_sees_every_transition_of_short_and_lab_connections() -> None
     port = free_port()
     watch, said = start_watch("--json", "--port", str(port), "--duration", "3")
     started = time.monotonic()
-    server = subprocess.Popen([sys.executable, "-m", "app", "lab", "run", "tcp-server",
-                               str(port)], cwd=REPO, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "lab", "run", "tcp-server", str(port)],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert "every transition" in said and "tracepoint" in said, said
         assert server.stdout is not None
         assert server.stdout.readline().startswith("Listening on"), server.stderr
         clients = short_connections(port)
-        lab = observatory("lab", "run", "tcp-client", "127.0.0.1", "hola", str(port),
-                          "--hold", "0")
+        lab = observatory("lab", "run", "tcp-client", "127.0.0.1", "hola", str(port), "--hold", "0")
         assert lab.returncode == 0, lab.stderr
         connected = lab.stdout.splitlines()[0]  # "Connected 127.0.0.1:39846 -> 127.0.0.1:P"
         lab_port = int(connected.split()[1].rsplit(":", 1)[1])
@@ -96,23 +120,35 @@ def test_root_watch_sees_every_transition_of_short_and_lab_connections() -> None
         assert ("SYN_SENT", "ESTABLISHED") in path and ("ESTABLISHED", "FIN_WAIT1") in path, path
 
     # The lecture's client against the lecture's server: the three-way handshake...
-    (connect,) = [e for e in events if (e["old_state"], e["new_state"]) == ("CLOSE", "SYN_SENT")
-                  and e["process"] == "tcp-client"]
+    (connect,) = [
+        e
+        for e in events
+        if (e["old_state"], e["new_state"]) == ("CLOSE", "SYN_SENT")
+        and e["process"] == "tcp-client"
+    ]
     assert (connect["local_port"], connect["remote_port"]) == (0, port)  # no port chosen yet
     client_path = transitions(events, lab_port)
-    server_path = [(e["old_state"], e["new_state"]) for e in events
-                   if e["local_port"] == port and e["remote_port"] == lab_port]
+    server_path = [
+        (e["old_state"], e["new_state"])
+        for e in events
+        if e["local_port"] == port and e["remote_port"] == lab_port
+    ]
     assert client_path[:1] == [("SYN_SENT", "ESTABLISHED")], client_path
     assert server_path[:2] == [("LISTEN", "SYN_RECV"), ("SYN_RECV", "ESTABLISHED")], server_path
     # ... and the FIN sequence: the client closes first (--hold 0), the server follows.
-    assert client_path[1:] == [("ESTABLISHED", "FIN_WAIT1"), ("FIN_WAIT1", "FIN_WAIT2"),
-                               ("FIN_WAIT2", "CLOSE")], client_path
-    assert server_path[2:] == [("ESTABLISHED", "CLOSE_WAIT"), ("CLOSE_WAIT", "LAST_ACK"),
-                               ("LAST_ACK", "CLOSE")], server_path
+    assert client_path[1:] == [
+        ("ESTABLISHED", "FIN_WAIT1"),
+        ("FIN_WAIT1", "FIN_WAIT2"),
+        ("FIN_WAIT2", "CLOSE"),
+    ], client_path
+    assert server_path[2:] == [
+        ("ESTABLISHED", "CLOSE_WAIT"),
+        ("CLOSE_WAIT", "LAST_ACK"),
+        ("LAST_ACK", "CLOSE"),
+    ], server_path
     owners = {e["process"] for e in events if e["local_port"] == lab_port and e["pid"]}
     assert owners == {"tcp-client"}, owners
-    assert {e["process"] for e in events if e["local_port"] == port and e["pid"]} == {
-        "tcp-server"}
+    assert {e["process"] for e in events if e["local_port"] == port and e["pid"]} == {"tcp-server"}
     # TIME_WAIT is the socket table's to say (when a sample came after it): never twice.
     for e in events:
         if e["source"] == "poll":
@@ -153,13 +189,20 @@ def test_stream_adds_time_wait_and_udp_once_each(sockets: list[socket.socket]) -
         assert instance and os.path.isdir(instance)
     assert not os.path.exists(instance)  # close() removed our tracefs instance
     assert (time_wait.local_port, time_wait.old_state, time_wait.source) == (
-        cport, "FIN_WAIT2", "poll")  # the tracepoint said FIN_WAIT2 -> CLOSE
+        cport,
+        "FIN_WAIT2",
+        "poll",
+    )  # the tracepoint said FIN_WAIT2 -> CLOSE
     assert (udp_closed.old_state, udp_closed.source, udp_closed.pid) == (
-        "NONE", "destroy", os.getpid())
+        "NONE",
+        "destroy",
+        os.getpid(),
+    )
     keys = [(e.key, e.old_state, e.new_state) for e in seen]
     assert len(keys) == len(set(keys)), seen  # no transition twice, from any two sources
-    assert all(e.source == "tracepoint" for e in seen if e.proto == "tcp"
-               and e.new_state != "TIME_WAIT")
+    assert all(
+        e.source == "tracepoint" for e in seen if e.proto == "tcp" and e.new_state != "TIME_WAIT"
+    )
     # A line the kernel made in softirq has no task of its own: the owner comes from
     # the same socket's other lines.
     client_end = [e for e in seen if e.local_port == cport and e.source == "tracepoint"]
@@ -237,8 +280,9 @@ def test_signal_ends_watch_cleanly(sig: signal.Signals) -> None:
         watch.wait()
     assert watch.returncode == 0, (sig, err)
     assert "Traceback" not in err and err == "", err
-    left = [p.name for p in INSTANCES.glob(f"observatory-{watch.pid}*")] if tracefs_mounted() \
-        else []
+    left = (
+        [p.name for p in INSTANCES.glob(f"observatory-{watch.pid}*")] if tracefs_mounted() else []
+    )
     assert left == []
     if not mounted_before:
         # Unmounted again, unless another observatory holds an instance right now.
@@ -258,10 +302,18 @@ def test_duration_ends_on_time() -> None:
     assert 1 <= elapsed < 2.5, elapsed
 
 
-@pytest.mark.parametrize("args", [
-    ["--duration", "0"], ["--duration", "-2"], ["--duration", "soon"], ["--duration", "nan"],
-    ["--port", "0"], ["--port", "70000"], ["--port", "http"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--duration", "0"],
+        ["--duration", "-2"],
+        ["--duration", "soon"],
+        ["--duration", "nan"],
+        ["--port", "0"],
+        ["--port", "70000"],
+        ["--port", "http"],
+    ],
+)
 def test_bad_arguments_are_one_line(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["watch", *args])
@@ -274,4 +326,5 @@ def test_bad_argument_as_a_user_sees_it() -> None:
     result = observatory("watch", "--duration", "0")
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        "observatory watch: argument --duration: seconds must be more than 0, not 0"]
+        "observatory watch: argument --duration: seconds must be more than 0, not 0"
+    ]

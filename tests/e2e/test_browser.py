@@ -43,9 +43,6 @@ from tests.conftest import free_port, wait_for
 SERVE_TIMEOUT = 20.0
 
 
-
-
-
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     """GET a loopback URL: (status, body)."""
     assert url.startswith("http://127.0.0.1:")
@@ -89,13 +86,19 @@ def served(port: int) -> Iterator[tuple[subprocess.Popen[str], Tracker]]:
     """``observatory serve --port PORT`` until the block ends; then SIGTERM and check."""
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", str(port)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     tracker = Tracker(server.pid)
     try:
-        wait_for(lambda: server.poll() is not None or _answers(port), SERVE_TIMEOUT,
-                 "the server answers /")
+        wait_for(
+            lambda: server.poll() is not None or _answers(port),
+            SERVE_TIMEOUT,
+            "the server answers /",
+        )
         assert server.poll() is None, server.communicate()
         yield server, tracker
     finally:
@@ -123,17 +126,26 @@ def _answers(port: int) -> bool:
 
 # -- the command line, no browser ----------------------------------------------------------
 
+
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", "serve", *args], capture_output=True,
-                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "app", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--port", "0"], "1 to 65535"),
-    (["--port", "http"], "not 'http'"),
-    (["--host", "example.org"], "IP address"),
-    (["--host", "192.0.2.77"], "not an address of this machine"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--port", "0"], "1 to 65535"),
+        (["--port", "http"], "not 'http'"),
+        (["--host", "example.org"], "IP address"),
+        (["--host", "192.0.2.77"], "not an address of this machine"),
+    ],
+)
 def test_serve_refuses_in_one_line(args: list[str], words: str) -> None:
     out = serve(*args)
     assert out.returncode == 2
@@ -148,8 +160,10 @@ def test_serve_refuses_a_port_in_use() -> None:
         port = taken.getsockname()[1]
         out = serve("--port", str(port))
     assert out.returncode == 2
-    assert out.stderr == (f"observatory serve: port {port} on 127.0.0.1 is already in use "
-                          "(another server listens there); choose another with --port\n")
+    assert out.stderr == (
+        f"observatory serve: port {port} on 127.0.0.1 is already in use "
+        "(another server listens there); choose another with --port\n"
+    )
 
 
 def test_page_is_served_and_guarded() -> None:
@@ -170,9 +184,12 @@ def test_page_is_served_and_guarded() -> None:
         status, body = get(base + "/", {"Host": f"rebound.example:{port}"})
         assert status == 403 and "IP address" in body
         # A websocket from another site's page is refused before any dashboard starts.
-        ws_headers = {"Connection": "Upgrade", "Upgrade": "websocket",
-                      "Sec-WebSocket-Version": "13",
-                      "Sec-WebSocket-Key": "dGVzdHRlc3R0ZXN0dGVzdA=="}
+        ws_headers = {
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGVzdHRlc3R0ZXN0dGVzdA==",
+        }
         status, _ = get(base + "/ws", {**ws_headers, "Origin": "http://evil.example"})
         assert status == 403
         time.sleep(0.5)
@@ -181,27 +198,41 @@ def test_page_is_served_and_guarded() -> None:
 
 # -- the browser -----------------------------------------------------------------------------
 
+
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None and os.path.exists("/usr/bin/chromium"):
         path = "/usr/bin/chromium"
     if path is None:
         if os.environ.get("OBSERVATORY_REQUIRE_CHROMIUM") == "1":
-            pytest.fail("chromium is required here (OBSERVATORY_REQUIRE_CHROMIUM=1) but not "
-                        "installed: apt-get install chromium")
-        pytest.skip("chromium is not installed (apt-get install chromium); "
-                    "OBSERVATORY_REQUIRE_CHROMIUM=1 makes this a failure")
+            pytest.fail(
+                "chromium is required here (OBSERVATORY_REQUIRE_CHROMIUM=1) but not "
+                "installed: apt-get install chromium"
+            )
+        pytest.skip(
+            "chromium is not installed (apt-get install chromium); "
+            "OBSERVATORY_REQUIRE_CHROMIUM=1 makes this a failure"
+        )
     return path
 
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--disable-extensions", "--window-size=1280,900",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--window-size=1280,900",
     # Loopback only, whatever a page asks for: names resolve to nothing, and any
     # address but 127.0.0.1 (an IP literal needs no name) goes to a dead proxy.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
+    "--proxy-server=127.0.0.1:9",
+    "--proxy-bypass-list=127.0.0.1",
     "--remote-debugging-port=0",
 ]
 
@@ -248,10 +279,21 @@ class Page:
         """Keys as a user types them into the terminal in the page."""
         for ch in text:
             if ch == "\n":
-                await self.call("Input.dispatchKeyEvent", type="keyDown", key="Enter",
-                                code="Enter", windowsVirtualKeyCode=13, text="\r")
-                await self.call("Input.dispatchKeyEvent", type="keyUp", key="Enter",
-                                code="Enter", windowsVirtualKeyCode=13)
+                await self.call(
+                    "Input.dispatchKeyEvent",
+                    type="keyDown",
+                    key="Enter",
+                    code="Enter",
+                    windowsVirtualKeyCode=13,
+                    text="\r",
+                )
+                await self.call(
+                    "Input.dispatchKeyEvent",
+                    type="keyUp",
+                    key="Enter",
+                    code="Enter",
+                    windowsVirtualKeyCode=13,
+                )
             else:
                 await self.call("Input.dispatchKeyEvent", type="keyDown", key=ch, text=ch)
                 await self.call("Input.dispatchKeyEvent", type="keyUp", key=ch)
@@ -262,7 +304,10 @@ def browser(exe: str, profile: Path) -> Iterator[tuple[subprocess.Popen[str], st
     """Headless chromium with a fresh profile; yields it and its DevTools HTTP address."""
     proc = subprocess.Popen(
         [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     try:
@@ -295,8 +340,8 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     pos, idat = 8, bytearray()
     width = height = depth = colour = 0
     while pos < len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        chunk, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunk, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
         pos += 12 + length
         if chunk == b"IHDR":
             width, height, depth, colour = struct.unpack(">IIBB", body[:10])
@@ -312,7 +357,7 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     rows: list[bytes] = []
     for y in range(height):
         start = y * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         if kind == 1:
             for i in range(bpp, stride):
                 line[i] = (line[i] + line[i - bpp]) & 0xFF
@@ -330,8 +375,11 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
                 line[i] = (line[i] + pred) & 0xFF
-        rows.append(bytes(line) if bpp == 3 else bytes(
-            v for i in range(0, stride, 4) for v in line[i:i + 3]))
+        rows.append(
+            bytes(line)
+            if bpp == 3
+            else bytes(v for i in range(0, stride, 4) for v in line[i : i + 3])
+        )
         prev = line
     return width, height, rows
 
@@ -341,7 +389,7 @@ def colours(rows: list[bytes], step: int = 3) -> dict[bytes, int]:
     count: dict[bytes, int] = {}
     for row in rows[::step]:
         for i in range(0, len(row), 3 * step):
-            px = row[i:i + 3]
+            px = row[i : i + 3]
             count[px] = count.get(px, 0) + 1
     return count
 
@@ -362,8 +410,9 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
 
     port, lab_port = free_port(), free_port()
     scenario = tmp_path / "served-lab.toml"
-    scenario.write_text(f'[[process]]\nname = "served-lab"\nprogram = "tcp-server"\n'
-                        f'args = ["{lab_port}"]\n')
+    scenario.write_text(
+        f'[[process]]\nname = "served-lab"\nprogram = "tcp-server"\nargs = ["{lab_port}"]\n'
+    )
     shots = tmp_path / "shots"
     shots.mkdir()
 
@@ -383,14 +432,19 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
 
             async def drive() -> dict[str, Any]:
                 seen: dict[str, Any] = {}
-                async with aiohttp.ClientSession() as session, \
-                        session.ws_connect(page_ws, max_msg_size=0) as ws:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.ws_connect(page_ws, max_msg_size=0) as ws,
+                ):
                     page = Page(ws)
                     await page.call("Page.enable")
                     await page.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
                     # textual.js sets -first-byte once the dashboard's output arrives.
-                    await page.until("document.body && document.body.classList.contains("
-                                     "'-first-byte')", 30, "the dashboard's first bytes")
+                    await page.until(
+                        "document.body && document.body.classList.contains('-first-byte')",
+                        30,
+                        "the dashboard's first bytes",
+                    )
                     await asyncio.sleep(2.0)  # a poll or two: the tables fill
                     seen["first"] = await page.screenshot(shots / "dashboard.png")
                     seen["dashboards"] = [p.pid for p in dashboards(tracker, server.pid)]
@@ -411,11 +465,17 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
                         await page.screenshot(shots / "scenario-dialog.png")
                         await page.type("\n")
                         seen["lab"] = await asyncio.to_thread(
-                            _wait_lab, tracker, lab_port, 10 + 5 * attempt)
+                            _wait_lab, tracker, lab_port, 10 + 5 * attempt
+                        )
                         if seen["lab"] is not None:
                             break
-                        await page.call("Input.dispatchKeyEvent", type="keyDown",
-                                        key="Escape", code="Escape", windowsVirtualKeyCode=27)
+                        await page.call(
+                            "Input.dispatchKeyEvent",
+                            type="keyDown",
+                            key="Escape",
+                            code="Escape",
+                            windowsVirtualKeyCode=27,
+                        )
                         await asyncio.sleep(1.0)
                     assert seen["lab"] is not None, "no lab server started from the browser"
                     await asyncio.sleep(2.0)
@@ -452,24 +512,28 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
         assert differing(machine, backlog) > 0.05
 
         # The page went away: its dashboard quit and stopped its lab server.
-        wait_for(lambda: not running(dashboard_pid), 20,
-                 "the dashboard quits when its page closes")
+        wait_for(lambda: not running(dashboard_pid), 20, "the dashboard quits when its page closes")
         wait_for(lambda: not running(lab["pid"]), 20, "the lab server stops with it")
 
         # Stopping the server (Ctrl+C, SIGTERM) while a page is open ends its dashboard too.
         with browser(exe, tmp_path / "profile2") as (chrome, devtools):
             request = urllib.request.Request(
-                devtools + f"/json/new?http://127.0.0.1:{port}/", method="PUT")
+                devtools + f"/json/new?http://127.0.0.1:{port}/", method="PUT"
+            )
             urllib.request.urlopen(request).read()
-            second = wait_for(lambda: dashboards(tracker, server.pid), 30,
-                              "a dashboard for the second page")
+            second = wait_for(
+                lambda: dashboards(tracker, server.pid), 30, "a dashboard for the second page"
+            )
             t0 = time.monotonic()
             server.send_signal(signal.SIGTERM)
             server.wait(30)
             assert server.returncode == 0
             assert time.monotonic() - t0 < 15, "Ctrl+C must not keep the class waiting"
-            wait_for(lambda: not running(second[0].pid), 10,
-                     "the open page's dashboard stops with the server")
+            wait_for(
+                lambda: not running(second[0].pid),
+                10,
+                "the open page's dashboard stops with the server",
+            )
     print(f"screenshots in {shots}")
 
 
@@ -487,14 +551,19 @@ def _wait_lab(tracker: Tracker, port: int, timeout: float) -> dict[str, Any] | N
         for p in tracker.scan():
             try:
                 cmd = p.cmdline()
-                if str(port) not in cmd or not any("tcp_server" in c or "tcp-server" in c
-                                                   for c in cmd):
+                if str(port) not in cmd or not any(
+                    "tcp_server" in c or "tcp-server" in c for c in cmd
+                ):
                     continue
                 ancestors = [a.pid for a in p.parents()]
                 dashboard = next(a for a in p.parents() if a.cmdline()[1:] == ["-m", "app"])
-                return {"pid": p.pid, "ancestors": ancestors,
-                        "stdin": fd_target(p.pid, 0), "stdout": fd_target(p.pid, 1),
-                        "dashboard_stdout": fd_target(dashboard.pid, 1)}
+                return {
+                    "pid": p.pid,
+                    "ancestors": ancestors,
+                    "stdin": fd_target(p.pid, 0),
+                    "stdout": fd_target(p.pid, 1),
+                    "dashboard_stdout": fd_target(dashboard.pid, 1),
+                }
             except (psutil.Error, OSError, StopIteration):
                 continue
         time.sleep(0.2)

@@ -55,9 +55,10 @@ class Dashboard:
         self.term.send_keys("/")
         # The filter box has a placeholder beginning "filter:"; the status line shows
         # "filter: TEXT" only once something is typed.
-        self.term.wait_for(lambda pane: any(ln.strip(" ▊▎").startswith("filter")
-                                            for ln in pane.splitlines()[1:]),
-                           what="the filter box")
+        self.term.wait_for(
+            lambda pane: any(ln.strip(" ▊▎").startswith("filter") for ln in pane.splitlines()[1:]),
+            what="the filter box",
+        )
         self.term.type_text(text)
         self.term.wait_for(f"filter: {text}", what="the filter in the status line")
         self.term.send_keys("Enter")
@@ -133,14 +134,25 @@ def test_listen_row_appears_and_goes_then_q_quits_cleanly(dashboard: Launcher) -
         dash.filter_rows(f"127.0.0.1:{port}")
         server.listen(5)
         me = f"{os.getpid()}/"
-        term.wait_for(lambda pane: listen_rows(pane, f"127.0.0.1:{port}", me), timeout=10,
-                      what=f"a LISTEN row 127.0.0.1:{port} owned by {me}")
+        term.wait_for(
+            lambda pane: listen_rows(pane, f"127.0.0.1:{port}", me),
+            timeout=10,
+            what=f"a LISTEN row 127.0.0.1:{port} owned by {me}",
+        )
     # Closed: the row is marked GONE for a moment, then leaves the table.
-    term.wait_for(lambda pane: not listen_rows(pane, f"127.0.0.1:{port}")
-                  or listen_rows(pane, f"127.0.0.1:{port}", "GONE"),
-                  timeout=10, what=f"127.0.0.1:{port} gone or marked GONE")
-    term.wait_for(lambda pane: box_shown(pane) and not listen_rows(pane, f"127.0.0.1:{port}"),
-                  timeout=15, what=f"the row of 127.0.0.1:{port} removed")
+    term.wait_for(
+        lambda pane: (
+            not listen_rows(pane, f"127.0.0.1:{port}")
+            or listen_rows(pane, f"127.0.0.1:{port}", "GONE")
+        ),
+        timeout=10,
+        what=f"127.0.0.1:{port} gone or marked GONE",
+    )
+    term.wait_for(
+        lambda pane: box_shown(pane) and not listen_rows(pane, f"127.0.0.1:{port}"),
+        timeout=15,
+        what=f"the row of 127.0.0.1:{port} removed",
+    )
     term.send_keys("q")
     assert term.wait_exit() == 0
     dash.tracker.assert_all_gone(timeout=5)
@@ -162,13 +174,17 @@ def test_launch_dialog_starts_server_and_quit_stops_it(dashboard: Launcher) -> N
     term.wait_for("Will run: tcp-server 6000", what="the default port 6000 in the preview")
     term.send_keys("Tab", "Tab")  # program -> name -> port (client fields are hidden)
     term.send_keys(*["BSpace"] * 6)
-    term.wait_for(lambda pane: "Will run: tcp-server 6000" not in pane,
-                  what="the port field emptied")
+    term.wait_for(
+        lambda pane: "Will run: tcp-server 6000" not in pane, what="the port field emptied"
+    )
     term.type_text(str(port))
     term.wait_for(f"Will run: tcp-server {port} ", what=f"port {port} in the preview")
     term.send_keys("Enter")
-    term.wait_for(lambda pane: listen_rows(pane, f"127.0.0.1:{port}", "/tcp-server"),
-                  timeout=15, what=f"LISTEN 127.0.0.1:{port} of a tcp-server")
+    term.wait_for(
+        lambda pane: listen_rows(pane, f"127.0.0.1:{port}", "/tcp-server"),
+        timeout=15,
+        what=f"LISTEN 127.0.0.1:{port} of a tcp-server",
+    )
     servers = dash.tracker.wait_named("tcp-server")
     pane = term.capture()
     [row] = listen_rows(pane, f"127.0.0.1:{port}")
@@ -185,20 +201,25 @@ def test_launch_dialog_starts_server_and_quit_stops_it(dashboard: Launcher) -> N
 # -- c. signals: the dashboard and everything it started go away --------------------------
 def scenario_file(tmp_path: Path, port: int) -> Path:
     path = tmp_path / "one-server.toml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         [[process]]
         name = "s1"
         program = "tcp-server"
         args = ["{port}"]
-        """))
+        """)
+    )
     return path
 
 
 def start_with_server(dashboard: Launcher, tmp_path: Path) -> tuple[Dashboard, int]:
     port = free_port()
     dash = dashboard("--interval", "0.5", "--scenario", str(scenario_file(tmp_path, port)))
-    dash.term.wait_for(re.compile(r"s1\s+\d+\s+(\d+%\s+)?running"), timeout=15,
-                       what="lab process s1 running in the Lab table")
+    dash.term.wait_for(
+        re.compile(r"s1\s+\d+\s+(\d+%\s+)?running"),
+        timeout=15,
+        what="lab process s1 running in the Lab table",
+    )
     [server] = dash.tracker.wait_named("tcp-server")
     listening = psutil.Process(server.pid).net_connections("tcp")
     assert any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in listening)
@@ -220,8 +241,7 @@ def test_signal_stops_dashboard_and_its_lab_processes(
     assert not dashboard_up(dash.term.capture()), dash.term.last_capture
 
 
-def test_sigkill_of_dashboard_still_ends_its_children(dashboard: Launcher,
-                                                      tmp_path: Path) -> None:
+def test_sigkill_of_dashboard_still_ends_its_children(dashboard: Launcher, tmp_path: Path) -> None:
     was_mounted = tracefs_mounted()
     dash, _ = start_with_server(dashboard, tmp_path)
     instance = wait_for_instance(dash)
@@ -255,14 +275,17 @@ def test_80x24_shows_both_tables_and_the_footer(dashboard: Launcher, theme: str 
     args = ["--interval", "0.5"] + (["--theme", theme] if theme else [])
     dash = dashboard(*args, width=80, height=24)
     term = dash.term
-    pane = term.wait_for(lambda p: "LISTEN" in p and "ESTABLISHED" in p and p,
-                         what="LISTEN and ESTABLISHED on the first screen")
+    pane = term.wait_for(
+        lambda p: "LISTEN" in p and "ESTABLISHED" in p and p,
+        what="LISTEN and ESTABLISHED on the first screen",
+    )
     assert isinstance(pane, str)
     lines = pane.splitlines()
     assert len(lines) <= 24
     assert all(len(line) <= 80 for line in lines), pane
-    footer = term.wait_for(lambda p: [ln for ln in p.splitlines() if ln.strip()][-1:],
-                           what="a last line")
+    footer = term.wait_for(
+        lambda p: [ln for ln in p.splitlines() if ln.strip()][-1:], what="a last line"
+    )
     assert isinstance(footer, list)
     assert re.search(r"\bq\s+Quit\b", footer[0]), pane
     # The table titles sit above the side column, not pushed off the screen.
@@ -276,10 +299,20 @@ def test_80x24_shows_both_tables_and_the_footer(dashboard: Launcher, theme: str 
 # -- e. refusals before any screen: one line, exit 2 -----------------------------------
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     argv, need_cwd = observatory_argv()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("TEXTUAL") and k != "OBSERVATORY_SERVED"}
-    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=30,
-                          stdin=subprocess.DEVNULL, env=env, cwd=need_cwd or cwd)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TEXTUAL") and k != "OBSERVATORY_SERVED"
+    }
+    return subprocess.run(
+        [*argv, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=need_cwd or cwd,
+    )
 
 
 def assert_one_line_refusal(done: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -321,8 +354,9 @@ def test_refusal_in_tmux_leaves_no_screen(dashboard: Launcher) -> None:
     term.start([*argv, "--theme", "nosuch"], width=100, height=20, cwd=cwd)
     assert term.wait_exit() == 2
     pane = term.capture(history=True)
-    text = [ln for ln in pane.splitlines()
-            if ln.strip() and not ln.startswith("Pane is dead")]  # tmux's own note
+    text = [
+        ln for ln in pane.splitlines() if ln.strip() and not ln.startswith("Pane is dead")
+    ]  # tmux's own note
     assert text[-1] == "EXITED 2", pane
     # One message (wrapped by the terminal at 100 columns), naming the theme.
     message = "".join(text[:-1])

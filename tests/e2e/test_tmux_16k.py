@@ -39,8 +39,10 @@ for s in held:  # RST: no TIME_WAIT left behind for the next run
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
 """
-TITLE = re.compile(r"ESTABLISHED  \(like ss -n state established\) · (\d+)"
-                   r"(?: \(\+\d+ gone\))?(?: · (\d+) shown)?")
+TITLE = re.compile(
+    r"ESTABLISHED  \(like ss -n state established\) · (\d+)"
+    r"(?: \(\+\d+ gone\))?(?: · (\d+) shown)?"
+)
 
 
 @pytest.fixture
@@ -48,8 +50,12 @@ def pairs() -> Iterator[tuple[int, list[int]]]:
     """Another process holding PAIRS connections on ADDR: (listener port, client ports)."""
     if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 2 * PAIRS + 100:
         pytest.skip(f"needs {2 * PAIRS + 100} file descriptors (ulimit -Hn)")
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(PAIRS), ADDR],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(PAIRS), ADDR],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None
         listener, *clients = map(int, holder.stdout.readline().split())
@@ -79,19 +85,25 @@ def established(pane: str) -> list[str]:
 
 
 def test_end_reaches_the_last_of_16000_rows_a_filter_finds_one_pair_q_quits(
-        dashboard: Launcher, pairs: tuple[int, list[int]]) -> None:  # noqa: F811
+    dashboard: Launcher,  # noqa: F811  (the fixture, imported above)
+    pairs: tuple[int, list[int]],
+) -> None:
     listener, clients = pairs
     dash = dashboard("--interval", "1", "--theme", "projector")  # a focused table: ┏━━
     term = dash.term
-    term.wait_for(lambda pane: (shown(pane) or 0) >= 2 * PAIRS, timeout=30,
-                  what=f"{2 * PAIRS} connections in the ESTABLISHED title")
+    term.wait_for(
+        lambda pane: (shown(pane) or 0) >= 2 * PAIRS,
+        timeout=30,
+        what=f"{2 * PAIRS} connections in the ESTABLISHED title",
+    )
 
     # Only the holder's connections, then the last of them. The natural order puts
     # a connection's two ends together by the pair of endpoints, the server's end
     # first: the last row is the client end of the pair that sorts last.
     dash.filter_rows(ADDR)
-    term.wait_for(lambda pane: shown(pane) == 2 * PAIRS, timeout=15,
-                  what=f"{2 * PAIRS} rows shown for {ADDR}")
+    term.wait_for(
+        lambda pane: shown(pane) == 2 * PAIRS, timeout=15, what=f"{2 * PAIRS} rows shown for {ADDR}"
+    )
     term.wait_for("┏━ LISTEN", what="the focus back on LISTEN after Enter in the filter")
     term.send_keys("Tab")  # ESTABLISHED is next
     term.wait_for("┏━ ESTABLISHED", what="the ESTABLISHED table focused (a heavy border)")
@@ -99,21 +111,35 @@ def test_end_reaches_the_last_of_16000_rows_a_filter_finds_one_pair_q_quits(
     last = max(clients, key=lambda c: (min(c, listener), max(c, listener)))
     want = f"tcp {ADDR}:{last} {ADDR}:{listener}"
     # At the bottom, and the cursor's: the line under the tables says that row in words.
-    term.wait_for(lambda pane: (rows := established(pane)) != [] and rows[-1].startswith(want)
-                  and f"{ADDR}:{last} ESTABLISHED" in pane,
-                  timeout=10, what=f"the last row {want!r} at the bottom after End, selected")
+    term.wait_for(
+        lambda pane: (
+            (rows := established(pane)) != []
+            and rows[-1].startswith(want)
+            and f"{ADDR}:{last} ESTABLISHED" in pane
+        ),
+        timeout=10,
+        what=f"the last row {want!r} at the bottom after End, selected",
+    )
 
     # One client's port among 16,000: just its pair, the server's end first.
     client = clients[len(clients) // 2]
     term.send_keys("/", "Escape")  # back in the filter box: Esc empties and hides it
     term.wait_for(lambda pane: "filter:" not in pane.splitlines()[0], what="no filter")
     dash.filter_rows(f"{ADDR}:{client}")
-    term.wait_for(lambda pane: shown(pane) == 2, timeout=10,
-                  what=f"2 rows shown for {ADDR}:{client}")
-    term.wait_for(lambda pane: established(pane) == [
-        f"tcp {ADDR}:{listener} {ADDR}:{client} {pane_owner(pane)}",
-        f"tcp {ADDR}:{client} {ADDR}:{listener} {pane_owner(pane)}"],
-        timeout=10, what="exactly the pair: server end, then client end")
+    term.wait_for(
+        lambda pane: shown(pane) == 2, timeout=10, what=f"2 rows shown for {ADDR}:{client}"
+    )
+    term.wait_for(
+        lambda pane: (
+            established(pane)
+            == [
+                f"tcp {ADDR}:{listener} {ADDR}:{client} {pane_owner(pane)}",
+                f"tcp {ADDR}:{client} {ADDR}:{listener} {pane_owner(pane)}",
+            ]
+        ),
+        timeout=10,
+        what="exactly the pair: server end, then client end",
+    )
 
     term.wait_for("┏━ LISTEN", what="the focus back on LISTEN (q typed in the box is text)")
     started = time.monotonic()

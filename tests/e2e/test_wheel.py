@@ -72,7 +72,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     dist = base / "dist"
     built = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(REPO)],
-        capture_output=True, text=True, timeout=300, cwd=base,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=base,
     )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     wheels = list(dist.glob("connection_observatory-*.whl"))
@@ -82,9 +85,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     venv.EnvBuilder(with_pip=True, clear=True, system_site_packages=False).create(env_dir)
     python = env_dir / "bin" / "python"
     pip = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         str(wheels[0])],
-        capture_output=True, text=True, timeout=400, cwd=base,
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            str(wheels[0]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=base,
     )
     if pip.returncode != 0 and "Could not find a version" in pip.stderr:
         pytest.skip(f"the package index is out of reach: {pip.stderr.strip()[-300:]}")
@@ -94,15 +107,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def clean_env() -> dict[str, str]:
     """No PYTHONPATH or TEXTUAL_* from the test run: the venv must stand on its own."""
-    return {k: v for k, v in os.environ.items()
-            if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("TEXTUAL")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("TEXTUAL")
+    }
 
 
 def test_styles_are_inside_the_installed_package(installed: Path, tmp_path: Path) -> None:
     python = installed / "bin" / "python"
     found = subprocess.run(
         [str(python), "-c", "import app, pathlib; print(pathlib.Path(app.__file__).parent)"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=clean_env(),
     )
     assert found.returncode == 0, found.stderr
     package = Path(found.stdout.strip())
@@ -112,11 +132,16 @@ def test_styles_are_inside_the_installed_package(installed: Path, tmp_path: Path
     assert shipped == STYLE_FILES, (shipped, STYLE_FILES)
 
 
-def test_installed_app_starts_headless_with_its_stylesheet(installed: Path,
-                                                           tmp_path: Path) -> None:
+def test_installed_app_starts_headless_with_its_stylesheet(installed: Path, tmp_path: Path) -> None:
     python = installed / "bin" / "python"
-    done = subprocess.run([str(python), "-c", HEADLESS], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path, env=clean_env())
+    done = subprocess.run(
+        [str(python), "-c", HEADLESS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=clean_env(),
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "HEADLESS OK" in done.stdout
 
@@ -124,16 +149,28 @@ def test_installed_app_starts_headless_with_its_stylesheet(installed: Path,
 def test_installed_snapshot_command_runs(installed: Path, tmp_path: Path) -> None:
     script = installed / "bin" / "observatory"
     assert script.is_file()
-    done = subprocess.run([str(script), "snapshot", "--listen"], capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path, env=clean_env())
+    done = subprocess.run(
+        [str(script), "snapshot", "--listen"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=clean_env(),
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_installed_dashboard_refuses_unknown_theme(installed: Path, tmp_path: Path) -> None:
     script = installed / "bin" / "observatory"
-    done = subprocess.run([str(script), "--theme", "nosuch"], capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path, env=clean_env(),
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [str(script), "--theme", "nosuch"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 2, done
     assert len(done.stderr.splitlines()) == 1 and "nosuch" in done.stderr, done.stderr

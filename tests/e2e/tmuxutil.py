@@ -51,7 +51,8 @@ def require_tmux() -> str:
     if exe is None:
         # .ci/run installs tmux: in CI a missing tmux is a failure, not a skip.
         (pytest.fail if os.environ.get("CI") else pytest.skip)(
-            "tmux is not installed (apt-get install tmux)")
+            "tmux is not installed (apt-get install tmux)"
+        )
     return exe
 
 
@@ -80,8 +81,9 @@ class Tmux:
     def tmux(self, *args: str, check: bool = True, timeout: float = 10) -> str:
         """Run one tmux command against this test's private server; returns stdout."""
         argv = [self.exe, "-L", self.socket_name, "-f", str(self._conf), *args]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env=self._env())
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, env=self._env()
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"tmux {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
@@ -111,12 +113,12 @@ class Tmux:
         )
         assignments = {"TERM": "xterm-256color", "COLORTERM": "truecolor", **(env or {})}
         inner = shlex.join(command) + '; echo "EXITED $?"'
-        shell = shlex.join(["env", *(f"{k}={v}" for k, v in assignments.items()),
-                            "sh", "-c", inner])
+        shell = shlex.join(
+            ["env", *(f"{k}={v}" for k, v in assignments.items()), "sh", "-c", inner]
+        )
         if cwd is not None:
             shell = f"cd {shlex.quote(str(cwd))} && exec {shell}"
-        self.tmux("new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height),
-                  shell)
+        self.tmux("new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height), shell)
         self.started = True
 
     def pane_pid(self) -> int:
@@ -173,10 +175,15 @@ class Tmux:
             if found:
                 return found
             if time.monotonic() > deadline:
-                label = what or (expected if isinstance(expected, str) else
-                                 getattr(expected, "pattern", repr(expected)))
-                pytest.fail(f"not on screen within {timeout} s: {label}\n"
-                            f"--- last pane ---\n{pane}\n--- end of pane ---")
+                label = what or (
+                    expected
+                    if isinstance(expected, str)
+                    else getattr(expected, "pattern", repr(expected))
+                )
+                pytest.fail(
+                    f"not on screen within {timeout} s: {label}\n"
+                    f"--- last pane ---\n{pane}\n--- end of pane ---"
+                )
             time.sleep(0.1)
 
     def wait_exit(self, timeout: float = 15.0) -> int:
@@ -185,8 +192,9 @@ class Tmux:
         The line may have scrolled into the history (tmux's "Pane is dead" note
         is written below it), so the history is searched too.
         """
-        match = self.wait_for(EXIT_RE, timeout, what="the program's exit (EXITED <status>)",
-                              history=True)
+        match = self.wait_for(
+            EXIT_RE, timeout, what="the program's exit (EXITED <status>)", history=True
+        )
         assert isinstance(match, re.Match)
         return int(match.group(1))
 
@@ -213,8 +221,10 @@ class Tmux:
             if children:
                 return children[0]
             time.sleep(0.05)
-        pytest.fail(f"the pane's shell (pid {shell.pid}) started no program within {timeout} s\n"
-                    f"{self.capture()}")
+        pytest.fail(
+            f"the pane's shell (pid {shell.pid}) started no program within {timeout} s\n"
+            f"{self.capture()}"
+        )
 
 
 # -- reading the screen ---------------------------------------------------------------------
@@ -231,14 +241,14 @@ def box_rows(pane: str, title_word: str) -> list[str] | None:
         if col < 0:
             continue
         end = line.find("╮", col)
-        top = line[col:end if end > 0 else None]
+        top = line[col : end if end > 0 else None]
         if title_word not in top:
             continue
         rows = []
-        for below in lines[i + 1:]:
+        for below in lines[i + 1 :]:
             if len(below) <= col or below[col] != "│":
                 break
-            rest = below[col + 1:]
+            rest = below[col + 1 :]
             stop = rest.find("│")
             rows.append(rest if stop < 0 else rest[:stop])
         return rows
@@ -335,8 +345,10 @@ class ProcessTracker:
             if found:
                 return found
             time.sleep(0.1)
-        pytest.fail(f"no descendant named {name!r} of pid {self.root.pid} within {timeout} s; "
-                    f"seen: {sorted((s.pid, s.name) for s in self.seen.values())}")
+        pytest.fail(
+            f"no descendant named {name!r} of pid {self.root.pid} within {timeout} s; "
+            f"seen: {sorted((s.pid, s.name) for s in self.seen.values())}"
+        )
 
     def alive(self) -> list[Seen]:
         with self._lock:
@@ -353,8 +365,10 @@ class ProcessTracker:
             if not left:
                 return
             if time.monotonic() > deadline:
-                pytest.fail(f"still alive {timeout} s after the dashboard ended: "
-                            + ", ".join(describe(s) for s in left))
+                pytest.fail(
+                    f"still alive {timeout} s after the dashboard ended: "
+                    + ", ".join(describe(s) for s in left)
+                )
             time.sleep(0.1)
 
     def kill_leftovers(self) -> None:

@@ -18,8 +18,10 @@ from tests.labs.procs import LabProcess, Labs
 pytestmark = pytest.mark.timeout(30)
 
 CONNECTED = re.compile(r"^Connected 127\.0\.0\.1:(\d+) -> 127\.0\.0\.1:(\d+)$")
-CLIENT_LINE = ("Connection aborted by the kernel "
-               "(closed from outside this program, as observatory close or ss -K do)")
+CLIENT_LINE = (
+    "Connection aborted by the kernel "
+    "(closed from outside this program, as observatory close or ss -K do)"
+)
 
 
 @pytest.fixture(autouse=True)

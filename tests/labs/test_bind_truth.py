@@ -40,8 +40,10 @@ def killed_server() -> Iterator[tuple[int, socket.socket]]:
         assert proc.stdout.readline().strip() == "accepted"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
-        wait_for(lambda: any(h[0] == "FIN_WAIT2" for h in port_holders(port, "0.0.0.0")),
-                 what="FIN_WAIT2 on the killed server's port")
+        wait_for(
+            lambda: any(h[0] == "FIN_WAIT2" for h in port_holders(port, "0.0.0.0")),
+            what="FIN_WAIT2 on the killed server's port",
+        )
         yield port, client
     finally:
         if proc.poll() is None:
@@ -79,8 +81,9 @@ def test_fin_wait2_of_a_killed_server_is_named(killed_server: tuple[int, socket.
 def test_time_wait_after_the_peer_closes(killed_server: tuple[int, socket.socket]) -> None:
     port, client = killed_server
     client.close()
-    wait_for(lambda: any(h[0] == "TIME_WAIT" for h in port_holders(port, "0.0.0.0")),
-             what="TIME_WAIT")
+    wait_for(
+        lambda: any(h[0] == "TIME_WAIT" for h in port_holders(port, "0.0.0.0")), what="TIME_WAIT"
+    )
     words = one_error_line(run_lab("tcp-server", str(port), "--bind", "0.0.0.0"), "tcp-server")
     assert words.startswith(f"port {port} is still held on 0.0.0.0: 127.0.0.1:{port} -> ")
     assert "is in TIME_WAIT (no process has it" in words
@@ -129,8 +132,11 @@ def test_no_reuseaddr_server_killed_with_a_client_blocks_its_own_restart() -> No
     for reuse_first, expect_fail in ((False, True), (True, False)):
         port = free_port(addr="0.0.0.0")
         extra = [] if reuse_first else ["--no-reuseaddr"]
-        first = subprocess.Popen(lab_argv("tcp-server", str(port), "--bind", "0.0.0.0", *extra),
-                                 stdout=subprocess.PIPE, text=True)
+        first = subprocess.Popen(
+            lab_argv("tcp-server", str(port), "--bind", "0.0.0.0", *extra),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         client = None
         try:
             assert first.stdout is not None
@@ -139,16 +145,24 @@ def test_no_reuseaddr_server_killed_with_a_client_blocks_its_own_restart() -> No
             assert first.stdout.readline().startswith("Client:")
             os.kill(first.pid, signal.SIGKILL)
             first.wait(5)
-            wait_for(lambda: any(h[0] == "FIN_WAIT2" for h in port_holders(port, "0.0.0.0")),  # noqa: B023
-                     what="the killed server's FIN_WAIT2")
-            again = run_lab("tcp-server", str(port), "--bind", "0.0.0.0", timeout=3) \
-                if expect_fail else None
+            wait_for(
+                lambda: any(h[0] == "FIN_WAIT2" for h in port_holders(port, "0.0.0.0")),  # noqa: B023
+                what="the killed server's FIN_WAIT2",
+            )
+            again = (
+                run_lab("tcp-server", str(port), "--bind", "0.0.0.0", timeout=3)
+                if expect_fail
+                else None
+            )
             if again is not None:
                 words = one_error_line(again, "tcp-server")
                 assert "FIN_WAIT2" in words and "SO_REUSEADDR" in words, words
             else:
-                second = subprocess.Popen(lab_argv("tcp-server", str(port), "--bind", "0.0.0.0"),
-                                          stdout=subprocess.PIPE, text=True)
+                second = subprocess.Popen(
+                    lab_argv("tcp-server", str(port), "--bind", "0.0.0.0"),
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
                 try:
                     assert second.stdout is not None
                     assert "Listening" in second.stdout.readline()
@@ -163,10 +177,17 @@ def test_no_reuseaddr_server_killed_with_a_client_blocks_its_own_restart() -> No
                 client.close()
 
 
-@pytest.mark.parametrize(("a", "b", "overlap"), [
-    ("0.0.0.0", "127.0.0.1", True), ("0.0.0.0", "::1", False), ("::", "127.0.0.1", True),
-    ("::1", "127.0.0.1", False), ("127.0.0.1", "127.0.0.2", False), ("::1", "::1", True),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        ("0.0.0.0", "127.0.0.1", True),
+        ("0.0.0.0", "::1", False),
+        ("::", "127.0.0.1", True),
+        ("::1", "127.0.0.1", False),
+        ("127.0.0.1", "127.0.0.2", False),
+        ("::1", "::1", True),
+    ],
+)
 def test_which_addresses_overlap_as_the_kernel_says(a: str, b: str, overlap: bool) -> None:
     """The lab's own copy of the overlap rule (labs may not import app.core.portuse): a
     ::1 listener does not block a bind of 0.0.0.0 (binding ::1 sets IPV6_V6ONLY)."""

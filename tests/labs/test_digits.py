@@ -124,8 +124,9 @@ def test_lab_run_refuses_them() -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("argv", [("watch", "--port", FULL_WIDTH), ("serve", "--port", ARABIC),
-                                  ("--interval", "٠.٥")])
+@pytest.mark.parametrize(
+    "argv", [("watch", "--port", FULL_WIDTH), ("serve", "--port", ARABIC), ("--interval", "٠.٥")]
+)
 def test_every_other_port_and_seconds_flag_refuses_them(argv: tuple[str, ...]) -> None:
     """The shared argparse types (app.cliutil) behind watch/serve --port and --interval."""
     done = observatory(*argv, timeout=15)

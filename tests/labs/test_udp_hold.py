@@ -34,8 +34,11 @@ def test_a_held_client_socket_is_in_the_snapshot(lab: Labs) -> None:
     def shown() -> bool:
         done = observatory("snapshot", "--udp", "--port", str(local))
         return done.returncode == 0 and any(
-            line.split()[0] == "udp" and line.split()[3].endswith(f":{local}")
-            and "udp-client" in line for line in done.stdout.splitlines()[1:] if line.strip()
+            line.split()[0] == "udp"
+            and line.split()[3].endswith(f":{local}")
+            and "udp-client" in line
+            for line in done.stdout.splitlines()[1:]
+            if line.strip()
         )
 
     wait_for(shown, timeout=5, what="the held udp-client socket in `observatory snapshot --udp`")

@@ -26,9 +26,14 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def make_app(theme: str | None) -> tuple[ObservatoryApp, list]:  # type: ignore[type-arg]
     results = lecture_results()
-    app = ObservatoryApp(FakeSource([r.snapshot for r in results]), FakeManager(PROCESSES),
-                         theme_name=theme, clock=lambda: T0 + 2, poll=False,
-                         interfaces=lambda: results[0].interfaces or [])
+    app = ObservatoryApp(
+        FakeSource([r.snapshot for r in results]),
+        FakeManager(PROCESSES),
+        theme_name=theme,
+        clock=lambda: T0 + 2,
+        poll=False,
+        interfaces=lambda: results[0].interfaces or [],
+    )
     return app, results
 
 

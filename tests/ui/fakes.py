@@ -13,36 +13,126 @@ from app.ui.messages import PollResult
 T0 = 1_700_000_000.0  # a fixed moment: 2023-11-14 22:13:20 UTC
 
 
-def sock(proto: str, local: str, lport: int, remote: str | None, rport: int | None,
-         state: str, pid: int | None, process: str | None, owner: str = "process",
-         service: str | None = None, user: str = "student", recv_q: int = 0,
-         inode: int = 1) -> Socket:
-    return Socket(proto=proto, local_addr=local, local_port=lport, remote_addr=remote,
-                  remote_port=rport, state=state, pid=pid, process=process,
-                  cmdline=(process or "",), user=user, owner=owner,  # type: ignore[arg-type]
-                  service=service, inode=0 if owner == "kernel" else inode, recv_q=recv_q)
+def sock(
+    proto: str,
+    local: str,
+    lport: int,
+    remote: str | None,
+    rport: int | None,
+    state: str,
+    pid: int | None,
+    process: str | None,
+    owner: str = "process",
+    service: str | None = None,
+    user: str = "student",
+    recv_q: int = 0,
+    inode: int = 1,
+) -> Socket:
+    return Socket(
+        proto=proto,
+        local_addr=local,
+        local_port=lport,
+        remote_addr=remote,
+        remote_port=rport,
+        state=state,
+        pid=pid,
+        process=process,
+        cmdline=(process or "",),
+        user=user,
+        owner=owner,  # type: ignore[arg-type]
+        service=service,
+        inode=0 if owner == "kernel" else inode,
+        recv_q=recv_q,
+    )
 
 
 def lecture_sockets() -> list[Socket]:
     """The lecture at experiment 6: three servers, a client, a second client in the backlog."""
     return [
-        sock("tcp", "0.0.0.0", 6000, None, None, "LISTEN", 2759, "tcp-server", service="x11",
-             recv_q=1),
-        sock("tcp", "0.0.0.0", 16000, None, None, "LISTEN", 3160, "tcp-server",
-             service="fmsas"),
+        sock(
+            "tcp",
+            "0.0.0.0",
+            6000,
+            None,
+            None,
+            "LISTEN",
+            2759,
+            "tcp-server",
+            service="x11",
+            recv_q=1,
+        ),
+        sock("tcp", "0.0.0.0", 16000, None, None, "LISTEN", 3160, "tcp-server", service="fmsas"),
         sock("tcp", "0.0.0.0", 45321, None, None, "LISTEN", 3170, "tcp-server"),
-        sock("tcp6", "::1", 631, None, None, "LISTEN", None, None, owner="hidden",
-             service="ipp", user="cups"),
-        sock("tcp", "127.0.0.1", 6000, "127.0.0.1", 39846, "ESTABLISHED", 2759, "tcp-server",
-             service="x11"),
-        sock("tcp", "127.0.0.1", 39846, "127.0.0.1", 6000, "ESTABLISHED", 3226, "tcp-client",
-             service="x11"),
-        sock("tcp", "127.0.0.1", 6000, "127.0.0.1", 39850, "ESTABLISHED", None, None,
-             owner="kernel", service="x11"),
-        sock("tcp", "127.0.0.1", 39850, "127.0.0.1", 6000, "ESTABLISHED", 3231, "tcp-client",
-             service="x11"),
-        sock("tcp", "127.0.0.1", 41000, "127.0.0.1", 16000, "TIME_WAIT", None, None,
-             owner="kernel", service="fmsas"),
+        sock(
+            "tcp6",
+            "::1",
+            631,
+            None,
+            None,
+            "LISTEN",
+            None,
+            None,
+            owner="hidden",
+            service="ipp",
+            user="cups",
+        ),
+        sock(
+            "tcp",
+            "127.0.0.1",
+            6000,
+            "127.0.0.1",
+            39846,
+            "ESTABLISHED",
+            2759,
+            "tcp-server",
+            service="x11",
+        ),
+        sock(
+            "tcp",
+            "127.0.0.1",
+            39846,
+            "127.0.0.1",
+            6000,
+            "ESTABLISHED",
+            3226,
+            "tcp-client",
+            service="x11",
+        ),
+        sock(
+            "tcp",
+            "127.0.0.1",
+            6000,
+            "127.0.0.1",
+            39850,
+            "ESTABLISHED",
+            None,
+            None,
+            owner="kernel",
+            service="x11",
+        ),
+        sock(
+            "tcp",
+            "127.0.0.1",
+            39850,
+            "127.0.0.1",
+            6000,
+            "ESTABLISHED",
+            3231,
+            "tcp-client",
+            service="x11",
+        ),
+        sock(
+            "tcp",
+            "127.0.0.1",
+            41000,
+            "127.0.0.1",
+            16000,
+            "TIME_WAIT",
+            None,
+            None,
+            owner="kernel",
+            service="fmsas",
+        ),
         sock("udp", "127.0.0.1", 7000, None, None, "NONE", 3300, "udp-server"),
     ]
 
@@ -57,26 +147,54 @@ INTERFACES = [
 ]
 
 
-def info(name: str, pid: int, command: tuple[str, ...], state: str = "running",
-         cpu: float | None = 0.0, output: tuple[str, ...] = ()) -> ProcessInfo:
+def info(
+    name: str,
+    pid: int,
+    command: tuple[str, ...],
+    state: str = "running",
+    cpu: float | None = 0.0,
+    output: tuple[str, ...] = (),
+) -> ProcessInfo:
     program, *args = command
     rc = None if state in ("running", "starting") else (-signal.SIGKILL if "KILL" in state else 0)
-    return ProcessInfo(name=name, pid=pid, argv=command, program=program, args=tuple(args),
-                       state=state, returncode=rc, cpu_percent=cpu, started_at=T0,
-                       ended_at=None if rc is None else T0 + 5, stop_requested=False,
-                       output=output)
+    return ProcessInfo(
+        name=name,
+        pid=pid,
+        argv=command,
+        program=program,
+        args=tuple(args),
+        state=state,
+        returncode=rc,
+        cpu_percent=cpu,
+        started_at=T0,
+        ended_at=None if rc is None else T0 + 5,
+        stop_requested=False,
+        output=output,
+    )
 
 
 PROCESSES = [
-    info("server1", 2759, ("tcp-server", "6000", "--bind", "0.0.0.0", "--handler", "busy"),
-         cpu=49.0, output=("Listening on 0.0.0.0:6000 (iterative, backlog 5, handler busy)",
-                           "Client: 127.0.0.1:39846")),
+    info(
+        "server1",
+        2759,
+        ("tcp-server", "6000", "--bind", "0.0.0.0", "--handler", "busy"),
+        cpu=49.0,
+        output=(
+            "Listening on 0.0.0.0:6000 (iterative, backlog 5, handler busy)",
+            "Client: 127.0.0.1:39846",
+        ),
+    ),
     info("server2", 3160, ("tcp-server", "16000", "--bind", "0.0.0.0")),
     info("server3", 3170, ("tcp-server", "45321", "--bind", "0.0.0.0")),
     info("client1", 3226, ("tcp-client", "127.0.0.1", "hello", "6000")),
     info("client2", 3231, ("tcp-client", "127.0.0.1", "hello", "6000")),
-    info("client3", 3240, ("tcp-client", "127.0.0.1", "hello", "16000"),
-         state="killed by SIGKILL", cpu=None),
+    info(
+        "client3",
+        3240,
+        ("tcp-client", "127.0.0.1", "hello", "16000"),
+        state="killed by SIGKILL",
+        cpu=None,
+    ),
 ]
 
 

@@ -67,8 +67,10 @@ async def select(pilot: Pilot[None], table_id: str, key: str) -> None:
 
 # -- item 8: no false endianness sentence ---------------------------------------------------
 
+
 async def test_inaddr_any_is_a_byte_palindrome_not_a_big_endian_machine(
-        sockets: list[socket.socket]) -> None:
+    sockets: list[socket.socket],
+) -> None:
     """A server on 0.0.0.0: htonl(0x00000000) changes nothing because its bytes are all
     zero, on any machine; the panel names this machine's real byte order."""
     server = socket.socket()
@@ -80,11 +82,16 @@ async def test_inaddr_any_is_a_byte_palindrome_not_a_big_endian_machine(
         await select(pilot, "listen", f"tcp 0.0.0.0:{port} *")
         await pilot.press("b")
         panel = pilot.app.screen.query_one(BytesPanel)
-        await until(pilot, lambda: panel.layout_shown is not None
-                    and panel.layout_shown.port == port, what="the listener's bytes")
+        await until(
+            pilot,
+            lambda: panel.layout_shown is not None and panel.layout_shown.port == port,
+            what="the listener's bytes",
+        )
         text = flat(panel.text())
-        assert ("htonl(0x00000000) gives 0x00000000 back: its bytes 00 00 00 00 read the "
-                "same both ways (a byte palindrome)") in text, text
+        assert (
+            "htonl(0x00000000) gives 0x00000000 back: its bytes 00 00 00 00 read the "
+            "same both ways (a byte palindrome)"
+        ) in text, text
         assert f"change nothing on any machine; this machine is {sys.byteorder}-endian" in text
         if sys.byteorder == "little":
             assert "big-endian too" not in text
@@ -92,6 +99,7 @@ async def test_inaddr_any_is_a_byte_palindrome_not_a_big_endian_machine(
 
 
 # -- any address and port, typed -------------------------------------------------------------
+
 
 async def type_address(pilot: Pilot[None], text: str, keys: bool = False) -> None:
     """Click into the field and put ``text`` there: pasted, or ``keys`` typed one by one."""
@@ -104,20 +112,26 @@ async def type_address(pilot: Pilot[None], text: str, keys: bool = False) -> Non
 
 
 async def test_any_address_and_port_typed_as_observatory_sockaddr_takes_them(
-        sockets: list[socket.socket]) -> None:
+    sockets: list[socket.socket],
+) -> None:
     _, port = listening(sockets)
     async with dashboard().run_test(size=SIZE) as pilot:
         await select(pilot, "listen", f"tcp 127.0.0.1:{port} *")
         listen = pilot.app.screen.query_one("#listen")
         await pilot.press("b")
         panel = pilot.app.screen.query_one(BytesPanel)
-        await until(pilot, lambda: panel.layout_shown is not None
-                    and panel.layout_shown.port == port, what="the listener's bytes")
+        await until(
+            pilot,
+            lambda: panel.layout_shown is not None and panel.layout_shown.port == port,
+            what="the listener's bytes",
+        )
         assert pilot.app.focused is listen  # the field is entered on purpose only
 
-        for typed, address, port_typed in (("[::1]:7000", "::1", 7000),
-                                           ("10.0.2.15:6000", "10.0.2.15", 6000),
-                                           ("0.0.0.0 6000", "0.0.0.0", 6000)):
+        for typed, address, port_typed in (
+            ("[::1]:7000", "::1", 7000),
+            ("10.0.2.15:6000", "10.0.2.15", 6000),
+            ("0.0.0.0 6000", "0.0.0.0", 6000),
+        ):
             await type_address(pilot, typed, keys=typed.startswith("["))
             layout = panel.layout_shown
             assert layout is not None and (layout.address, layout.port) == (address, port_typed)
@@ -175,14 +189,17 @@ async def test_the_address_field_gives_the_keys_back() -> None:
         assert active_tab(pilot) == "tab-machine"
 
 
-@pytest.mark.parametrize(("typed", "words"), [
-    ("127.0.0.1:٧٤٠٠", "a port is written with the digits 0-9"),
-    ("127.0.0.1 ７４００", "a port is written with the digits 0-9"),
-    ("localhost:80", "names are not looked up here"),
-    ("::1:7000", "in brackets, [::1]:7000"),
-    ("127.0.0.1:70000", "is too big"),
-    ("127.0.0.1", "has no port"),
-])
+@pytest.mark.parametrize(
+    ("typed", "words"),
+    [
+        ("127.0.0.1:٧٤٠٠", "a port is written with the digits 0-9"),
+        ("127.0.0.1 ７４００", "a port is written with the digits 0-9"),
+        ("localhost:80", "names are not looked up here"),
+        ("::1:7000", "in brackets, [::1]:7000"),
+        ("127.0.0.1:70000", "is too big"),
+        ("127.0.0.1", "has no port"),
+    ],
+)
 async def test_a_bad_address_is_refused_in_words(typed: str, words: str) -> None:
     panel = BytesPanel()
     async with PanelHost(panel).run_test(size=(80, 40)) as pilot:

@@ -19,7 +19,6 @@ SIZES = [(80, 24), (120, 40), (160, 48)]
 ADDRESSES = ["127.0.0.1", "0.0.0.0", "::1", "::"]
 
 
-
 def shown(widget: Widget) -> bool:
     """Every cell of ``widget`` is on the screen and drawn by it (or its children).
 
@@ -73,9 +72,16 @@ async def test_launch_dialog_fits_the_terminal(dashboard, sockets, size) -> None
     accepted.close()
     server.close()
     async with app.run_test(size=size) as pilot:
-        await until(pilot, lambda: app.screen.snapshot is not None
-                    and any(s.local_port == port and s.state == "FIN_WAIT2"
-                            for s in app.screen.snapshot.sockets))
+        await until(
+            pilot,
+            lambda: (
+                app.screen.snapshot is not None
+                and any(
+                    s.local_port == port and s.state == "FIN_WAIT2"
+                    for s in app.screen.snapshot.sockets
+                )
+            ),
+        )
         dialog = await open_launch(pilot)
         dialog.query_one("#port", Input).value = str(port)
         for program in ("tcp-server", "tcp-client", "udp-server", "command"):
@@ -86,19 +92,28 @@ async def test_launch_dialog_fits_the_terminal(dashboard, sockets, size) -> None
                 assert warning.display
                 if size[1] < 32:  # it keeps to four lines: the fields keep their room
                     assert warning.size.height <= 4, warning.size
-            fields = [w for w in dialog.query("#launch-fields Input, #launch-fields Select, "
-                                              "#launch-fields Checkbox")
-                      if w.display and all(a.display for a in w.ancestors_with_self
-                                           if a is not dialog)]
+            fields = [
+                w
+                for w in dialog.query(
+                    "#launch-fields Input, #launch-fields Select, #launch-fields Checkbox"
+                )
+                if w.display and all(a.display for a in w.ancestors_with_self if a is not dialog)
+            ]
             assert len(fields) >= 3, program
             for field in fields:  # Tab (or a click) reaches it: it scrolls into view
                 field.focus()
                 await pilot.pause()
                 assert shown(field), f"{program}: #{field.id} out of view at {size}"
-                for fixed in ("#launch-preview", "#launch", "#cancel", "#preset-server",
-                              "#preset-client"):
-                    assert shown(dialog.query_one(fixed)), \
+                for fixed in (
+                    "#launch-preview",
+                    "#launch",
+                    "#cancel",
+                    "#preset-server",
+                    "#preset-client",
+                ):
+                    assert shown(dialog.query_one(fixed)), (
                         f"{program}: {fixed} hidden at {size} with #{field.id} focused"
+                    )
         await pilot.press("escape")
 
 
@@ -111,11 +126,14 @@ async def test_lecture_presets_fill_the_lecture_commands(dashboard) -> None:  # 
         await pilot.press("f2")
         await pilot.pause()
         request, _ = dialog.request()
-        assert request == LaunchRequest("server1", "tcp-server",
-                                        ("6000", "--bind", "0.0.0.0", "--handler", "busy",
-                                         "--no-reuseaddr"))
-        assert preview(dialog) == ("Will run: tcp-server 6000 --bind 0.0.0.0 --handler busy "
-                                   "--no-reuseaddr")
+        assert request == LaunchRequest(
+            "server1",
+            "tcp-server",
+            ("6000", "--bind", "0.0.0.0", "--handler", "busy", "--no-reuseaddr"),
+        )
+        assert preview(dialog) == (
+            "Will run: tcp-server 6000 --bind 0.0.0.0 --handler busy --no-reuseaddr"
+        )
         assert app.focused is dialog.query_one("#launch")  # Enter launches it
 
         await pilot.click("#preset-client")
@@ -138,8 +156,9 @@ async def test_names_of_ended_and_running_processes_are_refused(dashboard) -> No
     app, _ = dashboard
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()  # the main screen is up first
-        dialog = LaunchDialog(ADDRESSES, {"cmd1", "server1", "server2"}, COMMAND,
-                              running_names={"server1"})
+        dialog = LaunchDialog(
+            ADDRESSES, {"cmd1", "server1", "server2"}, COMMAND, running_names={"server1"}
+        )
         app.push_screen(dialog)
         await pilot.pause()
         dialog.query_one("#command", Input).value = "sleep 5"
@@ -150,8 +169,9 @@ async def test_names_of_ended_and_running_processes_are_refused(dashboard) -> No
 
         dialog.query_one("#name", Input).value = "cmd1"
         await pilot.pause()
-        assert preview(dialog) == ("✗ cmd1 ended; its output is still shown: "
-                                   "choose another name, e.g. cmd2")
+        assert preview(dialog) == (
+            "✗ cmd1 ended; its output is still shown: choose another name, e.g. cmd2"
+        )
         assert dialog.query_one("#launch", Button).disabled
 
         dialog.query_one("#name", Input).value = "server1"
@@ -230,8 +250,11 @@ async def test_quit_dialog_says_its_keys_and_no_toast_covers_it(dashboard) -> No
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await pilot.pause()  # the main screen is up first
         manager.launch_command("sleeper", ["sleep", "30"])
-        await until(pilot, lambda: any(p.name == "sleeper" and p.running
-                                       for p in app.screen.processes), what="sleeper listed")
+        await until(
+            pilot,
+            lambda: any(p.name == "sleeper" and p.running for p in app.screen.processes),
+            what="sleeper listed",
+        )
         for n in range(4):
             app.notify(f"Something happened, number {n}, told in a long toast " * 2, timeout=30)
         await pilot.pause()
@@ -258,8 +281,10 @@ async def test_confirm_dialog_focuses_the_button_asked_for(dashboard) -> None:  
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()  # the main screen is up first
         results: list[bool | None] = []
-        app.push_screen(ConfirmDialog("Quit?", "Two run.", yes="Stop them and quit",
-                                      default="yes"), results.append)
+        app.push_screen(
+            ConfirmDialog("Quit?", "Two run.", yes="Stop them and quit", default="yes"),
+            results.append,
+        )
         await pilot.pause()
         assert app.focused is app.screen.query_one("#yes")
         await pilot.press("enter")  # q then Enter quits, as q then y does
@@ -267,8 +292,9 @@ async def test_confirm_dialog_focuses_the_button_asked_for(dashboard) -> None:  
         assert results == [True]
 
         # Close and kill confirmations keep the safe button focused.
-        app.push_screen(ConfirmDialog("Kill pid 1?", "Not ours.", yes="Send SIGTERM"),
-                        results.append)
+        app.push_screen(
+            ConfirmDialog("Kill pid 1?", "Not ours.", yes="Send SIGTERM"), results.append
+        )
         await pilot.pause()
         assert app.focused is app.screen.query_one("#no")
         await pilot.press("enter")
@@ -317,8 +343,11 @@ async def test_dialogs_do_not_swallow_ctrl_s(dashboard, monkeypatch) -> None:  #
     monkeypatch.setattr(app, "save_screen", lambda: shots.append(type(app.screen).__name__))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()  # the main screen is up first
-        for dialog in (LaunchDialog(ADDRESSES, set()), ConfirmDialog("Kill?", "Sure?"),
-                       PathDialog("Load a scenario file", "scenarios/session4.toml")):
+        for dialog in (
+            LaunchDialog(ADDRESSES, set()),
+            ConfirmDialog("Kill?", "Sure?"),
+            PathDialog("Load a scenario file", "scenarios/session4.toml"),
+        ):
             app.push_screen(dialog)
             await pilot.pause()
             focusable = [w for w in dialog.query("*") if w.focusable]
@@ -329,7 +358,8 @@ async def test_dialogs_do_not_swallow_ctrl_s(dashboard, monkeypatch) -> None:  #
                 before = len(shots)
                 await pilot.press("ctrl+s")
                 await pilot.pause()
-                assert shots[before:] == [type(dialog).__name__], \
+                assert shots[before:] == [type(dialog).__name__], (
                     f"{type(dialog).__name__} #{widget.id}"
+                )
             await app.pop_screen()
             await pilot.pause()

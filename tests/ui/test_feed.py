@@ -28,8 +28,12 @@ from app.ui.rows import GONE_MARK, MARK_SECONDS, NEW_MARK, Marked, ViewOptions
 from app.ui.widgets.backlog import BacklogPanel
 from app.ui.widgets.keyed_table import KeyedTable
 
-TABLES = {"listen": LISTEN_COLUMNS, "established": ESTABLISHED_COLUMNS,
-          "other": OTHER_COLUMNS, "udp": UDP_COLUMNS}
+TABLES = {
+    "listen": LISTEN_COLUMNS,
+    "established": ESTABLISHED_COLUMNS,
+    "other": OTHER_COLUMNS,
+    "udp": UDP_COLUMNS,
+}
 
 
 @dataclass
@@ -73,9 +77,14 @@ def reference_rows(marked: list[Marked], options: ViewOptions) -> dict[str, list
         keys = [k for _, k in columns]
         user_sort = options.sort if options.sort in keys else None
         order = sort_function(user_sort, listen_ports)
-        chosen = sorted(((order(m), m.key, row_cells(m, keys, options))
-                         for m in groups[name] if options.matches(m.sock)),
-                        key=lambda c: (c[0], c[1]))
+        chosen = sorted(
+            (
+                (order(m), m.key, row_cells(m, keys, options))
+                for m in groups[name]
+                if options.matches(m.sock)
+            ),
+            key=lambda c: (c[0], c[1]),
+        )
         if user_sort and options.reverse:
             chosen.reverse()
         out[name] = [(key, tuple(str(c) for c in cells)) for _, key, cells in chosen]
@@ -90,17 +99,46 @@ def random_socket(rng: random.Random, listen_ports: list[int]) -> Socket:
     pid = rng.choice([None, 100, 200, 300])
     owner = "process" if pid else rng.choice(["kernel", "hidden"])
     if kind < 0.1:
-        return Socket("tcp", rng.choice(["0.0.0.0", "127.0.0.1"]), rng.choice(listen_ports),
-                      None, None, "LISTEN", pid=pid, process="srv" if pid else None,
-                      owner=owner, recv_q=rng.choice([0, 0, 1]), user="u")
+        return Socket(
+            "tcp",
+            rng.choice(["0.0.0.0", "127.0.0.1"]),
+            rng.choice(listen_ports),
+            None,
+            None,
+            "LISTEN",
+            pid=pid,
+            process="srv" if pid else None,
+            owner=owner,
+            recv_q=rng.choice([0, 0, 1]),
+            user="u",
+        )
     if kind < 0.2:
-        return Socket(rng.choice(["udp", "udp6"]), "0.0.0.0" if rng.random() < .5 else "::",
-                      rng.randrange(1024, 65535), None, None, "NONE", pid=pid,
-                      process="udp" if pid else None, owner=owner, user="u")
+        return Socket(
+            rng.choice(["udp", "udp6"]),
+            "0.0.0.0" if rng.random() < 0.5 else "::",
+            rng.randrange(1024, 65535),
+            None,
+            None,
+            "NONE",
+            pid=pid,
+            process="udp" if pid else None,
+            owner=owner,
+            user="u",
+        )
     local = rng.choice(listen_ports + [rng.randrange(30000, 60000)])
-    return Socket("tcp", "127.0.0.1", local, "127.0.0.1", rng.randrange(30000, 60000),
-                  rng.choice(STATES), pid=pid, process="cli" if pid else None, owner=owner,
-                  service=rng.choice([None, "x11"]), user=rng.choice([None, "u"]))
+    return Socket(
+        "tcp",
+        "127.0.0.1",
+        local,
+        "127.0.0.1",
+        rng.randrange(30000, 60000),
+        rng.choice(STATES),
+        pid=pid,
+        process="cli" if pid else None,
+        owner=owner,
+        service=rng.choice([None, "x11"]),
+        user=rng.choice([None, "u"]),
+    )
 
 
 class Tables(App[None]):
@@ -127,9 +165,12 @@ async def test_the_feed_ends_where_a_full_rebuild_every_poll_ends(budget: int | 
                 del sockets[key]
             for key in [k for k in sockets if rng.random() < 0.05]:
                 old = sockets[key]
-                sockets[key] = replace(old, recv_q=old.recv_q + 1,
-                                       state=rng.choice(STATES) if old.remote_addr else old.state,
-                                       owner=rng.choice(["kernel", old.owner]))
+                sockets[key] = replace(
+                    old,
+                    recv_q=old.recv_q + 1,
+                    state=rng.choice(STATES) if old.remote_addr else old.state,
+                    owner=rng.choice(["kernel", old.owner]),
+                )
             for _ in range(rng.randrange(0, 30 if round_ else 300)):
                 s = random_socket(rng, ports)
                 sockets.setdefault(s.key, s)
@@ -140,8 +181,9 @@ async def test_the_feed_ends_where_a_full_rebuild_every_poll_ends(budget: int | 
             marked = reference.update(snap)
             feed.update(snap)
             if round_ in (8, 9, 10):
-                options = replace(options, text=("127.0.0.1:3", "127.0.0.1:30", "127.0.0.1:3")
-                                  [round_ - 8])
+                options = replace(
+                    options, text=("127.0.0.1:3", "127.0.0.1:30", "127.0.0.1:3")[round_ - 8]
+                )
             elif round_ == 15:
                 options = replace(options, text="", sort="peer")
             elif round_ == 20:
@@ -164,17 +206,19 @@ async def test_the_feed_ends_where_a_full_rebuild_every_poll_ends(budget: int | 
                 got = [(k, tuple(str(c) for c in table.get_row(k))) for k in table.keys]
                 assert got == want[name], (round_, name)
                 # Each column as wide as its widest cell, at least its header (the mark 6).
-                least = [max(len(label), 6 if key == "mark" else 0)
-                         for label, key in TABLES[name]]
+                least = [max(len(label), 6 if key == "mark" else 0) for label, key in TABLES[name]]
                 assert table.column_widths == [
                     max([least[i], *(len(cells[i]) for _, cells in want[name])])
-                    for i in range(len(least))], (round_, name)
+                    for i in range(len(least))
+                ], (round_, name)
                 members = feed.tables[name]
                 assert len(members.members) == sum(table_of(m.sock) == name for m in marked)
-                assert members.gone == sum(m.mark == GONE_MARK and table_of(m.sock) == name
-                                           for m in marked)
+                assert members.gone == sum(
+                    m.mark == GONE_MARK and table_of(m.sock) == name for m in marked
+                )
             assert {m.key: (m.sock, m.mark) for m in marked} == {
-                k: (m.sock, m.mark) for k, m in feed.marked.items()}
+                k: (m.sock, m.mark) for k, m in feed.marked.items()
+            }
             assert feed.counts == snap.counts()
 
 

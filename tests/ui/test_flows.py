@@ -34,8 +34,12 @@ async def test_launch_server_then_client_then_kill(dashboard) -> None:  # type: 
     port = free_port()
     async with app.run_test(size=(120, 40)) as pilot:
         await launch_server(pilot, port)
-        await until(pilot, lambda: any(f"127.0.0.1:{port}" in r and "tcp-server" in r
-                                       for r in rows(app, "listen")))
+        await until(
+            pilot,
+            lambda: any(
+                f"127.0.0.1:{port}" in r and "tcp-server" in r for r in rows(app, "listen")
+            ),
+        )
         server = manager.get("server1")
         assert any(f"{server.pid}/tcp-server" in r for r in rows(app, "listen"))
 
@@ -47,8 +51,9 @@ async def test_launch_server_then_client_then_kill(dashboard) -> None:  # type: 
         app.screen.query_one("#port").value = str(port)
         await pilot.pause()
         await pilot.click("#launch")
-        await until(pilot, lambda: len([r for r in rows(app, "established")
-                                        if f":{port}" in r]) == 2)
+        await until(
+            pilot, lambda: len([r for r in rows(app, "established") if f":{port}" in r]) == 2
+        )
         client = manager.get("client1")
         est = [r for r in rows(app, "established") if f":{port}" in r]
         assert any(f"{client.pid}/tcp-client" in r for r in est)
@@ -60,15 +65,24 @@ async def test_launch_server_then_client_then_kill(dashboard) -> None:  # type: 
         table.move_cursor(row=table.get_row_index("server1"))
         await pilot.pause()
         await pilot.press("k")
-        await until(pilot, lambda: not any(f"127.0.0.1:{port}" in r and "GONE" not in r
-                                           for r in rows(app, "listen")))
+        await until(
+            pilot,
+            lambda: (
+                not any(f"127.0.0.1:{port}" in r and "GONE" not in r for r in rows(app, "listen"))
+            ),
+        )
         await until(pilot, lambda: "server1 (pid" in app.screen.timeline.render().plain)
         events = app.screen.timeline.render().plain
         assert f"server1 (pid {server.pid})" in events and "by SIGTERM" in events
         assert f"LISTEN closed tcp 127.0.0.1:{port}" in events
         assert "SIGTERM" in " ".join(rows(app, "processes"))  # the Lab table shortens the state
-        await until(pilot, lambda: not psutil.pid_exists(server.pid)
-                    or psutil.Process(server.pid).status() == psutil.STATUS_ZOMBIE)
+        await until(
+            pilot,
+            lambda: (
+                not psutil.pid_exists(server.pid)
+                or psutil.Process(server.pid).status() == psutil.STATUS_ZOMBIE
+            ),
+        )
 
 
 async def test_filter_and_freeze(dashboard, sockets) -> None:  # type: ignore[no-untyped-def]
@@ -82,8 +96,10 @@ async def test_filter_and_freeze(dashboard, sockets) -> None:  # type: ignore[no
         await until(pilot, lambda: any(f":{port_a}" in r for r in rows(app, "listen")))
         await pilot.press("slash")
         await pilot.press(*str(port_a))
-        await until(pilot, lambda: rows(app, "listen")
-                    and all(f"{port_a}" in r for r in rows(app, "listen")))
+        await until(
+            pilot,
+            lambda: rows(app, "listen") and all(f"{port_a}" in r for r in rows(app, "listen")),
+        )
         await pilot.press("enter")
         app.screen.query_one("#filter").value = ""
         await pilot.pause()
@@ -114,8 +130,10 @@ async def test_killing_a_foreign_owner_asks_first(dashboard) -> None:  # type: i
             table.move_cursor(row=table.get_row_index(key))
             await pilot.pause()
             await pilot.press("k")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog)
-                        and app.screen.query("#dialog-body"))
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, ConfirmDialog) and app.screen.query("#dialog-body"),
+            )
             body = str(app.screen.query_one("#dialog-body").render())
             assert f"pid {holder.pid}" in body
             assert os.geteuid() != 0 or "root" in body
@@ -124,8 +142,9 @@ async def test_killing_a_foreign_owner_asks_first(dashboard) -> None:  # type: i
             await pilot.pause(0.3)
             assert holder.poll() is None
             await pilot.press("k")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog)
-                        and app.screen.query("#yes"))
+            await until(
+                pilot, lambda: isinstance(app.screen, ConfirmDialog) and app.screen.query("#yes")
+            )
             await pilot.click("#yes")
             await until(pilot, lambda: holder.poll() is not None)
             assert holder.returncode == -signal.SIGTERM
@@ -136,8 +155,12 @@ async def test_killing_a_foreign_owner_asks_first(dashboard) -> None:  # type: i
 
 
 async def test_unknown_theme_is_refused_in_words() -> None:
-    out = subprocess.run([sys.executable, "-m", "app", "--theme", "nosuch"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "--theme", "nosuch"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "nosuch" in out.stderr and "projector" in out.stderr
 
@@ -159,8 +182,10 @@ async def test_session_record_and_screenshot(tmp_path, sockets) -> None:  # type
         await until(pilot, lambda: list(tmp_path.glob("observatory-*.svg")))
     recorder.close()
     entries = read_session(recorder.path).entries
-    assert any(e.get("kind") == "listener-opened" and f"127.0.0.1:{port}" in str(e.get("text"))
-               for e in entries)
+    assert any(
+        e.get("kind") == "listener-opened" and f"127.0.0.1:{port}" in str(e.get("text"))
+        for e in entries
+    )
     svg = next(tmp_path.glob("observatory-*.svg")).read_text()
     assert "LISTEN" in svg
 

@@ -63,6 +63,7 @@ def dashboard() -> ObservatoryApp:
 
 # -- Bytes --------------------------------------------------------------------------------
 
+
 async def test_bytes_panel_shows_the_selected_listeners_sockaddr(sockets) -> None:  # type: ignore[no-untyped-def]
     _, port = listening(sockets)
     hi, lo = port >> 8, port & 0xFF
@@ -71,8 +72,9 @@ async def test_bytes_panel_shows_the_selected_listeners_sockaddr(sockets) -> Non
         await select(pilot, "listen", listen_key(port))
         await pilot.press("b")
         panel = app.screen.query_one(BytesPanel)
-        await until(pilot, lambda: panel.layout_shown is not None
-                    and panel.layout_shown.port == port)
+        await until(
+            pilot, lambda: panel.layout_shown is not None and panel.layout_shown.port == port
+        )
         text = panel.text()
         # The lecture's form: [2] and [3] are the port, big-endian, printed as %X.
         assert f"[2]={hi:X},[3]={lo:X}," in text.replace("\n", "")
@@ -105,11 +107,13 @@ async def test_bytes_panel_peer_end_of_a_connection(sockets) -> None:  # type: i
         await select(pilot, "established", conn_key(cport, port))
         await pilot.press("b")
         panel = app.screen.query_one(BytesPanel)
-        await until(pilot, lambda: panel.layout_shown is not None
-                    and panel.layout_shown.port == cport)
+        await until(
+            pilot, lambda: panel.layout_shown is not None and panel.layout_shown.port == cport
+        )
         await pilot.click("#bytes-end")  # the peer's end: the server's port
-        await until(pilot, lambda: panel.layout_shown is not None
-                    and panel.layout_shown.port == port)
+        await until(
+            pilot, lambda: panel.layout_shown is not None and panel.layout_shown.port == port
+        )
         assert f"[2]={port >> 8:X},[3]={port & 0xFF:X}," in panel.text().replace("\n", "")
         assert f"Peer's end 127.0.0.1:{port}" in panel.text()
 
@@ -153,6 +157,7 @@ async def test_bytes_panel_without_selection_and_endianness_input() -> None:
 
 # -- Backlog ------------------------------------------------------------------------------
 
+
 async def test_backlog_panel_names_the_peer_waiting_to_be_accepted(sockets) -> None:  # type: ignore[no-untyped-def]
     server, port = listening(sockets, backlog=1)
     _, first = connected(sockets, port)
@@ -164,8 +169,15 @@ async def test_backlog_panel_names_the_peer_waiting_to_be_accepted(sockets) -> N
         await select(pilot, "listen", listen_key(port))
         await pilot.press("w")
         panel = app.screen.query_one(BacklogPanel)
-        await until(pilot, lambda: (q := panel.queue()) is not None and q.recv_q == 1
-                    and len(q.waiting) == 1 and len(q.accepted) == 1)
+        await until(
+            pilot,
+            lambda: (
+                (q := panel.queue()) is not None
+                and q.recv_q == 1
+                and len(q.waiting) == 1
+                and len(q.accepted) == 1
+            ),
+        )
         queue = panel.queue()
         assert queue is not None
         assert queue.waiting[0].remote == f"127.0.0.1:{second}"
@@ -181,16 +193,24 @@ async def test_backlog_panel_names_the_peer_waiting_to_be_accepted(sockets) -> N
 
         # Selecting the waiting connection itself shows the same listener's queue.
         await select(pilot, "established", conn_key(port, second))
-        await until(pilot, lambda: panel.selected is not None
-                    and panel.selected.remote_port == second)
+        await until(
+            pilot, lambda: panel.selected is not None and panel.selected.remote_port == second
+        )
         assert (q := panel.queue()) is not None and q.listener.local_port == port
         assert "the listener of the selected connection" in panel.text()
 
         # Once accepted, the peer moves from "waiting" to "accepted" and Recv-Q drops.
         late, _ = server.accept()
         sockets.append(late)
-        await until(pilot, lambda: (q := panel.queue()) is not None and q.recv_q == 0
-                    and not q.waiting and len(q.accepted) == 2)
+        await until(
+            pilot,
+            lambda: (
+                (q := panel.queue()) is not None
+                and q.recv_q == 0
+                and not q.waiting
+                and len(q.accepted) == 2
+            ),
+        )
 
 
 async def test_backlog_overview_lists_listeners_with_a_queue(sockets) -> None:  # type: ignore[no-untyped-def]
@@ -208,6 +228,7 @@ async def test_backlog_overview_lists_listeners_with_a_queue(sockets) -> None:  
 
 
 # -- TCP states ---------------------------------------------------------------------------
+
 
 async def test_state_machine_follows_the_client_end_to_time_wait(sockets) -> None:  # type: ignore[no-untyped-def]
     server, port = listening(sockets)
@@ -229,13 +250,13 @@ async def test_state_machine_follows_the_client_end_to_time_wait(sockets) -> Non
         assert "three-way handshake is done" in " ".join(text.split())
         assert "Whichever end calls close() first ends in TIME_WAIT" in " ".join(text.split())
         # Both ends are on this machine: the server's end is named with its state.
-        assert f"Other end, on this machine: 127.0.0.1:{port} ESTABLISHED" in " ".join(
-            text.split())
+        assert f"Other end, on this machine: 127.0.0.1:{port} ESTABLISHED" in " ".join(text.split())
         # The mark is also styled (bold, theme accent), not only bracketed.
         diagram = panel._diagram()
         start = diagram.plain.index("[*ESTABLISHED*]")
-        assert any(span.start <= start < span.end and "bold" in str(span.style)
-                   for span in diagram.spans)
+        assert any(
+            span.start <= start < span.end and "bold" in str(span.style) for span in diagram.spans
+        )
 
         # The client closes first: it is the active closer and ends in TIME_WAIT.
         client.close()
@@ -264,8 +285,7 @@ async def test_panels_keep_their_socket_when_zoomed(sockets) -> None:  # type: i
         await select(pilot, "listen", listen_key(port))
         await pilot.press("m")
         machine = app.screen.query_one(StateMachinePanel)
-        await until(pilot, lambda: machine.socket is not None
-                    and machine.socket.local_port == port)
+        await until(pilot, lambda: machine.socket is not None and machine.socket.local_port == port)
         assert machine.has_class("-narrow")  # ~46 columns: the two-lane diagram
         await pilot.press("z")  # the tables hide; focus falls on a hidden table
         await pilot.pause(0.6)

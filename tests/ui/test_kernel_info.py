@@ -24,8 +24,12 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (tracepoint
 
 
 def dashboard(stream: bool = False) -> ObservatoryApp:
-    return ObservatoryApp(DiagSource(), None, interval=0.2,
-                          stream=functools.partial(EventStream, udp=True) if stream else None)
+    return ObservatoryApp(
+        DiagSource(),
+        None,
+        interval=0.2,
+        stream=functools.partial(EventStream, udp=True) if stream else None,
+    )
 
 
 async def select(pilot, table_id: str, key: str) -> KeyedTable:  # type: ignore[no-untyped-def]
@@ -53,8 +57,9 @@ async def test_queue_is_waiting_over_limit_and_hola_is_4_bytes(sockets) -> None:
     app = dashboard()
     async with app.run_test(size=(120, 40)) as pilot:
         table = await select(pilot, "listen", f"tcp 127.0.0.1:{port} *")
-        await until(pilot, lambda: "1/5" in str(table.get_row(f"tcp 127.0.0.1:{port} *")),
-                    what="Queue 1/5")
+        await until(
+            pilot, lambda: "1/5" in str(table.get_row(f"tcp 127.0.0.1:{port} *")), what="Queue 1/5"
+        )
         await until(pilot, lambda: "1 of 5 waiting" in why(pilot))
         server_end = f"tcp 127.0.0.1:{port} 127.0.0.1:{cli.getsockname()[1]}"
         await select(pilot, "established", server_end)
@@ -76,15 +81,21 @@ async def test_timeline_and_path_have_every_transition(sockets) -> None:  # type
         cli.close()  # a connection that lives a few ms: no sample sees it
         conn.close()
         texts = lambda: [e.text for e in screen.timeline.entries]  # noqa: E731
-        await until(pilot, lambda: any("FIN_WAIT1 -> FIN_WAIT2" in t for t in texts()),
-                    what="the FIN sequence in the timeline")
+        await until(
+            pilot,
+            lambda: any("FIN_WAIT1 -> FIN_WAIT2" in t for t in texts()),
+            what="the FIN sequence in the timeline",
+        )
         assert any(t.startswith("SYN_SENT -> ESTABLISHED") and f":{port}" in t for t in texts())
         # The TCP states tab says what it can see.
         await select(pilot, "listen", f"tcp 127.0.0.1:{port} *")
         await pilot.press("m")
         panel = screen.query_one(StateMachinePanel)
-        await until(pilot, lambda: "every transition the kernel made" in " ".join(
-            panel.text().split()), what="the tab's words")
+        await until(
+            pilot,
+            lambda: "every transition the kernel made" in " ".join(panel.text().split()),
+            what="the tab's words",
+        )
 
 
 @root_only

@@ -135,8 +135,12 @@ async def test_column_widths_grow_with_a_wider_cell_and_nothing_shows_cut() -> N
         await pilot.pause()
         before = table.column_widths
         assert before[0] == 6  # the mark column holds "- GONE" from the start
-        table.apply([TableRow("a", (Text("- GONE", style="bold"), "a", "a much wider value")),
-                     *make_rows(["b"])])
+        table.apply(
+            [
+                TableRow("a", (Text("- GONE", style="bold"), "a", "a much wider value")),
+                *make_rows(["b"]),
+            ]
+        )
         await pilot.pause()
         after = table.column_widths
         assert after[2] == len("a much wider value") > before[2] and after[0] == 6
@@ -188,8 +192,11 @@ async def test_the_cursor_row_is_drawn_in_the_cursor_style_without_focus() -> No
         cursor = table.get_component_rich_style("keyed-table--cursor")
         line = table.render_line(2)
         assert "k2" in line.text
-        assert all(seg.style is not None and seg.style.bgcolor == cursor.bgcolor
-                   for seg in line if seg.text.strip())
+        assert all(
+            seg.style is not None and seg.style.bgcolor == cursor.bgcolor
+            for seg in line
+            if seg.text.strip()
+        )
         other = table.render_line(3)
         assert all(seg.style is None or seg.style.bgcolor != cursor.bgcolor for seg in other)
 
@@ -223,5 +230,6 @@ async def test_sorting_and_filtering_16000_rows_takes_under_100_ms() -> None:
         table.replace([r for r in resorted if "7" in r.key])
         await pilot.pause()
         assert table.row_count == sum("7" in k for k in keys)
-        assert table.keys == [k for _, k in sorted((r.sort_key, r.key) for r in resorted
-                                                   if "7" in r.key)]
+        assert table.keys == [
+            k for _, k in sorted((r.sort_key, r.key) for r in resorted if "7" in r.key)
+        ]

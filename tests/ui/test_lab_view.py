@@ -25,7 +25,8 @@ async def start_server_and_client(pilot, manager: ProcessManager, port: int) -> 
 
 
 async def test_lab_only_shows_what_a_kill_left_and_only_the_lab_events(  # type: ignore[no-untyped-def]
-        dashboard, sockets) -> None:
+    dashboard, sockets
+) -> None:
     app, manager = dashboard
     port = free_port()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -47,13 +48,17 @@ async def test_lab_only_shows_what_a_kill_left_and_only_the_lab_events(  # type:
 
         manager.kill("server1", signal.SIGKILL)
         # The killed server's rows stay a moment, marked, in the lab-only view too ...
-        await until(pilot, lambda: any("GONE" in r and f":{port}" in r
-                                       for r in rows(app, "listen")),
-                    what="the killed server's LISTEN row marked GONE")
+        await until(
+            pilot,
+            lambda: any("GONE" in r and f":{port}" in r for r in rows(app, "listen")),
+            what="the killed server's LISTEN row marked GONE",
+        )
         # ... and the end it left to the kernel (FIN_WAIT2 or TIME_WAIT) on its port.
-        await until(pilot, lambda: any(f"127.0.0.1:{port}" in r and "kernel" in r
-                                       for r in rows(app, "other")),
-                    what="the killed server's lingering end in Other states")
+        await until(
+            pilot,
+            lambda: any(f"127.0.0.1:{port}" in r and "kernel" in r for r in rows(app, "other")),
+            what="the killed server's lingering end in Other states",
+        )
         assert "server1 (pid" in app.screen.timeline.render().plain
         await pilot.press("a")
         await until(pilot, lambda: f":{other_port}" in app.screen.timeline.render().plain)
@@ -84,8 +89,12 @@ async def test_lab_table_keeps_cpu_in_view_and_ended_rows_below(dashboard) -> No
         # the whole state is on the output's title when the ended row is chosen
         table.focus()
         table.move_cursor(row=table.get_row_index("client1"))
-        await until(pilot, lambda: "stopped by SIGTERM (exit 143)"
-                    in str(app.screen.query_one("#output").border_title))
+        await until(
+            pilot,
+            lambda: (
+                "stopped by SIGTERM (exit 143)" in str(app.screen.query_one("#output").border_title)
+            ),
+        )
 
 
 async def test_a_launched_command_shows_its_output_at_once(dashboard) -> None:  # type: ignore[no-untyped-def]
@@ -112,20 +121,26 @@ async def test_a_launched_command_shows_its_output_at_once(dashboard) -> None:  
         def lines() -> list[str]:
             return ["".join(s.text for s in line).strip() for line in log.lines]
 
-        await until(pilot, lambda: "line5" in lines(),
-                    what="the command's output in the output box without selecting its row")
+        await until(
+            pilot,
+            lambda: "line5" in lines(),
+            what="the command's output in the output box without selecting its row",
+        )
         await pilot.pause(0.3)
         assert [t for t in lines() if t.startswith("line")] == [f"line{i}" for i in range(1, 6)]
-        assert app.screen.query_one("#processes", KeyedTable).selected_key() \
+        assert (
+            app.screen.query_one("#processes", KeyedTable).selected_key()
             == app.screen.selected_process
+        )
 
 
 def strip_text(app: ObservatoryApp) -> str:
     from app.ui.widgets.tabstrip import TabStrip
 
     strip = app.screen.query_one(TabStrip)
-    return "\n".join("".join(s.text for s in strip.render_line(y))
-                     for y in range(strip.size.height))
+    return "\n".join(
+        "".join(s.text for s in strip.render_line(y)) for y in range(strip.size.height)
+    )
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 48)])
@@ -137,8 +152,11 @@ async def test_every_tab_is_in_view_and_has_a_key_and_a_palette_entry(size) -> N
     app = ObservatoryApp(DiagSource(), None, interval=0.5)
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
-        panes = {p.id: app.screen.query_one(TabbedContent).get_tab(p.id).label_text
-                 for p in app.screen.query(TabPane) if p.id}
+        panes = {
+            p.id: app.screen.query_one(TabbedContent).get_tab(p.id).label_text
+            for p in app.screen.query(TabPane)
+            if p.id
+        }
         assert len(panes) == 9
         side, tables = app.screen.query_one("#side"), app.screen.query_one("#tables")
         if size[0] >= 150:  # a wide projector: the side column's panels wrap less
@@ -159,8 +177,9 @@ async def test_every_tab_is_in_view_and_has_a_key_and_a_palette_entry(size) -> N
         strip = app.screen.query_one("#tab-strip")
         line = strip_text(app).splitlines()
         y = next(i for i, text in enumerate(line) if "Events" in text)
-        await pilot.click("#tab-strip", offset=(strip.styles.padding.left
-                                                 + line[y].index("Events") + 1, y))
+        await pilot.click(
+            "#tab-strip", offset=(strip.styles.padding.left + line[y].index("Events") + 1, y)
+        )
         await pilot.pause()
         assert app.screen.query_one(TabbedContent).active == "tab-events"
 
@@ -169,8 +188,11 @@ def _snapshot_socket(predicate):  # type: ignore[no-untyped-def]
     from tests.conftest import wait_for
 
     source = DiagSource()
-    return wait_for(lambda: next((s for s in source.poll().sockets if predicate(s)), None),
-                    5, "the socket in a snapshot")
+    return wait_for(
+        lambda: next((s for s in source.poll().sockets if predicate(s)), None),
+        5,
+        "the socket in a snapshot",
+    )
 
 
 def test_k_on_a_socket_no_process_holds_says_why_once(sockets) -> None:  # type: ignore[no-untyped-def]
@@ -195,8 +217,11 @@ def test_k_on_a_socket_no_process_holds_says_why_once(sockets) -> None:  # type:
     tw = _snapshot_socket(lambda s: s.local_port == port and s.state == "TIME_WAIT")
     assert "TIME_WAIT" in (kill_refusal(tw) or "")
     hidden = kill_refusal(replace(mine, owner="hidden", pid=None))
-    assert hidden and hidden.lower().count("may not see") <= 1 \
-        and hidden.lower().count("cannot see") <= 1, hidden
+    assert (
+        hidden
+        and hidden.lower().count("may not see") <= 1
+        and hidden.lower().count("cannot see") <= 1
+    ), hidden
 
 
 async def test_ctrl_s_saves_a_screenshot_while_a_dialog_is_open(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -230,36 +255,45 @@ async def test_side_panels_follow_the_cursor_in_lab_only_mode(dashboard, sockets
         for n, port in enumerate(ports, 1):
             manager.launch_builtin(f"server{n}", "tcp-server", [str(port)])
         table = app.screen.query_one("#listen", KeyedTable)
-        await until(pilot, lambda: all(any(f":{p}" in r for r in rows(app, "listen"))
-                                       for p in [*ports, other_port]))
+        await until(
+            pilot,
+            lambda: all(
+                any(f":{p}" in r for r in rows(app, "listen")) for p in [*ports, other_port]
+            ),
+        )
         backlog = app.screen.query_one(BacklogPanel)
         machine = app.screen.query_one(StateMachinePanel)
         bytes_panel = app.screen.query_one(BytesPanel)
 
         def shown() -> set[int | None]:
-            return {p.local_port if p else None
-                    for p in (backlog.selected, machine.socket, bytes_panel.socket)}
+            return {
+                p.local_port if p else None
+                for p in (backlog.selected, machine.socket, bytes_panel.socket)
+            }
 
         def cursor_port() -> int:
             key = table.selected_key()
             return app.screen.marked[key].sock.local_port if key else -1
 
         table.focus()
-        table.move_cursor(row=next(i for i, r in enumerate(rows(app, "listen"))
-                                   if f":{other_port}" in r))
+        table.move_cursor(
+            row=next(i for i, r in enumerate(rows(app, "listen")) if f":{other_port}" in r)
+        )
         await pilot.press("w")
         await until(pilot, lambda: shown() == {other_port}, what="the panels on the chosen row")
         await pilot.press("a")  # the chosen row is hidden now: the panels follow the cursor
         await until(pilot, lambda: not any(f":{other_port}" in r for r in rows(app, "listen")))
-        await until(pilot, lambda: shown() == {cursor_port()} and cursor_port() in ports,
-                    what="the panels on the cursor's lab row, not the hidden one")
+        await until(
+            pilot,
+            lambda: shown() == {cursor_port()} and cursor_port() in ports,
+            what="the panels on the cursor's lab row, not the hidden one",
+        )
         last = table.cursor_row == table.row_count - 1
         for key in ("up", "down") if last else ("down", "up"):  # Up/Down moves them too
             before = cursor_port()
             await pilot.press(key)
             await until(pilot, lambda: cursor_port() != before)  # noqa: B023
-            await until(pilot, lambda: shown() == {cursor_port()},
-                        what=f"the panels after {key}")
+            await until(pilot, lambda: shown() == {cursor_port()}, what=f"the panels after {key}")
 
 
 async def test_a_panel_follows_the_cursor_once_it_is_moved_after_its_row_left(sockets) -> None:  # type: ignore[no-untyped-def]
@@ -274,18 +308,25 @@ async def test_a_panel_follows_the_cursor_once_it_is_moved_after_its_row_left(so
     app = ObservatoryApp(DiagSource(), None, interval=0.2)
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.screen.query_one("#established", KeyedTable)
-        await until(pilot, lambda: len([r for r in rows(app, "established")
-                                        if f":{port}" in r]) == 6)
+        await until(
+            pilot, lambda: len([r for r in rows(app, "established") if f":{port}" in r]) == 6
+        )
         mine = f"127.0.0.1:{first.getsockname()[1]}"
         table.focus()
-        table.move_cursor(row=next(i for i, r in enumerate(rows(app, "established"))
-                                   if r.split()[1:3] == [mine, f"127.0.0.1:{port}"]))
+        table.move_cursor(
+            row=next(
+                i
+                for i, r in enumerate(rows(app, "established"))
+                if r.split()[1:3] == [mine, f"127.0.0.1:{port}"]
+            )
+        )
         await pilot.press("m")
         machine = app.screen.query_one(StateMachinePanel)
         await until(pilot, lambda: machine.socket is not None and machine.socket.local == mine)
         first.close()  # FIN_WAIT2 now: its row leaves ESTABLISHED, the cursor is pushed
-        await until(pilot, lambda: not any(mine in r.split()[1:2]
-                                           for r in rows(app, "established")))
+        await until(
+            pilot, lambda: not any(mine in r.split()[1:2] for r in rows(app, "established"))
+        )
         await pilot.pause(0.5)
         assert machine.socket is not None and machine.socket.local == mine  # still followed
 
@@ -297,9 +338,11 @@ async def test_a_panel_follows_the_cursor_once_it_is_moved_after_its_row_left(so
             before = cursor_local()
             await pilot.press(key)
             await until(pilot, lambda: cursor_local() != before)  # noqa: B023
-            await until(pilot, lambda: machine.socket is not None
-                        and machine.socket.local == cursor_local(),
-                        what=f"the panel on the row {key} chose")
+            await until(
+                pilot,
+                lambda: machine.socket is not None and machine.socket.local == cursor_local(),
+                what=f"the panel on the row {key} chose",
+            )
 
 
 async def test_the_launch_dialog_warns_of_a_held_port(dashboard, sockets) -> None:  # type: ignore[no-untyped-def]
@@ -322,7 +365,8 @@ async def test_the_launch_dialog_warns_of_a_held_port(dashboard, sockets) -> Non
 
 
 async def test_a_failed_launch_says_why_in_the_event_and_a_scenario_starts_around_a_manual_launch(  # type: ignore[no-untyped-def]
-        dashboard, sockets, tmp_path) -> None:
+    dashboard, sockets, tmp_path
+) -> None:
     app, manager = dashboard
     other = socket.socket()
     sockets.append(other)
@@ -333,15 +377,19 @@ async def test_a_failed_launch_says_why_in_the_event_and_a_scenario_starts_aroun
     scenario = tmp_path / "lab.toml"
     scenario.write_text(
         f'[[process]]\nname = "server1"\nprogram = "tcp-server"\nargs = ["{free}"]\n\n'
-        f'[[process]]\nname = "server2"\nprogram = "tcp-server"\nargs = ["{taken}"]\n')
+        f'[[process]]\nname = "server2"\nprogram = "tcp-server"\nargs = ["{taken}"]\n'
+    )
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         manager.launch_builtin("server1", "tcp-server", [str(free)])  # by hand, first
-        await until(pilot, lambda: any(p.name == "server1" and p.running
-                                       for p in app.screen.processes))
+        await until(
+            pilot, lambda: any(p.name == "server1" and p.running for p in app.screen.processes)
+        )
         app.load_scenario(str(scenario))
         # server1 is kept (the same program and arguments); server2 starts, and fails
-        await until(pilot, lambda: any("server1 is already running" in n.message
-                                       for n in app._notifications))
+        await until(
+            pilot,
+            lambda: any("server1 is already running" in n.message for n in app._notifications),
+        )
         await until(pilot, lambda: "server2 (pid" in app.screen.timeline.render().plain)
         events = app.screen.timeline.render().plain
         line = next(t for t in events.splitlines() if "server2 (pid" in t)
@@ -367,12 +415,17 @@ async def test_a_udp_client_launched_from_the_dialog_stays_to_be_seen(dashboard)
         assert "--hold" in preview, preview
         app.screen.query_one("#port").focus()
         await pilot.press("enter")
-        await until(pilot, lambda: any(p.name.startswith("udpclient") and p.running
-                                       for p in app.screen.processes))
+        await until(
+            pilot,
+            lambda: any(p.name.startswith("udpclient") and p.running for p in app.screen.processes),
+        )
         client = next(p for p in app.screen.processes if p.name.startswith("udpclient"))
         await pilot.press("u")
-        await until(pilot, lambda: any(f"{client.pid}/udp-client" in r for r in rows(app, "udp")),
-                    what="the udp-client's socket in the UDP tab")
+        await until(
+            pilot,
+            lambda: any(f"{client.pid}/udp-client" in r for r in rows(app, "udp")),
+            what="the udp-client's socket in the UDP tab",
+        )
 
 
 async def test_the_footer_enables_kill_all_as_soon_as_a_process_runs(dashboard) -> None:  # type: ignore[no-untyped-def]

@@ -111,9 +111,11 @@ async def test_no_list_of_the_scan_tab_keeps_the_tab_keys() -> None:
         screen = pilot.app.screen
         listen = screen.query_one("#listen")
         # One of each kind: a drop-down list, a table, a button.
-        for widget_id, key, tab in (("#scan-type", "m", "tab-machine"),
-                                    ("#scan-history", "w", "tab-backlog"),
-                                    ("#scan-run", "i", "tab-interfaces")):
+        for widget_id, key, tab in (
+            ("#scan-type", "m", "tab-machine"),
+            ("#scan-history", "w", "tab-backlog"),
+            ("#scan-run", "i", "tab-interfaces"),
+        ):
             await pilot.press("s")
             screen.query_one(widget_id).focus()
             await pilot.pause()
@@ -170,8 +172,11 @@ async def test_open_then_closed_and_compare(sockets: list[socket.socket]) -> Non
     async with app.run_test(size=SIZE) as pilot:
         panel = await open_scan_tab(pilot)
         await pilot.press(*str(port), "enter")  # typed into Ports, which has the focus
-        await until(pilot, lambda: (r := row_for(pilot, port)) and r[1] == "open",
-                    what="the port shown open")
+        await until(
+            pilot,
+            lambda: (r := row_for(pilot, port)) and r[1] == "open",
+            what="the port shown open",
+        )
         row = row_for(pilot, port)
         assert row is not None
         # nmap's table: PORT, STATE, SERVICE; then LOCAL from this machine's LISTEN table.
@@ -184,8 +189,11 @@ async def test_open_then_closed_and_compare(sockets: list[socket.socket]) -> Non
 
         server.close()  # like kill -9 of the lecture's server
         await scan(pilot, str(port))
-        await until(pilot, lambda: (r := row_for(pilot, port)) and r[1] == "closed",
-                    what="the port shown closed")
+        await until(
+            pilot,
+            lambda: (r := row_for(pilot, port)) and r[1] == "closed",
+            what="the port shown closed",
+        )
         assert "nothing listens" in text_of(pilot, "#scan-why")
         history = rows(pilot, "#scan-history")
         assert [h[4] for h in history] == ["1 closed", "1 open"], history  # newest first
@@ -207,8 +215,7 @@ async def test_open_then_closed_and_compare(sockets: list[socket.socket]) -> Non
         assert [h[0] for h in rows(pilot, "#scan-history")] == ["●", "●"]
 
 
-async def test_bound_to_127_0_0_1_looks_closed_on_127_0_0_2(
-        sockets: list[socket.socket]) -> None:
+async def test_bound_to_127_0_0_1_looks_closed_on_127_0_0_2(sockets: list[socket.socket]) -> None:
     """Experiment 9: the join explains why a listening port reads closed."""
     require_nmap()
     server = listener(sockets, "127.0.0.1")
@@ -216,8 +223,11 @@ async def test_bound_to_127_0_0_1_looks_closed_on_127_0_0_2(
     async with make_app().run_test(size=SIZE) as pilot:
         await open_scan_tab(pilot)
         await scan(pilot, str(port), target="127.0.0.2")
-        await until(pilot, lambda: (r := row_for(pilot, port)) and r[1] == "closed",
-                    what="the port shown closed on 127.0.0.2")
+        await until(
+            pilot,
+            lambda: (r := row_for(pilot, port)) and r[1] == "closed",
+            what="the port shown closed on 127.0.0.2",
+        )
         row = row_for(pilot, port)
         assert row is not None and row[3] == f"{os.getpid()}/{row[3].split('/', 1)[1]}"
         why = text_of(pilot, "#scan-why")
@@ -249,9 +259,9 @@ async def test_refusals_in_words_before_nmap_runs(tmp_path: Path) -> None:
         assert rows(pilot, "#scan-history") == []
 
 
-async def test_nmap_missing_shows_the_install_line(monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path: Path,
-                                                   sockets: list[socket.socket]) -> None:
+async def test_nmap_missing_shows_the_install_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sockets: list[socket.socket]
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no nmap on PATH
     server = listener(sockets)
     port = server.getsockname()[1]
@@ -264,8 +274,11 @@ async def test_nmap_missing_shows_the_install_line(monkeypatch: pytest.MonkeyPat
         await pilot.pause()
         assert panel.scan is None and rows(pilot, "#scan-results") == []
         # The rest of the dashboard is unaffected: the LISTEN table still shows our server.
-        await until(pilot, lambda: any(f":{port}" in cell for r in rows(pilot, "#listen")
-                                       for cell in r), what="the listener in the LISTEN table")
+        await until(
+            pilot,
+            lambda: any(f":{port}" in cell for r in rows(pilot, "#listen") for cell in r),
+            what="the listener in the LISTEN table",
+        )
         # The default ports (empty field) are what listens now plus the lecture's.
         placeholder = panel.query_one("#scan-ports", Input).placeholder
         assert placeholder.startswith("default: ") and str(port) in placeholder, placeholder
@@ -282,8 +295,12 @@ async def start_slow_scan(pilot: Pilot[None], port: int) -> int:
     panel = await open_scan_tab(pilot)
     panel.query_one("#scan-type", Select).value = "version"
     await scan(pilot, str(port))
-    await until(pilot, lambda: panel.scan is not None and panel.scan.pid is not None,
-                timeout=10, what="nmap started")
+    await until(
+        pilot,
+        lambda: panel.scan is not None and panel.scan.pid is not None,
+        timeout=10,
+        what="nmap started",
+    )
     assert panel.scan is not None and panel.scan.pid is not None
     pid = panel.scan.pid
     assert [p.pid for p in nmap_processes_of()] == [pid]
@@ -351,8 +368,10 @@ async def test_port_of_the_highlighted_socket_row(sockets: list[socket.socket]) 
     async with make_app().run_test(size=SIZE) as pilot:
         panel = await open_scan_tab(pilot)
         button = panel.query_one("#scan-use-selected")
-        for table_id, local in (("#listen", f"127.0.0.1:{port}"),
-                                ("#established", f"127.0.0.1:{client_port}")):
+        for table_id, local in (
+            ("#listen", f"127.0.0.1:{port}"),
+            ("#established", f"127.0.0.1:{client_port}"),
+        ):
 
             def row_index(t: str = table_id, lo: str = local) -> int | None:
                 # The Local column (the third): another process may hold a connection

@@ -20,11 +20,21 @@ class ConfirmDialog(ModalScreen[bool]):
     key that opened the dialog already asked for the yes, as ``q`` asks to quit.
     """
 
-    BINDINGS = [Binding("escape", "no", "Cancel"), Binding("y", "yes", "Yes", show=False),
-                Binding("n", "no", "No", show=False)]
+    BINDINGS = [
+        Binding("escape", "no", "Cancel"),
+        Binding("y", "yes", "Yes", show=False),
+        Binding("n", "no", "No", show=False),
+    ]
 
-    def __init__(self, title: str, body: str, yes: str = "Yes", no: str = "Cancel", *,
-                 default: Literal["yes", "no"] = "no") -> None:
+    def __init__(
+        self,
+        title: str,
+        body: str,
+        yes: str = "Yes",
+        no: str = "Cancel",
+        *,
+        default: Literal["yes", "no"] = "no",
+    ) -> None:
         super().__init__()
         self._title, self._body, self._yes, self._no = title, body, yes, no
         self._default_button = default
@@ -57,8 +67,13 @@ class PathDialog(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, value: str = "", error: str = "",
-                 placeholder: str = "the path of a .toml scenario file") -> None:
+    def __init__(
+        self,
+        title: str,
+        value: str = "",
+        error: str = "",
+        placeholder: str = "the path of a .toml scenario file",
+    ) -> None:
         super().__init__()
         self._title, self._value, self._error = title, value, error
         self._placeholder = placeholder

@@ -29,11 +29,19 @@ PortCheck = Callable[[str, int, str, bool | None], str | None]
 # The lecture's own command lines, one key away: ./tcp_server1 6000 binds INADDR_ANY and its
 # handle_client() spins in while(1); ./tcp_client1 127.0.0.1 hello 6000 connects to it.
 LECTURE_SERVER = {"program": "tcp-server", "port": "6000", "bind": "0.0.0.0", "handler": "busy"}
-LECTURE_CLIENT = {"program": "tcp-client", "target": "127.0.0.1", "message": "hello",
-                  "port": "6000"}
+LECTURE_CLIENT = {
+    "program": "tcp-client",
+    "target": "127.0.0.1",
+    "message": "hello",
+    "port": "6000",
+}
 
-_BASES = {"tcp-server": "server", "tcp-client": "client", "udp-server": "udpserver",
-          "udp-client": "udpclient"}
+_BASES = {
+    "tcp-server": "server",
+    "tcp-client": "client",
+    "udp-server": "udpserver",
+    "udp-client": "udpclient",
+}
 
 
 @dataclass(frozen=True)
@@ -71,13 +79,21 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
     says which of them still run, for the words of the refusal.
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"),
-                Binding("f2", "preset('server')", "Lecture's server"),
-                Binding("f3", "preset('client')", "Lecture's client")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("f2", "preset('server')", "Lecture's server"),
+        Binding("f3", "preset('client')", "Lecture's client"),
+    ]
 
-    def __init__(self, bind_addresses: list[str], taken_names: set[str],
-                 program: str = "tcp-server", *, running_names: set[str] | None = None,
-                 port_check: PortCheck | None = None) -> None:
+    def __init__(
+        self,
+        bind_addresses: list[str],
+        taken_names: set[str],
+        program: str = "tcp-server",
+        *,
+        running_names: set[str] | None = None,
+        port_check: PortCheck | None = None,
+    ) -> None:
         super().__init__()
         self._addresses = list(bind_addresses)
         if "0.0.0.0" not in self._addresses:  # the lecture's preset needs it
@@ -89,19 +105,21 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
 
     def compose(self) -> ComposeResult:
         programs = [(p, p) for p in PROGRAMS] + [("any command…", COMMAND)]
-        binds = [(f"{a}  (INADDR_ANY: every address)" if a == "0.0.0.0" else a, a)
-                 for a in self._addresses]
+        binds = [
+            (f"{a}  (INADDR_ANY: every address)" if a == "0.0.0.0" else a, a)
+            for a in self._addresses
+        ]
         with VerticalScroll(id="dialog", classes="dialog launch", can_focus=False):
             with Horizontal(id="launch-presets"):
                 yield Label("Lecture's:")
                 yield Button("F2 tcp_server1 6000", id="preset-server", compact=True)
-                yield Button("F3 tcp_client1 127.0.0.1 hello 6000", id="preset-client",
-                             compact=True)
+                yield Button(
+                    "F3 tcp_client1 127.0.0.1 hello 6000", id="preset-client", compact=True
+                )
             with Vertical(id="launch-fields"):
                 with Horizontal(classes="field"):
                     yield Label("Program")
-                    yield Select(programs, value=self._program, allow_blank=False,
-                                 id="program")
+                    yield Select(programs, value=self._program, allow_blank=False, id="program")
                 with Horizontal(classes="field"):
                     yield Label("Name")
                     yield Input(placeholder="automatic", id="name")
@@ -119,18 +137,24 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
                     yield Select(binds, value="127.0.0.1", allow_blank=False, id="bind")
                 with Horizontal(classes="field tcp-server"):
                     yield Label("Handler")
-                    yield Select([("hold: read and discard", "hold"),
-                                  ("echo: send back", "echo"),
-                                  ("busy: spin like the lecture's while(1)", "busy")],
-                                 value="hold", allow_blank=False, id="handler")
+                    yield Select(
+                        [
+                            ("hold: read and discard", "hold"),
+                            ("echo: send back", "echo"),
+                            ("busy: spin like the lecture's while(1)", "busy"),
+                        ],
+                        value="hold",
+                        allow_blank=False,
+                        id="handler",
+                    )
                 with Horizontal(classes="field tcp-server"):
                     yield Label("Clients")
-                    yield Checkbox("concurrent: one thread per client (the fix)",
-                                   id="concurrent")
+                    yield Checkbox("concurrent: one thread per client (the fix)", id="concurrent")
                 with Horizontal(classes="field tcp-server"):
                     yield Label("Restart")
-                    yield Checkbox("SO_REUSEADDR: bind again at once after a kill",
-                                   value=True, id="reuseaddr")
+                    yield Checkbox(
+                        "SO_REUSEADDR: bind again at once after a kill", value=True, id="reuseaddr"
+                    )
                 with Horizontal(classes="field command"):
                     yield Label("Command")
                     yield Input(placeholder="nc -vn 127.0.0.1 7000", id="command")
@@ -245,8 +269,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
                 return None  # the error line already says what is wrong with it
             port, bind = number, str(self.query_one("#bind", Select).value)
             proto = "udp" if program.startswith("udp") else "tcp"
-            reuseaddr = (self.query_one("#reuseaddr", Checkbox).value if proto == "tcp"
-                         else False)
+            reuseaddr = self.query_one("#reuseaddr", Checkbox).value if proto == "tcp" else False
         else:
             return None
         try:

@@ -51,10 +51,20 @@ if TYPE_CHECKING:
 
 # CPU% before State: a long state must never push it out of the narrow side column
 # (the full state is on the output's title and in the Events).
-PROCESS_COLUMNS = [("Name", "name"), ("PID", "pid"), ("CPU%", "cpu"), ("State", "state"),
-                   ("Command", "command")]
-INTERFACE_COLUMNS = [("Interface", "name"), ("State", "state"), ("IPv4", "ipv4"),
-                     ("IPv6", "ipv6"), ("MTU", "mtu")]
+PROCESS_COLUMNS = [
+    ("Name", "name"),
+    ("PID", "pid"),
+    ("CPU%", "cpu"),
+    ("State", "state"),
+    ("Command", "command"),
+]
+INTERFACE_COLUMNS = [
+    ("Interface", "name"),
+    ("State", "state"),
+    ("IPv4", "ipv4"),
+    ("IPv6", "ipv6"),
+    ("MTU", "mtu"),
+]
 SOCKET_TABLES = {
     "listen": LISTEN_COLUMNS,
     "established": ESTABLISHED_COLUMNS,
@@ -67,9 +77,14 @@ NARROW = 110  # columns: below this the side column goes under the tables
 WIDE = 150  # columns: from here the side column takes more room (its panels wrap less)
 # Every tab of the side column has a key (the palette lists them too), in strip order.
 TAB_KEYS = (
-    ("p", "tab-lab", "Lab"), ("e", "tab-events", "Events"), ("h", "tab-other", "Other states"),
-    ("u", "tab-udp", "UDP"), ("i", "tab-interfaces", "Interfaces"), ("s", "tab-scan", "Scan"),
-    ("b", "tab-bytes", "Bytes"), ("m", "tab-machine", "TCP states"),
+    ("p", "tab-lab", "Lab"),
+    ("e", "tab-events", "Events"),
+    ("h", "tab-other", "Other states"),
+    ("u", "tab-udp", "UDP"),
+    ("i", "tab-interfaces", "Interfaces"),
+    ("s", "tab-scan", "Scan"),
+    ("b", "tab-bytes", "Bytes"),
+    ("m", "tab-machine", "TCP states"),
     ("w", "tab-backlog", "Backlog"),
 )
 
@@ -100,8 +115,7 @@ class MainScreen(Screen[None]):
         )
     ] + [
         # Not in the footer: the tab strip shows each tab's key on the tab itself.
-        Binding(key, f"tab('{tab}')", title, id=tab, tooltip=f"Show the {title} tab",
-                show=False)
+        Binding(key, f"tab('{tab}')", title, id=tab, tooltip=f"Show the {title} tab", show=False)
         for key, tab, title in TAB_KEYS
     ]
 
@@ -143,8 +157,11 @@ class MainScreen(Screen[None]):
                 est.border_title = "ESTABLISHED  (like ss -n state established)"
                 yield est
             with Vertical(id="side"):
-                yield TabStrip([(tab, title, key) for key, tab, title in TAB_KEYS],
-                               active="tab-lab", id="tab-strip")
+                yield TabStrip(
+                    [(tab, title, key) for key, tab, title in TAB_KEYS],
+                    active="tab-lab",
+                    id="tab-strip",
+                )
                 with TabbedContent(id="tabs", initial="tab-lab"):
                     with TabPane("Lab", id="tab-lab"):
                         procs = KeyedTable(PROCESS_COLUMNS, id="processes")
@@ -157,8 +174,9 @@ class MainScreen(Screen[None]):
                             yield Button("Kill all", id="btn-kill-all", variant="error")
                         # min_width: RichLog renders at 78 columns by default and the side
                         # column is narrower, so lines were cut instead of wrapped.
-                        yield RichLog(id="output", max_lines=1000, wrap=True, markup=False,
-                                      min_width=20)
+                        yield RichLog(
+                            id="output", max_lines=1000, wrap=True, markup=False, min_width=20
+                        )
                     with TabPane("Events", id="tab-events"):
                         yield EventsPanel(self.timeline, id="events")
                     with TabPane("Other states", id="tab-other"):
@@ -179,8 +197,9 @@ class MainScreen(Screen[None]):
         self.query_one("#output", RichLog).border_title = "output"
         self.query_one("#events-mini", Static).border_title = "Events (newest first)"
         if self.oapp.recorder is not None:
-            self.query_one("#events", EventsPanel).border_subtitle = (
-                f"recording to {self.oapp.recorder.path}")
+            self.query_one(
+                "#events", EventsPanel
+            ).border_subtitle = f"recording to {self.oapp.recorder.path}"
         self.query_one("#filter", Input).display = False
         self.query_one("#listen", KeyedTable).focus()
         self._layout_for(self.size.width)
@@ -225,9 +244,12 @@ class MainScreen(Screen[None]):
                 self._show_sockets()
             for aware in self._socket_aware():
                 if isinstance(aware, StateMachinePanel):  # the path: every transition seen
-                    aware.update_snapshot(result.snapshot, result.events,
-                                          result.transitions if result.seeing else None,
-                                          result.seeing)
+                    aware.update_snapshot(
+                        result.snapshot,
+                        result.events,
+                        result.transitions if result.seeing else None,
+                        result.seeing,
+                    )
                 else:
                     aware.update_snapshot(result.snapshot, result.events)
             panel = self.query_one("#events", EventsPanel)
@@ -254,11 +276,14 @@ class MainScreen(Screen[None]):
             return
         transitions = result.transitions[-MAX_EVENTS:]
         accepts = [c for c in result.events if c.kind == "owner-changed"]
-        for change in accepts[max(0, len(accepts) + len(transitions) - MAX_EVENTS):]:
+        for change in accepts[max(0, len(accepts) + len(transitions) - MAX_EVENTS) :]:
             self.timeline.add(_sampled_entry(change))
         for e in transitions:
-            self.timeline.add(TimelineEntry(e.at, _sign(e), _transition_text(e), e.pid,
-                                            (e.local_port, e.remote_port or 0)))
+            self.timeline.add(
+                TimelineEntry(
+                    e.at, _sign(e), _transition_text(e), e.pid, (e.local_port, e.remote_port or 0)
+                )
+            )
 
     def _socket_aware(self) -> list[InstrumentPanel]:
         """The instrument panels that follow the polls (found once: a query walks the DOM)."""
@@ -295,8 +320,7 @@ class MainScreen(Screen[None]):
             self._made = 0
             self.oapp.poller.consumed()
 
-    def _title_count(self, table: KeyedTable, name: str, shown: int, total: int,
-                     gone: int) -> None:
+    def _title_count(self, table: KeyedTable, name: str, shown: int, total: int, gone: int) -> None:
         # Count what is open now, as the status line does; rows still shown as
         # "- GONE" are counted apart.
         count = f"{total - gone}" + (f" (+{gone} gone)" if gone else "")
@@ -313,13 +337,17 @@ class MainScreen(Screen[None]):
         # Running ones first, in the order they started; then the ended, newest first:
         # what a student just killed is next to what still runs, not buried at the top.
         live = [p for p in self.processes if not p.ended]
-        ended = sorted((p for p in self.processes if p.ended),
-                       key=lambda p: p.ended_at or 0.0, reverse=True)
+        ended = sorted(
+            (p for p in self.processes if p.ended), key=lambda p: p.ended_at or 0.0, reverse=True
+        )
         rows = []
         for p in live + ended:
             cpu = "" if p.cpu_percent is None else f"{p.cpu_percent:.0f}%"
-            rows.append(TableRow(p.name, (p.name, str(p.pid or ""), cpu, short_state(p.state),
-                                          p.command_line)))
+            rows.append(
+                TableRow(
+                    p.name, (p.name, str(p.pid or ""), cpu, short_state(p.state), p.command_line)
+                )
+            )
         table = self.query_one("#processes", KeyedTable)
         table.apply(rows)
         table.set_title(f"Lab processes · {len(live)} running")
@@ -343,13 +371,24 @@ class MainScreen(Screen[None]):
     def _show_interfaces(self, interfaces: list[Any]) -> None:
         def addresses(iface: Any, family: int) -> str:
             # As `ip addr` writes them: address/prefix length.
-            found = [f"{a.address}/{a.prefixlen}" if a.prefixlen is not None else a.address
-                     for a in iface.addresses if a.family == family]
+            found = [
+                f"{a.address}/{a.prefixlen}" if a.prefixlen is not None else a.address
+                for a in iface.addresses
+                if a.family == family
+            ]
             return " ".join(found) or "-"
 
         rows = [
-            TableRow(i.name, (i.name, "UP" if i.up else "DOWN", addresses(i, 4),
-                              addresses(i, 6), str(i.mtu or "")))
+            TableRow(
+                i.name,
+                (
+                    i.name,
+                    "UP" if i.up else "DOWN",
+                    addresses(i, 4),
+                    addresses(i, 6),
+                    str(i.mtu or ""),
+                ),
+            )
             for i in interfaces
         ]
         self.query_one("#interfaces", KeyedTable).apply(rows)
@@ -373,8 +412,9 @@ class MainScreen(Screen[None]):
                 self.timeline.add(TimelineEntry(started.at, "!", text, started.pid, lab=True))
             case ProcessExited() as exited:
                 # with the reason: the last error line, who holds a port
-                self.timeline.add(TimelineEntry(exited.at, "!", exited.describe(), exited.pid,
-                                                lab=True))
+                self.timeline.add(
+                    TimelineEntry(exited.at, "!", exited.describe(), exited.pid, lab=True)
+                )
         self.query_one("#events", EventsPanel).refresh_log()
         self._update_mini()
         self.oapp.poll_now()
@@ -406,8 +446,9 @@ class MainScreen(Screen[None]):
         self.query_one("#status", Static).update(Text(" · ").join(parts), layout=False)
 
     def _update_mini(self) -> None:
-        self.query_one("#events-mini", Static).update(self.timeline.render(limit=8, wrap=False),
-                                                      layout=False)
+        self.query_one("#events-mini", Static).update(
+            self.timeline.render(limit=8, wrap=False), layout=False
+        )
 
     def _focused_socket(self) -> Socket | None:
         focused = self.focused
@@ -421,8 +462,9 @@ class MainScreen(Screen[None]):
         """The footer greys what cannot act now: redrawn when that changes (a process
         starts, a row that can be killed or closed is highlighted), not only on a focus
         change, which is when Textual asks check_action again by itself."""
-        state = tuple(self.check_action(a, ()) for a in ("kill", "restart", "kill_all",
-                                                         "close_connection"))
+        state = tuple(
+            self.check_action(a, ()) for a in ("kill", "restart", "kill_all", "close_connection")
+        )
         if state != self._key_state:
             self._key_state = state
             self.refresh_bindings()
@@ -442,14 +484,20 @@ class MainScreen(Screen[None]):
             why.update(hint, layout=False)
             return
         if sock.owner == "process":
-            text = f"{sock.local} {sock.state}: pid {sock.pid} {sock.process} ({sock.user}): " \
-                   f"{' '.join(sock.cmdline) or sock.process}"
+            text = (
+                f"{sock.local} {sock.state}: pid {sock.pid} {sock.process} ({sock.user}): "
+                f"{' '.join(sock.cmdline) or sock.process}"
+            )
         elif sock.waiting_in_backlog:
-            text = (f"{sock.local} ← {sock.remote}: handshake done, waiting in the listener's "
-                    "backlog; no process has accept()ed it yet.")
+            text = (
+                f"{sock.local} ← {sock.remote}: handshake done, waiting in the listener's "
+                "backlog; no process has accept()ed it yet."
+            )
         elif sock.state == "TIME_WAIT":
-            text = (f"{sock.local} → {sock.remote}: TIME_WAIT. This side closed first; the "
-                    "kernel keeps it about 60 s so late packets cannot confuse a new connection.")
+            text = (
+                f"{sock.local} → {sock.remote}: TIME_WAIT. This side closed first; the "
+                "kernel keeps it about 60 s so late packets cannot confuse a new connection."
+            )
         else:
             text = f"{sock.local}: {sock.owner}: {owner_help(sock.owner)}."
         # The second line: what only the kernel knows (sock_diag's tcp_info, the backlog).
@@ -532,11 +580,13 @@ class MainScreen(Screen[None]):
             return
         mirror = mirror_key(sock)
         peer = self.snapshot.by_key.get(mirror) if self.snapshot and mirror else None
-        body = (f"End this TCP connection, as ss -K does?\n\n"
-                f"  this end:  {sock.local}  {sock.state}  {sock.owner_label}\n"
-                f"  the peer:  {sock.remote}"
-                + (f"  {peer.state}  {peer.owner_label}" if peer is not None else "")
-                + "\n\nThe owner's blocked recv() gets ECONNABORTED; the peer gets a reset.")
+        body = (
+            f"End this TCP connection, as ss -K does?\n\n"
+            f"  this end:  {sock.local}  {sock.state}  {sock.owner_label}\n"
+            f"  the peer:  {sock.remote}"
+            + (f"  {peer.state}  {peer.owner_label}" if peer is not None else "")
+            + "\n\nThe owner's blocked recv() gets ECONNABORTED; the peer gets a reset."
+        )
         self.app.push_screen(
             ConfirmDialog(f"Close {sock.local} → {sock.remote}?", body, yes="Close it"),
             lambda yes: self.oapp.close_connection(sock) if yes else None,
@@ -553,17 +603,21 @@ class MainScreen(Screen[None]):
                     addresses.append(a)
         taken = {p.name for p in self.processes}  # an ended one's output is still shown
         running = {p.name for p in self.processes if p.running}
-        self.app.push_screen(LaunchDialog(addresses, taken, running_names=running,
-                                          port_check=self._port_check), self._launch)
+        self.app.push_screen(
+            LaunchDialog(addresses, taken, running_names=running, port_check=self._port_check),
+            self._launch,
+        )
 
-    def _port_check(self, address: str, port: int, proto: str,
-                    reuseaddr: bool | None) -> str | None:
+    def _port_check(
+        self, address: str, port: int, proto: str, reuseaddr: bool | None
+    ) -> str | None:
         """Why a server's bind() of address:port would fail, from the last poll (the
         launch dialog says it before launching)."""
         if self.snapshot is None:
             return None
-        return portuse.bind_conflict(self.snapshot.sockets, address, port, proto=proto,
-                                     reuseaddr=reuseaddr)
+        return portuse.bind_conflict(
+            self.snapshot.sockets, address, port, proto=proto, reuseaddr=reuseaddr
+        )
 
     def _launch(self, request: LaunchRequest | None) -> None:
         if request is not None:
@@ -579,8 +633,10 @@ class MainScreen(Screen[None]):
     def _kill(self, sig: int) -> None:
         target = self._kill_target()
         if target is None:
-            self.notify("Select a socket row, or a running process in the Lab tab, first.",
-                        severity="warning")
+            self.notify(
+                "Select a socket row, or a running process in the Lab tab, first.",
+                severity="warning",
+            )
             return
         if isinstance(target, Socket):
             refusal = kill_refusal(target)
@@ -705,8 +761,9 @@ class MainScreen(Screen[None]):
         self.oapp.toggle_theme()
 
     def action_scenario(self) -> None:
-        self.app.push_screen(PathDialog("Load a scenario file", "scenarios/session4.toml"),
-                             self._load_scenario)
+        self.app.push_screen(
+            PathDialog("Load a scenario file", "scenarios/session4.toml"), self._load_scenario
+        )
 
     def _load_scenario(self, path: str | None) -> None:
         if path:
@@ -729,8 +786,7 @@ class MainScreen(Screen[None]):
     def _scope_timeline(self) -> None:
         """The Events tab and box follow the lab-only view."""
         o = self.options
-        self.timeline.scope = None if o.lab_pids is None else _lab_entry(o.lab_pids,
-                                                                        o.lab_ports)
+        self.timeline.scope = None if o.lab_pids is None else _lab_entry(o.lab_pids, o.lab_ports)
         self.query_one("#events", EventsPanel).refresh_log()
         self._update_mini()
 
@@ -739,8 +795,7 @@ class MainScreen(Screen[None]):
             changes.update(self._lab_scope())
         before = self.options
         self.options = replace(self.options, **changes)
-        if (before.lab_pids, before.lab_ports) != (self.options.lab_pids,
-                                                   self.options.lab_ports):
+        if (before.lab_pids, before.lab_ports) != (self.options.lab_pids, self.options.lab_ports):
             self._scope_timeline()
         if self.snapshot is not None:
             with self.app.batch_update():
@@ -756,8 +811,11 @@ class MainScreen(Screen[None]):
 
     @on(Button.Pressed)
     def _button(self, event: Button.Pressed) -> None:
-        actions = {"btn-launch": self.action_launch, "btn-kill-all": self.action_kill_all,
-                   "btn-restart": self.action_restart}
+        actions = {
+            "btn-launch": self.action_launch,
+            "btn-kill-all": self.action_kill_all,
+            "btn-restart": self.action_restart,
+        }
         if event.button.id in actions:
             actions[event.button.id]()
         elif event.button.id in ("btn-kill", "btn-kill9"):
@@ -771,9 +829,11 @@ class MainScreen(Screen[None]):
     def confirm_foreign_kill(self, describe: Any, sig: int) -> None:
         """Ask before signalling a process the dashboard did not start."""
         name = "SIGKILL" if sig == signal.SIGKILL else "SIGTERM"
-        body = (f"pid {describe.pid} was not started by the observatory.\n\n"
-                f"  user:    {describe.user or '?'}\n  command: {describe.command_line}\n\n"
-                f"Send it {name}?")
+        body = (
+            f"pid {describe.pid} was not started by the observatory.\n\n"
+            f"  user:    {describe.user or '?'}\n  command: {describe.command_line}\n\n"
+            f"Send it {name}?"
+        )
         self.app.push_screen(
             ConfirmDialog(f"Kill pid {describe.pid}?", body, yes=f"Send {name}"),
             lambda yes: self.oapp.kill_foreign(describe, sig) if yes else None,
@@ -793,9 +853,11 @@ def kill_refusal(sock: Socket) -> str | None:
     if why is None and sock.waiting_in_backlog:
         why = "it waits in a backlog; kill the server that listens instead."
     if why is None and sock.state in ("FIN_WAIT1", "FIN_WAIT2"):
-        why = (f"its process closed it (or was killed); the kernel finishes the close "
-               f"({sock.state}) and drops it about 60 s later, or, if the peer closes "
-               "meanwhile, keeps it about 60 s more in TIME_WAIT.")
+        why = (
+            f"its process closed it (or was killed); the kernel finishes the close "
+            f"({sock.state}) and drops it about 60 s later, or, if the peer closes "
+            "meanwhile, keeps it about 60 s more in TIME_WAIT."
+        )
     if why is None and sock.state in ("CLOSING", "LAST_ACK"):
         why = f"both ends have closed ({sock.state}); it goes away within moments."
     return f"No process holds {sock.local}: " + (why or f"{owner_help('kernel')}.")
@@ -814,8 +876,9 @@ def short_state(state: str) -> str:
 def _sampled_entry(event: SocketEvent) -> TimelineEntry:
     """A change two samples show, as the timeline keeps it."""
     s = event.socket
-    return TimelineEntry(event.at, event.sign, event.text, s.pid,
-                         (s.local_port, s.remote_port or 0))
+    return TimelineEntry(
+        event.at, event.sign, event.text, s.pid, (s.local_port, s.remote_port or 0)
+    )
 
 
 def _lab_entry(pids: frozenset[int], ports: frozenset[int]) -> Callable[[TimelineEntry], bool]:
@@ -843,5 +906,6 @@ def _transition_text(e: WatchEvent) -> str:
     states = f"{e.old_state} -> {e.new_state}" if e.old_state else f"{e.new_state}"
     if e.proto.startswith("udp"):
         states = "UDP opened" if e.new_state != "CLOSE" else "UDP closed"
-    return f"{states} {local} -> {remote}  {who}".rstrip() + ("" if e.source == "tracepoint"
-                                                               else f"  ({e.source})")
+    return f"{states} {local} -> {remote}  {who}".rstrip() + (
+        "" if e.source == "tracepoint" else f"  ({e.source})"
+    )

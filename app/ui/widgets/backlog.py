@@ -29,15 +29,26 @@ from app.ui.widgets.instrument import Follow, InstrumentPanel, render_plain
 WILDCARDS = ("0.0.0.0", "::")
 MAX_SHOWN = 50  # peers listed per group; the rest are counted
 # States of an accepted (or acceptable) connection on the listener's port.
-CONNECTED = ("ESTABLISHED", "SYN_RECV", "CLOSE_WAIT", "FIN_WAIT1", "FIN_WAIT2", "CLOSING",
-             "LAST_ACK")
+CONNECTED = (
+    "ESTABLISHED",
+    "SYN_RECV",
+    "CLOSE_WAIT",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "CLOSING",
+    "LAST_ACK",
+)
 
 
 def serves(listener: Socket, sock: Socket) -> bool:
     """True when ``sock`` is a connection that ``listener`` accepted or will accept."""
-    return (sock.state != "LISTEN" and sock.is_tcp and sock.proto == listener.proto
-            and sock.local_port == listener.local_port
-            and (listener.local_addr in WILDCARDS or sock.local_addr == listener.local_addr))
+    return (
+        sock.state != "LISTEN"
+        and sock.is_tcp
+        and sock.proto == listener.proto
+        and sock.local_port == listener.local_port
+        and (listener.local_addr in WILDCARDS or sock.local_addr == listener.local_addr)
+    )
 
 
 def listener_for(sock: Socket, listeners: list[Socket]) -> Socket | None:
@@ -48,8 +59,11 @@ def listener_for(sock: Socket, listeners: list[Socket]) -> Socket | None:
         if serves(lst, sock):
             return lst
     for lst in listeners:  # a client on this machine connected to a local listener
-        if (lst.proto == sock.proto and lst.local_port == sock.remote_port
-                and (lst.local_addr in WILDCARDS or lst.local_addr == sock.remote_addr)):
+        if (
+            lst.proto == sock.proto
+            and lst.local_port == sock.remote_port
+            and (lst.local_addr in WILDCARDS or lst.local_addr == sock.remote_addr)
+        ):
             return lst
     return None
 
@@ -93,23 +107,31 @@ def lesson(queue: Queue) -> str:
     port = queue.listener.local_port
     if queue.waiting and queue.accepted:
         first = queue.accepted[0].remote
-        return (f"{server} accepted {first} and is busy with it: an iterative server (the "
-                "lecture's, whose handle_client() never returns) does not call accept() "
-                f"again. The kernel still completed the handshake of the {len(queue.waiting)} "
-                "client(s) waiting above: their connect() succeeded and they wait in the "
-                "backlog, but nothing reads what they send. A concurrent server (tcp-server "
-                f"{port} --concurrent) accepts each client at once: the queue stays at 0.")
+        return (
+            f"{server} accepted {first} and is busy with it: an iterative server (the "
+            "lecture's, whose handle_client() never returns) does not call accept() "
+            f"again. The kernel still completed the handshake of the {len(queue.waiting)} "
+            "client(s) waiting above: their connect() succeeded and they wait in the "
+            "backlog, but nothing reads what they send. A concurrent server (tcp-server "
+            f"{port} --concurrent) accepts each client at once: the queue stays at 0."
+        )
     if queue.waiting:
-        return (f"Nobody has called accept() on port {port} yet: the kernel completes each "
-                "client's handshake by itself and queues the connection until the program "
-                "accepts it (listen(fd, N) allows about N of them). When the queue is full, "
-                "new clients' SYNs are dropped and their connect() waits.")
+        return (
+            f"Nobody has called accept() on port {port} yet: the kernel completes each "
+            "client's handshake by itself and queues the connection until the program "
+            "accepts it (listen(fd, N) allows about N of them). When the queue is full, "
+            "new clients' SYNs are dropped and their connect() waits."
+        )
     if queue.accepted:
-        return (f"The queue is empty: {server} accepted every client that connected. Against "
-                "an iterative server, start a second client: it waits here until the first "
-                "one is done.")
-    return (f"No connection on port {port} yet. Start a client (l): its handshake completes "
-            "even before the server calls accept(); until then it waits here.")
+        return (
+            f"The queue is empty: {server} accepted every client that connected. Against "
+            "an iterative server, start a second client: it waits here until the first "
+            "one is done."
+        )
+    return (
+        f"No connection on port {port} yet. Start a client (l): its handshake completes "
+        "even before the server calls accept(); until then it waits here."
+    )
 
 
 class BacklogPanel(InstrumentPanel):
@@ -303,22 +325,35 @@ class BacklogPanel(InstrumentPanel):
         count = Text()
         n = queue.recv_q
         count.append(f"Recv-Q {n}", style="bold reverse" if n else "bold")
-        count.append(f" (as ss -ltn shows it): {n} connection{'s' if n != 1 else ''} "
-                     f"finished the handshake and wait{'s' if n == 1 else ''} for accept().")
+        count.append(
+            f" (as ss -ltn shows it): {n} connection{'s' if n != 1 else ''} "
+            f"finished the handshake and wait{'s' if n == 1 else ''} for accept()."
+        )
         if len(queue.waiting) < n:
-            count.append(f" Listed below: {len(queue.waiting)}. The others' clients already "
-                         "gave up (reset, as an nmap -sT scan does): the kernel no longer lists "
-                         "their sockets, but they stay counted until accept() takes them.")
+            count.append(
+                f" Listed below: {len(queue.waiting)}. The others' clients already "
+                "gave up (reset, as an nmap -sT scan does): the kernel no longer lists "
+                "their sockets, but they stay counted until accept() takes them."
+            )
         elif len(queue.waiting) > n:
-            count.append(f" Listed below: {len(queue.waiting)} (the two readings are a few "
-                         "milliseconds apart).")
+            count.append(
+                f" Listed below: {len(queue.waiting)} (the two readings are a few "
+                "milliseconds apart)."
+            )
         parts: list[RenderableType] = [head, count]
         if self.selected is not None and self.selected.state != "LISTEN":
-            parts.append(Text(f"(the listener of the selected connection {self.selected.local}"
-                              f" → {self.selected.remote})"))
+            parts.append(
+                Text(
+                    f"(the listener of the selected connection {self.selected.local}"
+                    f" → {self.selected.remote})"
+                )
+            )
         parts.append(Text())
-        parts.append(self._peer_lines("Waiting in the backlog (peers; no process holds them):",
-                                      queue.waiting, owner=False))
+        parts.append(
+            self._peer_lines(
+                "Waiting in the backlog (peers; no process holds them):", queue.waiting, owner=False
+            )
+        )
         parts.append(self._peer_lines("Accepted (peers):", queue.accepted, owner=True))
         parts.append(Text())
         parts.append(Text(lesson(queue)))
@@ -327,25 +362,36 @@ class BacklogPanel(InstrumentPanel):
     def _overview(self) -> RenderableType:
         parts: list[RenderableType] = []
         if self.selected is not None:
-            parts.append(Text(f"{self.selected.local} is not a listener, nor a connection to "
-                              "one on this machine."))
+            parts.append(
+                Text(
+                    f"{self.selected.local} is not a listener, nor a connection to "
+                    "one on this machine."
+                )
+            )
         queues = self.queues()
         if not queues:
             parts.append(Text("No listener has connections waiting to be accepted."))
         else:
-            table = Text("Listeners with a queue (Recv-Q = waiting for accept()):",
-                         style="bold")
+            table = Text("Listeners with a queue (Recv-Q = waiting for accept()):", style="bold")
             for q in queues:
                 table.append(f"\n  {q.listener.local}", style="bold")
                 table.append(f"  Recv-Q {q.recv_q}  {q.listener.owner_label}")
                 for s in q.waiting[:MAX_SHOWN]:
                     table.append(f"\n    waiting: {s.remote}")
             parts.append(table)
-        parts.append(Text("Select a LISTEN row (or one of its connections) to see which "
-                          "clients wait in its backlog and which the server accepted."))
-        parts.append(Text("The lecture's iterative server accepts one client and stays busy "
-                          "with it; a second client's handshake still completes, and it waits "
-                          "here (ss -ltn: Recv-Q 1) until the server calls accept()."))
+        parts.append(
+            Text(
+                "Select a LISTEN row (or one of its connections) to see which "
+                "clients wait in its backlog and which the server accepted."
+            )
+        )
+        parts.append(
+            Text(
+                "The lecture's iterative server accepts one client and stays busy "
+                "with it; a second client's handshake still completes, and it waits "
+                "here (ss -ltn: Recv-Q 1) until the server calls accept()."
+            )
+        )
         return Group(*parts)
 
     # -- for tests and the report -------------------------------------------------------

@@ -121,15 +121,23 @@ def sockaddr_grid(layout: SockaddrLayout, width: int = 120) -> Table:
     column, so that the meaning keeps room to be read.
     """
     wide = width >= WIDE
-    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), expand=False,
-                 header_style="bold")
+    grid = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        expand=False,
+        header_style="bold",
+    )
     grid.add_column("offset" if wide else "at", no_wrap=True)
     grid.add_column("bytes", no_wrap=True)
     if wide:
         grid.add_column("field", no_wrap=True)
     grid.add_column("meaning" if wide else "field: meaning", ratio=1)
     for f in layout.fields:
-        chunks = [f.data[i:i + GRID_BYTES_PER_LINE] for i in range(0, f.size, GRID_BYTES_PER_LINE)]
+        chunks = [
+            f.data[i : i + GRID_BYTES_PER_LINE] for i in range(0, f.size, GRID_BYTES_PER_LINE)
+        ]
         cells: list[RenderableType] = [f.span, "\n".join(hex_bytes(c) for c in chunks)]
         meaning = _field_meaning(layout, f.name)
         if wide:
@@ -145,8 +153,13 @@ def byte_order_view(layout: SockaddrLayout, width: int = 120) -> Group:
     order = layout.host_byteorder
     parts: list[RenderableType] = []
     if width >= 50:
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
-                      header_style="bold")
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, 1),
+            header_style="bold",
+        )
         table.add_column("call", no_wrap=True)
         table.add_column(f"this machine ({order}-endian)", no_wrap=True)
         table.add_column("network (big-endian)", no_wrap=True)
@@ -154,8 +167,9 @@ def byte_order_view(layout: SockaddrLayout, width: int = 120) -> Group:
             table.add_row(r.call, hex_bytes(r.host_bytes), hex_bytes(r.network_bytes))
         parts.append(table)
     else:
-        text = Text(f"In memory here ({order}-endian) and on the network (big-endian):",
-                    style="bold")
+        text = Text(
+            f"In memory here ({order}-endian) and on the network (big-endian):", style="bold"
+        )
         for r in layout.byte_order:
             text.append(f"\n{r.call}", style="bold")
             text.append(f"\n  here    {hex_bytes(r.host_bytes)}")
@@ -189,21 +203,40 @@ def word_tables(report: EndianReport, width: int = 120) -> list[RenderableType]:
         Text.assemble("bytes in memory, lowest address first:\n", (report.hex, "bold")),
     ]
     if not wide:
-        out.append(Text(f"big = big-endian (network order), little = little-endian; this "
-                        f"machine is {host}-endian."))
+        out.append(
+            Text(
+                f"big = big-endian (network order), little = little-endian; this "
+                f"machine is {host}-endian."
+            )
+        )
     for table in report.tables:
         if table.size == 1:
-            out.append(Text(f"1-byte words: {table.sequence('big').replace('-', ' ')}\n"
-                            "one byte has no byte order: both readings are the same."))
+            out.append(
+                Text(
+                    f"1-byte words: {table.sequence('big').replace('-', ' ')}\n"
+                    "one byte has no byte order: both readings are the same."
+                )
+            )
             continue
         if not table.words:
-            out.append(Text(f"{table.size}-byte words: fewer than {table.size} bytes, "
-                            "no whole word to read."))
+            out.append(
+                Text(
+                    f"{table.size}-byte words: fewer than {table.size} bytes, "
+                    "no whole word to read."
+                )
+            )
             continue
         mine = " ← this machine"
-        grid = Table(title=f"{table.size}-byte words", title_style="bold", title_justify="left",
-                     box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
-                     header_style="bold")
+        grid = Table(
+            title=f"{table.size}-byte words",
+            title_style="bold",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, 1),
+            header_style="bold",
+        )
         grid.add_column("at", no_wrap=True, justify="right")
         grid.add_column("bytes", no_wrap=True)
         if wide:
@@ -214,8 +247,12 @@ def word_tables(report: EndianReport, width: int = 120) -> list[RenderableType]:
             grid.add_column("little", no_wrap=True)
         sep = " = " if wide else "\n"
         for w in table.words:
-            grid.add_row(str(w.offset), " ".join(f"{b:02X}" for b in w.data),
-                         f"{w.big_hex}{sep}{w.big}", f"{w.little_hex}{sep}{w.little}")
+            grid.add_row(
+                str(w.offset),
+                " ".join(f"{b:02X}" for b in w.data),
+                f"{w.big_hex}{sep}{w.big}",
+                f"{w.little_hex}{sep}{w.little}",
+            )
         out.append(Text())
         out.append(grid)
         if table.palindrome_note:
@@ -313,17 +350,20 @@ class BytesPanel(InstrumentPanel):
         # One line (compact): at 80x24 the panel has four, and the bytes come first.
         with Horizontal(id="bytes-address-row"):
             yield Label("Address", id="bytes-address-label")
-            yield Input(placeholder=ADDRESS_PLACEHOLDER, id="bytes-address", compact=True,
-                        tooltip="An address and a port, as observatory sockaddr takes them: "
-                                "10.0.2.15:6000, [::1]:7000, 0.0.0.0 6000. Empty: the "
-                                "selected socket. Esc gives the keys back to the dashboard.")
+            yield Input(
+                placeholder=ADDRESS_PLACEHOLDER,
+                id="bytes-address",
+                compact=True,
+                tooltip="An address and a port, as observatory sockaddr takes them: "
+                "10.0.2.15:6000, [::1]:7000, 0.0.0.0 6000. Empty: the "
+                "selected socket. Esc gives the keys back to the dashboard.",
+            )
         yield Static(id="bytes-address-error")
         with Horizontal(id="bytes-bar"):
             yield Static(id="bytes-title")
             yield Button("peer's end", id="bytes-end")
         yield Static(id="bytes-view")
-        yield Static("Endianness: the same bytes read both ways (htons, htonl)",
-                     id="endian-head")
+        yield Static("Endianness: the same bytes read both ways (htons, htonl)", id="endian-head")
         yield Input(DEFAULT_INPUT, placeholder="bytes in hex, like 47 EF 15 2A", id="endian-input")
         yield Static(id="endian-error")
         yield Static(id="endian-view")
@@ -423,29 +463,43 @@ class BytesPanel(InstrumentPanel):
     def _target(self) -> tuple[str, tuple[str, int] | None, str]:
         """(title, (address, port) or None, why there is nothing to show)."""
         if self.typed_error is not None:
-            return ("Typed above · not an address and port yet", None,
-                    "Type an IPv4 or IPv6 address and a port, like 10.0.2.15:6000, "
-                    "[::1]:7000 or 0.0.0.0 6000; empty the field to see the selected "
-                    "socket's bytes again.")
+            return (
+                "Typed above · not an address and port yet",
+                None,
+                "Type an IPv4 or IPv6 address and a port, like 10.0.2.15:6000, "
+                "[::1]:7000 or 0.0.0.0 6000; empty the field to see the selected "
+                "socket's bytes again.",
+            )
         if self.typed is not None:
             address, port = self.typed
             shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-            return (f"Typed {shown} · empty the field to follow the selected socket again",
-                    self.typed, "")
+            return (
+                f"Typed {shown} · empty the field to follow the selected socket again",
+                self.typed,
+                "",
+            )
         sock = self.socket
         if sock is None:
-            return ("Lecture's example: 127.0.0.1 port 1000 · select a socket row to see its "
-                    "bytes", LECTURE_EXAMPLE, "")
+            return (
+                "Lecture's example: 127.0.0.1 port 1000 · select a socket row to see its bytes",
+                LECTURE_EXAMPLE,
+                "",
+            )
         gone = " (gone)" if self._gone else ""
         if self.end == "local":
-            return (f"Local end {sock.local} · {sock.proto} {sock.state}{gone}",
-                    endpoint_of(sock, "local"), "")
+            return (
+                f"Local end {sock.local} · {sock.proto} {sock.state}{gone}",
+                endpoint_of(sock, "local"),
+                "",
+            )
         where = endpoint_of(sock, "peer")
         if where is None:
-            why = ("A LISTEN socket has no peer yet (its remote end is all zeros, "
-                   f"{sock.remote}): select an ESTABLISHED row, or press p for the local end."
-                   if sock.state == "LISTEN" else
-                   f"This socket has no peer ({sock.remote}); press p for the local end.")
+            why = (
+                "A LISTEN socket has no peer yet (its remote end is all zeros, "
+                f"{sock.remote}): select an ESTABLISHED row, or press p for the local end."
+                if sock.state == "LISTEN"
+                else f"This socket has no peer ({sock.remote}); press p for the local end."
+            )
             return f"Peer's end of {sock.local} · none", None, why
         return f"Peer's end {sock.remote} · seen from {sock.local}{gone}", where, ""
 
@@ -459,8 +513,9 @@ class BytesPanel(InstrumentPanel):
         self._shown_key = key
         button = self.query_one("#bytes-end", Button)
         button.label = "local end" if self.end == "peer" else "peer's end"
-        button.display = self.socket is not None and self.typed is None and (
-            self.typed_error is None)
+        button.display = (
+            self.socket is not None and self.typed is None and (self.typed_error is None)
+        )
         self.query_one("#bytes-title", Static).update(Text(title))
         self.query_one("#bytes-view", Static).update(self._socket_view(where, why))
 
@@ -475,8 +530,10 @@ class BytesPanel(InstrumentPanel):
             return Text(f"Cannot lay out {where[0]} port {where[1]}: {exc}")
         self.layout_shown = layout
         parts: list[RenderableType] = [
-            Text(f"struct {layout.struct_name}: {layout.size} bytes, as the lecture's "
-                 'printf("[%d]=%X,") prints them:'),
+            Text(
+                f"struct {layout.struct_name}: {layout.size} bytes, as the lecture's "
+                'printf("[%d]=%X,") prints them:'
+            ),
             CommaWrapped(layout.lecture_line),
             Text(),
             Responsive(lambda width: sockaddr_grid(layout, width)),
@@ -494,8 +551,12 @@ class BytesPanel(InstrumentPanel):
         if self.endian_error is not None:
             error.update(Text(f"✗ refused: {self.endian_error}"))
             error.display = True
-            view.update(Text("Type bytes in hex, two digits each: 47 EF 15 2A, 0x47-0xEF, "
-                             "47EF152A, or paste a [0]=2,[1]=0, line."))
+            view.update(
+                Text(
+                    "Type bytes in hex, two digits each: 47 EF 15 2A, 0x47-0xEF, "
+                    "47EF152A, or paste a [0]=2,[1]=0, line."
+                )
+            )
             return
         error.display = False
         assert self.report is not None

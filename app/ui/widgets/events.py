@@ -83,8 +83,9 @@ class EventsPanel(Vertical):
     def __init__(self, timeline: Timeline, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.timeline = timeline
-        self.history: dict[str, deque[float]] = {s: deque([0.0], maxlen=HISTORY)
-                                                 for s in SPARK_STATES}
+        self.history: dict[str, deque[float]] = {
+            s: deque([0.0], maxlen=HISTORY) for s in SPARK_STATES
+        }
         self._labels: dict[str, str] = {}
         self._log_stale = False
 

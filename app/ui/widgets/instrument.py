@@ -117,8 +117,14 @@ class Follow:
         if sock.key == self.landed:
             return False  # still the row the cursor was pushed onto
         rows = getattr(focused, "rows", None)
-        if (focused is not None and focused.id == self.table and rows is not None
-                and self.key not in rows and self.key in self.alive and self.landed is None):
+        if (
+            focused is not None
+            and focused.id == self.table
+            and rows is not None
+            and self.key not in rows
+            and self.key in self.alive
+            and self.landed is None
+        ):
             self.landed = sock.key  # our row left this table, the socket lives on
             return False
         # Else the cursor moved off the row it was pushed onto: the user picked this one.
@@ -135,8 +141,9 @@ class Follow:
 def render_plain(parts: Iterable[RenderableType] | Sequence[RenderableType], width: int) -> str:
     """Render Rich renderables to plain text at ``width`` columns."""
     out = io.StringIO()
-    console = Console(width=width, file=out, color_system=None, legacy_windows=False,
-                      force_terminal=False)
+    console = Console(
+        width=width, file=out, color_system=None, legacy_windows=False, force_terminal=False
+    )
     for part in parts:
         console.print(part)
     return out.getvalue()

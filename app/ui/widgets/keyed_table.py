@@ -314,8 +314,10 @@ class KeyedTable(ScrollView, can_focus=True):
     def apply(self, rows: Sequence[TableRow]) -> None:
         """Make the table show exactly ``rows``, in that order (O(rows))."""
         order = self._order
-        same_order = len(rows) == len(order) and not order.reverse and all(
-            order.sort_keys.get(r.key) == i for i, r in enumerate(rows)
+        same_order = (
+            len(rows) == len(order)
+            and not order.reverse
+            and all(order.sort_keys.get(r.key) == i for i, r in enumerate(rows))
         )
         changed = resized = not same_order and not rows
         if not same_order:
@@ -355,8 +357,9 @@ class KeyedTable(ScrollView, can_focus=True):
         if changed:
             self._changed(resized)
 
-    def replace(self, rows: Iterable[TableRow], reverse: bool = False,
-                presorted: bool = False) -> None:
+    def replace(
+        self, rows: Iterable[TableRow], reverse: bool = False, presorted: bool = False
+    ) -> None:
         """Show exactly ``rows``, ordered by their sort keys (read backwards if ``reverse``).
 
         O(rows log rows), O(rows) when ``presorted`` says they come in order of
@@ -377,11 +380,16 @@ class KeyedTable(ScrollView, can_focus=True):
         else:
             self._order.rebuild(((r.key, r.sort_key) for r in rows), reverse)
         # Each column's widths counted anew (in C): the widest may have left or come.
-        self._counts = [Counter(column) for column in zip(*widths.values(), strict=True)] \
-            if widths else [Counter() for _ in self._min_widths]
+        self._counts = (
+            [Counter(column) for column in zip(*widths.values(), strict=True)]
+            if widths
+            else [Counter() for _ in self._min_widths]
+        )
         before = self._widths
-        self._widths = [max(max(c, default=0), least)
-                        for c, least in zip(self._counts, self._min_widths, strict=True)]
+        self._widths = [
+            max(max(c, default=0), least)
+            for c, least in zip(self._counts, self._min_widths, strict=True)
+        ]
         self._changed(self._widths != before)
 
     def reorder(self, items: list[tuple[Any, str]], reverse: bool = False) -> None:
@@ -441,8 +449,12 @@ class KeyedTable(ScrollView, can_focus=True):
         lines = self.size.height
         auto = self.styles.height is None or self.styles.height.is_auto
         overflow = size.height > lines
-        if (lines and size.width == old.width and overflow == (old.height > lines)
-                and (overflow or not auto)):
+        if (
+            lines
+            and size.width == old.width
+            and overflow == (old.height > lines)
+            and (overflow or not auto)
+        ):
             self.set_reactive(KeyedTable.virtual_size, size)
             if self.show_vertical_scrollbar:
                 self.vertical_scrollbar.window_virtual_size = size.height
@@ -467,8 +479,9 @@ class KeyedTable(ScrollView, can_focus=True):
             self.post_message(self.RowHighlighted(self, self._cursor, self._cursor_key))
 
     # -- the cursor ----------------------------------------------------------------------
-    def move_cursor(self, *, row: int | None = None, scroll: bool = True,
-                    animate: bool = False) -> None:
+    def move_cursor(
+        self, *, row: int | None = None, scroll: bool = True, animate: bool = False
+    ) -> None:
         """Put the cursor on row index ``row`` (clamped); scroll it into view."""
         count = len(self._order)
         if row is None or not count:
@@ -577,8 +590,9 @@ class KeyedTable(ScrollView, can_focus=True):
             strip = strip.crop_extend(scroll_x, scroll_x + width, base)
         return strip
 
-    def _render_row(self, cells: Sequence[Cell], style: Style, post: Style | None,
-                    width: int) -> Strip:
+    def _render_row(
+        self, cells: Sequence[Cell], style: Style, post: Style | None, width: int
+    ) -> Strip:
         """One line of the table: each cell padded by a space on each side, then the
         row's style to the widget's right edge."""
         segments: list[Segment] = []
@@ -592,8 +606,11 @@ class KeyedTable(ScrollView, can_focus=True):
                 segments.append(Segment(f" {body} ", style))
                 continue
             # Text.render leaves the text's own style to the caller.
-            own = cell.style if isinstance(cell.style, Style) else console.get_style(
-                cell.style, default=Style.null())
+            own = (
+                cell.style
+                if isinstance(cell.style, Style)
+                else console.get_style(cell.style, default=Style.null())
+            )
             segments.append(Segment(" ", style))
             if cell.spans:
                 text = cell.copy()

@@ -328,69 +328,112 @@ class ScanPanel(InstrumentPanel):
     # -- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(id="scan-nmap-missing", classes="-hidden")
-        yield Static("Click or Tab to type · Esc to leave a field",
-                     id="scan-keys")
+        yield Static("Click or Tab to type · Esc to leave a field", id="scan-keys")
         # type_to_search off: an open list would take every letter (b, m, s...) as a search.
         with Horizontal(classes="scan-row"):
             yield Label("Target", classes="scan-label")
-            yield Select(self._target_options(with_interfaces=False), allow_blank=False,
-                         value="127.0.0.1", compact=True, id="scan-target",
-                         type_to_search=False,
-                         tooltip="This machine's addresses (typed text below wins)")
+            yield Select(
+                self._target_options(with_interfaces=False),
+                allow_blank=False,
+                value="127.0.0.1",
+                compact=True,
+                id="scan-target",
+                type_to_search=False,
+                tooltip="This machine's addresses (typed text below wins)",
+            )
         with Horizontal(classes="scan-row"):
             yield Label("  or", classes="scan-label")
-            yield Input(placeholder="type a host, IP or network/CIDR", compact=True,
-                        id="scan-target-text")
+            yield Input(
+                placeholder="type a host, IP or network/CIDR", compact=True, id="scan-target-text"
+            )
         with Horizontal(classes="scan-row"):
             yield Label("Ports", classes="scan-label")
-            yield Input(placeholder=self._ports_placeholder(), compact=True, id="scan-ports",
-                        tooltip="Like 22,80,6000-6010; empty: what listens now + "
-                                f"the lecture's {LECTURE}")
+            yield Input(
+                placeholder=self._ports_placeholder(),
+                compact=True,
+                id="scan-ports",
+                tooltip=f"Like 22,80,6000-6010; empty: what listens now + the lecture's {LECTURE}",
+            )
         with Horizontal(classes="scan-row"):
             yield Label("Type", classes="scan-label")
-            yield Select([(self._type_label(t), t.name) for t in self.types],
-                         allow_blank=False, value="connect", compact=True, id="scan-type",
-                         type_to_search=False)
+            yield Select(
+                [(self._type_label(t), t.name) for t in self.types],
+                allow_blank=False,
+                value="connect",
+                compact=True,
+                id="scan-type",
+                type_to_search=False,
+            )
         with Horizontal(classes="scan-row", id="scan-buttons"):
-            yield Button("Run", id="scan-run", variant="success", compact=True,
-                         tooltip="Start nmap (Enter in a field does the same)")
-            yield Button("Cancel", id="scan-cancel", variant="error", compact=True,
-                         disabled=True, tooltip="Stop nmap now")
-            yield Button("Port of row", id="scan-use-selected", compact=True, disabled=True,
-                         tooltip="Scan the port of the highlighted socket row")
+            yield Button(
+                "Run",
+                id="scan-run",
+                variant="success",
+                compact=True,
+                tooltip="Start nmap (Enter in a field does the same)",
+            )
+            yield Button(
+                "Cancel",
+                id="scan-cancel",
+                variant="error",
+                compact=True,
+                disabled=True,
+                tooltip="Stop nmap now",
+            )
+            yield Button(
+                "Port of row",
+                id="scan-use-selected",
+                compact=True,
+                disabled=True,
+                tooltip="Scan the port of the highlighted socket row",
+            )
         with Horizontal(classes="scan-row", id="scan-progress-row"):
             yield ProgressBar(total=100, show_eta=False, id="scan-progress")
             yield Label("idle", id="scan-elapsed")
         yield Static(id="scan-message", classes="-hidden")
         yield Static(id="scan-command", classes="-hidden")
         yield Static("Results", classes="scan-title", id="scan-results-title")
-        results: DataTable[Text] = DataTable(id="scan-results", cursor_type="row",
-                                             zebra_stripes=False)
+        results: DataTable[Text] = DataTable(
+            id="scan-results", cursor_type="row", zebra_stripes=False
+        )
         yield results
         yield Static(id="scan-notshown", classes="-hidden")
-        yield Static("Run a scan: each port's row says here why nmap saw what it saw.",
-                     id="scan-why")
+        yield Static(
+            "Run a scan: each port's row says here why nmap saw what it saw.", id="scan-why"
+        )
         yield Static("Compare", classes="scan-title -hidden", id="scan-compare-title")
-        compared: DataTable[Text] = DataTable(id="scan-compare", cursor_type="row",
-                                              zebra_stripes=False, classes="-hidden")
+        compared: DataTable[Text] = DataTable(
+            id="scan-compare", cursor_type="row", zebra_stripes=False, classes="-hidden"
+        )
         yield compared
-        yield Static("History (Enter marks two to compare)", classes="scan-title",
-                     id="scan-history-title")
-        history: DataTable[Text] = DataTable(id="scan-history", cursor_type="row",
-                                             zebra_stripes=False)
+        yield Static(
+            "History (Enter marks two to compare)", classes="scan-title", id="scan-history-title"
+        )
+        history: DataTable[Text] = DataTable(
+            id="scan-history", cursor_type="row", zebra_stripes=False
+        )
         yield history
         with Horizontal(id="scan-compare-buttons"):
-            yield Button("vs previous", id="scan-compare-prev", compact=True, disabled=True,
-                         tooltip="Compare the highlighted scan with the scan of the same "
-                                 "target before it")
-            yield Button("Compare marked", id="scan-compare-marked", compact=True,
-                         disabled=True, tooltip="Compare the two marked scans")
+            yield Button(
+                "vs previous",
+                id="scan-compare-prev",
+                compact=True,
+                disabled=True,
+                tooltip="Compare the highlighted scan with the scan of the same target before it",
+            )
+            yield Button(
+                "Compare marked",
+                id="scan-compare-marked",
+                compact=True,
+                disabled=True,
+                tooltip="Compare the two marked scans",
+            )
 
     def on_mount(self) -> None:
-        self.query_one("#scan-results", DataTable).add_columns("PORT", "STATE", "SERVICE",
-                                                               "LOCAL")
-        self.query_one("#scan-history", DataTable).add_columns(" ", "TIME", "TARGET", "TYPE",
-                                                               "RESULT")
+        self.query_one("#scan-results", DataTable).add_columns("PORT", "STATE", "SERVICE", "LOCAL")
+        self.query_one("#scan-history", DataTable).add_columns(
+            " ", "TIME", "TARGET", "TYPE", "RESULT"
+        )
         self.query_one("#scan-progress", ProgressBar).update(progress=0)
         self._check_nmap()
 
@@ -428,8 +471,7 @@ class ScanPanel(InstrumentPanel):
         """Offer the highlighted socket's server port: its own when it is a server's
         (LISTEN, UDP, or accepted on a listening port), else its peer's (a client)."""
         port = sock.local_port
-        if (sock.state != "LISTEN" and sock.remote_port
-                and sock.local_port not in self._listening):
+        if sock.state != "LISTEN" and sock.remote_port and sock.local_port not in self._listening:
             port = sock.remote_port
         self._selected_port = port
         button = self.query_one("#scan-use-selected", Button)
@@ -493,8 +535,9 @@ class ScanPanel(InstrumentPanel):
         scan_type = self.query_one("#scan-type", Select).value
         kind: ScanType = "udp" if scan_type == "udp" else "connect"
         ports = default_ports(kind, self._snapshot)
-        self._listening = frozenset(s.local_port for s in self._snapshot.sockets
-                                    if s.state == "LISTEN")
+        self._listening = frozenset(
+            s.local_port for s in self._snapshot.sockets if s.state == "LISTEN"
+        )
         if ports != self._defaults:
             self._defaults = ports
             self.query_one("#scan-ports", Input).placeholder = self._ports_placeholder()
@@ -591,8 +634,7 @@ class ScanPanel(InstrumentPanel):
         snapshot = self._snapshot or Snapshot(taken_at=time.time(), sockets=())
         try:
             request = ScanRequest.create(self.target_text(), ports, info.name, snapshot=snapshot)
-            scan = Scan(request, on_progress=lambda p: self._from_thread(
-                self.Progressed(scan, p)))
+            scan = Scan(request, on_progress=lambda p: self._from_thread(self.Progressed(scan, p)))
             scan.preflight()
         except ScanError as exc:
             self._say(str(exc))
@@ -605,8 +647,9 @@ class ScanPanel(InstrumentPanel):
         command = self.query_one("#scan-command", Static)
         command.update(f"$ {shlex.join(scan.command)}")
         command.remove_class("-hidden")
-        thread = threading.Thread(target=self._work, args=(scan,), name="observatory-scan-ui",
-                                  daemon=True)
+        thread = threading.Thread(
+            target=self._work, args=(scan,), name="observatory-scan-ui", daemon=True
+        )
         self._thread = thread
         thread.start()
 
@@ -670,12 +713,14 @@ class ScanPanel(InstrumentPanel):
         self.show_result(result, note, previous)
         # On a short screen (80x24) the form fills the panel: bring the results up.
         # (after the refresh: the table's new height is known only then)
-        self.call_after_refresh(self.scroll_to_widget, self.query_one("#scan-results"),
-                                animate=False)
+        self.call_after_refresh(
+            self.scroll_to_widget, self.query_one("#scan-results"), animate=False
+        )
 
     # -- results ---------------------------------------------------------------------------
-    def show_result(self, result: ScanResult, note: str = "",
-                    previous: ScanResult | None = None) -> None:
+    def show_result(
+        self, result: ScanResult, note: str = "", previous: ScanResult | None = None
+    ) -> None:
         """Fill the results table (nmap's columns + LOCAL) with one scan.
 
         Args:
@@ -695,13 +740,23 @@ class ScanPanel(InstrumentPanel):
             port = f"{p.port}/{p.proto}"
             if several:
                 port = f"{p.address} {port}"
-            table.add_row(Text(port), state_text(p.state), Text(p.service),
-                          local_cell(p, local.get(p.address, False)), key=str(i))
+            table.add_row(
+                Text(port),
+                state_text(p.state),
+                Text(p.service),
+                local_cell(p, local.get(p.address, False)),
+                key=str(i),
+            )
         title = self.query_one("#scan-results-title", Static)
-        title.update(f"Results {when(result.started_at)} · {result.target} · {result.type}"
-                     + (f" · {note}" if note else ""))
-        folded = [f"{h.address}: {g.describe()}" if several else g.describe()
-                  for h in result.hosts for g in h.not_shown]
+        title.update(
+            f"Results {when(result.started_at)} · {result.target} · {result.type}"
+            + (f" · {note}" if note else "")
+        )
+        folded = [
+            f"{h.address}: {g.describe()}" if several else g.describe()
+            for h in result.hosts
+            for g in h.not_shown
+        ]
         notshown = self.query_one("#scan-notshown", Static)
         notshown.update("\n".join(folded))
         notshown.set_class(not folded, "-hidden")
@@ -710,8 +765,7 @@ class ScanPanel(InstrumentPanel):
             table.move_cursor(row=first)
             self._explain(first)
         else:
-            self.query_one("#scan-why", Static).update(
-                "nmap listed no port: see the line above.")
+            self.query_one("#scan-why", Static).update("nmap listed no port: see the line above.")
 
     def _explain(self, index: int) -> None:
         result = self._shown
@@ -738,8 +792,14 @@ class ScanPanel(InstrumentPanel):
         table.clear()
         for entry in reversed(self.entries):
             r = entry.result
-            table.add_row(Text(" "), Text(when(r.started_at)), Text(r.target), Text(r.type),
-                          Text(summarize(r)), key=entry.key)
+            table.add_row(
+                Text(" "),
+                Text(when(r.started_at)),
+                Text(r.target),
+                Text(r.type),
+                Text(summarize(r)),
+                key=entry.key,
+            )
         table.move_cursor(row=0)
         self._update_compare_buttons()
 
@@ -773,7 +833,8 @@ class ScanPanel(InstrumentPanel):
     def _update_compare_buttons(self) -> None:
         entry = self._highlighted_entry()
         self.query_one("#scan-compare-prev", Button).disabled = (
-            entry is None or self._previous_of(entry) is None)
+            entry is None or self._previous_of(entry) is None
+        )
         self.query_one("#scan-compare-marked", Button).disabled = len(self._marked) != 2
 
     @on(DataTable.RowSelected, "#scan-history")
@@ -835,15 +896,20 @@ class ScanPanel(InstrumentPanel):
             if several:
                 port = f"{row.address} {port}"
             style = "bold" if row.changed else ""
-            table.add_row(Text(port, style=style), compare_cell(row.state_a, row.port, before),
-                          compare_cell(row.state_b, row.port, after), change_text(row),
-                          key=str(i))
+            table.add_row(
+                Text(port, style=style),
+                compare_cell(row.state_a, row.port, before),
+                compare_cell(row.state_b, row.port, after),
+                change_text(row),
+                key=str(i),
+            )
         changed = sum(r.changed for r in rows)
-        targets = "" if before.target == after.target else (
-            f" · {before.target} → {after.target}")
+        targets = "" if before.target == after.target else (f" · {before.target} → {after.target}")
         title = self.query_one("#scan-compare-title", Static)
-        title.update(f"Compare {when(before.started_at)} → {when(after.started_at)} · "
-                     f"{changed} changed{targets}")
+        title.update(
+            f"Compare {when(before.started_at)} → {when(after.started_at)} · "
+            f"{changed} changed{targets}"
+        )
         title.remove_class("-hidden")
         table.remove_class("-hidden")
         self._say(None)

@@ -151,24 +151,31 @@ class PathHistory:
 def time_wait_words(state: str | None, sock: Socket | None) -> str:
     """Which end of this connection ends (or ended) in TIME_WAIT."""
     if state is None:
-        return ("UDP has no TIME_WAIT: there is no connection to close, the socket just "
-                "goes away.")
+        return "UDP has no TIME_WAIT: there is no connection to close, the socket just goes away."
     if state == "LISTEN":
-        return ("A listener never reaches TIME_WAIT: closing it goes straight to CLOSED. "
-                "Each connection it accepted closes on its own, and the end that calls "
-                "close() first keeps TIME_WAIT.")
+        return (
+            "A listener never reaches TIME_WAIT: closing it goes straight to CLOSED. "
+            "Each connection it accepted closes on its own, and the end that calls "
+            "close() first keeps TIME_WAIT."
+        )
     side = close_side(state)
     if side == "active":
-        return ("This end called close() first (the active closer): it is the end that "
-                "ends in TIME_WAIT, about 60 s, owned by no process.")
+        return (
+            "This end called close() first (the active closer): it is the end that "
+            "ends in TIME_WAIT, about 60 s, owned by no process."
+        )
     if side == "passive":
-        return ("The peer called close() first: the peer ends in TIME_WAIT; this end goes "
-                "LAST_ACK → CLOSED without it.")
+        return (
+            "The peer called close() first: the peer ends in TIME_WAIT; this end goes "
+            "LAST_ACK → CLOSED without it."
+        )
     if state == "CLOSED":
         return "The connection is gone from the kernel's table."
-    return ("Whichever end calls close() first ends in TIME_WAIT; the other goes through "
-            "CLOSE_WAIT and LAST_ACK. Kill the client first and the client's socket "
-            "lingers in TIME_WAIT; kill the server first and the server's does.")
+    return (
+        "Whichever end calls close() first ends in TIME_WAIT; the other goes through "
+        "CLOSE_WAIT and LAST_ACK. Kill the client first and the client's socket "
+        "lingers in TIME_WAIT; kill the server first and the server's does."
+    )
 
 
 LANE = 22  # columns per lane of the compact diagram: two lanes fit 44 columns
@@ -273,8 +280,9 @@ class StateMachinePanel(InstrumentPanel):
     def compose(self) -> ComposeResult:
         yield Static(id="machine-head")
         yield Static(id="machine-lanes")
-        yield Static("RFC 793's full diagram (scroll sideways, or z to zoom):",
-                     id="machine-full-title")
+        yield Static(
+            "RFC 793's full diagram (scroll sideways, or z to zoom):", id="machine-full-title"
+        )
         with HorizontalScroll(id="machine-scroll"):
             yield Static(id="machine-diagram")
         yield Static(id="machine-explain")
@@ -306,9 +314,13 @@ class StateMachinePanel(InstrumentPanel):
         self.socket = sock
         self._show()
 
-    def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent],
-                        transitions: list[WatchEvent] | None = None,
-                        seeing: str | None = None) -> None:
+    def update_snapshot(
+        self,
+        snapshot: Snapshot,
+        events: list[SocketEvent],
+        transitions: list[WatchEvent] | None = None,
+        seeing: str | None = None,
+    ) -> None:
         """A poll's result; ``transitions`` from the event stream replace the sampled
         ``events`` in the path (they hold every state, the samples only some)."""
         if transitions is None:
@@ -346,8 +358,13 @@ class StateMachinePanel(InstrumentPanel):
         if not self.is_mounted:
             return
         sock = self.socket
-        signature = (self.seeing, sock and (sock.key, sock.state, sock.owner_label), self.gone,
-                     tuple(self.path), self.peer and (self.peer.state, self.peer.owner_label))
+        signature = (
+            self.seeing,
+            sock and (sock.key, sock.state, sock.owner_label),
+            self.gone,
+            tuple(self.path),
+            self.peer and (self.peer.state, self.peer.owner_label),
+        )
         if signature == self._shown and not force:
             return
         self._shown = signature
@@ -359,8 +376,10 @@ class StateMachinePanel(InstrumentPanel):
     def _head(self) -> Text:
         sock = self.socket
         if sock is None:
-            return Text("No socket selected: select a row in the LISTEN or ESTABLISHED table "
-                        "to see its state marked here.")
+            return Text(
+                "No socket selected: select a row in the LISTEN or ESTABLISHED table "
+                "to see its state marked here."
+            )
         head = Text()
         if sock.state == "LISTEN":
             head.append(f"{sock.local} listening", style="bold")
@@ -384,11 +403,14 @@ class StateMachinePanel(InstrumentPanel):
     def _seen_how(self) -> str:
         """What the path can hold, in words: every transition, or samples."""
         if self.seeing is None:
-            return ("states sampled at each poll: a state that lasts less than the interval "
-                    "is not seen")
+            return (
+                "states sampled at each poll: a state that lasts less than the interval is not seen"
+            )
         if self.seeing.startswith("every transition"):
-            return ("every transition the kernel made; TIME_WAIT is not one of its "
-                    "transitions, so it comes from the socket table")
+            return (
+                "every transition the kernel made; TIME_WAIT is not one of its "
+                "transitions, so it comes from the socket table"
+            )
         return self.seeing
 
     def _current_style(self) -> Style:
@@ -427,10 +449,12 @@ class StateMachinePanel(InstrumentPanel):
         sock = self.socket
         current = self.current
         if sock is None:
-            return Text("Every TCP connection starts and ends in CLOSED. The server's socket "
-                        "goes LISTEN (and each client it accepts gets a socket of its own); "
-                        "the client's goes SYN_SENT → ESTABLISHED; the end that closes first "
-                        "ends in TIME_WAIT.")
+            return Text(
+                "Every TCP connection starts and ends in CLOSED. The server's socket "
+                "goes LISTEN (and each client it accepts gets a socket of its own); "
+                "the client's goes SYN_SENT → ESTABLISHED; the end that closes first "
+                "ends in TIME_WAIT."
+            )
         parts: list[RenderableType] = []
         if current is None:
             parts.append(Text(explain("NONE")))
@@ -439,9 +463,13 @@ class StateMachinePanel(InstrumentPanel):
         parts.append(Text(time_wait_words(current, sock)))
         if self.peer is not None:
             peer_state = tcp_state(self.peer) or self.peer.state
-            parts.append(Text.assemble("Other end, on this machine: ",
-                                       (f"{self.peer.local} {peer_state}", "bold"),
-                                       f" ({self.peer.owner_label})"))
+            parts.append(
+                Text.assemble(
+                    "Other end, on this machine: ",
+                    (f"{self.peer.local} {peer_state}", "bold"),
+                    f" ({self.peer.owner_label})",
+                )
+            )
         if current is not None:
             arrows = transitions_from(current)
             if arrows:

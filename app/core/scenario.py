@@ -168,6 +168,9 @@ def _builtin_problem(program: str, args: Sequence[str]) -> tuple[str, str] | Non
     return None
 
 
+Problems = list[tuple[str, str]]  # (key, words) of one [[process]] table
+
+
 def parse_scenario(
     text: str,
     label: str = "scenario",
@@ -180,13 +183,45 @@ def parse_scenario(
     Raises:
         ScenarioError: with every mistake found, one line each.
     """
-    errors: list[str] = []
     base = os.fspath(folder) if folder is not None else os.getcwd()
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError([f"{label}: not valid TOML: {exc}"]) from None
+    tables, errors = _process_tables(data, label)
 
+    entries: list[ScenarioEntry] = []
+    seen: dict[str, int] = {}
+    for index, table in enumerate(tables, start=1):
+        if not isinstance(table, dict):
+            errors.append(f"{label}: process #{index}: must be a [[process]] table")
+            continue
+        name, where, entry_errors = _check_name(table, index, label, seen)
+        problems = _unknown_keys(table)
+        program, args, command = _check_what_runs(table, base, env, problems)
+        delay = _check_delay(table, problems)
+        entry_errors.extend(f'{where}: key "{key}": {words}' for key, words in problems)
+        errors.extend(entry_errors)
+        if not entry_errors and name is not None:
+            entries.append(
+                ScenarioEntry(
+                    index=index,
+                    name=name,
+                    program=program,
+                    args=tuple(args) if program is not None else (),
+                    command=tuple(command) if command is not None else None,
+                    delay=delay,
+                )
+            )
+    if errors:
+        raise ScenarioError(errors)
+    return Scenario(path=path or Path(label), entries=tuple(entries))
+
+
+def _process_tables(data: dict[str, object], label: str) -> tuple[list[object], list[str]]:
+    """The [[process]] tables and the mistakes of the top level; raises when there is
+    nothing to check further."""
+    errors: list[str] = []
     for key in data:
         if key != "process":
             near = difflib.get_close_matches(key, ["process"], n=1)
@@ -207,132 +242,131 @@ def parse_scenario(
     if not isinstance(tables, list) or not tables:
         errors.append(f'{label}: "process" must be a list of [[process]] tables')
         raise ScenarioError(errors)
+    return tables, errors
 
-    entries: list[ScenarioEntry] = []
-    seen: dict[str, int] = {}
-    for index, table in enumerate(tables, start=1):
-        if not isinstance(table, dict):
-            errors.append(f"{label}: process #{index}: must be a [[process]] table")
-            continue
-        entry_errors: list[str] = []
 
-        raw_name = table.get("name")
-        name: str | None = None
-        if raw_name is None:
-            where = f"{label}: process #{index}"
-            entry_errors.append(f'{where}: key "name": missing (every process needs a name)')
-        elif not isinstance(raw_name, str):
-            where = f"{label}: process #{index}"
-            entry_errors.append(f'{where}: key "name": must be text, not {_kind(raw_name)}')
-        else:
-            where = f'{label}: process #{index} "{raw_name}"'
-            if not NAME_PATTERN.fullmatch(raw_name):
-                entry_errors.append(f'{where}: key "name": {NAME_RULE}')
-            elif raw_name in seen:
-                entry_errors.append(
-                    f'{where}: key "name": "{raw_name}" is already the name of '
-                    f"process #{seen[raw_name]}"
-                )
-            else:
-                seen[raw_name] = index
-                name = raw_name
+def _check_name(
+    table: dict[str, object], index: int, label: str, seen: dict[str, int]
+) -> tuple[str | None, str, list[str]]:
+    """The entry's name (None when wrong), how messages name the entry, and the name's
+    mistakes; ``seen`` (name -> index) gains the name when it is new and right."""
+    raw_name = table.get("name")
+    where = f"{label}: process #{index}"
+    if raw_name is None:
+        return None, where, [f'{where}: key "name": missing (every process needs a name)']
+    if not isinstance(raw_name, str):
+        return None, where, [f'{where}: key "name": must be text, not {_kind(raw_name)}']
+    where = f'{label}: process #{index} "{raw_name}"'
+    if not NAME_PATTERN.fullmatch(raw_name):
+        return None, where, [f'{where}: key "name": {NAME_RULE}']
+    if raw_name in seen:
+        return (
+            None,
+            where,
+            [f'{where}: key "name": "{raw_name}" is already the name of process #{seen[raw_name]}'],
+        )
+    seen[raw_name] = index
+    return raw_name, where, []
 
-        problems: list[tuple[str, str]] = []  # (key, words)
 
-        def problem(key: str, words: str, problems: list[tuple[str, str]] = problems) -> None:
-            problems.append((key, words))
+def _unknown_keys(table: dict[str, object]) -> Problems:
+    problems: Problems = []
+    for key in table:
+        if key not in ENTRY_KEYS:
+            close = difflib.get_close_matches(key, ENTRY_KEYS, n=1)
+            hint = f'did you mean "{close[0]}"?' if close else "known: " + ", ".join(ENTRY_KEYS)
+            problems.append((key, f"unknown key ({hint})"))
+    return problems
 
-        for key in table:
-            if key not in ENTRY_KEYS:
-                close = difflib.get_close_matches(key, ENTRY_KEYS, n=1)
-                hint = f'did you mean "{close[0]}"?' if close else "known: " + ", ".join(ENTRY_KEYS)
-                problem(key, f"unknown key ({hint})")
 
-        has_program = "program" in table
-        has_command = "command" in table
-        program: str | None = None
-        args: list[str] = []
-        command: list[str] | None = None
-        if has_program and has_command:
-            problem(
-                "command",
-                'give either "program" (a built-in) or "command" (any program), not both',
-            )
-        elif not has_program and not has_command:
-            problem(
+def _check_what_runs(
+    table: dict[str, object], base: str, env: Mapping[str, str] | None, problems: Problems
+) -> tuple[str | None, list[str], list[str] | None]:
+    """(program, args, command): a built-in with its arguments, or any command."""
+    has_program, has_command = "program" in table, "command" in table
+    if has_program and has_command:
+        problems.append(
+            ("command", 'give either "program" (a built-in) or "command" (any program), not both')
+        )
+    elif not has_program and not has_command:
+        problems.append(
+            (
                 "program",
                 'missing: give "program" (a built-in such as tcp-server) '
                 'or "command" (any program, as a list)',
             )
-        elif has_program:
-            raw_program = table["program"]
-            if not isinstance(raw_program, str):
-                problem("program", f'must be text like "tcp-server", not {_kind(raw_program)}')
-            else:
-                program = raw_program
-            if "args" in table:
-                parsed, error = _as_words(table["args"], "arguments")
-                if error:
-                    problem("args", error)
-                    program = None  # do not check arguments we could not read
-                else:
-                    args = parsed or []
-            if program is not None:
-                found = _builtin_problem(program, args)
-                if found:
-                    problem(*found)
+        )
+    elif has_program:
+        program, args = _check_builtin(table, problems)
+        return program, args, None
+    else:
+        return None, [], _check_command(table, base, env, problems)
+    return None, [], None
+
+
+def _check_builtin(table: dict[str, object], problems: Problems) -> tuple[str | None, list[str]]:
+    raw_program = table["program"]
+    program: str | None = None
+    args: list[str] = []
+    if not isinstance(raw_program, str):
+        problems.append(("program", f'must be text like "tcp-server", not {_kind(raw_program)}'))
+    else:
+        program = raw_program
+    if "args" in table:
+        parsed, error = _as_words(table["args"], "arguments")
+        if error:
+            problems.append(("args", error))
+            program = None  # do not check arguments we could not read
         else:
-            raw_command = table["command"]
-            if isinstance(raw_command, str):
-                try:
-                    words = shlex.split(raw_command)
-                except ValueError:
-                    words = raw_command.split()
-                shown = "[" + ", ".join(f'"{part}"' for part in words) + "]"
-                problem("command", f"must be a list, one item per argument: command = {shown}")
-            else:
-                parsed, error = _as_words(raw_command, "the program and its arguments")
-                if error:
-                    problem("command", error)
-                elif not parsed:
-                    problem("command", "is empty: give the program and its arguments")
-                else:
-                    missing = executable_problem(parsed[0], base, env)
-                    if missing:
-                        problem("command", missing)
-                    command = parsed
-            if "args" in table:
-                problem(
-                    "args",
-                    'only goes with "program"; put a command\'s arguments inside "command"',
-                )
+            args = parsed or []
+    if program is not None:
+        found = _builtin_problem(program, args)
+        if found:
+            problems.append(found)
+    return program, args
 
-        delay = 0.0
-        if "delay" in table:
-            raw_delay = table["delay"]
-            if isinstance(raw_delay, bool) or not isinstance(raw_delay, (int, float)):
-                problem("delay", f"must be a number of seconds, not {_kind(raw_delay)}")
-            elif not math.isfinite(raw_delay) or raw_delay < 0:
-                problem("delay", f"must be a number of seconds, 0 or more, not {raw_delay}")
-            else:
-                delay = float(raw_delay)
 
-        entry_errors.extend(f'{where}: key "{key}": {words}' for key, words in problems)
-        errors.extend(entry_errors)
-        if not entry_errors and name is not None:
-            entries.append(
-                ScenarioEntry(
-                    index=index,
-                    name=name,
-                    program=program,
-                    args=tuple(args) if program is not None else (),
-                    command=tuple(command) if command is not None else None,
-                    delay=delay,
-                )
-            )
-    if errors:
-        raise ScenarioError(errors)
-    return Scenario(path=path or Path(label), entries=tuple(entries))
+def _check_command(
+    table: dict[str, object], base: str, env: Mapping[str, str] | None, problems: Problems
+) -> list[str] | None:
+    raw_command = table["command"]
+    command: list[str] | None = None
+    if isinstance(raw_command, str):
+        try:
+            words = shlex.split(raw_command)
+        except ValueError:
+            words = raw_command.split()
+        shown = "[" + ", ".join(f'"{part}"' for part in words) + "]"
+        problems.append(("command", f"must be a list, one item per argument: command = {shown}"))
+    else:
+        parsed, error = _as_words(raw_command, "the program and its arguments")
+        if error:
+            problems.append(("command", error))
+        elif not parsed:
+            problems.append(("command", "is empty: give the program and its arguments"))
+        else:
+            missing = executable_problem(parsed[0], base, env)
+            if missing:
+                problems.append(("command", missing))
+            command = parsed
+    if "args" in table:
+        problems.append(
+            ("args", 'only goes with "program"; put a command\'s arguments inside "command"')
+        )
+    return command
+
+
+def _check_delay(table: dict[str, object], problems: Problems) -> float:
+    if "delay" not in table:
+        return 0.0
+    raw_delay = table["delay"]
+    if isinstance(raw_delay, bool) or not isinstance(raw_delay, (int, float)):
+        problems.append(("delay", f"must be a number of seconds, not {_kind(raw_delay)}"))
+    elif not math.isfinite(raw_delay) or raw_delay < 0:
+        problems.append(("delay", f"must be a number of seconds, 0 or more, not {raw_delay}"))
+    else:
+        return float(raw_delay)
+    return 0.0
 
 
 def load_scenario(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Scenario:

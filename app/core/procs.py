@@ -586,7 +586,7 @@ class ProcessManager:
         real = [sys.executable, "-I", "-S", SHIM_PATH, "--", *argv]
         return self._launch(name, real, None, tuple(argv), full_env, cwd, builtin=False)
 
-    def _launch(
+    def _launch(  # noqa: C901 - one launch, step by step; to be split with procs.py (issue 12)
         self,
         name: str,
         real_argv: list[str],

@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import pytest
 
@@ -150,8 +150,16 @@ def _python_for_nobody() -> str | None:
     return None
 
 
+class AsNobody(Protocol):
+    """What the ``as_nobody`` fixture gives: a runner as user nobody, and its interpreter."""
+
+    python: str  # the interpreter nobody runs, for tests that start it themselves
+
+    def __call__(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]: ...
+
+
 @pytest.fixture(scope="session")
-def as_nobody() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+def as_nobody() -> Iterator[AsNobody]:
     """Run ``python -m app ...`` (or ``-c CODE``) as user nobody.
 
     The repository and the venv may live where nobody cannot read (under
@@ -200,8 +208,9 @@ def as_nobody() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
             cwd=str(base),
         )
 
-    run.python = exe  # type: ignore[attr-defined]
-    yield run
+    nobody = cast(AsNobody, run)  # run, given the python attribute on the next line
+    nobody.python = exe
+    yield nobody
     shutil.rmtree(base, ignore_errors=True)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from app.commands.close import why_not
 from app.core.model import Socket
-from tests.conftest import free_port, listener, observatory
+from tests.conftest import AsNobody, free_port, listener, observatory
 from tests.labs.procs import Labs
 
 pytestmark = pytest.mark.timeout(30)
@@ -113,7 +113,7 @@ def _recv_errno(sock: socket.socket) -> int | None:
 
 def test_close_as_nobody_is_refused_and_touches_nothing(
     sockets: list[socket.socket],
-    as_nobody,  # type: ignore[no-untyped-def]
+    as_nobody: AsNobody,
 ) -> None:
     srv = listener(sockets)
     port = srv.getsockname()[1]

@@ -52,8 +52,9 @@ def test_one_byte_words_have_no_order() -> None:
 
 def test_palindromic_words_say_why_both_readings_agree() -> None:
     report = read_words(bytes([0x7F, 0, 0, 0x7F]), byteorder="little")
-    assert report.table(4).palindrome_note is not None
-    assert "reads the same both ways (a byte palindrome)" in report.table(4).palindrome_note
+    note = report.table(4).palindrome_note
+    assert note is not None
+    assert "reads the same both ways (a byte palindrome)" in note
     assert report.table(2).palindrome_note is None  # 7F 00 and 00 7F swap
     assert read_words().table(1).palindrome_note is None  # one byte: said otherwise
     text = "\n".join(render_lines(report))
@@ -130,7 +131,9 @@ def test_text_table_marks_this_machine() -> None:
 def test_json_round_trip() -> None:
     data = read_words().to_json()
     json.dumps(data)
-    assert data["tables"][1]["big_sequence"] == "0x47EF-0x152A-0x8937-0xB433"
+    tables = data["tables"]
+    assert isinstance(tables, list)
+    assert tables[1]["big_sequence"] == "0x47EF-0x152A-0x8937-0xB433"
 
 
 def test_cli_default() -> None:

@@ -47,8 +47,8 @@ class Running:
 
     def wait_for(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         regex = re.compile(pattern)
-        for line in self.lines:
-            if found := regex.search(line):
+        for seen in self.lines:
+            if found := regex.search(seen):
                 return found
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

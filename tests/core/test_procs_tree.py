@@ -97,7 +97,7 @@ def wait_for_tree(
 def running(proc: psutil.Process) -> bool:
     """Still that process (pid and start time), and not a zombie."""
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 

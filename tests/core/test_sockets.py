@@ -14,7 +14,7 @@ import pytest
 from app.core.diff import diff
 from app.core.model import Snapshot, Socket
 from app.core.sockets import DiagSource, ProcNetSource, parse_proc_net
-from tests.conftest import REPO, connect, listener, listener_process, wait_for
+from tests.conftest import REPO, AsNobody, connect, listener, listener_process, wait_for
 
 
 @pytest.fixture(params=[DiagSource, ProcNetSource], ids=["sock_diag", "proc"])
@@ -193,8 +193,8 @@ def test_owner_cache_follows_new_sockets_and_exits(
 
 
 def test_socket_of_another_user_as_root(
-    source_cls: type, sockets: list[socket.socket], as_nobody
-) -> None:  # type: ignore[no-untyped-def]
+    source_cls: type, sockets: list[socket.socket], as_nobody: AsNobody
+) -> None:
     """Root sees nobody's listener with its pid; nobody sees root's as hidden."""
     holder, port = listener_process(as_nobody.python, user="nobody", cwd="/")
     try:

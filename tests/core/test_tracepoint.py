@@ -73,8 +73,8 @@ V6_MAPPED_FIN_WAIT2_CLOSE = (
 def test_parse_connect_of_a_thread() -> None:
     t = parse_line(THREAD_CONNECT, 1000.0)
     assert t == Transition(
-        at=pytest.approx(1292.940168),
-        proto="tcp",  # type: ignore[arg-type]
+        at=pytest.approx(1292.940168),  # type: ignore[arg-type]  # compares equal to a float
+        proto="tcp",
         local_addr="127.0.0.1",
         local_port=0,
         remote_addr="127.0.0.1",

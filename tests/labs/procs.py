@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import psutil
@@ -34,7 +34,11 @@ class LabProcess:
     """One lab program started as a real process, its stdout read line by line."""
 
     def __init__(
-        self, program: str, *args: str, env: dict[str, str] | None = None, **popen: object
+        self,
+        program: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        pass_fds: Collection[int] = (),
     ) -> None:
         full_env = dict(os.environ)
         # Exercise the parent guard's recorded-parent path in every test.
@@ -50,7 +54,7 @@ class LabProcess:
             cwd=REPO,
             env=full_env,
             start_new_session=True,
-            **popen,  # type: ignore[arg-type]
+            pass_fds=pass_fds,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
@@ -128,9 +132,13 @@ class Labs:
         self.pids: list[int] = []  # grandchildren started through an intermediate parent
 
     def start(
-        self, program: str, *args: str, env: dict[str, str] | None = None, **popen: object
+        self,
+        program: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        pass_fds: Collection[int] = (),
     ) -> LabProcess:
-        proc = LabProcess(program, *args, env=env, **popen)
+        proc = LabProcess(program, *args, env=env, pass_fds=pass_fds)
         self.started.append(proc)
         return proc
 
@@ -151,7 +159,7 @@ class Labs:
 def gone(pid: int) -> bool:
     """True when ``pid`` has exited (a zombie waiting for some reaper counts as exited)."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 

@@ -200,42 +200,47 @@ async def test_port_warning_before_launching(dashboard) -> None:  # type: ignore
         calls.append((bind, port, proto, reuseaddr))
         return held if port == 6000 and proto == "tcp" else None
 
+    def last_call() -> tuple[str, int, str, bool | None]:
+        # Not calls[-1] in the asserts: mypy would keep the first assert's narrowing of
+        # calls[-1] across the awaits and call the later comparisons impossible.
+        return calls[-1]
+
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()  # the main screen is up first
         dialog = LaunchDialog(ADDRESSES, set(), port_check=port_check)
         app.push_screen(dialog)
         await pilot.pause()
         warning = dialog.query_one("#launch-warning", Static)
-        assert calls[-1] == ("127.0.0.1", 6000, "tcp", True)
+        assert last_call() == ("127.0.0.1", 6000, "tcp", True)
         assert str(warning.render()) == f"⚠ {held}"
         assert shown(warning) and shown(dialog.query_one("#launch"))
         assert not dialog.query_one("#launch", Button).disabled  # warned, still allowed
 
         dialog.query_one("#bind", Select).value = "0.0.0.0"
         await pilot.pause()
-        assert calls[-1] == ("0.0.0.0", 6000, "tcp", True)
+        assert last_call() == ("0.0.0.0", 6000, "tcp", True)
 
         dialog.query_one("#port", Input).value = "6001"
         await pilot.pause()
-        assert calls[-1] == ("0.0.0.0", 6001, "tcp", True)
+        assert last_call() == ("0.0.0.0", 6001, "tcp", True)
         assert not warning.display
 
         dialog.query_one("#port", Input).value = "6000"
         dialog.query_one("#program", Select).value = "udp-server"
         await pilot.pause()
-        assert calls[-1] == ("0.0.0.0", 6000, "udp", False) and not warning.display
+        assert last_call() == ("0.0.0.0", 6000, "udp", False) and not warning.display
 
         dialog.query_one("#program", Select).value = "tcp-server"
         dialog.query_one("#reuseaddr", Checkbox).value = False  # as the lecture's server
         await pilot.pause()
-        assert calls[-1] == ("0.0.0.0", 6000, "tcp", False)
+        assert last_call() == ("0.0.0.0", 6000, "tcp", False)
 
         # The lecture's own C server as any command: its one port, every address, and
         # whether it sets SO_REUSEADDR nobody can tell.
         dialog.query_one("#program", Select).value = "command"
         dialog.query_one("#command", Input).value = "./tcp_server1 6000"
         await pilot.pause()
-        assert calls[-1] == ("0.0.0.0", 6000, "tcp", None) and warning.display
+        assert last_call() == ("0.0.0.0", 6000, "tcp", None) and warning.display
 
         calls.clear()
         dialog.query_one("#program", Select).value = "tcp-client"

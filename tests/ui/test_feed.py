@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 from textual.app import App, ComposeResult
 
-from app.core.model import Snapshot, Socket
+from app.core.model import Owner, Snapshot, Socket
 from app.ui.cells import (
     ESTABLISHED_COLUMNS,
     LISTEN_COLUMNS,
@@ -67,7 +67,9 @@ class ReferenceMarks:
         return out
 
 
-def reference_rows(marked: list[Marked], options: ViewOptions) -> dict[str, list[tuple]]:
+def reference_rows(
+    marked: list[Marked], options: ViewOptions
+) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
     groups: dict[str, list[Marked]] = {name: [] for name in TABLES}
     for m in marked:
         groups[table_of(m.sock)].append(m)
@@ -97,7 +99,8 @@ STATES = ["ESTABLISHED", "TIME_WAIT", "CLOSE_WAIT", "SYN_SENT", "FIN_WAIT2"]
 def random_socket(rng: random.Random, listen_ports: list[int]) -> Socket:
     kind = rng.random()
     pid = rng.choice([None, 100, 200, 300])
-    owner = "process" if pid else rng.choice(["kernel", "hidden"])
+    others: list[Owner] = ["kernel", "hidden"]
+    owner: Owner = "process" if pid else rng.choice(others)
     if kind < 0.1:
         return Socket(
             "tcp",

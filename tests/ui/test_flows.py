@@ -216,6 +216,8 @@ async def test_lab_only_keeps_the_lab_backlog_and_hides_the_rest(dashboard, sock
 
 
 async def test_every_key_is_in_the_command_palette() -> None:
+    from textual.widgets import TabbedContent
+
     from app.ui.screens.main import MainScreen
 
     app = ObservatoryApp(ProcNetSource(), None, interval=0.5)
@@ -233,4 +235,4 @@ async def test_every_key_is_in_the_command_palette() -> None:
         scan = next(c for c in app.get_system_commands(app.screen) if c.title == "Scan (s)")
         scan.callback()
         await pilot.pause()
-        assert app.screen.query_one("#tabs").active == "tab-scan"
+        assert app.screen.query_one("#tabs", TabbedContent).active == "tab-scan"

@@ -10,12 +10,14 @@ import os
 import socket
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Static
 
 from app.core.sockets import DiagSource
 from app.core.watch import EventStream
 from app.ui.app import ObservatoryApp
 from app.ui.screens.dialogs import ConfirmDialog
+from app.ui.screens.main import MainScreen
 from app.ui.widgets.keyed_table import KeyedTable
 from app.ui.widgets.tcp_machine import StateMachinePanel
 from tests.conftest import connect, listener, until
@@ -32,7 +34,7 @@ def dashboard(stream: bool = False) -> ObservatoryApp:
     )
 
 
-async def select(pilot, table_id: str, key: str) -> KeyedTable:  # type: ignore[no-untyped-def]
+async def select(pilot: Pilot[None], table_id: str, key: str) -> KeyedTable:
     table = pilot.app.screen.query_one(f"#{table_id}", KeyedTable)
     await until(pilot, lambda: key in table.rows, what=f"row {key}")
     table.focus()
@@ -41,7 +43,7 @@ async def select(pilot, table_id: str, key: str) -> KeyedTable:  # type: ignore[
     return table
 
 
-def why(pilot) -> str:  # type: ignore[no-untyped-def]
+def why(pilot: Pilot[None]) -> str:
     return str(pilot.app.screen.query_one("#why", Static).render())
 
 
@@ -74,13 +76,17 @@ async def test_timeline_and_path_have_every_transition(sockets) -> None:  # type
     app = dashboard(stream=True)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
+        assert isinstance(screen, MainScreen)
         await until(pilot, lambda: screen.snapshot is not None, what="a first poll")
         await pilot.pause(0.5)
         cli = socket.create_connection(("127.0.0.1", port))
         conn, _ = srv.accept()
         cli.close()  # a connection that lives a few ms: no sample sees it
         conn.close()
-        texts = lambda: [e.text for e in screen.timeline.entries]  # noqa: E731
+
+        def texts() -> list[str]:
+            return [e.text for e in screen.timeline.entries]
+
         await until(
             pilot,
             lambda: any("FIN_WAIT1 -> FIN_WAIT2" in t for t in texts()),

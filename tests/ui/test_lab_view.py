@@ -6,9 +6,11 @@ from __future__ import annotations
 import signal
 import socket
 import time
+from collections.abc import Callable
 
 import pytest
 
+from app.core.model import Socket
 from app.core.procs import ProcessManager
 from app.core.sockets import DiagSource
 from app.ui.app import ObservatoryApp
@@ -184,15 +186,16 @@ async def test_every_tab_is_in_view_and_has_a_key_and_a_palette_entry(size) -> N
         assert app.screen.query_one(TabbedContent).active == "tab-events"
 
 
-def _snapshot_socket(predicate):  # type: ignore[no-untyped-def]
+def _snapshot_socket(predicate: Callable[[Socket], bool]) -> Socket:
     from tests.conftest import wait_for
 
     source = DiagSource()
-    return wait_for(
+    found: Socket = wait_for(
         lambda: next((s for s in source.poll().sockets if predicate(s)), None),
         5,
         "the socket in a snapshot",
     )
+    return found
 
 
 def test_k_on_a_socket_no_process_holds_says_why_once(sockets) -> None:  # type: ignore[no-untyped-def]
@@ -297,6 +300,7 @@ async def test_side_panels_follow_the_cursor_in_lab_only_mode(dashboard, sockets
 
 
 async def test_a_panel_follows_the_cursor_once_it_is_moved_after_its_row_left(sockets) -> None:  # type: ignore[no-untyped-def]
+    from app.ui.screens.main import MainScreen
     from app.ui.widgets.tcp_machine import StateMachinePanel
     from tests.conftest import connect, listener
 
@@ -332,7 +336,9 @@ async def test_a_panel_follows_the_cursor_once_it_is_moved_after_its_row_left(so
 
         def cursor_local() -> str:
             key = table.selected_key()
-            return app.screen.marked[key].sock.local if key else ""
+            screen = app.screen
+            assert isinstance(screen, MainScreen)
+            return screen.marked[key].sock.local if key else ""
 
         for key in ("down", "up") if table.cursor_row == 0 else ("up", "down"):
             before = cursor_local()

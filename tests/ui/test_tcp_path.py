@@ -8,17 +8,17 @@ import time
 
 import pytest
 
-from app.core.watch import EventStream, WatchEvent
+from app.core.watch import EventStream, Source, WatchEvent
 from app.ui.widgets.tcp_machine import PathHistory
 from tests.conftest import listener
 
 
 def event(
-    lport: int, rport: int, old: str | None, new: str, source: str = "tracepoint"
+    lport: int, rport: int, old: str | None, new: str, source: Source = "tracepoint"
 ) -> WatchEvent:
     return WatchEvent(
         0.0, "tcp", "127.0.0.1", lport, "127.0.0.1", rport, old, new, None, None, source
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_the_client_path_from_a_lecture_run() -> None:

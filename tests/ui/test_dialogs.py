@@ -102,8 +102,13 @@ async def test_launch_dialog_fits_the_terminal(dashboard, sockets, size) -> None
             assert len(fields) >= 3, program
             for field in fields:  # Tab (or a click) reaches it: it scrolls into view
                 field.focus()
-                await pilot.pause()
-                assert shown(field), f"{program}: #{field.id} out of view at {size}"
+                # Scrolled into view after the next layout (later on a loaded machine).
+                await until(
+                    pilot,
+                    lambda: shown(field),  # noqa: B023
+                    timeout=3,
+                    what=f"{program}: #{field.id} in view at {size}",
+                )
                 for fixed in (
                     "#launch-preview",
                     "#launch",

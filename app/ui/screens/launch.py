@@ -102,6 +102,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         self._running_names = set(taken_names if running_names is None else running_names)
         self._program = program
         self._port_check = port_check
+        self._warning_shown: str | None = None  # the warning's text on screen
 
     def compose(self) -> ComposeResult:
         programs = [(p, p) for p in PROGRAMS] + [("any command…", COMMAND)]
@@ -279,9 +280,13 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
 
     def _refresh_warning(self) -> None:
         warning = self._port_warning()
+        text = f"⚠ {warning}" if warning else ""
+        if text == self._warning_shown:  # every second: a new text only when it changed
+            return
+        self._warning_shown = text
         box = self.query_one("#launch-warning", Static)
         box.display = bool(warning)
-        box.update(f"⚠ {warning}" if warning else "")
+        box.update(text)
 
     def _refresh(self) -> None:
         program = self._program_value()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -222,3 +223,41 @@ def lab() -> Iterator[Labs]:
         yield labs
     finally:
         labs.kill_all()
+
+
+# A server like the lecture's tcp_server1: no SO_REUSEADDR, accepts one client, holds it.
+KILLED_SERVER = (
+    "import socket,time; s=socket.socket(); s.bind(('0.0.0.0',0)); s.listen(5);"
+    "print(s.getsockname()[1], flush=True); c,_=s.accept(); print('accepted', flush=True);"
+    "time.sleep(60)"
+)
+
+
+@pytest.fixture
+def killed_server() -> Iterator[tuple[int, socket.socket]]:
+    """A server SIGKILLed (as K in the dashboard) while its client is connected: (its port,
+    the client, still open). Its end lingers in FIN_WAIT2, held by the kernel."""
+    from app.labs._common import port_holders
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_SERVER], stdout=subprocess.PIPE, text=True
+    )
+    client: socket.socket | None = None
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        client = socket.create_connection(("127.0.0.1", port))
+        assert proc.stdout.readline().strip() == "accepted"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        wait_for(
+            lambda: any(h[0] == "FIN_WAIT2" for h in port_holders(port, "0.0.0.0")),
+            what="the killed server's end in FIN_WAIT2",
+        )
+        yield port, client
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        if client is not None:
+            client.close()

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,13 +15,6 @@ from app.core.sockets import default_source
 from tests.conftest import observatory, wait_for
 
 pytestmark = pytest.mark.timeout(60)
-
-# A server like the lecture's tcp_server1: no SO_REUSEADDR, accepts one client.
-SERVER = (
-    "import socket,sys,time; s=socket.socket(); s.bind((sys.argv[1],0)); s.listen(5);"
-    "print(s.getsockname()[1], flush=True); c,_=s.accept(); print('accepted', flush=True);"
-    "time.sleep(60)"
-)
 
 
 def sockets_now() -> list[Socket]:
@@ -44,34 +33,6 @@ def bind_errno(address: str, port: int, reuse: bool = False) -> int:
         except OSError as exc:
             return exc.errno or -1
     return 0
-
-
-@pytest.fixture
-def killed_server() -> Iterator[tuple[int, socket.socket]]:
-    """A server SIGKILLed while its client is connected: (port, the client still open)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, "0.0.0.0"], stdout=subprocess.PIPE, text=True
-    )
-    client: socket.socket | None = None
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        client = socket.create_connection(("127.0.0.1", port))
-        assert proc.stdout.readline().strip() == "accepted"
-        os.kill(proc.pid, signal.SIGKILL)  # like K in the dashboard
-        proc.wait(5)
-
-        def fin_wait2() -> bool:
-            return any(s.local_port == port and s.state == "FIN_WAIT2" for s in sockets_now())
-
-        wait_for(fin_wait2, what="the killed server's end in FIN_WAIT2")
-        yield port, client
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        if client is not None:
-            client.close()
 
 
 def test_a_killed_servers_fin_wait2_is_named_with_its_peer(

@@ -11,8 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,36 +19,6 @@ from tests.conftest import observatory, wait_for
 from tests.labs.procs import one_error_line, run_lab
 
 pytestmark = pytest.mark.timeout(60)
-
-SERVER = (
-    "import socket,time; s=socket.socket(); s.bind(('0.0.0.0',0)); s.listen(5);"
-    "print(s.getsockname()[1], flush=True); c,_=s.accept(); print('accepted', flush=True);"
-    "time.sleep(60)"
-)
-
-
-@pytest.fixture
-def killed_server() -> Iterator[tuple[int, socket.socket]]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
-    client: socket.socket | None = None
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        client = socket.create_connection(("127.0.0.1", port))
-        assert proc.stdout.readline().strip() == "accepted"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-        wait_for(
-            lambda: any(h[0] == "FIN_WAIT2" for h in port_holders(port, "0.0.0.0")),
-            what="FIN_WAIT2 on the killed server's port",
-        )
-        yield port, client
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        if client is not None:
-            client.close()
 
 
 def snapshot_rows(*args: str) -> list[list[str]]:

@@ -64,15 +64,12 @@ class TabStrip(Widget):
             text.stylize("underline bold", at, at + 1)
         return text
 
-    def lines(self, width: int) -> list[list[tuple[str, Text]]]:
-        """The labels laid out greedily in lines of at most ``width`` cells: two spaces
-        between labels, one where that saves a line (80 columns: all nine on one)."""
-        wide = self._lay_out(width, GAP)
-        narrow = self._lay_out(width, 1)
-        return narrow if len(narrow) < len(wide) else wide
-
-    def gap(self, width: int) -> int:
-        return 1 if len(self._lay_out(width, 1)) < len(self._lay_out(width, GAP)) else GAP
+    def lines(self, width: int) -> tuple[int, list[list[tuple[str, Text]]]]:
+        """The gap between labels and the labels laid out greedily in lines of at most
+        ``width`` cells: two spaces, or one where that saves a line (80 columns: all nine
+        on one). The labels are new Text each call (the active one is styled in place)."""
+        wide, narrow = self._lay_out(width, GAP), self._lay_out(width, 1)
+        return (1, narrow) if len(narrow) < len(wide) else (GAP, wide)
 
     def _lay_out(self, width: int, gap: int) -> list[list[tuple[str, Text]]]:
         lines: list[list[tuple[str, Text]]] = [[]]
@@ -88,16 +85,15 @@ class TabStrip(Widget):
         return lines
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        return len(self.lines(max(1, width)))
+        return len(self.lines(max(1, width))[1])
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        lines = self.lines(max(1, width))
+        gap, lines = self.lines(max(1, width))
         base = self.rich_style
         if y >= len(lines):
             return Strip.blank(width, base)
         active = self.get_component_rich_style("tab-strip--active")
-        gap = self.gap(max(1, width))
         row = Text(style=base)
         for tab_id, label in lines[y]:
             if row.cell_len:
@@ -108,18 +104,16 @@ class TabStrip(Widget):
         return Strip(row.render(self.app.console)).crop_extend(0, width, base)
 
     def on_click(self, event: Click) -> None:
-        width = max(1, self.size.width)
-        gap = self.gap(width)
-        for y, line in enumerate(self.lines(width)):
-            column = 0
-            for tab_id, label in line:
-                if column:
-                    column += gap
-                if y == event.y and column <= event.x < column + label.cell_len:
-                    event.stop()
-                    self.post_message(self.Chosen(tab_id))
-                    return
-                column += label.cell_len
+        gap, lines = self.lines(max(1, self.size.width))
+        if event.y >= len(lines):
+            return
+        column = 0
+        for tab_id, label in lines[event.y]:
+            if column <= event.x < column + label.cell_len:
+                event.stop()
+                self.post_message(self.Chosen(tab_id))
+                return
+            column += label.cell_len + gap
 
 
 def _key_position(title: str, key: str) -> int | None:

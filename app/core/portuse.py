@@ -187,9 +187,14 @@ def _todo(sock: Socket, reuseaddr: bool | None) -> str:
     options = []
     if sock.owner == "process" and sock.state != "TIME_WAIT":
         options.append(f"stop pid {sock.pid} or close that socket")
-    # Only the kernel's own ends go away by themselves (a held FIN_WAIT2 has no timer).
-    if sock.state in ("FIN_WAIT2", "TIME_WAIT", "FIN_WAIT1", "LAST_ACK", "CLOSING") and (
-        sock.owner != "process" or sock.state == "TIME_WAIT"
+    # Only the kernel's own ends go away by themselves (a held FIN_WAIT2 has no timer;
+    # a TIME_WAIT is never a process's).
+    if sock.owner != "process" and sock.state in (
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "FIN_WAIT1",
+        "LAST_ACK",
+        "CLOSING",
     ):
         options.append("wait about a minute")
     if reuseaddr is not True:

@@ -640,9 +640,10 @@ class MainScreen(Screen[None]):
             return
         if isinstance(target, Socket):
             refusal = kill_refusal(target)
-            if refusal is not None or target.pid is None:
-                self.notify(refusal or "", severity="warning", timeout=6)
+            if refusal is not None:
+                self.notify(refusal, severity="warning", timeout=6)
                 return
+            assert target.pid is not None  # kill_refusal passes only a process with a pid
             self.oapp.kill_pid(target.pid, sig)
         else:
             self.oapp.kill_process(target.name, sig)

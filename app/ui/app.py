@@ -77,7 +77,12 @@ class ObservatoryApp(App[None]):
     """
 
     TITLE = "Connection Observatory"
-    CSS_PATH = [STYLES / "app.tcss", STYLES / "main.tcss", STYLES / "dialogs.tcss"]
+    CSS_PATH = [
+        STYLES / "app.tcss",
+        STYLES / "main.tcss",
+        STYLES / "dialogs.tcss",
+        STYLES / "scan.tcss",
+    ]
     ENABLE_COMMAND_PALETTE = True
     # On the app, not only the main screen, and a priority binding: a modal dialog
     # cuts the app's ordinary bindings off, and a handout of an open dialog is saved too.

@@ -1,46 +1,7 @@
-"""Start, watch and stop the lab's processes: one manager owns every child.
+"""The process manager: one object that starts, watches and stops every child of the lab.
 
-The dashboard and ``observatory lab up`` start servers and clients through a
-:class:`ProcessManager`. It guarantees what a projected lab needs:
-
-* every child runs in its own session and process group, with stdin from
-  ``/dev/null`` and stdout/stderr piped (an inherited terminal would corrupt
-  the dashboard's screen);
-* output is read line by line into a bounded buffer (a fixed number of lines,
-  each cut to a maximum length), so a child printing without end never grows
-  the observatory's memory;
-* no child outlives the observatory. Caught exits (``shutdown()``, ``atexit``,
-  SIGTERM/SIGHUP/SIGINT through :meth:`ProcessManager.install_signal_handlers`)
-  stop every process group. For SIGKILL, which cannot be caught, every child
-  asks the kernel for a parent-death signal (``PR_SET_PDEATHSIG``): built-in
-  lab programs do it themselves (and also watch a "lifeline" pipe; they start
-  no processes of their own). An arbitrary command may start children, which
-  the kernel does not give that signal, so it runs under a supervisor
-  (:mod:`app.core.shim`): a child subreaper with the parent-death signal that
-  takes the command's whole tree down when the observatory dies, and stops
-  what the command leaves behind when it ends. The pid the manager shows is
-  the command's own (the supervisor reports it), not the supervisor's;
-* it never signals a process it did not start, except through the explicit
-  :meth:`ProcessManager.kill_foreign`.
-
-Thread model
-------------
-``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child ends, not
-the process. So every ``Popen`` happens on ONE long-lived "launcher" thread
-owned by the manager; ``launch_*`` hands it a request and blocks until the
-child has started (or raises). Per child there are two reader threads (stdout,
-stderr) and one waiter thread. All are daemon threads.
-
-Subscriber callbacks (:meth:`ProcessManager.subscribe`) are called on the
-caller's thread for :class:`ProcessStarted`, on the reader threads for
-:class:`OutputLine` and on the waiter thread for :class:`ProcessExited`: never
-on a UI loop. A UI must marshal them itself (Textual: ``app.call_from_thread``
-or ``post_message``). Callbacks must be quick and must not wait for a process
-(a slow callback slows the reader, which in turn slows the child: that is
-back-pressure, not loss). Output lines of one stream arrive in order; the
-exit event of a process comes after its output (when the pipes close within
-half a second of the exit). For headless use, :meth:`ProcessManager.drain_events`
-returns the most recent events (a bounded backlog).
+:class:`ProcessManager` is described, with its guarantees and thread model, in
+the package docstring (:mod:`app.core.procs`).
 """
 
 from __future__ import annotations
@@ -79,10 +40,10 @@ ENV_PID_FD = "OBSERVATORY_PID_FD"
 # How long a supervisor may take to fork and exec its command and say its pid.
 _PID_REPORT_SECONDS = 10.0
 
-SHIM_PATH = str(Path(__file__).with_name("shim.py"))
+SHIM_PATH = str(Path(__file__).parent.with_name("shim.py"))
 # The folder that holds the ``app`` package: put on PYTHONPATH of built-ins so
 # ``python -m app.labs.X`` works even when the project is not installed.
-_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent.parent)
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[3])
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 NAME_RULE = "a name is 1 to 40 letters, digits, '-', '_' or '.', starting with a letter or digit"

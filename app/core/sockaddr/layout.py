@@ -1,49 +1,22 @@
-"""The bytes of ``struct sockaddr_in`` / ``sockaddr_in6``, as Linux lays them out.
+"""The bytes of ``struct sockaddr_in``/``sockaddr_in6`` and what each field means.
 
-The lecture fills a ``struct sockaddr_in`` one field at a time and dumps its
-16 bytes after each assignment with ``printf("[%d]=%X,", i, byte)``::
-
-    [0]=2,[1]=0,[2]=3,[3]=E8,[4]=7F,[5]=0,[6]=0,[7]=1,[8]=0,...,[15]=0,
-
-This module builds the same bytes with :mod:`struct` (no C compiler needed)
-and explains every one of them. The layouts (``include/uapi/linux/in.h`` and
-``in6.h``)::
-
-    struct sockaddr_in  {  sa_family_t sin_family;    /* host byte order   */
-                           __be16      sin_port;      /* network order     */
-                           struct in_addr sin_addr;   /* __be32, network   */
-                           unsigned char  sin_zero[8]; };      /* 16 bytes */
-
-    struct sockaddr_in6 {  sa_family_t sin6_family;   /* host byte order   */
-                           __be16      sin6_port;     /* network order     */
-                           __be32      sin6_flowinfo; /* network order     */
-                           struct in6_addr sin6_addr; /* 16 bytes, network */
-                           __u32       sin6_scope_id; /* host byte order   */ };  /* 28 */
-
-The family is the only field kept in the *host's* byte order: it never
-leaves the machine, while port and address travel in packet headers, which
-TCP/IP writes big-endian ("network byte order").
-
-Everything here is a pure function: no socket is opened, no name is looked
-up (``localhost`` is refused: the lecture's ``inet_addr()`` does not resolve
-names either).
-
-Port 0 is accepted on purpose: it is a valid value of ``sin_port``. Given to
-``bind()`` it means "let the kernel choose a free (ephemeral) port"; given to
-``connect()`` it fails, since nothing can listen on port 0.
+:func:`build_sockaddr` packs an address and a port with :mod:`struct` as Linux
+lays them out, and explains each field (:class:`Field`) and each ``hton*()``
+value (:class:`ByteOrderRow`); :func:`steps` replays the lecture's program
+statement by statement. Pure functions: no socket is opened.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 import struct
 import sys
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from app.core.sockaddr.parse import SockaddrError, parse_address
 
 ByteOrder = Literal["little", "big"]
 
@@ -54,12 +27,6 @@ SOCKADDR_IN6_SIZE = 28
 # Linux's values; taken from the socket module so that they are this OS's truth.
 AF_INET = int(socket.AF_INET)
 AF_INET6 = int(socket.AF_INET6)
-
-_DIGITS = re.compile(r"[0-9]+")
-
-
-class SockaddrError(ValueError):
-    """Input that cannot go into a sockaddr; the message is one line in words."""
 
 
 def lecture_line(data: bytes) -> str:
@@ -74,120 +41,6 @@ def lecture_line(data: bytes) -> str:
 def hex_bytes(data: bytes) -> str:
     """``7F 00 00 01``: two hex digits per byte, separated by spaces."""
     return " ".join(f"{b:02X}" for b in data)
-
-
-def parse_port(text: str) -> int:
-    """A port as typed by a user: ASCII decimal digits only, 0 to 65535.
-
-    0 is valid in a sockaddr (``bind()`` then lets the OS choose a port).
-    Other scripts' digits (Arabic-Indic ``٧٤٠٠``, full-width ``７４００``) are
-    refused: ``int()`` would take them, but no C program's ``atoi()`` does.
-
-    Raises:
-        SockaddrError: not a whole decimal number, or outside 0-65535.
-    """
-    text = text.strip()
-    if not _DIGITS.fullmatch(text):
-        if text and all(c.isdigit() for c in text):
-            raise SockaddrError(
-                f"a port is written with the digits 0-9; {text!r} uses other digits "
-                "(atoi() in C reads only 0-9)"
-            )
-        raise SockaddrError(f"a port is a whole number from 0 to 65535, not {text!r}")
-    value = int(text)
-    if value > 65535:
-        raise SockaddrError(
-            f"a port is a number from 0 to 65535 (it has 16 bits); {value} is too big"
-        )
-    return value
-
-
-def _scope_to_index(scope: str) -> int:
-    if _DIGITS.fullmatch(scope):
-        value = int(scope)
-        if value > 0xFFFFFFFF:
-            raise SockaddrError(f"a scope id is a 32-bit interface index; {value} is too big")
-        return value
-    try:
-        return socket.if_nametoindex(scope)
-    except OSError:
-        raise SockaddrError(
-            f"no network interface named {scope!r} on this machine (see `ip addr`)"
-        ) from None
-
-
-def parse_address(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
-    """An IPv4 or IPv6 literal (never a host name), and its IPv6 scope id.
-
-    ``fe80::1%lo`` or ``fe80::1%1`` give the scope id of that interface; it is
-    0 for every other address.
-
-    Raises:
-        SockaddrError: not an IP address literal.
-    """
-    text = text.strip()
-    if not text:
-        raise SockaddrError("an address is needed, like 127.0.0.1 or ::1")
-    scope_id = 0
-    literal = text
-    if "%" in text:
-        literal, _, scope = text.partition("%")
-        if ":" not in literal or not scope:
-            raise SockaddrError(f"{text!r} is not an IP address; only IPv6 addresses take a %scope")
-        scope_id = _scope_to_index(scope)
-    try:
-        addr = ipaddress.ip_address(literal)
-    except ValueError:
-        raise SockaddrError(
-            f"{text!r} is not an IPv4 or IPv6 address (like 127.0.0.1 or ::1); "
-            "names are not looked up here"
-        ) from None
-    return addr, scope_id
-
-
-def parse_endpoint(text: str) -> tuple[str, int]:
-    """An address and a port in one string, as a student types them.
-
-    ``10.0.2.15:6000``, ``[::1]:7000``, ``0.0.0.0 6000``, ``::1 7000`` and
-    ``[fe80::1%lo]:80``. A bare ``::1:7000`` is refused: it is itself a valid
-    IPv6 address, so the port must be set apart by brackets or a space.
-
-    Returns:
-        (the address as typed, the port).
-
-    Raises:
-        SockaddrError: no port, a bad address or a bad port (one line of words).
-    """
-    text = text.strip()
-    example = "like 127.0.0.1:6000, [::1]:7000 or 0.0.0.0 6000"
-    if not text:
-        raise SockaddrError(f"type an address and a port, {example}")
-    parts = text.split()
-    if len(parts) > 2:
-        raise SockaddrError(f"one address and one port, {example}; {text!r} has {len(parts)} parts")
-    if len(parts) == 2:
-        address, port = parts
-        if address.startswith("[") and address.endswith("]"):
-            address = address[1:-1]
-    elif text.startswith("["):
-        address, bracket, rest = text[1:].partition("]")
-        if not bracket:
-            raise SockaddrError(f"{text!r} opens [ but never closes it: write [::1]:7000")
-        if not rest.startswith(":") or not rest[1:]:
-            raise SockaddrError(f"{text!r} has no port: write it after the bracket, as [::1]:7000")
-        port = rest[1:]
-    elif text.count(":") == 1:
-        address, _, port = text.partition(":")
-    elif ":" in text:
-        raise SockaddrError(
-            f"{text!r}: write an IPv6 address with a port in brackets, [::1]:7000, or with "
-            "a space, ::1 7000 (::1:7000 alone is itself an IPv6 address)"
-        )
-    else:
-        raise SockaddrError(f"{text!r} has no port: add one, {example}")
-    number = parse_port(port)
-    parse_address(address)  # refused here, in words, before anything is built
-    return address, number
 
 
 def is_palindrome(data: bytes) -> bool:
@@ -266,30 +119,6 @@ class ByteOrderRow:
             "converted": self.converted,
             "palindrome": self.palindrome,
         }
-
-
-def hton_sentence(row: ByteOrderRow, byteorder: ByteOrder) -> str:
-    """What ``htons()``/``htonl()`` does to this value on a machine of ``byteorder``.
-
-    Three true cases: the bytes are a palindrome (the same on every machine:
-    never "big-endian too" on a little-endian one); a big-endian machine (no
-    change); a little-endian machine (the bytes swap, and the number read here
-    changes).
-    """
-    back = row.function.replace("hton", "ntoh")
-    digits = len(row.network_bytes) * 2
-    if row.palindrome:
-        return (
-            f"{row.call} gives {row.argument} back: its bytes {hex_bytes(row.network_bytes)} "
-            f"read the same both ways (a byte palindrome), so {row.function}() and {back}() "
-            f"change nothing on any machine; this machine is {byteorder}-endian"
-        )
-    if byteorder == "big":
-        return f"{row.call} changes nothing: this machine is big-endian, the network's byte order"
-    return (
-        f"{row.call} = 0x{row.converted:0{digits}X} = {row.converted} read as a number on "
-        f"this little-endian machine; {back}() turns it back into {row.argument}"
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -663,69 +492,3 @@ def lecture_steps(address: str, port: int) -> list[str]:
 
 def _offsets(offsets: Sequence[int]) -> str:
     return ("byte " if len(offsets) == 1 else "bytes ") + ", ".join(str(o) for o in offsets)
-
-
-BYTES_PER_ROW = 8
-
-
-def render_lines(layout: SockaddrLayout, width: int | None = None) -> list[str]:
-    """The lecture's line first, then the annotated grid and the byte orders.
-
-    Args:
-        layout: what :func:`build_sockaddr` returned.
-        width: wrap the explanations (never the first line) to this many
-            columns; None leaves every explanation on one line.
-    """
-    lines = [layout.lecture_line]
-    summary = (
-        f"struct {layout.struct_name} for {layout.address} port {layout.port}: "
-        f"{layout.size} bytes; this machine is {layout.host_byteorder}-endian, "
-        "TCP/IP is big-endian"
-    )
-    lines.extend(_wrap(summary, width, "    "))
-    bytes_width = BYTES_PER_ROW * 3 - 1
-    lines.append(f"{'offset':<7} {'bytes':<{bytes_width}}  meaning")
-    indent = 7 + 1 + bytes_width + 2
-    for f in layout.fields:
-        chunks = [f.data[i : i + BYTES_PER_ROW] for i in range(0, f.size, BYTES_PER_ROW)]
-        meaning = _wrap(f.meaning, None if width is None else max(width - indent, 20))
-        for n in range(max(len(chunks), len(meaning))):
-            offset = f.span if n == 0 else ""
-            chunk = hex_bytes(chunks[n]) if n < len(chunks) else ""
-            text = meaning[n] if n < len(meaning) else ""
-            lines.append(f"{offset:<7} {chunk:<{bytes_width}}  {text}".rstrip())
-    rest = render_byte_order(layout) + [f"note: {n}" for n in layout.notes]
-    for line in rest:
-        lines.extend(_wrap(line, width, "    "))
-    return lines
-
-
-def _wrap(text: str, width: int | None, indent: str = "") -> list[str]:
-    if width is None or len(text) <= width:
-        return [text]
-    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False)
-
-
-def render_byte_order(layout: SockaddrLayout) -> list[str]:
-    """The hton* values: the bytes in host and in network order, and as numbers."""
-    order = layout.host_byteorder
-    lines = [f"{'value':<24} {'this machine (' + order + '-endian)':<30} network (big-endian)"]
-    for r in layout.byte_order:
-        lines.append(f"{r.label:<24} {hex_bytes(r.host_bytes):<30} {hex_bytes(r.network_bytes)}")
-    for r in layout.byte_order:
-        lines.append(hton_sentence(r, order))
-    return lines
-
-
-def render_text(layout: SockaddrLayout) -> str:
-    return "\n".join(render_lines(layout)) + "\n"
-
-
-def render_steps(layout: SockaddrLayout) -> list[str]:
-    """The lecture's step-by-step dump: one line per statement, then what each did."""
-    all_steps = steps(layout)
-    lines = [s.line for s in all_steps]
-    width = max(len(s.statement) for s in all_steps)
-    for n, s in enumerate(all_steps, 1):
-        lines.append(f"step {n}: {s.statement:<{width}}  {s.note}")
-    return lines

@@ -246,6 +246,97 @@ def _notes(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> tu
     return tuple(notes)
 
 
+def _byte_order_row(
+    function: str, label: str, value: int, network_bytes: bytes, byteorder: ByteOrder
+) -> ByteOrderRow:
+    """``value`` as this machine stores it and as the network does, for ``function``."""
+    return ByteOrderRow(
+        function=function,
+        label=label,
+        value=value,
+        host_bytes=value.to_bytes(len(network_bytes), byteorder),
+        network_bytes=network_bytes,
+        converted=_as_host_number(network_bytes, byteorder),
+    )
+
+
+def _family_field(name: str, family_name: str, family: int, byteorder: ByteOrder) -> Field:
+    """``sin_family``/``sin6_family``: offset 0, two bytes in the host's order."""
+    data = _family_bytes(family, byteorder)
+    return Field(
+        name,
+        0,
+        2,
+        data,
+        f"{name} = {family_name} ({family}), host byte order "
+        f"({byteorder}-endian here: bytes {hex_bytes(data)})",
+    )
+
+
+def _addr_meaning_v4(addr: ipaddress.IPv4Address, byteorder: ByteOrder) -> str:
+    """``sin_addr``'s bytes, and what htonl() does to the number they come from."""
+    addr_be = addr.packed
+    value = int(addr)
+    as_number = f"; as a host-order integer that is 0x{value:08X} = {value}"
+    if is_palindrome(addr_be):
+        tail = (
+            f"{as_number}; its bytes read the same both ways (a byte palindrome), so htonl() "
+            f"gives the same value on any machine, this {byteorder}-endian one too"
+        )
+    elif byteorder == "little":
+        swapped = _as_host_number(addr_be, "little")
+        tail = (
+            f"{as_number}, which htonl() turns into these bytes; read little-endian on this "
+            f"machine they would be 0x{swapped:08X} = {swapped}"
+        )
+    else:
+        tail = f"{as_number}; this machine is big-endian too, so htonl() changes nothing"
+    return (
+        f'sin_addr = inet_addr("{addr}") = bytes {hex_bytes(addr_be)} in network byte '
+        f"order (big-endian){tail}"
+    )
+
+
+def _shown_v6(addr: ipaddress.IPv6Address) -> str:
+    """The address as people write it: without a %scope, an IPv4-mapped one dotted."""
+    # str() of a scoped address ends in %scope.
+    mapped = addr.ipv4_mapped
+    return f"::ffff:{mapped}" if mapped else str(ipaddress.IPv6Address(int(addr)))
+
+
+def _flowinfo_field(flowinfo: int) -> Field:
+    return Field(
+        "sin6_flowinfo",
+        4,
+        4,
+        struct.pack(">I", flowinfo),
+        f"sin6_flowinfo = {flowinfo}: IPv6 flow label, network byte order; "
+        "0 unless a program sets it",
+    )
+
+
+def _addr_field_v6(addr: ipaddress.IPv6Address, shown: str) -> Field:
+    return Field(
+        "sin6_addr",
+        8,
+        16,
+        addr.packed,
+        f'sin6_addr = inet_pton(AF_INET6, "{shown}"): 16 bytes in network byte order '
+        "(most significant first); no htonl(), the bytes are already in order",
+    )
+
+
+def _scope_field(scope_id: int, byteorder: ByteOrder) -> Field:
+    return Field(
+        "sin6_scope_id",
+        24,
+        4,
+        _u32_host(scope_id, byteorder),
+        f"sin6_scope_id = {scope_id}: interface index for link-local addresses, "
+        f"host byte order; 0 = none",
+    )
+
+
 def build_sockaddr(
     address: str,
     port: int,
@@ -273,83 +364,33 @@ def build_sockaddr(
     if scope_id is None:
         scope_id = parsed_scope
     port_be = struct.pack(">H", port)
-    port_host = port.to_bytes(2, byteorder)
-    port_row = ByteOrderRow(
-        function="htons",
-        label=f"port {port}",
-        value=port,
-        host_bytes=port_host,
-        network_bytes=port_be,
-        converted=_as_host_number(port_be, byteorder),
-    )
-    if addr.version == 4:
+    port_row = _byte_order_row("htons", f"port {port}", port, port_be, byteorder)
+    if isinstance(addr, ipaddress.IPv4Address):
         return _build_v4(addr, port, port_be, port_row, byteorder)
     if not 0 <= flowinfo <= 0xFFFFFFFF:
         raise SockaddrError(f"flowinfo is a 32-bit number; {flowinfo} is outside 0-4294967295")
     if not 0 <= scope_id <= 0xFFFFFFFF:
         raise SockaddrError(f"a scope id is a 32-bit number; {scope_id} is outside 0-4294967295")
-    assert isinstance(addr, ipaddress.IPv6Address)
     return _build_v6(addr, port, port_be, port_row, flowinfo, scope_id, byteorder)
 
 
 def _build_v4(
-    addr: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    addr: ipaddress.IPv4Address,
     port: int,
     port_be: bytes,
     port_row: ByteOrderRow,
     byteorder: ByteOrder,
 ) -> SockaddrLayout:
-    family = _family_bytes(AF_INET, byteorder)
     addr_be = addr.packed  # inet_addr() already gives network order
-    value = int(addr)
-    data = family + port_be + addr_be + bytes(8)
-    assert len(data) == SOCKADDR_IN_SIZE
-    host_addr = value.to_bytes(4, byteorder)
-    if is_palindrome(addr_be):
-        addr_tail = (
-            f"; as a host-order integer that is 0x{value:08X} = {value}; its bytes read the "
-            "same both ways (a byte palindrome), so htonl() gives the same value on any "
-            f"machine, this {byteorder}-endian one too"
-        )
-    elif byteorder == "little":
-        addr_tail = (
-            f"; as a host-order integer that is 0x{value:08X} = {value}, which htonl() turns "
-            f"into these bytes; read little-endian on this machine they would be "
-            f"0x{_as_host_number(addr_be, 'little'):08X} = {_as_host_number(addr_be, 'little')}"
-        )
-    else:
-        addr_tail = (
-            f"; as a host-order integer that is 0x{value:08X} = {value}; this machine is "
-            "big-endian too, so htonl() changes nothing"
-        )
     fields = (
-        Field(
-            "sin_family",
-            0,
-            2,
-            family,
-            f"sin_family = AF_INET ({AF_INET}), host byte order "
-            f"({byteorder}-endian here: bytes {hex_bytes(family)})",
-        ),
+        _family_field("sin_family", "AF_INET", AF_INET, byteorder),
         Field("sin_port", 2, 2, port_be, _port_meaning(port, "sin_port", byteorder)),
-        Field(
-            "sin_addr",
-            4,
-            4,
-            addr_be,
-            f'sin_addr = inet_addr("{addr}") = bytes {hex_bytes(addr_be)} in network byte '
-            f"order (big-endian){addr_tail}",
-        ),
+        Field("sin_addr", 4, 4, addr_be, _addr_meaning_v4(addr, byteorder)),
         Field("sin_zero", 8, 8, bytes(8), "padding, 8 zero bytes (sin_zero), to fill 16 bytes"),
     )
-    addr_row = ByteOrderRow(
-        function="htonl",
-        label=f"address {addr}",
-        value=value,
-        host_bytes=host_addr,
-        network_bytes=addr_be,
-        converted=_as_host_number(addr_be, byteorder),
-    )
+    data = b"".join(f.data for f in fields)  # the fields lie back to back, no gaps
+    assert len(data) == SOCKADDR_IN_SIZE
+    addr_row = _byte_order_row("htonl", f"address {addr}", int(addr), addr_be, byteorder)
     return SockaddrLayout(
         struct_name="sockaddr_in",
         family_name="AF_INET",
@@ -373,51 +414,16 @@ def _build_v6(
     scope_id: int,
     byteorder: ByteOrder,
 ) -> SockaddrLayout:
-    family = _family_bytes(AF_INET6, byteorder)
-    flow_be = struct.pack(">I", flowinfo)
-    scope = _u32_host(scope_id, byteorder)
-    addr_be = addr.packed
-    data = family + port_be + flow_be + addr_be + scope
-    assert len(data) == SOCKADDR_IN6_SIZE
-    # str() of a scoped address ends in %scope: show the address alone, and an
-    # IPv4-mapped one with its dotted quad as people write it.
-    mapped = addr.ipv4_mapped
-    shown = f"::ffff:{mapped}" if mapped else str(ipaddress.IPv6Address(int(addr)))
+    shown = _shown_v6(addr)
     fields = (
-        Field(
-            "sin6_family",
-            0,
-            2,
-            family,
-            f"sin6_family = AF_INET6 ({AF_INET6}), host byte order "
-            f"({byteorder}-endian here: bytes {hex_bytes(family)})",
-        ),
+        _family_field("sin6_family", "AF_INET6", AF_INET6, byteorder),
         Field("sin6_port", 2, 2, port_be, _port_meaning(port, "sin6_port", byteorder)),
-        Field(
-            "sin6_flowinfo",
-            4,
-            4,
-            flow_be,
-            f"sin6_flowinfo = {flowinfo}: IPv6 flow label, network byte order; "
-            "0 unless a program sets it",
-        ),
-        Field(
-            "sin6_addr",
-            8,
-            16,
-            addr_be,
-            f'sin6_addr = inet_pton(AF_INET6, "{shown}"): 16 bytes in network byte order '
-            "(most significant first); no htonl(), the bytes are already in order",
-        ),
-        Field(
-            "sin6_scope_id",
-            24,
-            4,
-            scope,
-            f"sin6_scope_id = {scope_id}: interface index for link-local addresses, "
-            f"host byte order; 0 = none",
-        ),
+        _flowinfo_field(flowinfo),
+        _addr_field_v6(addr, shown),
+        _scope_field(scope_id, byteorder),
     )
+    data = b"".join(f.data for f in fields)  # the fields lie back to back, no gaps
+    assert len(data) == SOCKADDR_IN6_SIZE
     return SockaddrLayout(
         struct_name="sockaddr_in6",
         family_name="AF_INET6",

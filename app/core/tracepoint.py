@@ -5,7 +5,8 @@ between two polls is never seen. The tracepoint (Linux 4.16+) fires on each
 ``tcp_set_state()``, and tracefs prints it as text; this module reads that
 text through a tracefs *instance of our own* (``instances/observatory-<pid>``),
 so we never touch the global trace buffer other tools (perf, trace-cmd) use.
-No eBPF, stdlib only, root only.
+No eBPF, stdlib only, root only. A line becomes a :class:`Transition` in
+:mod:`app.core.tracepoint_parse`; this module runs the instance and reads it.
 
 A real line (``trace_pipe`` of our instance, ``record-tgid`` on, clock ``mono``)::
 
@@ -51,11 +52,11 @@ import errno
 import os
 import re
 import select
-import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from types import TracebackType
+
+from app.core.tracepoint_parse import Transition, lost_events, parse_line, parse_with_lookup
 
 __all__ = [
     "TRACEFS",
@@ -83,124 +84,6 @@ NEEDS_ROOT = (
 
 class TraceUnavailable(Exception):
     """The tracepoint cannot be read here; the message is one line for a student."""
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """One ``tcp_set_state()`` call, in the model's vocabulary (see app.core.model)."""
-
-    at: float  # epoch seconds
-    proto: str  # "tcp" or "tcp6" (the socket's family)
-    local_addr: str
-    local_port: int  # 0 before connect() picks a port
-    remote_addr: str | None  # None when there is no peer (dport 0: a listener)
-    remote_port: int | None
-    old_state: str
-    new_state: str
-    pid: int | None  # the process that made the change; None when the kernel did (softirq)
-    process: str | None  # its comm; None in softirq, or when nobody knows any more
-
-
-# --------------------------------------------------------------------------- parsing
-
-_LINE = re.compile(
-    r"^\s*(?P<comm>.+)-(?P<tid>\d+)\s+"
-    r"(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?"  # option record-tgid
-    r"\[(?P<cpu>\d+)\]\s+"
-    r"(?:(?P<flags>[^\s\d][^\s]*)\s+)?"  # option irq-info: "d.s1." etc.
-    r"(?P<ts>\d+\.\d+):\s+inet_sock_set_state:\s+(?P<body>.*?)\s*$"
-)
-_LOST = re.compile(r"\[LOST (\d+) EVENTS\]")
-# The third flag column: h hardirq, s softirq, H hardirq inside softirq, z/Z NMI.
-_INTERRUPT_FLAGS = frozenset("hsHzZ")
-
-
-def _state(kernel_name: str) -> str:
-    name = kernel_name.removeprefix("TCP_")
-    return "SYN_RECV" if name == "NEW_SYN_RECV" else name
-
-
-def _v6(text: str) -> str:
-    """The address as inet_ntop prints it (what app.core.sockets shows)."""
-    try:
-        return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text))
-    except (OSError, ValueError):
-        return text
-
-
-def _parse(line: str, epoch_offset: float) -> tuple[Transition, int | None, bool] | None:
-    """The transition, and the thread id to ask /proc about when the line lacks comm/tgid."""
-    match = _LINE.match(line)
-    if match is None:
-        return None
-    fields: dict[str, str] = {}
-    for word in match["body"].split():
-        key, sep, value = word.partition("=")
-        if sep:
-            fields[key] = value
-    try:
-        family = fields["family"]
-        if fields.get("protocol", "IPPROTO_TCP") != "IPPROTO_TCP":
-            return None
-        sport = int(fields["sport"])
-        dport = int(fields["dport"])
-        old_state = _state(fields["oldstate"])
-        new_state = _state(fields["newstate"])
-        if family == "AF_INET6":
-            proto, local, remote = "tcp6", _v6(fields["saddrv6"]), _v6(fields["daddrv6"])
-        elif family == "AF_INET":
-            proto, local, remote = "tcp", fields["saddr"], fields["daddr"]
-        else:
-            return None
-    except (KeyError, ValueError):
-        return None
-
-    flags = match["flags"]
-    in_process = flags is not None and len(flags) >= 3 and flags[2] not in _INTERRUPT_FLAGS
-    pid: int | None = None
-    process: str | None = None
-    lookup: int | None = None
-    guessed = False  # the pid is the thread's id, until /proc says whose thread it is
-    tid = int(match["tid"])
-    if in_process and tid > 0:
-        tgid = match["tgid"]
-        comm = match["comm"].strip()
-        known_comm = comm != "<...>"
-        pid = int(tgid) if tgid is not None and tgid.isdigit() else tid
-        process = comm if known_comm else None
-        # Without the tgid cache a thread's id is not its process's pid: ask /proc.
-        if not known_comm or (tgid is not None and not tgid.isdigit()):
-            lookup = tid
-        guessed = tgid is not None and not tgid.isdigit()
-    transition = Transition(
-        at=float(match["ts"]) + epoch_offset,
-        proto=proto,
-        local_addr=local,
-        local_port=sport,
-        remote_addr=remote if dport else None,
-        remote_port=dport or None,
-        old_state=old_state,
-        new_state=new_state,
-        pid=pid,
-        process=process,
-    )
-    return transition, lookup, guessed
-
-
-def parse_line(line: str, epoch_offset: float) -> Transition | None:
-    """One line of ``trace_pipe`` as a :class:`Transition`; None for any other line.
-
-    ``epoch_offset`` turns the line's timestamp (CLOCK_MONOTONIC seconds, the
-    instance's ``mono`` clock) into epoch seconds: ``time.time() - time.monotonic()``.
-    Pure: a comm shown as ``<...>`` stays None here (``StateTracer.read`` asks /proc).
-    """
-    parsed = _parse(line, epoch_offset)
-    return None if parsed is None else parsed[0]
-
-
-def _lost_events(line: str) -> int:
-    match = _LOST.search(line)
-    return int(match[1]) if match else 0
 
 
 def _task(tid: int) -> tuple[int, str] | None:
@@ -603,9 +486,9 @@ class StateTracer:
         tasks: dict[int, tuple[int, str] | None] = {}
         out: list[Transition] = []
         for line in data.decode("utf-8", errors="replace").splitlines():
-            parsed = _parse(line, offset)
+            parsed = parse_with_lookup(line, offset)
             if parsed is None:
-                self.lost += _lost_events(line)
+                self.lost += lost_events(line)
                 continue
             transition, lookup, guessed = parsed
             if self.ports and not (

@@ -22,6 +22,7 @@ from app.core.tracepoint import (
     parse_line,
     remove_stale_instances,
 )
+from app.core.tracepoint_parse import lost_events
 from tests.conftest import REPO, connect, listener, wait_for
 
 # Captured from trace_pipe of an instance (clock mono) on Linux 6.18 while
@@ -139,7 +140,7 @@ def test_parse_other_lines() -> None:
     mptcp = THREAD_CONNECT.replace("IPPROTO_TCP", "IPPROTO_MPTCP")
     for line in ("", "# tracer: nop", "CPU:1 [LOST 12 EVENTS]", mptcp, THREAD_CONNECT[:90]):
         assert parse_line(line, 0.0) is None
-    assert tracepoint._lost_events("CPU:1 [LOST 12 EVENTS]") == 12
+    assert lost_events("CPU:1 [LOST 12 EVENTS]") == 12
 
 
 # --------------------------------------------------------------------------- real kernel

@@ -43,6 +43,15 @@ half a second of the exit). For headless use, :meth:`ProcessManager.drain_events
 returns the most recent events (a bounded backlog).
 """
 
+from app.core.procs.errors import LaunchError, ProcessError
+from app.core.procs.events import (
+    OutputLine,
+    ProcessEvent,
+    ProcessExited,
+    ProcessStarted,
+    Stream,
+    Subscriber,
+)
 from app.core.procs.manager import (
     ENV_LIFELINE_FD,
     ENV_PARENT_PID,
@@ -51,16 +60,8 @@ from app.core.procs.manager import (
     NAME_RULE,
     SHIM_PATH,
     ForeignProcess,
-    LaunchError,
-    OutputLine,
-    ProcessError,
-    ProcessEvent,
-    ProcessExited,
     ProcessInfo,
     ProcessManager,
-    ProcessStarted,
-    Stream,
-    Subscriber,
     Target,
     executable_problem,
     explain_failure,

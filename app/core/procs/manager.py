@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
-import logging
 import os
 import queue
 import re
@@ -26,11 +25,20 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO, Literal
+from typing import IO
 
 import psutil
 
-log = logging.getLogger(__name__)
+from app.core.procs.errors import LaunchError, ProcessError
+from app.core.procs.events import (
+    EventHub,
+    OutputLine,
+    ProcessEvent,
+    ProcessExited,
+    ProcessStarted,
+    Stream,
+    Subscriber,
+)
 
 # Environment the built-in lab programs read (app.labs._common.install_parent_guard).
 ENV_PARENT_PID = "OBSERVATORY_PARENT_PID"
@@ -54,97 +62,7 @@ _STOPPING_SIGNALS = frozenset(
     {signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
 )
 
-Stream = Literal["stdout", "stderr"]
 Target = str | int
-
-
-class ProcessError(Exception):
-    """Something the manager refuses or cannot do; the message is one line of words."""
-
-
-class LaunchError(ProcessError):
-    """A process could not be started."""
-
-
-# --------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessStarted:
-    """A child is running (its pid is known).
-
-    ``replaced``: the state of an ended process of the same name that this one
-    replaces (its record and output are dropped: a UI showing that name's
-    output must clear it), else None.
-    """
-
-    name: str
-    pid: int
-    argv: tuple[str, ...]
-    program: str | None  # built-in program name, or None for a command
-    at: float  # time.time()
-    replaced: str | None = None
-
-    def describe(self, command: str | None = None) -> str:
-        """``server1 started, pid 4242: tcp-server 6000`` (and what it replaced)."""
-        text = f"{self.name} started, pid {self.pid}"
-        if command:
-            text += f": {command}"
-        if self.replaced is not None:
-            text += f" (the name of an ended process, {self.replaced}: its output was dropped)"
-        return text
-
-
-@dataclass(frozen=True, slots=True)
-class OutputLine:
-    """One line a child printed (without its newline)."""
-
-    name: str
-    pid: int
-    stream: Stream
-    text: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessExited:
-    """A child ended and was reaped."""
-
-    name: str
-    pid: int
-    returncode: int  # like Popen: negative = killed by that signal
-    state: str  # "exited 0", "killed by SIGKILL", ...
-    requested: bool  # we had asked it to stop (kill/stop/kill_all/shutdown)
-    at: float
-    # Why it failed, when it did not end well: its last line on stderr (a lab
-    # program's one error line, a C program's perror()); None otherwise.
-    reason: str | None = None
-    # What the observatory adds to a known reason (e.g. who holds the port
-    # behind "Address already in use"), one sentence, or None.
-    explanation: str | None = None
-
-    @property
-    def ended_well(self) -> bool:
-        """Exit status 0, or ended after we asked it to stop."""
-        return self.returncode == 0 or self.requested
-
-    @property
-    def outcome(self) -> str:
-        """``exited 1: tcp-server: port 6000 is already in use ...`` (the state, and why)."""
-        text = self.state
-        if self.reason:
-            text += f": {self.reason}"
-        if self.explanation:
-            text += f" ({self.explanation})"
-        return text
-
-    def describe(self) -> str:
-        """The event's line: ``server2 (pid 4242) exited 1: <why>``."""
-        return f"{self.name} (pid {self.pid}) {self.outcome}"
-
-
-ProcessEvent = ProcessStarted | OutputLine | ProcessExited
-Subscriber = Callable[[ProcessEvent], None]
 
 
 # ------------------------------------------------------------------ snapshots
@@ -411,8 +329,7 @@ class ProcessManager:
         self._lock = threading.RLock()  # RLock: a signal handler may re-enter
         self._changed = threading.Condition(self._lock)
         self._records: dict[str, _Record] = {}
-        self._subscribers: list[Subscriber] = []
-        self._events: deque[ProcessEvent] = deque(maxlen=max(1, event_backlog))
+        self._events = EventHub(event_backlog)
         self._closed = False
         self._shut_down = threading.Event()  # set when shutdown() has finished
         self._lifeline: tuple[int, int] | None = None
@@ -443,37 +360,15 @@ class ProcessManager:
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(event)`` for every future event; returns an unsubscribe function.
 
-        The callback runs on the manager's threads (see the module docstring),
+        The callback runs on the manager's threads (see the package docstring),
         never on the caller's event loop. Exceptions it raises are logged and
         otherwise ignored.
         """
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._events.subscribe(callback)
 
     def drain_events(self) -> list[ProcessEvent]:
         """The events since the last call (at most ``event_backlog`` of the newest)."""
-        out: list[ProcessEvent] = []
-        while True:
-            try:
-                out.append(self._events.popleft())
-            except IndexError:
-                return out
-
-    def _emit(self, event: ProcessEvent) -> None:
-        self._events.append(event)
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            try:
-                callback(event)
-            except Exception:
-                log.exception("process event subscriber failed")
+        return self._events.drain()
 
     # ------------------------------------------------------------ launch
 
@@ -645,7 +540,7 @@ class ProcessManager:
                     self._signal_group(record, signal.SIGKILL)
             self._changed.notify_all()
         started = record.started_at or time.time()
-        self._emit(ProcessStarted(name, pid, record.argv, program, started, record.replaced))
+        self._events.emit(ProcessStarted(name, pid, record.argv, program, started, record.replaced))
         for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
             thread = threading.Thread(
                 target=self._read_stream,
@@ -761,7 +656,7 @@ class ProcessManager:
             record.output.append(text)
             if stream == "stderr" and text.strip():
                 record.last_stderr = text
-        self._emit(OutputLine(record.name, pid, stream, text, time.time()))
+        self._events.emit(OutputLine(record.name, pid, stream, text, time.time()))
 
     # ------------------------------------------------------------- exits
 
@@ -789,7 +684,7 @@ class ProcessManager:
                 reason = record.last_stderr
             if reason is not None:
                 explanation = explain_failure(reason, record.args)
-        self._emit(
+        self._events.emit(
             ProcessExited(
                 record.name,
                 record.pid or popen.pid,

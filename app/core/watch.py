@@ -45,7 +45,7 @@ from typing import Literal, Protocol
 
 from app.core import diag
 from app.core.diff import diff
-from app.core.model import RawSocket, Snapshot, Socket, SocketEvent
+from app.core.model import RawSocket, Snapshot, Socket, SocketEvent, format_endpoint
 from app.core.tracepoint import StateTracer, TraceUnavailable, Transition
 
 __all__ = ["EventStream", "Source", "WatchEvent"]
@@ -93,6 +93,29 @@ class WatchEvent:
         return _key(
             self.proto, self.local_addr, self.local_port, self.remote_addr, self.remote_port
         )
+
+    @property
+    def sign(self) -> str:
+        """``+`` a socket appeared, ``-`` it went, ``~`` it changed (as ``SocketEvent.sign``)."""
+        if self.new_state == "CLOSE":
+            return "-"
+        return "+" if self.old_state in (None, "CLOSE") else "~"
+
+    @property
+    def text(self) -> str:
+        """The change in words, as the timeline says it (without the sign): the states,
+        the ends, the owner, and the source when it is not the tracepoint."""
+        local = format_endpoint(self.local_addr, self.local_port)
+        remote = (
+            "*" if self.remote_addr is None else format_endpoint(self.remote_addr, self.remote_port)
+        )
+        who = f"{self.pid}/{self.process or '?'}" if self.pid is not None else ""
+        # A sample's new socket has no state before it: "+ LISTEN ...", not "+ - -> LISTEN".
+        states = f"{self.old_state} -> {self.new_state}" if self.old_state else f"{self.new_state}"
+        if self.proto.startswith("udp"):
+            states = "UDP opened" if self.new_state != "CLOSE" else "UDP closed"
+        source = "" if self.source == "tracepoint" else f"  ({self.source})"
+        return f"{states} {local} -> {remote}  {who}".rstrip() + source
 
     def to_json(self) -> dict[str, object]:
         """The contract's JSON object of ``observatory watch --json``."""

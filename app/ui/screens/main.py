@@ -26,9 +26,8 @@ from textual.widgets import (
 )
 
 from app.core import conninfo, diag, portuse
-from app.core.model import Snapshot, Socket, SocketEvent, format_endpoint, owner_help
+from app.core.model import Snapshot, Socket, owner_help
 from app.core.procs import OutputLine, ProcessExited, ProcessStarted
-from app.core.watch import WatchEvent
 from app.ui.cells import (
     ESTABLISHED_COLUMNS,
     LISTEN_COLUMNS,
@@ -272,18 +271,14 @@ class MainScreen(Screen[None]):
         # connections closing) would be worded only to be dropped.
         if result.seeing is None:
             for event in result.events[-MAX_EVENTS:]:
-                self.timeline.add(_sampled_entry(event))
+                self.timeline.add(TimelineEntry.of(event))
             return
         transitions = result.transitions[-MAX_EVENTS:]
         accepts = [c for c in result.events if c.kind == "owner-changed"]
         for change in accepts[max(0, len(accepts) + len(transitions) - MAX_EVENTS) :]:
-            self.timeline.add(_sampled_entry(change))
+            self.timeline.add(TimelineEntry.of(change))
         for e in transitions:
-            self.timeline.add(
-                TimelineEntry(
-                    e.at, _sign(e), _transition_text(e), e.pid, (e.local_port, e.remote_port or 0)
-                )
-            )
+            self.timeline.add(TimelineEntry.of(e))
 
     def _socket_aware(self) -> list[InstrumentPanel]:
         """The instrument panels that follow the polls (found once: a query walks the DOM)."""
@@ -874,14 +869,6 @@ def short_state(state: str) -> str:
     return state
 
 
-def _sampled_entry(event: SocketEvent) -> TimelineEntry:
-    """A change two samples show, as the timeline keeps it."""
-    s = event.socket
-    return TimelineEntry(
-        event.at, event.sign, event.text, s.pid, (s.local_port, s.remote_port or 0)
-    )
-
-
 def _lab_entry(pids: frozenset[int], ports: frozenset[int]) -> Callable[[TimelineEntry], bool]:
     """The lab-only view of the timeline: the lab's processes, and what touched the ports the
     lab's sockets use (a client of a lab server, a lab TIME_WAIT no process holds)."""
@@ -890,23 +877,3 @@ def _lab_entry(pids: frozenset[int], ports: frozenset[int]) -> Callable[[Timelin
         return entry.lab or entry.pid in pids or any(p in ports for p in entry.ports if p)
 
     return belongs
-
-
-def _sign(e: WatchEvent) -> str:
-    if e.new_state == "CLOSE":
-        return "-"
-    return "+" if e.old_state in (None, "CLOSE") else "~"
-
-
-def _transition_text(e: WatchEvent) -> str:
-    """One stream event as the timeline says it: the states, the ends, the owner, the source."""
-    local = format_endpoint(e.local_addr, e.local_port)
-    remote = "*" if e.remote_addr is None else format_endpoint(e.remote_addr, e.remote_port)
-    who = f"{e.pid}/{e.process or '?'}" if e.pid is not None else ""
-    # A sample's new socket has no state before it: "+ LISTEN ...", not "+ - -> LISTEN".
-    states = f"{e.old_state} -> {e.new_state}" if e.old_state else f"{e.new_state}"
-    if e.proto.startswith("udp"):
-        states = "UDP opened" if e.new_state != "CLOSE" else "UDP closed"
-    return f"{states} {local} -> {remote}  {who}".rstrip() + (
-        "" if e.source == "tracepoint" else f"  ({e.source})"
-    )

@@ -12,6 +12,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Sparkline, Static
 
+from app.core.model import SocketEvent
+from app.core.watch import WatchEvent
 from app.ui.themes import ORANGE, SKY_BLUE
 
 MAX_EVENTS = 2000
@@ -30,6 +32,16 @@ class TimelineEntry:
     pid: int | None = None
     ports: tuple[int, ...] = ()
     lab: bool = False
+
+    @classmethod
+    def of(cls, event: SocketEvent | WatchEvent) -> TimelineEntry:
+        """A change two samples showed, or one the event stream reported, as kept here."""
+        if isinstance(event, WatchEvent):
+            pid, ports = event.pid, (event.local_port, event.remote_port or 0)
+        else:
+            s = event.socket
+            pid, ports = s.pid, (s.local_port, s.remote_port or 0)
+        return cls(event.at, event.sign, event.text, pid, ports)
 
     def render(self) -> Text:
         stamp = time.strftime("%H:%M:%S", time.localtime(self.at))

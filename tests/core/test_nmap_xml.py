@@ -30,10 +30,10 @@ from app.core.scan import (
     PortResult,
     Scan,
     ScanRequest,
-    _ParsedHost,
     build_command,
     parse_nmap_xml,
 )
+from app.core.scan.nmap_xml import _ParsedHost
 from app.core.sockets import ProcNetSource
 from app.core.targets import expand_ports, parse_ports, ports_of
 from tests.conftest import listener, wait_for
@@ -417,7 +417,7 @@ def test_bad_output_gives_the_student_words(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stdout: str, stderr: str, code: int, words: str
 ) -> None:
     _fake_nmap(tmp_path, stdout, stderr, code)
-    monkeypatch.setattr("app.core.scan.find_nmap", lambda: str(tmp_path / "nmap"))
+    monkeypatch.setattr("app.core.scan.runner.find_nmap", lambda: str(tmp_path / "nmap"))
     result = Scan(ScanRequest.create("127.0.0.1", "22")).run()
     assert (result.status, result.error, result.ports) == ("failed", words, ())
 

@@ -555,7 +555,7 @@ def test_injection_never_reaches_nmap(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_progress_lines_of_nmaps_xml_make_one_rising_percentage() -> None:
-    from app.core.scan import _ProgressTracker
+    from app.core.scan.nmap_xml import _ProgressTracker
 
     tracker = _ProgressTracker("version")
     lines = [  # as nmap 7.93 writes them with --stats-every

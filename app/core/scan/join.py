@@ -1,0 +1,241 @@
+"""The join of nmap's ports with this machine's LISTEN table, and why each state is what it is.
+
+nmap sees a port from outside; the kernel knows who listens there and on
+which address. For a scanned host that is this machine, :func:`join_listeners`
+attaches to each port the local listener (lifting listened ports out of
+nmap's "Not shown" lines) and :func:`explain` says, in words, why nmap saw
+open, closed or filtered: bound to another address, a full accept queue, a
+SYN scan that never completed the handshake...
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from app.core.model import Snapshot, Socket, format_endpoint
+from app.core.scan.nmap_xml import _ParsedHost
+from app.core.scan.request import _is_tcp_listener, _is_udp_bound
+from app.core.scan.results import HostResult, ListenerInfo, PortResult
+from app.core.scan.types import ScanType
+from app.core.services import nmap_service_name
+from app.core.targets import expand_ports, ports_of
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    addr = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def is_local_address(address: str, local: Iterable[str] | None = None) -> bool:
+    """True when ``address`` is this machine: loopback, or on one of its interfaces."""
+    try:
+        ip = _ip(address)
+    except ValueError:
+        return False
+    if ip.is_loopback:
+        return True
+    if local is None:
+        from app.core.interfaces import local_addresses
+
+        local = local_addresses()
+    for other in local:
+        try:
+            if _ip(other) == ip:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def accepts(bound: str, scanned: str) -> bool:
+    """Would a socket bound to ``bound`` receive connections to ``scanned``?
+
+    ``0.0.0.0`` takes every IPv4 address, ``::`` every address of both
+    families (Linux's default, net.ipv6.bindv6only=0), else only its own.
+    """
+    try:
+        b, s = _ip(bound), _ip(scanned)
+    except ValueError:
+        return False
+    if b.is_unspecified:
+        return b.version == 6 or s.version == 4
+    return b == s
+
+
+def _wildcard(scanned: str) -> str:
+    try:
+        return "::" if _ip(scanned).version == 6 else "0.0.0.0"
+    except ValueError:
+        return "0.0.0.0"
+
+
+def _listener_info(s: Socket) -> ListenerInfo:
+    return ListenerInfo(
+        pid=s.pid,
+        process=s.process,
+        user=s.user,
+        address=s.local_addr,
+        port=s.local_port,
+        proto=s.proto,
+        recv_q=s.recv_q if s.is_tcp else 0,
+    )
+
+
+def explain(
+    port: PortResult, scan_type: ScanType, listeners: Sequence[Socket]
+) -> tuple[ListenerInfo | None, str | None]:
+    """The listener behind ``port`` on this machine, and why nmap saw what it saw.
+
+    Args:
+        port: nmap's result for a port of a local address.
+        scan_type: the type of scan that produced it.
+        listeners: this machine's sockets listening on that port and protocol
+            (TCP LISTEN, or bound UDP), whatever address they are bound to.
+    """
+    matching = [s for s in listeners if accepts(s.local_addr, port.address)]
+    others = [s for s in listeners if s not in matching]
+    chosen = sorted(matching or others, key=lambda s: s.pid is None)
+    info = _listener_info(chosen[0]) if chosen else None
+    state, where = port.state, f"{port.port}/{port.proto}"
+    udp = port.proto == "udp"
+
+    if state == "closed":
+        if matching and info is not None:
+            return info, (
+                f"{info.who} listens on {info.endpoint} now; it was not listening when nmap scanned"
+            )
+        if others and info is not None:
+            bound = " and ".join(format_endpoint(s.local_addr, s.local_port) for s in others)
+            answer = "answers ICMP port unreachable" if udp else "refuses the connection"
+            return info, (
+                f"a process listens on {bound} only; you scanned {port.address}, so the kernel "
+                f"{answer} (bind to {_wildcard(port.address)} to accept on every address)"
+            )
+        if udp:
+            return None, (
+                f"nothing listens on {where}: the kernel answered with ICMP port unreachable"
+            )
+        return None, (
+            f"nothing listens on {where}: the kernel answered nmap's SYN with a reset (RST)"
+        )
+
+    if info is None or not matching:
+        if state == "open" or (state == "open|filtered" and others):
+            extra = ""
+            if others and info is not None:
+                extra = f" ({info.who} listens on {info.endpoint}, another address)"
+            return info, (
+                f"no socket of this machine listens on {where} for {port.address} "
+                f"now{extra}: it closed after the scan, or it lives in another "
+                "network namespace (a container)"
+            )
+        return info, None
+
+    who = info.who
+    if state == "open":
+        if udp:
+            return info, f"{who} answered nmap's UDP probe"
+        if scan_type == "syn":
+            return info, (
+                f"nmap's SYN scan got a SYN-ACK and answered it with RST: the "
+                f"handshake never completed, so {who} never saw a client"
+            )
+        if scan_type == "version":
+            return info, (
+                f"nmap connected to {who} and sent it probes to learn its version: "
+                "the server saw a real client"
+            )
+        return info, (
+            f"nmap's connect scan completed a handshake with {who}: a real "
+            "connection, so the server saw a client (the lecture's server prints a "
+            "`Client:` line); an iterative server busy with another client leaves "
+            "the probe waiting in its backlog"
+        )
+    if state == "open|filtered" and udp:
+        return info, (
+            f"UDP has no handshake: {who} listens but did not answer nmap's "
+            "probe, so nmap cannot tell open from filtered"
+        )
+    if "filtered" in state:
+        # On a LISTEN row recv_q counts the connections waiting for accept().
+        # /proc/net/tcp does not give the backlog limit (ss's Send-Q comes from
+        # netlink), so any waiting connection plus silence reads as a full queue.
+        if not udp and info.recv_q > 0:
+            waiting = (
+                "1 connection waits" if info.recv_q == 1 else (f"{info.recv_q} connections wait")
+            )
+            return info, (
+                f"the accept queue of {who} is full ({waiting} to be accepted): the kernel "
+                "drops new SYNs while it is full, so nmap heard no answer; the server does "
+                "not call accept() (the lecture's iterative server is busy with its first "
+                "client)"
+            )
+        return info, (
+            f"{who} listens on {info.endpoint}, yet nmap heard no answer: a "
+            "firewall rule may drop packets to this port"
+        )
+    return info, None
+
+
+def join_listeners(
+    hosts: Sequence[_ParsedHost],
+    scan_type: ScanType,
+    snapshot: Snapshot,
+    local: Iterable[str] | None = None,
+) -> tuple[tuple[HostResult, ...], tuple[PortResult, ...]]:
+    """Attach listeners and explanations to the ports of local hosts.
+
+    A port nmap folded into "Not shown" gets a line of its own when something
+    listens on it: that is where an explanation matters most.
+    """
+    local_list = list(local) if local is not None else None
+    wanted = _is_udp_bound if scan_type == "udp" else _is_tcp_listener
+    by_port: dict[int, list[Socket]] = {}
+    for s in snapshot.sockets:
+        if wanted(s):
+            by_port.setdefault(s.local_port, []).append(s)
+    out_hosts: list[HostResult] = []
+    out_ports: list[PortResult] = []
+    for host in hosts:
+        is_local = bool(host.address) and is_local_address(host.address, local_list)
+        ports = list(host.ports)
+        groups = list(host.not_shown)
+        if is_local:
+            for i, group in enumerate(groups):
+                if not group.ports:
+                    continue
+                numbers = expand_ports(group.ports)
+                lifted = [n for n in numbers if n in by_port]
+                if not lifted:
+                    continue
+                for n in lifted:
+                    ports.append(
+                        PortResult(
+                            port=n,
+                            proto=group.proto,
+                            state=group.state,
+                            service=nmap_service_name(n, group.proto) or "unknown",
+                            reason=group.reason,
+                            address=host.address,
+                        )
+                    )
+                rest = sorted(set(numbers) - set(lifted))
+                groups[i] = replace(
+                    group, count=group.count - len(lifted), ports=ports_of(rest) or None
+                )
+            groups = [g for g in groups if g.count > 0]
+            joined = []
+            for p in ports:
+                info, why = explain(p, scan_type, by_port.get(p.port, []))
+                joined.append(replace(p, listener=info, explanation=why))
+            ports = joined
+        ports.sort(key=lambda p: (p.proto, p.port))
+        out_ports.extend(ports)
+        out_hosts.append(
+            HostResult(host.address, host.state, is_local, host.timed_out, tuple(groups))
+        )
+    return tuple(out_hosts), tuple(out_ports)

@@ -1,0 +1,385 @@
+"""Running nmap: one :class:`Scan` that can be watched and cancelled, and :func:`run_scan`.
+
+nmap runs under ``subprocess.Popen`` with an argv list, stdin from
+/dev/null and a session of its own; two threads drain its stdout (feeding
+the progress lines to a tracker) and stderr while the scanning thread
+watches the clock and the cancel flag. However the scan ends, nmap's whole
+process group is killed and reaped before the scan returns; then its XML is
+read and joined with this machine's sockets into a :class:`ScanResult`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import IO
+
+from app.core.model import Snapshot
+from app.core.scan.join import is_local_address, join_listeners
+from app.core.scan.nmap_xml import NmapXmlError, _ProgressTracker, parse_nmap_xml
+from app.core.scan.request import DEFAULT_TIMEOUT, ScanRequest, build_command
+from app.core.scan.results import HostResult, PortResult, ScanProgress, ScanResult
+from app.core.scan.types import NMAP_MISSING, NmapNotFound, ScanStatus, check_type, find_nmap
+from app.core.sockets import SocketSource
+from app.core.targets import ScanError
+
+_TICK = 0.05  # seconds between looks at nmap, the cancel flag and the clock
+_PROGRESS_EVERY = 0.25  # seconds between progress reports when only the clock moved
+_TERM_GRACE = 0.5  # seconds nmap gets to exit on SIGTERM before SIGKILL
+_HARD_GRACE = 1.0  # seconds past the timeout before nmap is killed (its own host timeout first)
+
+
+def _exited(pid: int) -> bool:
+    """Has the child ended? Does not reap it, so its process group stays reserved."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """End nmap and anything in its process group, then reap it.
+
+    The leader is not reaped until the group has had its SIGKILL: a zombie
+    leader keeps the group id from being reused by an unrelated process.
+    """
+    if not _exited(proc.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + _TERM_GRACE
+        while not _exited(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _drain(stream: IO[bytes], sink: list[bytes], feed: Callable[[str], None] | None) -> None:
+    for line in iter(stream.readline, b""):
+        sink.append(line)
+        if feed is not None and b"<task" in line:
+            feed(line.decode("utf-8", errors="replace"))
+
+
+def _first_line(err: str) -> str | None:
+    for line in err.splitlines():
+        line = line.strip()
+        if line and line != "QUITTING!":
+            return line
+    return None
+
+
+class Scan:
+    """One nmap scan that can be watched and cancelled from another thread.
+
+    Args:
+        request: what to scan (validated).
+        timeout: seconds the whole scan may take; nmap is killed after that.
+        on_progress: called with a :class:`ScanProgress` in the scanning
+            thread: when nmap reports, and every 0.25 s with the elapsed time.
+        on_done: called with the :class:`ScanResult` in the scanning thread.
+        cancel_event: a shared event that cancels the scan when set
+            (default: a private one; :meth:`cancel` sets it either way).
+        source: where the local sockets come from (default: a fresh
+            ``ProcNetSource``; do not share one that another thread polls).
+        local_addresses: this machine's addresses (default: from its interfaces).
+    """
+
+    def __init__(
+        self,
+        request: ScanRequest,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        on_progress: Callable[[ScanProgress], None] | None = None,
+        on_done: Callable[[ScanResult], None] | None = None,
+        cancel_event: threading.Event | None = None,
+        source: SocketSource | None = None,
+        local_addresses: Iterable[str] | None = None,
+    ) -> None:
+        if not timeout > 0:
+            raise ScanError(f"a scan timeout is more than 0 seconds, not {timeout}")
+        self.request = request
+        self.timeout = timeout
+        self._on_progress = on_progress
+        self._on_done = on_done
+        self._cancel = cancel_event if cancel_event is not None else threading.Event()
+        self._source = source
+        self._local = list(local_addresses) if local_addresses is not None else None
+        self._lock = threading.Lock()
+        self._started = False
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._result: ScanResult | None = None
+        self._failure: BaseException | None = None
+        self._progress = ScanProgress(0.0, 0.0)
+        self.pid: int | None = None  # nmap's pid once started (kept after it ends, for checks)
+        self.command = build_command(request, timeout)
+
+    # -- control ----------------------------------------------------------
+    def preflight(self) -> str:
+        """Check that nmap is installed and the type may run; return nmap's path.
+
+        Raises:
+            NmapNotFound, ScanTypeUnavailable: one line in words.
+        """
+        nmap = find_nmap()
+        if nmap is None:
+            raise NmapNotFound(NMAP_MISSING)
+        check_type(self.request.type)
+        return nmap
+
+    def run(self) -> ScanResult:
+        """Run the scan in this thread and return its result (blocking).
+
+        Raises:
+            NmapNotFound, ScanTypeUnavailable: before nmap starts.
+            RuntimeError: the scan was already started.
+        """
+        with self._lock:
+            if self._started:
+                raise RuntimeError("this scan has already been started; make a new Scan")
+            self._started = True
+        try:
+            result = self._execute()
+            self._result = result
+        except BaseException as exc:
+            self._failure = exc
+            self._done.set()
+            raise
+        self._done.set()
+        if self._on_done is not None:
+            self._on_done(result)
+        return result
+
+    def start(self) -> Scan:
+        """Run the scan in a thread of its own; returns at once.
+
+        nmap's presence and the type's availability are checked here, in the
+        caller's thread, so those errors are raised by ``start()`` itself.
+        """
+        self.preflight()
+        thread = threading.Thread(target=self._run_quietly, name="observatory-scan", daemon=True)
+        self._thread = thread
+        thread.start()
+        return self
+
+    def _run_quietly(self) -> None:
+        # An exception is kept by run() for wait() to re-raise.
+        with contextlib.suppress(BaseException):
+            self.run()
+
+    def cancel(self) -> None:
+        """Ask the scan to stop (any thread, any time; harmless when it has ended)."""
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> ScanResult | None:
+        """Wait for the end of a started scan; its result, or None if still running.
+
+        Re-raises an exception that ended the scan in its thread.
+        """
+        if not self._done.wait(timeout):
+            return None
+        if self._failure is not None:
+            raise self._failure
+        return self._result
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def result(self) -> ScanResult | None:
+        return self._result
+
+    @property
+    def progress(self) -> ScanProgress:
+        """The latest progress (safe to read from any thread)."""
+        return self._progress
+
+    # -- work ---------------------------------------------------------------
+    def _report(self, progress: ScanProgress) -> None:
+        self._progress = progress
+        if self._on_progress is not None:
+            self._on_progress(progress)
+
+    def _result_of(
+        self,
+        started_at: float,
+        duration: float,
+        status: ScanStatus,
+        error: str | None,
+        hosts: tuple[HostResult, ...] = (),
+        ports: tuple[PortResult, ...] = (),
+    ) -> ScanResult:
+        return ScanResult(
+            target=self.request.target.text,
+            type=self.request.type,
+            ports=ports,
+            started_at=started_at,
+            duration=duration,
+            command=self.command,
+            error=error,
+            status=status,
+            hosts=hosts,
+            requested_ports=self.request.ports,
+        )
+
+    def _execute(self) -> ScanResult:
+        nmap = self.preflight()
+        started_at = time.time()
+        t0 = time.monotonic()
+        if self._cancel.is_set():
+            return self._result_of(
+                started_at, 0.0, "cancelled", "the scan was cancelled before nmap started"
+            )
+        tracker = _ProgressTracker(self.request.type)
+        out: list[bytes] = []
+        err: list[bytes] = []
+        readers: list[threading.Thread] = []
+        status: ScanStatus = "failed"
+        try:
+            proc = subprocess.Popen(
+                [nmap, *self.command[1:]],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own group: killed as one, deaf to our Ctrl-C
+            )
+        except OSError as exc:
+            return self._result_of(
+                started_at,
+                time.monotonic() - t0,
+                "failed",
+                f"could not start nmap: {exc.strerror or exc}",
+            )
+        try:  # entered at once: from here on, any exception still ends nmap
+            self.pid = proc.pid
+            assert proc.stdout is not None and proc.stderr is not None
+            for stream, sink, feed in ((proc.stdout, out, tracker.feed), (proc.stderr, err, None)):
+                reader = threading.Thread(target=_drain, args=(stream, sink, feed), daemon=True)
+                reader.start()
+                readers.append(reader)
+            self._report(ScanProgress(0.0, 0.0, None, None, proc.pid))
+            status = self._watch(proc.pid, t0, tracker)
+        finally:
+            # Whatever happened (even an exception in on_progress), nmap goes.
+            _stop_group(proc)
+            for reader in readers:
+                reader.join(timeout=2.0)
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+        duration = time.monotonic() - t0
+        percent, task, _, _ = tracker.take()
+        if status == "cancelled":
+            self._report(ScanProgress(percent, duration, task, None, None))
+            return self._result_of(
+                started_at, duration, status, f"the scan was cancelled after {duration:.1f} s"
+            )
+        if status == "timeout":
+            self._report(ScanProgress(percent, duration, task, None, None))
+            return self._result_of(
+                started_at,
+                duration,
+                status,
+                f"the scan took longer than {self.timeout:g} s and was stopped",
+            )
+        result = self._parse(
+            started_at,
+            duration,
+            proc.returncode,
+            b"".join(out).decode("utf-8", errors="replace"),
+            b"".join(err).decode("utf-8", errors="replace"),
+        )
+        self._report(ScanProgress(100.0, duration, task, 0.0, None))
+        return result
+
+    def _watch(self, pid: int, t0: float, tracker: _ProgressTracker) -> ScanStatus:
+        deadline = t0 + self.timeout + _HARD_GRACE
+        last = time.monotonic()
+        while True:
+            if _exited(pid):
+                return "done"
+            if self._cancel.is_set():
+                return "cancelled"
+            now = time.monotonic()
+            if now >= deadline:
+                return "timeout"
+            percent, task, remaining, changed = tracker.take()
+            if changed or now - last >= _PROGRESS_EVERY:
+                self._report(ScanProgress(percent, now - t0, task, remaining, pid))
+                last = now
+            self._cancel.wait(_TICK)
+
+    def _parse(
+        self,
+        started_at: float,
+        duration: float,
+        returncode: int | None,
+        xml_text: str,
+        err_text: str,
+    ) -> ScanResult:
+        problem = _first_line(err_text)
+        try:
+            parsed = parse_nmap_xml(xml_text, self.request.ports)
+        except NmapXmlError:
+            why = problem or f"nmap ended with code {returncode} and wrote no results"
+            return self._result_of(started_at, duration, "failed", f"nmap failed: {why}")
+        if returncode not in (0, None) and not parsed:
+            why = problem or f"it ended with code {returncode}"
+            return self._result_of(started_at, duration, "failed", f"nmap failed: {why}")
+        if not parsed:
+            why = problem or "the name did not resolve to an address"
+            return self._result_of(started_at, duration, "failed", f"nmap scanned no host: {why}")
+        local = self._local
+        needs_join = any(h.address and is_local_address(h.address, local) for h in parsed)
+        snapshot = Snapshot(taken_at=time.time(), sockets=())
+        if needs_join:
+            source = self._source
+            if source is None:
+                from app.core.sockets import default_source
+
+                source = default_source()
+            # Without /proc, results without listeners are still results.
+            with contextlib.suppress(OSError):
+                snapshot = source.poll()
+        hosts, ports = join_listeners(parsed, self.request.type, snapshot, local)
+        timed_out = [h.address for h in hosts if h.timed_out]
+        if timed_out:
+            return self._result_of(
+                started_at,
+                duration,
+                "timeout",
+                f"nmap gave up on {', '.join(timed_out)} after its host timeout of "
+                f"{self.timeout:g} s",
+                hosts,
+                ports,
+            )
+        return self._result_of(started_at, duration, "done", None, hosts, ports)
+
+
+def run_scan(
+    request: ScanRequest,
+    on_progress: Callable[[ScanProgress], None] | None = None,
+    cancel_event: threading.Event | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    source: SocketSource | None = None,
+) -> ScanResult:
+    """Run one scan in this thread; see :class:`Scan` for the arguments.
+
+    Raises:
+        NmapNotFound, ScanTypeUnavailable: before nmap starts.
+    """
+    return Scan(
+        request, timeout=timeout, on_progress=on_progress, cancel_event=cancel_event, source=source
+    ).run()

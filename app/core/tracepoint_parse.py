@@ -56,15 +56,49 @@ def _v6(text: str) -> str:
 
 
 def parse_with_lookup(line: str, epoch_offset: float) -> tuple[Transition, int | None, bool] | None:
-    """The transition, and the thread id to ask /proc about when the line lacks comm/tgid."""
+    """The transition, and the thread id to ask /proc about when the line lacks comm/tgid.
+
+    The third item says the pid is only that thread's id (the tgid column shows dashes):
+    once the thread is gone, it is no process's pid.
+    """
     match = _LINE.match(line)
     if match is None:
         return None
+    sock = _tcp_socket(_key_values(match["body"]))
+    if sock is None:
+        return None
+    proto, local, sport, remote, dport, old_state, new_state = sock
+    pid, process, lookup, guessed = _owner(match)
+    transition = Transition(
+        at=float(match["ts"]) + epoch_offset,
+        proto=proto,
+        local_addr=local,
+        local_port=sport,
+        remote_addr=remote if dport else None,
+        remote_port=dport or None,
+        old_state=old_state,
+        new_state=new_state,
+        pid=pid,
+        process=process,
+    )
+    return transition, lookup, guessed
+
+
+def _key_values(body: str) -> dict[str, str]:
+    """The event's ``key=value`` words (a word without ``=`` is skipped)."""
     fields: dict[str, str] = {}
-    for word in match["body"].split():
+    for word in body.split():
         key, sep, value = word.partition("=")
         if sep:
             fields[key] = value
+    return fields
+
+
+def _tcp_socket(fields: dict[str, str]) -> tuple[str, str, int, str, int, str, str] | None:
+    """(proto, local address, sport, remote address, dport, old state, new state).
+
+    None for another protocol or family, or when a field is missing or not a number.
+    """
     try:
         family = fields["family"]
         if fields.get("protocol", "IPPROTO_TCP") != "IPPROTO_TCP":
@@ -81,37 +115,28 @@ def parse_with_lookup(line: str, epoch_offset: float) -> tuple[Transition, int |
             return None
     except (KeyError, ValueError):
         return None
+    return proto, local, sport, remote, dport, old_state, new_state
 
+
+def _owner(match: re.Match[str]) -> tuple[int | None, str | None, int | None, bool]:
+    """Who changed the state: (pid, comm, thread id to ask /proc about, pid guessed).
+
+    Nobody (None, None, None, False) when the kernel did, in an interrupt: the
+    task in the line merely happened to be running.
+    """
     flags = match["flags"]
     in_process = flags is not None and len(flags) >= 3 and flags[2] not in _INTERRUPT_FLAGS
-    pid: int | None = None
-    process: str | None = None
-    lookup: int | None = None
-    guessed = False  # the pid is the thread's id, until /proc says whose thread it is
     tid = int(match["tid"])
-    if in_process and tid > 0:
-        tgid = match["tgid"]
-        comm = match["comm"].strip()
-        known_comm = comm != "<...>"
-        pid = int(tgid) if tgid is not None and tgid.isdigit() else tid
-        process = comm if known_comm else None
-        # Without the tgid cache a thread's id is not its process's pid: ask /proc.
-        if not known_comm or (tgid is not None and not tgid.isdigit()):
-            lookup = tid
-        guessed = tgid is not None and not tgid.isdigit()
-    transition = Transition(
-        at=float(match["ts"]) + epoch_offset,
-        proto=proto,
-        local_addr=local,
-        local_port=sport,
-        remote_addr=remote if dport else None,
-        remote_port=dport or None,
-        old_state=old_state,
-        new_state=new_state,
-        pid=pid,
-        process=process,
-    )
-    return transition, lookup, guessed
+    if not in_process or tid <= 0:
+        return None, None, None, False
+    tgid = match["tgid"]
+    comm = match["comm"].strip()
+    known_comm = comm != "<...>"
+    # Without the tgid cache a thread's id is not its process's pid: ask /proc.
+    guessed = tgid is not None and not tgid.isdigit()
+    pid = int(tgid) if tgid is not None and tgid.isdigit() else tid
+    lookup = tid if not known_comm or guessed else None
+    return pid, comm if known_comm else None, lookup, guessed
 
 
 def parse_line(line: str, epoch_offset: float) -> Transition | None:

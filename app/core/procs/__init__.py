@@ -52,6 +52,7 @@ from app.core.procs.events import (
     Stream,
     Subscriber,
 )
+from app.core.procs.foreign import ForeignProcess
 from app.core.procs.manager import (
     ENV_LIFELINE_FD,
     ENV_PARENT_PID,
@@ -59,7 +60,6 @@ from app.core.procs.manager import (
     NAME_PATTERN,
     NAME_RULE,
     SHIM_PATH,
-    ForeignProcess,
     ProcessInfo,
     ProcessManager,
     Target,

@@ -39,6 +39,7 @@ from app.core.procs.events import (
     Stream,
     Subscriber,
 )
+from app.core.procs.foreign import ForeignProcess, describe_foreign, kill_foreign
 
 # Environment the built-in lab programs read (app.labs._common.install_parent_guard).
 ENV_PARENT_PID = "OBSERVATORY_PARENT_PID"
@@ -114,22 +115,6 @@ class ProcessInfo:
         return shlex.join(self.argv)
 
 
-@dataclass(frozen=True, slots=True)
-class ForeignProcess:
-    """Who a pid is, for a "really kill it?" dialog."""
-
-    pid: int
-    name: str
-    user: str | None
-    cmdline: tuple[str, ...]
-    managed_name: str | None  # our name for it when we started it
-    created: float | None = None  # its start time: a pid reused later is another process
-
-    @property
-    def command_line(self) -> str:
-        return " ".join(self.cmdline) if self.cmdline else f"[{self.name}]"
-
-
 # ------------------------------------------------------------------ internals
 
 
@@ -194,16 +179,6 @@ def explain_failure(reason: str, args: Sequence[str]) -> str | None:
             f"gone): see {see}"
         )
     return f"bind() found port {port} taken: {summary}; see {see}"
-
-
-def _user_of(pid: int) -> str | None:
-    try:
-        return str(psutil.Process(pid).username())
-    except (psutil.Error, KeyError):
-        try:
-            return str(os.stat(f"/proc/{pid}").st_uid)
-        except OSError:
-            return None
 
 
 @dataclass(eq=False)
@@ -944,27 +919,11 @@ class ProcessManager:
         Raises:
             ProcessError: no such process, or not a valid pid.
         """
-        self._check_pid(pid)
-        try:
-            proc = psutil.Process(pid)
-            name = str(proc.name())
-        except psutil.NoSuchProcess:
-            raise ProcessError(f"there is no process with pid {pid} (it may have ended)") from None
-        except psutil.AccessDenied:
-            name = "?"
-        try:
-            cmdline = tuple(str(part) for part in proc.cmdline())
-        except psutil.Error:
-            cmdline = ()
-        try:
-            created: float | None = proc.create_time()
-        except psutil.Error:
-            created = None
         with self._lock:
             managed = next(
                 (r.name for r in self._records.values() if r.pid == pid and r.alive), None
             )
-        return ForeignProcess(pid, name, _user_of(pid), cmdline, managed, created)
+        return describe_foreign(pid, managed)
 
     def kill_foreign(
         self, pid: int, sig: int = signal.SIGTERM, *, created: float | None = None
@@ -979,31 +938,7 @@ class ProcessManager:
             ProcessError: in words, e.g. "the operating system refused: pid 1
                 belongs to root (Operation not permitted)".
         """
-        self._check_pid(pid)
-        if pid == 1:
-            raise ProcessError(
-                "pid 1 is the system's init process; the observatory will not signal it"
-            )
-        try:
-            proc = psutil.Process(pid)
-            if created is not None and abs(proc.create_time() - created) > 0.01:
-                raise ProcessError(f"pid {pid} ended and is now another process; nothing was sent")
-            proc.send_signal(sig)
-        except psutil.NoSuchProcess:
-            raise ProcessError(f"there is no process with pid {pid} (it may have ended)") from None
-        except psutil.AccessDenied:
-            user = _user_of(pid) or "another user"
-            raise ProcessError(
-                f"the operating system refused: pid {pid} belongs to {user} "
-                f"({os.strerror(errno.EPERM)})"
-            ) from None
-
-    @staticmethod
-    def _check_pid(pid: int) -> None:
-        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-            raise ProcessError(f"{pid!r} is not a process id (a pid is a whole number above 0)")
-        if pid == os.getpid():
-            raise ProcessError(f"pid {pid} is the observatory itself; quit it instead")
+        kill_foreign(pid, sig, created=created)
 
     # -------------------------------------------------------------- the end
 

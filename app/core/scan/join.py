@@ -85,6 +85,98 @@ def _listener_info(s: Socket) -> ListenerInfo:
     )
 
 
+def _why_closed(
+    port: PortResult, info: ListenerInfo | None, matching: bool, others: Sequence[Socket]
+) -> str:
+    """Why ``port`` is closed: nothing listens, it listens on another address, or it came late."""
+    udp = port.proto == "udp"
+    if matching and info is not None:
+        return f"{info.who} listens on {info.endpoint} now; it was not listening when nmap scanned"
+    if others and info is not None:
+        bound = " and ".join(format_endpoint(s.local_addr, s.local_port) for s in others)
+        answer = "answers ICMP port unreachable" if udp else "refuses the connection"
+        return (
+            f"a process listens on {bound} only; you scanned {port.address}, so the kernel "
+            f"{answer} (bind to {_wildcard(port.address)} to accept on every address)"
+        )
+    where = f"{port.port}/{port.proto}"
+    if udp:
+        return f"nothing listens on {where}: the kernel answered with ICMP port unreachable"
+    return f"nothing listens on {where}: the kernel answered nmap's SYN with a reset (RST)"
+
+
+def _why_no_listener(
+    port: PortResult, info: ListenerInfo | None, others: Sequence[Socket]
+) -> str | None:
+    """Why nmap found ``port`` open though no socket listens for the scanned address now."""
+    if not (port.state == "open" or (port.state == "open|filtered" and others)):
+        return None
+    extra = ""
+    if others and info is not None:
+        extra = f" ({info.who} listens on {info.endpoint}, another address)"
+    return (
+        f"no socket of this machine listens on {port.port}/{port.proto} for {port.address} "
+        f"now{extra}: it closed after the scan, or it lives in another "
+        "network namespace (a container)"
+    )
+
+
+def _why_open(who: str, udp: bool, scan_type: ScanType) -> str:
+    """What nmap did to the listener ``who`` to find its port open, by scan type."""
+    if udp:
+        return f"{who} answered nmap's UDP probe"
+    if scan_type == "syn":
+        return (
+            f"nmap's SYN scan got a SYN-ACK and answered it with RST: the "
+            f"handshake never completed, so {who} never saw a client"
+        )
+    if scan_type == "version":
+        return (
+            f"nmap connected to {who} and sent it probes to learn its version: "
+            "the server saw a real client"
+        )
+    return (
+        f"nmap's connect scan completed a handshake with {who}: a real "
+        "connection, so the server saw a client (the lecture's server prints a "
+        "`Client:` line); an iterative server busy with another client leaves "
+        "the probe waiting in its backlog"
+    )
+
+
+def _why_filtered(info: ListenerInfo, udp: bool) -> str:
+    """Why nmap heard nothing from a port ``info`` listens on: a full queue, or a firewall."""
+    # On a LISTEN row recv_q counts the connections waiting for accept().
+    # /proc/net/tcp does not give the backlog limit (ss's Send-Q comes from
+    # netlink), so any waiting connection plus silence reads as a full queue.
+    if not udp and info.recv_q > 0:
+        waiting = "1 connection waits" if info.recv_q == 1 else (f"{info.recv_q} connections wait")
+        return (
+            f"the accept queue of {info.who} is full ({waiting} to be accepted): the kernel "
+            "drops new SYNs while it is full, so nmap heard no answer; the server does "
+            "not call accept() (the lecture's iterative server is busy with its first "
+            "client)"
+        )
+    return (
+        f"{info.who} listens on {info.endpoint}, yet nmap heard no answer: a "
+        "firewall rule may drop packets to this port"
+    )
+
+
+def _why_listened(port: PortResult, scan_type: ScanType, info: ListenerInfo) -> str | None:
+    """Why nmap saw what it saw on a port that ``info`` listens on for the scanned address."""
+    udp = port.proto == "udp"
+    if port.state == "open":
+        return _why_open(info.who, udp, scan_type)
+    if port.state == "open|filtered" and udp:
+        return (
+            f"UDP has no handshake: {info.who} listens but did not answer nmap's "
+            "probe, so nmap cannot tell open from filtered"
+        )
+    if "filtered" in port.state:
+        return _why_filtered(info, udp)
+    return None
+
+
 def explain(
     port: PortResult, scan_type: ScanType, listeners: Sequence[Socket]
 ) -> tuple[ListenerInfo | None, str | None]:
@@ -100,85 +192,11 @@ def explain(
     others = [s for s in listeners if s not in matching]
     chosen = sorted(matching or others, key=lambda s: s.pid is None)
     info = _listener_info(chosen[0]) if chosen else None
-    state, where = port.state, f"{port.port}/{port.proto}"
-    udp = port.proto == "udp"
-
-    if state == "closed":
-        if matching and info is not None:
-            return info, (
-                f"{info.who} listens on {info.endpoint} now; it was not listening when nmap scanned"
-            )
-        if others and info is not None:
-            bound = " and ".join(format_endpoint(s.local_addr, s.local_port) for s in others)
-            answer = "answers ICMP port unreachable" if udp else "refuses the connection"
-            return info, (
-                f"a process listens on {bound} only; you scanned {port.address}, so the kernel "
-                f"{answer} (bind to {_wildcard(port.address)} to accept on every address)"
-            )
-        if udp:
-            return None, (
-                f"nothing listens on {where}: the kernel answered with ICMP port unreachable"
-            )
-        return None, (
-            f"nothing listens on {where}: the kernel answered nmap's SYN with a reset (RST)"
-        )
-
+    if port.state == "closed":
+        return info, _why_closed(port, info, bool(matching), others)
     if info is None or not matching:
-        if state == "open" or (state == "open|filtered" and others):
-            extra = ""
-            if others and info is not None:
-                extra = f" ({info.who} listens on {info.endpoint}, another address)"
-            return info, (
-                f"no socket of this machine listens on {where} for {port.address} "
-                f"now{extra}: it closed after the scan, or it lives in another "
-                "network namespace (a container)"
-            )
-        return info, None
-
-    who = info.who
-    if state == "open":
-        if udp:
-            return info, f"{who} answered nmap's UDP probe"
-        if scan_type == "syn":
-            return info, (
-                f"nmap's SYN scan got a SYN-ACK and answered it with RST: the "
-                f"handshake never completed, so {who} never saw a client"
-            )
-        if scan_type == "version":
-            return info, (
-                f"nmap connected to {who} and sent it probes to learn its version: "
-                "the server saw a real client"
-            )
-        return info, (
-            f"nmap's connect scan completed a handshake with {who}: a real "
-            "connection, so the server saw a client (the lecture's server prints a "
-            "`Client:` line); an iterative server busy with another client leaves "
-            "the probe waiting in its backlog"
-        )
-    if state == "open|filtered" and udp:
-        return info, (
-            f"UDP has no handshake: {who} listens but did not answer nmap's "
-            "probe, so nmap cannot tell open from filtered"
-        )
-    if "filtered" in state:
-        # On a LISTEN row recv_q counts the connections waiting for accept().
-        # /proc/net/tcp does not give the backlog limit (ss's Send-Q comes from
-        # netlink), so any waiting connection plus silence reads as a full queue.
-        if not udp and info.recv_q > 0:
-            waiting = (
-                "1 connection waits" if info.recv_q == 1 else (f"{info.recv_q} connections wait")
-            )
-            return info, (
-                f"the accept queue of {who} is full ({waiting} to be accepted): the kernel "
-                "drops new SYNs while it is full, so nmap heard no answer; the server does "
-                "not call accept() (the lecture's iterative server is busy with its first "
-                "client)"
-            )
-        return info, (
-            f"{who} listens on {info.endpoint}, yet nmap heard no answer: a "
-            "firewall rule may drop packets to this port"
-        )
-    return info, None
+        return info, _why_no_listener(port, info, others)
+    return info, _why_listened(port, scan_type, info)
 
 
 def join_listeners(

@@ -17,7 +17,7 @@ from dataclasses import replace
 from app.core.model import Snapshot, Socket, format_endpoint
 from app.core.scan.nmap_xml import _ParsedHost
 from app.core.scan.request import _is_tcp_listener, _is_udp_bound
-from app.core.scan.results import HostResult, ListenerInfo, PortResult
+from app.core.scan.results import HostResult, ListenerInfo, NotShown, PortResult
 from app.core.scan.types import ScanType
 from app.core.services import nmap_service_name
 from app.core.targets import expand_ports, ports_of
@@ -199,6 +199,62 @@ def explain(
     return info, _why_listened(port, scan_type, info)
 
 
+def _listeners_by_port(scan_type: ScanType, snapshot: Snapshot) -> dict[int, list[Socket]]:
+    """The sockets of ``snapshot`` a scan of ``scan_type`` could reach, by local port."""
+    wanted = _is_udp_bound if scan_type == "udp" else _is_tcp_listener
+    by_port: dict[int, list[Socket]] = {}
+    for s in snapshot.sockets:
+        if wanted(s):
+            by_port.setdefault(s.local_port, []).append(s)
+    return by_port
+
+
+def _lift(
+    group: NotShown, address: str, by_port: dict[int, list[Socket]]
+) -> tuple[list[PortResult], NotShown]:
+    """The ports of ``group`` that something listens on, as rows, and the group without them."""
+    if not group.ports:
+        return [], group
+    numbers = expand_ports(group.ports)
+    lifted = [n for n in numbers if n in by_port]
+    if not lifted:
+        return [], group
+    rows = [
+        PortResult(
+            port=n,
+            proto=group.proto,
+            state=group.state,
+            service=nmap_service_name(n, group.proto) or "unknown",
+            reason=group.reason,
+            address=address,
+        )
+        for n in lifted
+    ]
+    rest = sorted(set(numbers) - set(lifted))
+    return rows, replace(group, count=group.count - len(lifted), ports=ports_of(rest) or None)
+
+
+def _join_local(
+    host: _ParsedHost, scan_type: ScanType, by_port: dict[int, list[Socket]]
+) -> tuple[list[PortResult], list[NotShown]]:
+    """The ports of a host that is this machine, each with its listener and explanation.
+
+    Also the host's "Not shown" groups, less the ports lifted out of them
+    (a group left with no port is dropped).
+    """
+    ports = list(host.ports)
+    groups: list[NotShown] = []
+    for group in host.not_shown:
+        lifted, rest = _lift(group, host.address, by_port)
+        ports.extend(lifted)
+        groups.append(rest)
+    joined = []
+    for p in ports:
+        info, why = explain(p, scan_type, by_port.get(p.port, []))
+        joined.append(replace(p, listener=info, explanation=why))
+    return joined, [g for g in groups if g.count > 0]
+
+
 def join_listeners(
     hosts: Sequence[_ParsedHost],
     scan_type: ScanType,
@@ -211,46 +267,15 @@ def join_listeners(
     listens on it: that is where an explanation matters most.
     """
     local_list = list(local) if local is not None else None
-    wanted = _is_udp_bound if scan_type == "udp" else _is_tcp_listener
-    by_port: dict[int, list[Socket]] = {}
-    for s in snapshot.sockets:
-        if wanted(s):
-            by_port.setdefault(s.local_port, []).append(s)
+    by_port = _listeners_by_port(scan_type, snapshot)
     out_hosts: list[HostResult] = []
     out_ports: list[PortResult] = []
     for host in hosts:
         is_local = bool(host.address) and is_local_address(host.address, local_list)
-        ports = list(host.ports)
-        groups = list(host.not_shown)
         if is_local:
-            for i, group in enumerate(groups):
-                if not group.ports:
-                    continue
-                numbers = expand_ports(group.ports)
-                lifted = [n for n in numbers if n in by_port]
-                if not lifted:
-                    continue
-                for n in lifted:
-                    ports.append(
-                        PortResult(
-                            port=n,
-                            proto=group.proto,
-                            state=group.state,
-                            service=nmap_service_name(n, group.proto) or "unknown",
-                            reason=group.reason,
-                            address=host.address,
-                        )
-                    )
-                rest = sorted(set(numbers) - set(lifted))
-                groups[i] = replace(
-                    group, count=group.count - len(lifted), ports=ports_of(rest) or None
-                )
-            groups = [g for g in groups if g.count > 0]
-            joined = []
-            for p in ports:
-                info, why = explain(p, scan_type, by_port.get(p.port, []))
-                joined.append(replace(p, listener=info, explanation=why))
-            ports = joined
+            ports, groups = _join_local(host, scan_type, by_port)
+        else:
+            ports, groups = list(host.ports), list(host.not_shown)
         ports.sort(key=lambda p: (p.proto, p.port))
         out_ports.extend(ports)
         out_hosts.append(

@@ -1,7 +1,4 @@
-"""What every lab program shares: its name, its parent, its signals, its errors.
-
-Standard library only, and cheap to import: a tiny exec shim may import
-:func:`set_pdeathsig` from here before it execs another program.
+"""What every lab program shares: its errors, its output, its sockets, its main.
 
 Conventions of every lab program:
 
@@ -14,214 +11,39 @@ Conventions of every lab program:
   with 128 + the signal number (143, 130, 129), as a shell reports a program
   killed by that signal. A parent that sent the signal itself may count that
   as a normal end.
-* The program exits when its parent dies (see :func:`install_parent_guard`).
+* The program exits when its parent dies (see
+  :func:`app.labs._process.install_parent_guard`).
+
+:func:`run_main` keeps these conventions. Here too: a failed bind() or
+connect() in words (with what holds the port, from ``/proc/net``). The
+process itself (name, parent, signals) is set up by :mod:`app.labs._process`;
+the command line is read by :mod:`app.labs._args`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import errno
 import hashlib
 import ipaddress
 import os
 import signal
 import socket
-import stat
 import struct
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from types import FrameType
-from typing import NoReturn
 
-from app.labs import LabUsageError, digits_hint, whole_number
+from app.labs import LabUsageError
+from app.labs._process import Stopped, restore_handlers, start_program
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 
-# The dashboard's process manager sets these for the programs it starts.
-PARENT_PID_ENV = "OBSERVATORY_PARENT_PID"
-LIFELINE_FD_ENV = "OBSERVATORY_LIFELINE_FD"
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-# <linux/prctl.h>
-_PR_SET_PDEATHSIG = 1
-_PR_SET_NAME = 15
-_COMM_LEN = 15  # TASK_COMM_LEN - 1: longer names are cut by the kernel
-
 
 class LabError(Exception):
     """A failure the user caused or can fix (port in use, refused, ...); one line of words."""
-
-
-class Stopped(BaseException):
-    """Raised in the main thread by a stop signal.
-
-    A BaseException so that ``except Exception`` around socket calls does
-    not swallow the request to stop.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-# -- Linux process controls ---------------------------------------------------------
-
-
-def _prctl(option: int, arg: int | bytes) -> bool:
-    """Call prctl(2) through libc; False off Linux or when the call fails."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        value: ctypes.c_char_p | ctypes.c_ulong
-        value = ctypes.c_char_p(arg) if isinstance(arg, bytes) else ctypes.c_ulong(arg)
-        result = libc.prctl(option, value, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
-    except (OSError, AttributeError):
-        return False
-    return bool(result == 0)
-
-
-def set_process_name(name: str) -> bool:
-    """Set this process's name (comm: what ps, ss and psutil ``name()`` show).
-
-    Only the first 15 bytes count. Returns False where that is impossible.
-    """
-    return _prctl(_PR_SET_NAME, name.encode("utf-8", "replace")[:_COMM_LEN])
-
-
-def set_pdeathsig(sig: int = signal.SIGTERM) -> bool:
-    """Ask the kernel to send ``sig`` to this process when its parent dies.
-
-    Strictly, when the parent *thread* that forked this process exits. The
-    setting survives exec (of a program that is not set-user-ID), so an exec
-    shim may call it and then exec. Returns False off Linux (a no-op there).
-    """
-    return _prctl(_PR_SET_PDEATHSIG, int(sig))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, belongs to someone else
-        return True
-    return True
-
-
-def _block_stop_signals() -> None:
-    """Keep stop signals away from this (helper) thread.
-
-    Python runs signal handlers in the main thread, but the kernel may
-    deliver a process-wide signal to any thread; a main thread blocked in
-    accept() would then not be interrupted. Blocking them in helper threads
-    makes the kernel pick the main thread.
-    """
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-
-
-def start_helper_thread(target: Callable[[], object], name: str) -> threading.Thread:
-    """Start a daemon thread that never receives stop signals."""
-
-    def run() -> None:
-        _block_stop_signals()
-        target()
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
-
-
-def _watch_lifeline(fd: int) -> None:
-    """Block reading the lifeline pipe; EOF means every writer (the parent) is gone."""
-    try:
-        while os.read(fd, 512):
-            pass
-    except OSError:
-        pass
-    os._exit(128 + signal.SIGTERM)
-
-
-def install_parent_guard(sig: int = signal.SIGTERM) -> None:
-    """Make this process exit when its parent dies.
-
-    1. ``PR_SET_PDEATHSIG``: the kernel sends ``sig`` when the parent exits.
-    2. The standard race fix: if the parent died before step 1, the signal
-       will never come, so compare with the parent recorded at start
-       (``OBSERVATORY_PARENT_PID`` if set, else ``os.getppid()``) and exit now
-       if that parent is gone. (When the variable names an ancestor that is
-       still alive, e.g. a shell script sits in between, nothing happens.)
-    3. Fallback: if ``OBSERVATORY_LIFELINE_FD=<n>`` names an inherited pipe
-       read end, a daemon thread reads it and ``os._exit``\\ s at EOF, that
-       is when the parent, which holds the write end, is gone.
-
-    Both variables are removed from the environment so they do not leak.
-    """
-    parent = os.getppid()
-    recorded = whole_number(os.environ.pop(PARENT_PID_ENV, ""))
-    if recorded:
-        parent = recorded
-    set_pdeathsig(sig)
-    if os.getppid() != parent and not _pid_alive(parent):
-        os._exit(128 + sig)
-
-    fd = whole_number(os.environ.pop(LIFELINE_FD_ENV, ""))
-    if fd is not None:
-        try:
-            mode = os.fstat(fd).st_mode
-        except OSError:
-            return  # not an open descriptor: nothing to watch
-        # A regular file or a terminal would read EOF (or block) for other reasons.
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-            os.set_inheritable(fd, False)
-            start_helper_thread(lambda: _watch_lifeline(fd), "lifeline")
-
-
-def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
-    raise Stopped(signum)
-
-
-def install_stop_handlers() -> dict[int, object]:
-    """SIGTERM/SIGINT/SIGHUP raise :class:`Stopped` in the main thread (no traceback).
-
-    Returns the handlers they replace, for :func:`restore_handlers`.
-    """
-    previous: dict[int, object] = {}
-    if threading.current_thread() is not threading.main_thread():
-        return previous  # signal.signal works only there; the caller handles stopping
-    for sig in STOP_SIGNALS:
-        previous[sig] = signal.signal(sig, _raise_stopped)
-    return previous
-
-
-def restore_handlers(previous: dict[int, object]) -> None:
-    """Put back what :func:`install_stop_handlers` replaced (for in-process callers)."""
-    for sig, handler in previous.items():
-        with contextlib.suppress(TypeError, ValueError):
-            signal.signal(sig, handler)  # type: ignore[arg-type]
-
-
-def start_program(name: str) -> dict[int, object]:
-    """Everything a lab program does first: output, name, signals, parent guard.
-
-    Returns the signal handlers replaced (see :func:`restore_handlers`).
-    """
-    with contextlib.suppress(AttributeError, ValueError):
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    set_process_name(name)
-    previous = install_stop_handlers()
-    install_parent_guard()
-    return previous
 
 
 # -- busy loops ---------------------------------------------------------------------
@@ -301,128 +123,6 @@ ABORTED = "connection aborted by the kernel"
 def aborted(exc: BaseException) -> bool:
     """True when ``exc`` is the kernel's ECONNABORTED on a connected socket."""
     return isinstance(exc, OSError) and exc.errno == errno.ECONNABORTED
-
-
-# -- arguments ----------------------------------------------------------------------
-
-
-Check = Callable[[str], object]
-
-
-class LabParser(argparse.ArgumentParser):
-    """An ArgumentParser for lab programs.
-
-    ``error()`` raises :class:`LabUsageError` (one line) instead of exiting.
-    Values that need checking in words are checked after parsing (see
-    :meth:`check`), so the message is exactly the checker's words, without
-    argparse's ``argument X:`` prefix.
-    """
-
-    def __init__(self, prog: str, description: str, usage: str | None = None) -> None:
-        super().__init__(prog=prog, description=description, usage=usage, allow_abbrev=False)
-        self._checks: list[tuple[str, Check]] = []
-
-    def check(self, dest: str, checker: Check) -> None:
-        """After parsing, replace ``namespace.dest`` by ``checker(text)`` (skipped if None).
-
-        ``checker`` raises ValueError with the message for the user.
-        """
-        self._checks.append((dest, checker))
-
-    def parse_known_args(  # type: ignore[override]
-        self,
-        args: Sequence[str] | None = None,
-        namespace: argparse.Namespace | None = None,
-    ) -> tuple[argparse.Namespace, list[str]]:
-        parsed, extras = super().parse_known_args(args, namespace)
-        for dest, checker in self._checks:
-            text = getattr(parsed, dest, None)
-            if text is None or not isinstance(text, str):
-                continue
-            try:
-                setattr(parsed, dest, checker(text))
-            except ValueError as exc:
-                self.error(str(exc))
-        return parsed, extras
-
-    def error(self, message: str) -> NoReturn:
-        raise LabUsageError(" ".join(message.split()))
-
-
-def add_server_address(parser: LabParser, port_help: str) -> None:
-    """A server's PORT and ``--bind ADDR`` (default 127.0.0.1), both checked."""
-    parser.add_argument("port", metavar="PORT", help=port_help)
-    parser.add_argument(
-        "--bind",
-        metavar="ADDR",
-        default="127.0.0.1",
-        help="IP address to bind (default 127.0.0.1; 0.0.0.0 is INADDR_ANY, :: for IPv6)",
-    )
-    parser.check("port", check_port)
-    parser.check("bind", check_ip)
-
-
-def _shown(text: str) -> str:
-    """The user's text as it goes into a message: numbers bare, words quoted."""
-    stripped = text.strip()
-    if whole_number(stripped.removeprefix("-")) is not None:
-        return stripped
-    return repr(text) + digits_hint(text)
-
-
-def check_port(text: str) -> int:
-    """A TCP/UDP port: a whole number from 1 to 65535, in the digits 0-9."""
-    value = whole_number(text)
-    if value is None or not 1 <= value <= 65535:
-        raise ValueError(f"port must be a number from 1 to 65535, not {_shown(text)}")
-    return value
-
-
-def check_ip(text: str) -> str:
-    """An IP address literal, IPv4 or IPv6 (never a host name: nothing is resolved)."""
-    try:
-        return str(ipaddress.ip_address(text.strip()))
-    except ValueError:
-        pass
-    raise ValueError(
-        f"{text!r} is not an IP address: write it as numbers, like 127.0.0.1 or ::1 "
-        "(names such as localhost are not looked up)"
-    )
-
-
-def int_checker(option: str, low: int, high: int) -> Check:
-    """A whole number from ``low`` to ``high`` for ``option``."""
-
-    def checker(text: str) -> int:
-        value = whole_number(text)
-        if value is None or not low <= value <= high:
-            raise ValueError(
-                f"{option} must be a whole number from {low} to {high}, not {_shown(text)}"
-            )
-        return value
-
-    return checker
-
-
-def seconds_checker(option: str, allow_zero: bool) -> Check:
-    """A number of seconds for ``option``: at least 0 (or more than 0)."""
-
-    def checker(text: str) -> float:
-        # float() also reads other scripts' digits and underscores: 0-9 only.
-        plain = text.strip()
-        if not plain.isascii() or "_" in plain:
-            plain = "nan"
-        try:
-            value = float(plain)
-        except ValueError:
-            value = float("nan")
-        ok = value >= 0 if allow_zero else value > 0
-        if not ok or value == float("inf"):  # NaN compares false
-            least = "0 or more" if allow_zero else "more than 0"
-            raise ValueError(f"{option} must be a number of seconds, {least}, not {_shown(text)}")
-        return value
-
-    return checker
 
 
 # -- sockets ------------------------------------------------------------------------

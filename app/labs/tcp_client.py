@@ -25,24 +25,20 @@ import sys
 import time
 from collections.abc import Sequence
 
+from app.labs._args import LabParser, check_ip, check_port, int_checker, seconds_checker
 from app.labs._common import (
     ABORTED,
     LabError,
-    LabParser,
     aborted,
     bind_error,
     burn_cpu,
-    check_ip,
-    check_port,
     connect_error,
     endpoint,
     family_of,
-    int_checker,
     new_socket,
     peer_endpoint,
     run_main,
     say,
-    seconds_checker,
     shown_text,
     sockaddr,
 )

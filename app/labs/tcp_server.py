@@ -26,23 +26,21 @@ import socket
 import sys
 from collections.abc import Sequence
 
+from app.labs._args import LabParser, add_server_address, int_checker
 from app.labs._common import (
     ABORTED,
     LabError,
-    LabParser,
     aborted,
-    add_server_address,
     bind_error,
     burn_cpu,
     endpoint,
-    int_checker,
     new_socket,
     peer_endpoint,
     run_main,
     say,
     sockaddr,
-    start_helper_thread,
 )
+from app.labs._process import start_helper_thread
 
 PROGRAM = "tcp-server"
 HANDLERS = ("hold", "echo", "busy")

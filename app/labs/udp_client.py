@@ -22,21 +22,17 @@ import sys
 import time
 from collections.abc import Sequence
 
+from app.labs._args import LabParser, check_ip, check_port, int_checker, seconds_checker
 from app.labs._common import (
     LabError,
-    LabParser,
     bind_error,
-    check_ip,
-    check_port,
     connect_error,
     endpoint,
     family_of,
-    int_checker,
     new_socket,
     peer_endpoint,
     run_main,
     say,
-    seconds_checker,
     shown_text,
     sockaddr,
 )

@@ -20,9 +20,8 @@ import socket
 import sys
 from collections.abc import Sequence
 
+from app.labs._args import LabParser, add_server_address
 from app.labs._common import (
-    LabParser,
-    add_server_address,
     bind_error,
     endpoint,
     new_socket,

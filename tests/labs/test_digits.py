@@ -12,7 +12,7 @@ from app.core.procs import LaunchError, ProcessManager
 from app.core.scenario import ScenarioError, parse_scenario
 from app.core.targets import PortsError, parse_ports
 from app.labs import LabUsageError, validate, whole_number
-from app.labs._common import check_port, int_checker, seconds_checker
+from app.labs._args import check_port, int_checker, seconds_checker
 from tests.conftest import free_port, observatory
 from tests.labs.procs import one_error_line, run_lab
 

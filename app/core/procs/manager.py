@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from app.core.procs.events import (
     Subscriber,
 )
 from app.core.procs.foreign import ForeignProcess, describe_foreign, kill_foreign
+from app.core.procs.output import OutputBuffer
 
 # Environment the built-in lab programs read (app.labs._common.install_parent_guard).
 ENV_PARENT_PID = "OBSERVATORY_PARENT_PID"
@@ -190,7 +190,7 @@ class _Record:
     env: dict[str, str] | None
     cwd: str | None
     builtin: bool
-    max_lines: int
+    output: OutputBuffer
     popen: subprocess.Popen[bytes] | None = None
     pid: int | None = None
     ps: psutil.Process | None = None
@@ -200,15 +200,9 @@ class _Record:
     stop_requested: bool = False
     sent_signals: set[int] = field(default_factory=set)  # stopping signals we sent
     threads: list[threading.Thread] = field(default_factory=list)
-    out_lock: threading.Lock = field(default_factory=threading.Lock)
-    output: deque[str] = field(init=False)
     cpu_last: tuple[float, float] | None = None  # (monotonic, cpu seconds)
     cpu_percent: float | None = None
-    last_stderr: str | None = None
     replaced: str | None = None  # the state of the ended record of this name it replaced
-
-    def __post_init__(self) -> None:
-        self.output = deque(maxlen=self.max_lines)
 
     @property
     def state(self) -> str:
@@ -442,7 +436,7 @@ class ProcessManager:
             env=env,
             cwd=cwd_text,
             builtin=builtin,
-            max_lines=self._max_lines,
+            output=OutputBuffer(self._max_lines, self._max_line_bytes),
         )
         with self._lock:
             if self._closed:
@@ -568,70 +562,12 @@ class ProcessManager:
     # ------------------------------------------------------- reading output
 
     def _read_stream(self, record: _Record, stream: Stream, pipe: IO[bytes]) -> None:
-        """Split a pipe into lines: bounded in count and length, partial lines flushed."""
-        fd = pipe.fileno()
-        limit = self._max_line_bytes
-        pending = bytearray()
-        skipping = False  # inside a line already cut: drop until its newline
         pid = record.pid or 0
-        poller = select.poll()  # not select(): descriptors may be numbered above 1024
-        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        try:
-            while True:
-                # A prompt without a newline: show it if nothing follows soon.
-                if pending and not poller.poll(500):
-                    self._add_line(record, pid, stream, bytes(pending), cut=False)
-                    pending.clear()
-                    continue
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                start = 0
-                while True:
-                    newline = data.find(b"\n", start)
-                    if newline < 0:
-                        piece = data[start:]
-                        if not skipping:
-                            room = limit - len(pending)
-                            if len(piece) > room:
-                                pending += piece[:room]
-                                self._add_line(record, pid, stream, bytes(pending), cut=True)
-                                pending.clear()
-                                skipping = True
-                            else:
-                                pending += piece
-                        break
-                    if skipping:
-                        skipping = False
-                    else:
-                        piece = data[start:newline]
-                        if len(pending) + len(piece) > limit:
-                            whole = bytes(pending + piece[: limit - len(pending)])
-                            self._add_line(record, pid, stream, whole, cut=True)
-                        else:
-                            self._add_line(record, pid, stream, bytes(pending + piece), cut=False)
-                        pending.clear()
-                    start = newline + 1
-            if pending:
-                self._add_line(record, pid, stream, bytes(pending), cut=False)
-        finally:
-            with contextlib.suppress(OSError):
-                pipe.close()
 
-    def _add_line(
-        self, record: _Record, pid: int, stream: Stream, raw: bytes, *, cut: bool
-    ) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r")
-        if cut:
-            text += f" [... line cut at {self._max_line_bytes} bytes]"
-        with record.out_lock:
-            record.output.append(text)
-            if stream == "stderr" and text.strip():
-                record.last_stderr = text
-        self._events.emit(OutputLine(record.name, pid, stream, text, time.time()))
+        def line(text: str) -> None:
+            self._events.emit(OutputLine(record.name, pid, stream, text, time.time()))
+
+        record.output.read(stream, pipe, line)
 
     # ------------------------------------------------------------- exits
 
@@ -655,8 +591,7 @@ class ProcessManager:
         reason: str | None = None
         explanation: str | None = None
         if returncode != 0 and not record.stop_requested:
-            with record.out_lock:
-                reason = record.last_stderr
+            reason = record.output.last_stderr
             if reason is not None:
                 explanation = explain_failure(reason, record.args)
         self._events.emit(
@@ -675,8 +610,7 @@ class ProcessManager:
     # ---------------------------------------------------------- snapshots
 
     def _info(self, record: _Record) -> ProcessInfo:
-        with record.out_lock:
-            lines = tuple(record.output)
+        lines = record.output.lines()
         return ProcessInfo(
             name=record.name,
             pid=record.pid,
@@ -734,8 +668,7 @@ class ProcessManager:
         """The most recent output lines of a managed process (stdout and stderr)."""
         with self._lock:
             record = self._find(target)
-        with record.out_lock:
-            return list(record.output)
+        return list(record.output.lines())
 
     def names(self) -> list[str]:
         with self._lock:

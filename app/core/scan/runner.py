@@ -59,11 +59,45 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def _start_nmap(nmap: str, command: tuple[str, ...]) -> subprocess.Popen[bytes]:
+    """Start ``command`` with the nmap at path ``nmap``, in a session of its own.
+
+    Raises:
+        OSError: nmap could not be started.
+    """
+    return subprocess.Popen(
+        [nmap, *command[1:]],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own group: killed as one, deaf to our Ctrl-C
+    )
+
+
 def _drain(stream: IO[bytes], sink: list[bytes], feed: Callable[[str], None] | None) -> None:
     for line in iter(stream.readline, b""):
         sink.append(line)
         if feed is not None and b"<task" in line:
             feed(line.decode("utf-8", errors="replace"))
+
+
+def _read_in_thread(
+    stream: IO[bytes], sink: list[bytes], feed: Callable[[str], None] | None
+) -> threading.Thread:
+    """A started daemon thread that drains ``stream`` into ``sink`` (see :func:`_drain`)."""
+    reader = threading.Thread(target=_drain, args=(stream, sink, feed), daemon=True)
+    reader.start()
+    return reader
+
+
+def _end_nmap(proc: subprocess.Popen[bytes], readers: list[threading.Thread]) -> None:
+    """Stop nmap's process group, let the readers finish, and close its pipes."""
+    _stop_group(proc)
+    for reader in readers:
+        reader.join(timeout=2.0)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def _first_line(err: str) -> str | None:
@@ -245,58 +279,47 @@ class Scan:
         out: list[bytes] = []
         err: list[bytes] = []
         readers: list[threading.Thread] = []
-        status: ScanStatus = "failed"
         try:
-            proc = subprocess.Popen(
-                [nmap, *self.command[1:]],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own group: killed as one, deaf to our Ctrl-C
-            )
+            proc = _start_nmap(nmap, self.command)
         except OSError as exc:
-            return self._result_of(
-                started_at,
-                time.monotonic() - t0,
-                "failed",
-                f"could not start nmap: {exc.strerror or exc}",
-            )
+            why = f"could not start nmap: {exc.strerror or exc}"
+            return self._result_of(started_at, time.monotonic() - t0, "failed", why)
         try:  # entered at once: from here on, any exception still ends nmap
             self.pid = proc.pid
             assert proc.stdout is not None and proc.stderr is not None
-            for stream, sink, feed in ((proc.stdout, out, tracker.feed), (proc.stderr, err, None)):
-                reader = threading.Thread(target=_drain, args=(stream, sink, feed), daemon=True)
-                reader.start()
-                readers.append(reader)
+            readers.append(_read_in_thread(proc.stdout, out, tracker.feed))
+            readers.append(_read_in_thread(proc.stderr, err, None))
             self._report(ScanProgress(0.0, 0.0, None, None, proc.pid))
             status = self._watch(proc.pid, t0, tracker)
         finally:
             # Whatever happened (even an exception in on_progress), nmap goes.
-            _stop_group(proc)
-            for reader in readers:
-                reader.join(timeout=2.0)
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+            _end_nmap(proc, readers)
         duration = time.monotonic() - t0
+        return self._outcome(status, started_at, duration, tracker, proc.returncode, out, err)
+
+    def _outcome(
+        self,
+        status: ScanStatus,
+        started_at: float,
+        duration: float,
+        tracker: _ProgressTracker,
+        returncode: int | None,
+        out: list[bytes],
+        err: list[bytes],
+    ) -> ScanResult:
+        """The result of a scan whose nmap has ended, with the last progress report."""
         percent, task, _, _ = tracker.take()
-        if status == "cancelled":
+        if status in ("cancelled", "timeout"):
             self._report(ScanProgress(percent, duration, task, None, None))
-            return self._result_of(
-                started_at, duration, status, f"the scan was cancelled after {duration:.1f} s"
-            )
-        if status == "timeout":
-            self._report(ScanProgress(percent, duration, task, None, None))
-            return self._result_of(
-                started_at,
-                duration,
-                status,
-                f"the scan took longer than {self.timeout:g} s and was stopped",
-            )
+            if status == "cancelled":
+                why = f"the scan was cancelled after {duration:.1f} s"
+            else:
+                why = f"the scan took longer than {self.timeout:g} s and was stopped"
+            return self._result_of(started_at, duration, status, why)
         result = self._parse(
             started_at,
             duration,
-            proc.returncode,
+            returncode,
             b"".join(out).decode("utf-8", errors="replace"),
             b"".join(err).decode("utf-8", errors="replace"),
         )

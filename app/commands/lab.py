@@ -12,13 +12,18 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from app.cliutil import OneLineParser, UsageError
 
 if TYPE_CHECKING:
+    from app.core.procs import ProcessEvent, ProcessManager
     from app.core.scenario import Scenario
+
+    # What signal.signal() returns and takes back.
+    _Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 # After a stop request, processes get this long to end before SIGKILL.
 STOP_GRACE = 5.0
@@ -151,14 +156,7 @@ class _Printer:
 
 def up(path: str) -> int:
     """Check, start, stream, stop. Exit 0 when every process ended well."""
-    from app.core.procs import (
-        LaunchError,
-        OutputLine,
-        ProcessEvent,
-        ProcessExited,
-        ProcessManager,
-        ProcessStarted,
-    )
+    from app.core.procs import LaunchError, ProcessManager
     from app.core.scenario import start_scenario
 
     scenario = load_or_say(path)
@@ -166,6 +164,39 @@ def up(path: str) -> int:
         return 2
 
     printer = _Printer(scenario.names)
+    # The exit event of a process comes from the manager's waiter thread after it
+    # is reaped (and after its last output): wait_all() can return first.
+    exit_printed = threading.Semaphore(0)
+    stop = threading.Event()
+    signals_seen: list[int] = []
+    previous = _catch_stop_signals(stop, signals_seen)
+    manager = ProcessManager()
+    manager.subscribe(_event_printer(printer, scenario, exit_printed))
+    launch_failed = False
+    try:
+        try:
+            start_scenario(manager, scenario, stop=stop)
+        except LaunchError as exc:
+            printer.note(f"could not start everything: {exc}; stopping the others")
+            launch_failed = True
+            stop.set()
+        _wait_stopping(manager, printer, stop, signals_seen)
+        for _ in manager.processes():  # every exit line printed before we end
+            exit_printed.acquire(timeout=2.0)
+    finally:
+        manager.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    ended_badly = _note_who_ended_badly(manager, printer)
+    return 1 if ended_badly or launch_failed else 0
+
+
+def _event_printer(
+    printer: _Printer, scenario: Scenario, exit_printed: threading.Semaphore
+) -> Callable[[ProcessEvent], None]:
+    """What prints each process's output, start and end (releasing ``exit_printed``)."""
+    from app.core.procs import OutputLine, ProcessExited, ProcessStarted
+
     commands = {e.name: e.command_line for e in scenario.entries}
 
     def on_event(event: ProcessEvent) -> None:
@@ -177,57 +208,54 @@ def up(path: str) -> int:
             printer.line(event.name, event.outcome)  # the state, and why it failed
             exit_printed.release()
 
-    stop = threading.Event()
-    signals_seen: list[int] = []
-    # The exit event of a process comes from the manager's waiter thread after it
-    # is reaped (and after its last output): wait_all() can return first.
-    exit_printed = threading.Semaphore(0)
+    return on_event
+
+
+def _catch_stop_signals(stop: threading.Event, seen: list[int]) -> dict[int, _Handler]:
+    """SIGINT, SIGTERM and SIGHUP set ``stop`` and are noted in ``seen``.
+
+    Returns the handlers they replace, to be put back.
+    """
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        signals_seen.append(signum)
+        seen.append(signum)
         stop.set()
 
-    previous = {
+    return {
         sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     }
-    manager = ProcessManager()
-    manager.subscribe(on_event)
-    launch_failed = False
-    try:
-        try:
-            start_scenario(manager, scenario, stop=stop)
-        except LaunchError as exc:
-            printer.note(f"could not start everything: {exc}; stopping the others")
-            launch_failed = True
-            stop.set()
-        stopping_since: float | None = None
-        killed = False
-        signals_at_stop = 0
-        while not manager.wait_all(timeout=0.1):
-            now = time.monotonic()
-            if stop.is_set() and stopping_since is None:
-                why = f"got {signal.Signals(signals_seen[-1]).name}" if signals_seen else "stopping"
-                printer.note(f"{why}: stopping every process (SIGTERM)")
-                manager.kill_all(signal.SIGTERM)
-                stopping_since = now
-                signals_at_stop = len(signals_seen)
-            elif (
-                stopping_since is not None
-                and not killed
-                and (now - stopping_since > STOP_GRACE or len(signals_seen) > signals_at_stop)
-            ):
-                printer.note("some did not stop: SIGKILL")
-                manager.kill_all(signal.SIGKILL)
-                killed = True
-        for _ in manager.processes():  # every exit line printed before we end
-            exit_printed.acquire(timeout=2.0)
-    finally:
-        manager.shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    infos = manager.processes()
-    bad = [i for i in infos if not i.ended_well]
+
+
+def _wait_stopping(
+    manager: ProcessManager, printer: _Printer, stop: threading.Event, signals_seen: list[int]
+) -> None:
+    """Wait until every process has ended. Once ``stop`` is set, SIGTERM them all; SIGKILL
+    those left after STOP_GRACE seconds, or at once when another signal comes."""
+    stopping_since: float | None = None
+    killed = False
+    signals_at_stop = 0
+    while not manager.wait_all(timeout=0.1):
+        now = time.monotonic()
+        if stop.is_set() and stopping_since is None:
+            why = f"got {signal.Signals(signals_seen[-1]).name}" if signals_seen else "stopping"
+            printer.note(f"{why}: stopping every process (SIGTERM)")
+            manager.kill_all(signal.SIGTERM)
+            stopping_since = now
+            signals_at_stop = len(signals_seen)
+        elif (
+            stopping_since is not None
+            and not killed
+            and (now - stopping_since > STOP_GRACE or len(signals_seen) > signals_at_stop)
+        ):
+            printer.note("some did not stop: SIGKILL")
+            manager.kill_all(signal.SIGKILL)
+            killed = True
+
+
+def _note_who_ended_badly(manager: ProcessManager, printer: _Printer) -> bool:
+    """Names the processes that did not end well, if any; whether there were any."""
+    bad = [i for i in manager.processes() if not i.ended_well]
     if bad:
         listed = ", ".join(f"{i.name} ({i.state})" for i in bad)
         printer.note(f"did not end well: {listed}")
-    return 1 if bad or launch_failed else 0
+    return bool(bad)

@@ -286,45 +286,62 @@ def bind_conflict(
         return None
     first, unsure = holders[0]
     where = format_endpoint(address, port)
-    see = f"See it with `observatory snapshot --all{' --udp' if udp else ''} --port {port}`."
-    rest = len(holders) - 1
-    more = ""
-    if rest:
-        more = f" ({rest} more socket{'s hold' if rest != 1 else ' holds'} that port too.)"
-    holder_text = f"{_describe(first)} ({first.state if first.is_tcp else 'UDP'}, "
-    holder_text += f"{_owner_words(first)})"
-
+    holder_text = (
+        f"{_describe(first)} ({first.state if first.is_tcp else 'UDP'}, {_owner_words(first)})"
+    )
+    see = _see_it(port, udp, len(holders) - 1)
     if udp:
-        verdict = "may fail" if reuseaddr is not False else "fails"
-        return (
-            f'bind() of {where} {verdict} with "Address already in use": {holder_text} has '
-            f"that port. Two UDP sockets share a port only when both set SO_REUSEADDR before "
-            f"bind(). What to do: stop the program that has it, or pick another port. {see}"
-            f"{more}"
-        )
+        return f"{_udp_words(where, holder_text, reuseaddr)} {see}"
     if first.state == "LISTEN":
-        maybe = " may" if unsure else ""
-        return (
-            f'bind() of {where}{maybe} fail{"" if maybe else "s"} with "Address already in '
-            f'use": {holder_text} is listening there. Only one listener per address and '
-            f"port, and SO_REUSEADDR does not change that. What to do: stop that program, or "
-            f"pick another port. {see}{more}"
-        )
-    fails = "may fail" if unsure or reuseaddr is True else "fails"
-    if reuseaddr is True:
-        verdict = (
-            f'{fails} with "Address already in use" (it does unless the program that had '
-            "the port set SO_REUSEADDR too; the kernel does not report whether it did)"
-        )
-    elif reuseaddr is False:
-        verdict = f'{fails} with "Address already in use" (the new socket has no SO_REUSEADDR)'
-    else:
-        verdict = (
-            f'{fails} with "Address already in use" unless both the old socket and the new '
-            "one set SO_REUSEADDR (the kernel does not report whether the old one did)"
-        )
+        return f"{_listener_words(where, holder_text, unsure)} {see}"
+    verdict = _held_verdict(unsure, reuseaddr)
     peer = _peer(first, all_sockets)
     return (
         f"bind() of {where} {verdict}: {holder_text} still holds port {port}: "
-        f"{_why(first, peer)}. {_REUSE_RULE}. {_todo(first, reuseaddr)} {see}{more}"
+        f"{_why(first, peer)}. {_REUSE_RULE}. {_todo(first, reuseaddr)} {see}"
+    )
+
+
+def _udp_words(where: str, holder_text: str, reuseaddr: bool | None) -> str:
+    """A UDP port in use: shared only when both sockets set SO_REUSEADDR."""
+    verdict = "may fail" if reuseaddr is not False else "fails"
+    return (
+        f'bind() of {where} {verdict} with "Address already in use": {holder_text} has '
+        f"that port. Two UDP sockets share a port only when both set SO_REUSEADDR before "
+        "bind(). What to do: stop the program that has it, or pick another port."
+    )
+
+
+def _listener_words(where: str, holder_text: str, unsure: bool) -> str:
+    """A TCP listener on the port: nothing lets a second one in."""
+    maybe = " may" if unsure else ""
+    return (
+        f'bind() of {where}{maybe} fail{"" if maybe else "s"} with "Address already in '
+        f'use": {holder_text} is listening there. Only one listener per address and '
+        f"port, and SO_REUSEADDR does not change that. What to do: stop that program, or "
+        "pick another port."
+    )
+
+
+def _see_it(port: int, udp: bool, others: int) -> str:
+    """Where to see the holder, and how many more sockets hold the port."""
+    see = f"See it with `observatory snapshot --all{' --udp' if udp else ''} --port {port}`."
+    if others:
+        see += f" ({others} more socket{'s hold' if others != 1 else ' holds'} that port too.)"
+    return see
+
+
+def _held_verdict(unsure: bool, reuseaddr: bool | None) -> str:
+    """Whether a TCP bind() fails next to a socket that is not listening, and why."""
+    fails = "may fail" if unsure or reuseaddr is True else "fails"
+    if reuseaddr is True:
+        return (
+            f'{fails} with "Address already in use" (it does unless the program that had '
+            "the port set SO_REUSEADDR too; the kernel does not report whether it did)"
+        )
+    if reuseaddr is False:
+        return f'{fails} with "Address already in use" (the new socket has no SO_REUSEADDR)'
+    return (
+        f'{fails} with "Address already in use" unless both the old socket and the new '
+        "one set SO_REUSEADDR (the kernel does not report whether the old one did)"
     )

@@ -52,6 +52,7 @@ from app.core.procs.events import (
     Stream,
     Subscriber,
 )
+from app.core.procs.exits import explain_failure, state_text
 from app.core.procs.foreign import ForeignProcess
 from app.core.procs.manager import (
     ENV_LIFELINE_FD,
@@ -60,13 +61,10 @@ from app.core.procs.manager import (
     NAME_PATTERN,
     NAME_RULE,
     SHIM_PATH,
-    ProcessInfo,
     ProcessManager,
-    Target,
     executable_problem,
-    explain_failure,
-    state_text,
 )
+from app.core.procs.records import ProcessInfo, Target
 
 __all__ = [
     "ENV_LIFELINE_FD",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import os
 import queue
 import re
@@ -21,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO
@@ -33,13 +32,13 @@ from app.core.procs.events import (
     EventHub,
     OutputLine,
     ProcessEvent,
-    ProcessExited,
     ProcessStarted,
     Stream,
     Subscriber,
 )
 from app.core.procs.foreign import ForeignProcess, describe_foreign, kill_foreign
 from app.core.procs.output import OutputBuffer
+from app.core.procs.records import ProcessInfo, ProcessRecord, Target
 
 # Environment the built-in lab programs read (app.labs._common.install_parent_guard).
 ENV_PARENT_PID = "OBSERVATORY_PARENT_PID"
@@ -56,164 +55,6 @@ _PROJECT_ROOT = str(Path(__file__).resolve().parents[3])
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 NAME_RULE = "a name is 1 to 40 letters, digits, '-', '_' or '.', starting with a letter or digit"
-
-# Signals that mean "stop": a process that ends after one of these, sent by
-# us, ended because we asked (lab up counts that as ending well).
-_STOPPING_SIGNALS = frozenset(
-    {signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
-)
-
-Target = str | int
-
-
-# ------------------------------------------------------------------ snapshots
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessInfo:
-    """A snapshot of one managed process.
-
-    ``state`` is one of "starting", "running", "exited N", "killed by SIGNAME".
-    ``cpu_percent`` is like top's (100 = one core), measured between two calls
-    of :meth:`ProcessManager.processes` at least 0.25 s apart (the first call
-    measures since the start); None when not running.
-    """
-
-    name: str
-    pid: int | None
-    argv: tuple[str, ...]  # what actually runs (a built-in: python -m app.labs.X ...)
-    program: str | None  # built-in name ("tcp-server"), None for a command
-    args: tuple[str, ...]  # a built-in's arguments; a command's argv[1:]
-    state: str
-    returncode: int | None
-    cpu_percent: float | None
-    started_at: float | None
-    ended_at: float | None
-    stop_requested: bool
-    output: tuple[str, ...] = field(repr=False)  # most recent lines, oldest first
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-    @property
-    def ended(self) -> bool:
-        return self.returncode is not None
-
-    @property
-    def ended_well(self) -> bool:
-        """Ended with status 0, or after we asked it to stop."""
-        return self.returncode is not None and (self.returncode == 0 or self.stop_requested)
-
-    @property
-    def command_line(self) -> str:
-        """What a student would type: ``tcp-server 6000`` or ``nc -vn 127.0.0.1 7000``."""
-        import shlex
-
-        if self.program is not None:
-            return shlex.join([self.program, *self.args])
-        return shlex.join(self.argv)
-
-
-# ------------------------------------------------------------------ internals
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def state_text(returncode: int, sent: Iterable[int] = ()) -> str:
-    """``exited 0`` / ``killed by SIGKILL`` from a Popen return code.
-
-    A program that catches the stop signal we sent and exits with 128 + that
-    signal (as the built-ins do: 143 after SIGTERM) is "stopped by SIGTERM
-    (exit 143)".
-    """
-    if returncode < 0:
-        return f"killed by {_signal_name(-returncode)}"
-    if returncode > 128 and returncode - 128 in sent:
-        return f"stopped by {_signal_name(returncode - 128)} (exit {returncode})"
-    return f"exited {returncode}"
-
-
-# perror()'s words for EADDRINUSE (glibc and musl), as a C server prints them.
-_IN_USE = os.strerror(errno.EADDRINUSE)
-
-
-def explain_failure(reason: str, args: Sequence[str]) -> str | None:
-    """Words to add to a failed program's last line, when the observatory knows more.
-
-    "Address already in use" (``perror("bind")`` of the lecture's tcp_server1):
-    names what holds the port, from one poll of the kernel's sockets. The
-    port is the program's only argument from 1 to 65535 (``./tcp_server1
-    6000``); a lab program's own line already says it all (None).
-    """
-    if _IN_USE.lower() not in reason.lower() or "observatory snapshot" in reason:
-        return None
-    from app.labs import whole_number
-
-    numbers = (whole_number(a) for a in args)
-    ports = {n for n in numbers if n is not None and 1 <= n <= 65535}
-    if len(ports) != 1:
-        return (
-            "bind() found the port taken: by a listener, or by a connection's end that "
-            "lingers in FIN_WAIT2 or TIME_WAIT after its program was closed or killed; "
-            "`observatory snapshot --all` shows which"
-        )
-    port = ports.pop()
-    try:
-        from app.core.portuse import holder_summary
-        from app.core.sockets import default_source
-
-        summary = holder_summary(default_source().poll().sockets, "0.0.0.0", port)
-    except Exception:  # only a hint: never let it hide the exit itself
-        summary = None
-    see = f"`observatory snapshot --all --port {port}`"
-    if summary is None:
-        return (
-            f"bind() found port {port} taken, though no socket on it is listed now (a "
-            f"socket only bound, not listening, is not listed; or the holder has just "
-            f"gone): see {see}"
-        )
-    return f"bind() found port {port} taken: {summary}; see {see}"
-
-
-@dataclass(eq=False)
-class _Record:
-    name: str
-    argv: tuple[str, ...]
-    program: str | None
-    args: tuple[str, ...]
-    env: dict[str, str] | None
-    cwd: str | None
-    builtin: bool
-    output: OutputBuffer
-    popen: subprocess.Popen[bytes] | None = None
-    pid: int | None = None
-    ps: psutil.Process | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    returncode: int | None = None
-    stop_requested: bool = False
-    sent_signals: set[int] = field(default_factory=set)  # stopping signals we sent
-    threads: list[threading.Thread] = field(default_factory=list)
-    cpu_last: tuple[float, float] | None = None  # (monotonic, cpu seconds)
-    cpu_percent: float | None = None
-    replaced: str | None = None  # the state of the ended record of this name it replaced
-
-    @property
-    def state(self) -> str:
-        if self.returncode is not None:
-            return state_text(self.returncode, self.sent_signals)
-        return "starting" if self.pid is None else "running"
-
-    @property
-    def alive(self) -> bool:
-        """Started and not reaped yet: its pid (and process group id) is still ours."""
-        return self.pid is not None and self.returncode is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,14 +85,6 @@ def _read_pid(fd: int, timeout: float = _PID_REPORT_SECONDS) -> int | None:
         data += chunk
     text = data.split(b"\n", 1)[0].strip()
     return int(text) if text.isdigit() and int(text) > 0 else None
-
-
-def _has_exited(pid: int) -> bool:
-    """Our child ``pid`` has ended (it may not be reaped yet, and is not reaped here)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
 
 
 def executable_problem(argv0: str, cwd: str | None, env: Mapping[str, str] | None) -> str | None:
@@ -297,7 +130,7 @@ class ProcessManager:
         self._max_line_bytes = max_line_bytes
         self._lock = threading.RLock()  # RLock: a signal handler may re-enter
         self._changed = threading.Condition(self._lock)
-        self._records: dict[str, _Record] = {}
+        self._records: dict[str, ProcessRecord] = {}
         self._events = EventHub(event_backlog)
         self._closed = False
         self._shut_down = threading.Event()  # set when shutdown() has finished
@@ -428,7 +261,7 @@ class ProcessManager:
         if cwd_text is not None and not os.path.isdir(cwd_text):
             raise LaunchError(f"the folder {cwd_text} does not exist")
         shown_argv = tuple(real_argv) if builtin else args
-        record = _Record(
+        record = ProcessRecord(
             name=name,
             argv=shown_argv,
             program=program,
@@ -506,7 +339,7 @@ class ProcessManager:
                 record.ps = None
             if self._closed:  # shutdown() ran while we were starting: do not leave it behind
                 with contextlib.suppress(ProcessError):
-                    self._signal_group(record, signal.SIGKILL)
+                    record.signal_group(signal.SIGKILL)
             self._changed.notify_all()
         started = record.started_at or time.time()
         self._events.emit(ProcessStarted(name, pid, record.argv, program, started, record.replaced))
@@ -523,7 +356,7 @@ class ProcessManager:
             target=self._wait_child, args=(record,), name=f"observatory-wait-{name}", daemon=True
         )
         waiter.start()
-        return self._info(record)
+        return record.info()
 
     def _lifeline_read_end(self) -> int:
         # Called with the lock held. The write end never leaves this process
@@ -561,7 +394,7 @@ class ProcessManager:
 
     # ------------------------------------------------------- reading output
 
-    def _read_stream(self, record: _Record, stream: Stream, pipe: IO[bytes]) -> None:
+    def _read_stream(self, record: ProcessRecord, stream: Stream, pipe: IO[bytes]) -> None:
         pid = record.pid or 0
 
         def line(text: str) -> None:
@@ -571,7 +404,7 @@ class ProcessManager:
 
     # ------------------------------------------------------------- exits
 
-    def _wait_child(self, record: _Record) -> None:
+    def _wait_child(self, record: ProcessRecord) -> None:
         popen = record.popen
         assert popen is not None
         # Wait WITHOUT reaping: until we reap under the lock, the pid and the
@@ -588,70 +421,17 @@ class ProcessManager:
             record.ended_at = time.time()
             record.cpu_percent = None
             self._changed.notify_all()
-        reason: str | None = None
-        explanation: str | None = None
-        if returncode != 0 and not record.stop_requested:
-            reason = record.output.last_stderr
-            if reason is not None:
-                explanation = explain_failure(reason, record.args)
-        self._events.emit(
-            ProcessExited(
-                record.name,
-                record.pid or popen.pid,
-                returncode,
-                state_text(returncode, record.sent_signals),
-                record.stop_requested,
-                record.ended_at,
-                reason,
-                explanation,
-            )
-        )
+        self._events.emit(record.exit_event())
 
     # ---------------------------------------------------------- snapshots
-
-    def _info(self, record: _Record) -> ProcessInfo:
-        lines = record.output.lines()
-        return ProcessInfo(
-            name=record.name,
-            pid=record.pid,
-            argv=record.argv,
-            program=record.program,
-            args=record.args,
-            state=record.state,
-            returncode=record.returncode,
-            cpu_percent=record.cpu_percent if record.alive else None,
-            started_at=record.started_at,
-            ended_at=record.ended_at,
-            stop_requested=record.stop_requested,
-            output=lines,
-        )
-
-    def _sample_cpu(self, record: _Record) -> None:
-        # Called with the lock held and the child not reaped (pid still ours).
-        if record.ps is None or not record.alive:
-            return
-        now = time.monotonic()
-        try:
-            times = record.ps.cpu_times()
-        except psutil.Error:
-            return
-        total = float(times.user + times.system)
-        if record.cpu_last is None:
-            record.cpu_last = (now, total)
-            return
-        then, before = record.cpu_last
-        if now - then >= 0.25 or record.cpu_percent is None:
-            elapsed = max(now - then, 1e-6)
-            record.cpu_percent = round(max(0.0, (total - before) / elapsed * 100.0), 1)
-            record.cpu_last = (now, total)
 
     def processes(self) -> list[ProcessInfo]:
         """Every managed process (running and ended), in launch order; samples CPU%."""
         with self._lock:
             records = list(self._records.values())
             for record in records:
-                self._sample_cpu(record)
-            return [self._info(r) for r in records]
+                record.sample_cpu()
+            return [r.info() for r in records]
 
     def get(self, target: Target) -> ProcessInfo:
         """The snapshot of one managed process, by name or pid.
@@ -661,8 +441,8 @@ class ProcessManager:
         """
         with self._lock:
             record = self._find(target)
-            self._sample_cpu(record)
-            return self._info(record)
+            record.sample_cpu()
+            return record.info()
 
     def output(self, target: Target) -> list[str]:
         """The most recent output lines of a managed process (stdout and stderr)."""
@@ -679,7 +459,7 @@ class ProcessManager:
         with self._lock:
             return any(r.pid == pid and r.alive for r in self._records.values())
 
-    def _find(self, target: Target) -> _Record:
+    def _find(self, target: Target) -> ProcessRecord:
         if isinstance(target, bool):
             raise ProcessError(f"{target!r} is neither a process name nor a pid")
         if isinstance(target, int):
@@ -713,7 +493,7 @@ class ProcessManager:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"{record.name} is still running after {timeout} s")
                 self._changed.wait(remaining)
-            return self._info(record)
+            return record.info()
 
     def wait_all(self, timeout: float | None = None) -> bool:
         """Block until every managed process has ended; False on timeout."""
@@ -727,46 +507,6 @@ class ProcessManager:
             return True
 
     # ------------------------------------------------------------- signals
-
-    def _signal_group(self, record: _Record, sig: int) -> None:
-        """Signal a child's process group and any descendant that left it.
-
-        Follows psutil's ``kill_proc_tree`` recipe: list the descendants
-        first (once signalled they may be reparented and lost), then signal.
-        Called with the lock held, before the leader is reaped, so its pid
-        (= the group id) cannot have been reused. A command's leader is reaped
-        by its supervisor, as the supervisor's last act before it exits: so
-        nothing is sent once the supervisor has exited. The descendants are
-        the supervisor's: orphans of the command's tree are its children.
-        """
-        pid = record.pid
-        if pid is None or record.returncode is not None:
-            return
-        if sig in _STOPPING_SIGNALS:
-            record.stop_requested = True
-            record.sent_signals.add(sig)
-        top = record.popen.pid if record.popen is not None else pid
-        if top != pid and _has_exited(top):
-            return
-        try:
-            descendants = psutil.Process(top).children(recursive=True)
-        except psutil.Error:
-            descendants = []
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            raise ProcessError(
-                f"the operating system refused to signal {record.name} (pid {pid}): "
-                f"{os.strerror(errno.EPERM)}"
-            ) from None
-        for child in descendants:
-            try:
-                if os.getpgid(child.pid) != pid:  # left our group (setsid, setpgid)
-                    child.send_signal(sig)
-            except (psutil.Error, OSError):
-                pass
 
     def kill(self, target: Target, sig: int = signal.SIGTERM) -> ProcessInfo:
         """Send ``sig`` to a managed process's whole group (and descendants that left it).
@@ -782,8 +522,8 @@ class ProcessManager:
                 raise ProcessError(f"{record.name} has already ended ({record.state})")
             if record.pid is None:
                 raise ProcessError(f"{record.name} is still starting; try again in a moment")
-            self._signal_group(record, sig)
-            return self._info(record)
+            record.signal_group(sig)
+            return record.info()
 
     def kill_all(self, sig: int = signal.SIGTERM) -> list[str]:
         """Signal every running managed process; returns the names signalled."""
@@ -792,7 +532,7 @@ class ProcessManager:
             for record in self._records.values():
                 if record.alive:
                     with contextlib.suppress(ProcessError):
-                        self._signal_group(record, sig)
+                        record.signal_group(sig)
                     names.append(record.name)
         return names
 
@@ -804,13 +544,13 @@ class ProcessManager:
         with self._lock:
             record = self._find(target)
             if record.alive:
-                self._signal_group(record, signal.SIGTERM)
+                record.signal_group(signal.SIGTERM)
         try:
             return self.wait(record.name, timeout)
         except TimeoutError:
             pass
         with self._lock:
-            self._signal_group(record, signal.SIGKILL)
+            record.signal_group(signal.SIGKILL)
         return self.wait(record.name, 5.0)
 
     def restart(self, target: Target, timeout: float = 3.0) -> ProcessInfo:
@@ -894,7 +634,7 @@ class ProcessManager:
                 for record in self._records.values():
                     if record.alive:
                         with contextlib.suppress(ProcessError):
-                            self._signal_group(record, signal.SIGTERM)
+                            record.signal_group(signal.SIGTERM)
         if not first:
             self._shut_down.wait(timeout + 5.0)
             return
@@ -909,7 +649,7 @@ class ProcessManager:
                 for record in self._records.values():
                     if record.alive:
                         with contextlib.suppress(ProcessError):
-                            self._signal_group(record, signal.SIGKILL)
+                            record.signal_group(signal.SIGKILL)
             self.wait_all(2.0)
         self._requests.put(None)
         self._launcher.join(1.0)

@@ -35,9 +35,13 @@ import shlex
 import signal
 import socket
 import sys
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from app.cliutil import UsageError, port_number
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 HELP = "the dashboard in a web browser (textual-serve), on http://127.0.0.1:8000/"
 DEFAULT_HOST = "127.0.0.1"
@@ -209,13 +213,51 @@ def local_page(template: str) -> str:
     return stripped
 
 
-def make_server(host: str, port: int) -> Any:
-    """A textual-serve Server for the dashboard, with the checks described above."""
-    import asyncio
+def refusal_of(headers: Mapping[str, str], websocket: bool, host: str, port: int) -> str | None:
+    """Why a request for the page (or its websocket) is refused with 403; None if it is not."""
+    host_header = headers.get("Host", "")
+    if not host_allowed(host_header):
+        return (
+            f"Open the observatory by IP address (like {url_for(host, port)}) "
+            "or localhost, not by a name.\n"
+        )
+    if websocket and not origin_allowed(headers.get("Origin"), host_header):
+        return "Only the observatory's own page may connect here.\n"
+    return None
+
+
+def ready_line(host: str, port: int) -> str:
+    """What the server prints once it listens: where to open it, and how to stop it."""
+    others = (
+        " (from other machines: this machine's address, see `ip addr`)"
+        if host in ("0.0.0.0", "::")
+        else ""
+    )
+    return (
+        f"Connection Observatory: open {url_for(host, port)} in a web browser{others}; each tab "
+        "runs its own dashboard. Ctrl+C stops it."
+    )
+
+
+def _serve_local_page(app: web.Application, templates_path: str | os.PathLike[str]) -> None:
+    """Serve textual-serve's page template as :func:`local_page` makes it."""
     from pathlib import Path
 
     import aiohttp_jinja2
     import jinja2
+
+    page = (Path(templates_path) / "app_index.html").read_text(encoding="utf-8")
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.DictLoader({"app_index.html": local_page(page)}),
+        autoescape=jinja2.select_autoescape(default=True),
+    )
+
+
+def make_server(host: str, port: int) -> Any:
+    """A textual-serve Server for the dashboard, with the checks described above."""
+    import asyncio
+
     from aiohttp import web
     from textual_serve.server import Server
 
@@ -224,23 +266,13 @@ def make_server(host: str, port: int) -> Any:
     class ObservatoryServer(Server):
         async def _make_app(self) -> web.Application:
             app = await super()._make_app()
-            page = (Path(self.templates_path) / "app_index.html").read_text(encoding="utf-8")
-            aiohttp_jinja2.setup(
-                app,
-                loader=jinja2.DictLoader({"app_index.html": local_page(page)}),
-                autoescape=jinja2.select_autoescape(default=True),
-            )
+            _serve_local_page(app, self.templates_path)
             return app
 
         def _check(self, request: web.Request, websocket: bool) -> None:
-            host_header = request.headers.get("Host", "")
-            if not host_allowed(host_header):
-                raise web.HTTPForbidden(
-                    text=f"Open the observatory by IP address (like {url_for(host, port)}) "
-                    "or localhost, not by a name.\n"
-                )
-            if websocket and not origin_allowed(request.headers.get("Origin"), host_header):
-                raise web.HTTPForbidden(text="Only the observatory's own page may connect here.\n")
+            refusal = refusal_of(request.headers, websocket, host, port)
+            if refusal is not None:
+                raise web.HTTPForbidden(text=refusal)
 
         async def handle_index(self, request: web.Request) -> web.StreamResponse:
             self._check(request, websocket=False)
@@ -267,17 +299,7 @@ def make_server(host: str, port: int) -> Any:
                 task.cancel()
 
         async def on_startup(self, app: web.Application) -> None:
-            where = url_for(host, port)
-            others = (
-                " (from other machines: this machine's address, see `ip addr`)"
-                if host in ("0.0.0.0", "::")
-                else ""
-            )
-            print(
-                f"Connection Observatory: open {where} in a web browser{others}; each tab "
-                "runs its own dashboard. Ctrl+C stops it.",
-                flush=True,
-            )
+            print(ready_line(host, port), flush=True)
 
     return ObservatoryServer(served_command(), host=host, port=port, title=TITLE)
 

@@ -23,7 +23,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Button, Input, Label, Static
 
-from app.core.endian import DEFAULT_BYTES, EndianError, EndianReport, parse_bytes, read_words
+from app.core.endian import (
+    DEFAULT_BYTES,
+    EndianError,
+    EndianReport,
+    WordTable,
+    parse_bytes,
+    read_words,
+)
 from app.core.model import Snapshot, Socket, SocketEvent
 from app.core.sockaddr import (
     SockaddrError,
@@ -210,60 +217,65 @@ def word_tables(report: EndianReport, width: int = 120) -> list[RenderableType]:
             )
         )
     for table in report.tables:
-        if table.size == 1:
-            out.append(
-                Text(
-                    f"1-byte words: {table.sequence('big').replace('-', ' ')}\n"
-                    "one byte has no byte order: both readings are the same."
-                )
-            )
-            continue
-        if not table.words:
-            out.append(
-                Text(
-                    f"{table.size}-byte words: fewer than {table.size} bytes, "
-                    "no whole word to read."
-                )
-            )
-            continue
-        mine = " ← this machine"
-        grid = Table(
-            title=f"{table.size}-byte words",
-            title_style="bold",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-            padding=(0, 1),
-            header_style="bold",
-        )
-        grid.add_column("at", no_wrap=True, justify="right")
-        grid.add_column("bytes", no_wrap=True)
-        if wide:
-            grid.add_column("big-endian (network)" + (mine if host == "big" else ""))
-            grid.add_column("little-endian" + (mine if host == "little" else ""))
-        else:
-            grid.add_column("big", no_wrap=True)
-            grid.add_column("little", no_wrap=True)
-        sep = " = " if wide else "\n"
-        for w in table.words:
-            grid.add_row(
-                str(w.offset),
-                " ".join(f"{b:02X}" for b in w.data),
-                f"{w.big_hex}{sep}{w.big}",
-                f"{w.little_hex}{sep}{w.little}",
-            )
-        out.append(Text())
-        out.append(grid)
-        if table.palindrome_note:
-            out.append(Text(table.palindrome_note))
-        if table.leftover:
-            left = " ".join(f"{b:02X}" for b in table.leftover)
-            out.append(Text(f"({left}: too few bytes left for another {table.size}-byte word)"))
+        out.extend(_word_size(table, host, wide))
     out.append(Text())
     out.append(Text(report.host_line))
     out.append(Text(report.network_line))
     return out
+
+
+def _word_size(table: WordTable, host: str, wide: bool) -> list[RenderableType]:
+    """One word size: a line when there is nothing to compare, else its grid and notes."""
+    if table.size == 1:
+        return [
+            Text(
+                f"1-byte words: {table.sequence('big').replace('-', ' ')}\n"
+                "one byte has no byte order: both readings are the same."
+            )
+        ]
+    if not table.words:
+        return [
+            Text(f"{table.size}-byte words: fewer than {table.size} bytes, no whole word to read.")
+        ]
+    out: list[RenderableType] = [Text(), _word_grid(table, host, wide)]
+    if table.palindrome_note:
+        out.append(Text(table.palindrome_note))
+    if table.leftover:
+        left = " ".join(f"{b:02X}" for b in table.leftover)
+        out.append(Text(f"({left}: too few bytes left for another {table.size}-byte word)"))
+    return out
+
+
+def _word_grid(table: WordTable, host: str, wide: bool) -> Table:
+    """Each word's offset and bytes, read big- and little-endian (this machine's marked)."""
+    mine = " ← this machine"
+    grid = Table(
+        title=f"{table.size}-byte words",
+        title_style="bold",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        header_style="bold",
+    )
+    grid.add_column("at", no_wrap=True, justify="right")
+    grid.add_column("bytes", no_wrap=True)
+    if wide:
+        grid.add_column("big-endian (network)" + (mine if host == "big" else ""))
+        grid.add_column("little-endian" + (mine if host == "little" else ""))
+    else:
+        grid.add_column("big", no_wrap=True)
+        grid.add_column("little", no_wrap=True)
+    sep = " = " if wide else "\n"
+    for w in table.words:
+        grid.add_row(
+            str(w.offset),
+            " ".join(f"{b:02X}" for b in w.data),
+            f"{w.big_hex}{sep}{w.big}",
+            f"{w.little_hex}{sep}{w.little}",
+        )
+    return grid
 
 
 class BytesPanel(InstrumentPanel):

@@ -183,18 +183,8 @@ def decode_fields(
         # the limit given to listen() in wqueue (ss shows it as Send-Q).
         backlog, send_q = wqueue, 0
     elif proto.startswith("tcp") and state not in ("TIME_WAIT", "SYN_RECV"):
-        start, end = _info_span(payload) if info is None else info
-        if end - start >= TCPI_MIN_LEN:
-            (rtt,) = _U32.unpack_from(payload, start + TCPI_RTT)
-            (cwnd,) = _U32.unpack_from(payload, start + TCPI_SND_CWND)
-            (retrans,) = _U32.unpack_from(payload, start + TCPI_TOTAL_RETRANS)
-            # "hola" is 4 bytes sent; bytes_acked would say 5 on the client (its
-            # SYN counts), so bytes_sent is read where the kernel has it.
-            at = TCPI_BYTES_SENT if end - start >= TCPI_SENT_LEN else TCPI_BYTES_ACKED
-            (sent,) = _U64.unpack_from(payload, start + at)
-            (received,) = _U64.unpack_from(payload, start + TCPI_BYTES_RECEIVED)
-            if state in FIN_RECEIVED and received:
-                received -= 1  # the kernel counts the peer's FIN as a byte received
+        span = _info_span(payload) if info is None else info
+        rtt, cwnd, retrans, sent, received = _tcp_numbers(payload, state, span)
     return (
         sport,
         dport or None,
@@ -212,6 +202,29 @@ def decode_fields(
         sent,
         received,
     )
+
+
+def _tcp_numbers(
+    payload: bytes | memoryview, state: str, span: tuple[int, int]
+) -> tuple[int | None, int | None, int | None, int | None, int | None]:
+    """rtt, cwnd, retrans, bytes sent and bytes received from the tcp_info at ``span``.
+
+    Five Nones when there is none, or one too short to hold them.
+    """
+    start, end = span
+    if end - start < TCPI_MIN_LEN:
+        return None, None, None, None, None
+    (rtt,) = _U32.unpack_from(payload, start + TCPI_RTT)
+    (cwnd,) = _U32.unpack_from(payload, start + TCPI_SND_CWND)
+    (retrans,) = _U32.unpack_from(payload, start + TCPI_TOTAL_RETRANS)
+    # "hola" is 4 bytes sent; bytes_acked would say 5 on the client (its
+    # SYN counts), so bytes_sent is read where the kernel has it.
+    at = TCPI_BYTES_SENT if end - start >= TCPI_SENT_LEN else TCPI_BYTES_ACKED
+    (sent,) = _U64.unpack_from(payload, start + at)
+    (received,) = _U64.unpack_from(payload, start + TCPI_BYTES_RECEIVED)
+    if state in FIN_RECEIVED and received:
+        received -= 1  # the kernel counts the peer's FIN as a byte received
+    return rtt, cwnd, retrans, sent, received
 
 
 def decode(payload: bytes | memoryview, proto: str) -> RawSocket:

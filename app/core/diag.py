@@ -352,48 +352,66 @@ def dump_keys(
     family, protocol = PROTO_REQUESTS[proto]
     tcp = protocol == socket.IPPROTO_TCP
     sock.send(_request(family, protocol, 1 << (INET_DIAG_INFO - 1) if tcp else 0))
+    info_at: dict[int, tuple[int, int]] = {}  # message length -> where its tcp_info lies
+    recv = sock.recv
+    while True:
+        buf = recv(RECV_SIZE)
+        if not buf or _keys_of_buffer(buf, proto, tcp, known, keys, fresh, inodes, info_at):
+            return
+
+
+def _keys_of_buffer(
+    buf: bytes,
+    proto: str,
+    tcp: bool,
+    known: Container[bytes],
+    keys: list[bytes],
+    fresh: dict[bytes, tuple[str, bytes, tuple[int, int]]],
+    inodes: set[int],
+    info_at: dict[int, tuple[int, int]],
+) -> bool:
+    """The keys of the messages in one received buffer, as :func:`dump_keys` says.
+
+    Returns True when a message in it ended the dump. ``info_at`` caches, by
+    message length, where tcp_info lies, from one buffer to the next.
+    """
     hdr = _NLMSGHDR.unpack_from
     rta = _RTA.unpack_from
     u32 = _U32.unpack_from
     head_end = 16 + _HEAD_END
     tail_lo, tail_hi = 16 + _TAIL[0], 16 + _TAIL[1]
     info_lo, info_hi = TCPI_KEY
-    info_at: dict[int, tuple[int, int]] = {}  # message length -> where its tcp_info lies
     append, add = keys.append, inodes.add
-    recv = sock.recv
-    while True:
-        buf = recv(RECV_SIZE)
-        if not buf:
-            return
-        off = 0
-        end = len(buf)
-        while off < end:
-            length, msg_type, _f, _s, _p = hdr(buf, off)
-            if msg_type != SOCK_DIAG_BY_FAMILY:
-                if _ended(buf, off, length, msg_type, proto) or length < 16:
-                    return
-                off += (length + 3) & ~3
-                continue
-            key = buf[off + 16 : off + head_end] + buf[off + tail_lo : off + tail_hi]
-            span = NO_INFO
-            if tcp and length > 16 + MSG_LEN:
-                span = info_at.get(length, NO_INFO)
-                if span is NO_INFO or (
-                    span[0] and rta(buf, off + 16 + span[0] - 4)[1] != INET_DIAG_INFO
-                ):
-                    # Attributes come in the same order in messages of one length:
-                    # find tcp_info once per length, then check it with one read.
-                    span = info_at[length] = _info_span(buf[off + 16 : off + length])
-                if span[0]:
-                    at = off + 16 + span[0]
-                    key += buf[at + info_lo : at + min(info_hi, span[1] - span[0])]
-            append(key)
-            if key not in known:
-                fresh[key] = (proto, buf[off + 16 : off + length], span)
-                inode = u32(buf, off + 16 + MSG_LEN - 4)[0]
-                if inode:
-                    add(inode)
+    off = 0
+    end = len(buf)
+    while off < end:
+        length, msg_type, _f, _s, _p = hdr(buf, off)
+        if msg_type != SOCK_DIAG_BY_FAMILY:
+            if _ended(buf, off, length, msg_type, proto) or length < 16:
+                return True
             off += (length + 3) & ~3
+            continue
+        key = buf[off + 16 : off + head_end] + buf[off + tail_lo : off + tail_hi]
+        span = NO_INFO
+        if tcp and length > 16 + MSG_LEN:
+            span = info_at.get(length, NO_INFO)
+            if span is NO_INFO or (
+                span[0] and rta(buf, off + 16 + span[0] - 4)[1] != INET_DIAG_INFO
+            ):
+                # Attributes come in the same order in messages of one length:
+                # find tcp_info once per length, then check it with one read.
+                span = info_at[length] = _info_span(buf[off + 16 : off + length])
+            if span[0]:
+                at = off + 16 + span[0]
+                key += buf[at + info_lo : at + min(info_hi, span[1] - span[0])]
+        append(key)
+        if key not in known:
+            fresh[key] = (proto, buf[off + 16 : off + length], span)
+            inode = u32(buf, off + 16 + MSG_LEN - 4)[0]
+            if inode:
+                add(inode)
+        off += (length + 3) & ~3
+    return False
 
 
 def _sockid(family: int, local: tuple[str, int], remote: tuple[str, int]) -> bytes:

@@ -420,6 +420,13 @@ def _when_due(scenario: Scenario, stop: threading.Event | None) -> Iterator[Scen
         yield entry
 
 
+def _launch(manager: ProcessManager, entry: ScenarioEntry, name: str, folder: Path) -> ProcessInfo:
+    """Start ``entry`` as ``name``: a built-in, or a command run in the scenario's folder."""
+    if entry.program is not None:
+        return manager.launch_builtin(name, entry.program, entry.args)
+    return manager.launch_command(name, entry.command or (), cwd=folder)
+
+
 def start_scenario(
     manager: ProcessManager,
     scenario: Scenario,
@@ -440,10 +447,7 @@ def start_scenario(
     started: list[ProcessInfo] = []
     folder = scenario.folder
     for entry in _when_due(scenario, stop):
-        if entry.program is not None:
-            info = manager.launch_builtin(entry.name, entry.program, entry.args)
-        else:
-            info = manager.launch_command(entry.name, entry.command or (), cwd=folder)
+        info = _launch(manager, entry, entry.name, folder)
         started.append(info)
         if on_started is not None:
             on_started(entry, info)
@@ -507,48 +511,49 @@ def start_scenario_each(
     results: list[EntryResult] = []
     folder = scenario.folder
     for entry in _when_due(scenario, stop):
-        name = entry.name
-        outcome: Outcome = "started"
-        message = ""
-        try:
-            current = manager.get(name)
-        except ProcessError:
-            current = None
-        if current is not None and not current.ended:
-            if _same_program(current, entry):
-                where = f"pid {current.pid}" if current.pid else "starting"
-                result = EntryResult(
-                    entry, "kept", name, current, f"{name} is already running ({where}): kept"
-                )
-                results.append(result)
-                if on_result is not None:
-                    on_result(result)
-                continue
-            try:
-                name = _fresh_name(manager, entry.name)
-            except LaunchError as exc:
-                result = EntryResult(
-                    entry, "failed", entry.name, None, f"{entry.name} was not started: {exc}"
-                )
-                results.append(result)
-                if on_result is not None:
-                    on_result(result)
-                continue
-            outcome = "renamed"
-            message = (
-                f"{entry.name} is already the name of a running {current.command_line}: "
-                f"{entry.command_line} started as {name}"
-            )
-        try:
-            if entry.program is not None:
-                info = manager.launch_builtin(name, entry.program, entry.args)
-            else:
-                info = manager.launch_command(name, entry.command or (), cwd=folder)
-        except ProcessError as exc:
-            result = EntryResult(entry, "failed", name, None, f"{name} could not start: {exc}")
-        else:
-            result = EntryResult(entry, outcome, name, info, message)
+        result = _start_entry(manager, entry, folder)
         results.append(result)
         if on_result is not None:
             on_result(result)
     return results
+
+
+def _start_entry(manager: ProcessManager, entry: ScenarioEntry, folder: Path) -> EntryResult:
+    """Start one entry; or keep the process that already runs it under its name; or,
+    when its name is taken by another program, start it under a fresh name."""
+    try:
+        current = manager.get(entry.name)
+    except ProcessError:
+        current = None
+    if current is None or current.ended:
+        return _start_as(manager, entry, entry.name, folder, "started", "")
+    if _same_program(current, entry):
+        where = f"pid {current.pid}" if current.pid else "starting"
+        message = f"{entry.name} is already running ({where}): kept"
+        return EntryResult(entry, "kept", entry.name, current, message)
+    try:
+        name = _fresh_name(manager, entry.name)
+    except LaunchError as exc:
+        message = f"{entry.name} was not started: {exc}"
+        return EntryResult(entry, "failed", entry.name, None, message)
+    message = (
+        f"{entry.name} is already the name of a running {current.command_line}: "
+        f"{entry.command_line} started as {name}"
+    )
+    return _start_as(manager, entry, name, folder, "renamed", message)
+
+
+def _start_as(
+    manager: ProcessManager,
+    entry: ScenarioEntry,
+    name: str,
+    folder: Path,
+    outcome: Outcome,
+    message: str,
+) -> EntryResult:
+    """Launch ``entry`` as ``name``: ``outcome`` with ``message``, or ``failed`` with why."""
+    try:
+        info = _launch(manager, entry, name, folder)
+    except ProcessError as exc:
+        return EntryResult(entry, "failed", name, None, f"{name} could not start: {exc}")
+    return EntryResult(entry, outcome, name, info, message)

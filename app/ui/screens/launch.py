@@ -105,11 +105,6 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         self._warning_shown: str | None = None  # the warning's text on screen
 
     def compose(self) -> ComposeResult:
-        programs = [(p, p) for p in PROGRAMS] + [("any command…", COMMAND)]
-        binds = [
-            (f"{a}  (INADDR_ANY: every address)" if a == "0.0.0.0" else a, a)
-            for a in self._addresses
-        ]
         with VerticalScroll(id="dialog", classes="dialog launch", can_focus=False):
             with Horizontal(id="launch-presets"):
                 yield Label("Lecture's:")
@@ -118,44 +113,10 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
                     "F3 tcp_client1 127.0.0.1 hello 6000", id="preset-client", compact=True
                 )
             with Vertical(id="launch-fields"):
-                with Horizontal(classes="field"):
-                    yield Label("Program")
-                    yield Select(programs, value=self._program, allow_blank=False, id="program")
-                with Horizontal(classes="field"):
-                    yield Label("Name")
-                    yield Input(placeholder="automatic", id="name")
-                with Horizontal(classes="field client"):
-                    yield Label("Server IP")
-                    yield Input("127.0.0.1", id="target")
-                with Horizontal(classes="field client"):
-                    yield Label("Message")
-                    yield Input("hello", id="message")
-                with Horizontal(classes="field builtin"):
-                    yield Label("Port")
-                    yield Input("6000", placeholder="1-65535", id="port")
-                with Horizontal(classes="field server"):
-                    yield Label("Bind address")
-                    yield Select(binds, value="127.0.0.1", allow_blank=False, id="bind")
-                with Horizontal(classes="field tcp-server"):
-                    yield Label("Handler")
-                    yield Select(
-                        [
-                            ("hold: read and discard", "hold"),
-                            ("echo: send back", "echo"),
-                            ("busy: spin like the lecture's while(1)", "busy"),
-                        ],
-                        value="hold",
-                        allow_blank=False,
-                        id="handler",
-                    )
-                with Horizontal(classes="field tcp-server"):
-                    yield Label("Clients")
-                    yield Checkbox("concurrent: one thread per client (the fix)", id="concurrent")
-                with Horizontal(classes="field tcp-server"):
-                    yield Label("Restart")
-                    yield Checkbox(
-                        "SO_REUSEADDR: bind again at once after a kill", value=True, id="reuseaddr"
-                    )
+                yield from self._program_fields()
+                yield from self._client_fields()
+                yield from self._address_fields()
+                yield from self._tcp_server_fields()
                 with Horizontal(classes="field command"):
                     yield Label("Command")
                     yield Input(placeholder="nc -vn 127.0.0.1 7000", id="command")
@@ -166,6 +127,61 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
                 with Horizontal(classes="dialog-buttons"):
                     yield Button("Launch", variant="success", id="launch")
                     yield Button("Cancel (Esc)", id="cancel")
+
+    def _program_fields(self) -> ComposeResult:
+        """What to run, and under which name."""
+        programs = [(p, p) for p in PROGRAMS] + [("any command…", COMMAND)]
+        with Horizontal(classes="field"):
+            yield Label("Program")
+            yield Select(programs, value=self._program, allow_blank=False, id="program")
+        with Horizontal(classes="field"):
+            yield Label("Name")
+            yield Input(placeholder="automatic", id="name")
+
+    def _client_fields(self) -> ComposeResult:
+        """A client's server address and message."""
+        with Horizontal(classes="field client"):
+            yield Label("Server IP")
+            yield Input("127.0.0.1", id="target")
+        with Horizontal(classes="field client"):
+            yield Label("Message")
+            yield Input("hello", id="message")
+
+    def _address_fields(self) -> ComposeResult:
+        """The port of every built-in, and the address a server binds."""
+        binds = [
+            (f"{a}  (INADDR_ANY: every address)" if a == "0.0.0.0" else a, a)
+            for a in self._addresses
+        ]
+        with Horizontal(classes="field builtin"):
+            yield Label("Port")
+            yield Input("6000", placeholder="1-65535", id="port")
+        with Horizontal(classes="field server"):
+            yield Label("Bind address")
+            yield Select(binds, value="127.0.0.1", allow_blank=False, id="bind")
+
+    def _tcp_server_fields(self) -> ComposeResult:
+        """The tcp-server's handler, its clients one at a time or at once, SO_REUSEADDR."""
+        with Horizontal(classes="field tcp-server"):
+            yield Label("Handler")
+            yield Select(
+                [
+                    ("hold: read and discard", "hold"),
+                    ("echo: send back", "echo"),
+                    ("busy: spin like the lecture's while(1)", "busy"),
+                ],
+                value="hold",
+                allow_blank=False,
+                id="handler",
+            )
+        with Horizontal(classes="field tcp-server"):
+            yield Label("Clients")
+            yield Checkbox("concurrent: one thread per client (the fix)", id="concurrent")
+        with Horizontal(classes="field tcp-server"):
+            yield Label("Restart")
+            yield Checkbox(
+                "SO_REUSEADDR: bind again at once after a kill", value=True, id="reuseaddr"
+            )
 
     def on_resize(self) -> None:
         self.set_class(self.size.height < SHORT, "-short")

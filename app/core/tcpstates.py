@@ -345,6 +345,14 @@ class _Canvas:
 
 
 def _draw_edges(c: _Canvas) -> None:
+    """Every arrow of the diagram and its words; the states' names go on top."""
+    _draw_opening(c)
+    _draw_closing(c)
+    _draw_ending(c)
+
+
+def _draw_opening(c: _Canvas) -> None:
+    """From CLOSED to ESTABLISHED: the passive and the active open, the handshake."""
     # CLOSED -> LISTEN (passive open) and CLOSED -> SYN_SENT (active open).
     c.put(0, _CL, "┌")
     c.hline(0, _CL + 1, _MID - 1)
@@ -369,6 +377,10 @@ def _draw_edges(c: _Canvas) -> None:
     c.put(9, _MID + SLOT, "◀")
     c.hline(9, _MID + SLOT + 1, _CR - 1)
     c.put(9, _CR, "┘")
+
+
+def _draw_closing(c: _Canvas) -> None:
+    """From ESTABLISHED to the FIN_WAITs, CLOSING and LAST_ACK: the two closes."""
     # ESTABLISHED -> FIN_WAIT1 (active close) and -> CLOSE_WAIT (passive close).
     c.put(10, _CL, "┌")
     c.hline(10, _CL + 1, _CR - 1)
@@ -389,6 +401,10 @@ def _draw_edges(c: _Canvas) -> None:
     c.put(14, _CM + 2, "rcv FIN, snd ACK")
     c.vline(_CR, 14, 15)
     c.put_end(15, _CR - 2, "close(), snd FIN")
+
+
+def _draw_ending(c: _Canvas) -> None:
+    """Into TIME_WAIT and back to CLOSED: LAST_ACK's end, and 2MSL."""
     # FIN_WAIT2 -> TIME_WAIT, CLOSING -> TIME_WAIT, LAST_ACK -> CLOSED.
     c.vline(_CL, 17, 18)
     c.put(17, _CL + 2, "rcv FIN, snd ACK")

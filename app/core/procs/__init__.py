@@ -41,6 +41,18 @@ back-pressure, not loss). Output lines of one stream arrive in order; the
 exit event of a process comes after its output (when the pipes close within
 half a second of the exit). For headless use, :meth:`ProcessManager.drain_events`
 returns the most recent events (a bounded backlog).
+
+Modules
+-------
+:mod:`~app.core.procs.manager` holds :class:`ProcessManager`, which composes
+the rest: :mod:`~app.core.procs.launch` (the launch in small steps and the
+launcher thread), :mod:`~app.core.procs.records` (each child's record and its
+:class:`ProcessInfo` snapshot), :mod:`~app.core.procs.output` (the bounded
+output buffer), :mod:`~app.core.procs.events` (the events and their
+subscribers), :mod:`~app.core.procs.exits` (how a process ended, in words),
+:mod:`~app.core.procs.foreign` (signalling a process the dashboard did not
+start) and :mod:`~app.core.procs.errors`. Import the names below from
+``app.core.procs`` itself.
 """
 
 from app.core.procs.errors import LaunchError, ProcessError
@@ -54,16 +66,16 @@ from app.core.procs.events import (
 )
 from app.core.procs.exits import explain_failure, state_text
 from app.core.procs.foreign import ForeignProcess
-from app.core.procs.manager import (
+from app.core.procs.launch import (
     ENV_LIFELINE_FD,
     ENV_PARENT_PID,
     ENV_PID_FD,
     NAME_PATTERN,
     NAME_RULE,
     SHIM_PATH,
-    ProcessManager,
     executable_problem,
 )
+from app.core.procs.manager import ProcessManager
 from app.core.procs.records import ProcessInfo, Target
 
 __all__ = [

@@ -1,6 +1,10 @@
 """The process manager: one object that starts, watches and stops every child of the lab.
 
-:class:`ProcessManager` is described, with its guarantees and thread model, in
+:class:`ProcessManager` owns the children's records (by name, in launch
+order) under one lock, and composes the package's parts: the launch steps and
+the launcher thread (:mod:`.launch`), each child's record (:mod:`.records`)
+with its output buffer (:mod:`.output`), the event hub (:mod:`.events`) and
+the foreign kills (:mod:`.foreign`). Its guarantees and thread model are in
 the package docstring (:mod:`app.core.procs`).
 """
 
@@ -9,101 +13,36 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import queue
-import re
-import select
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO
-
-import psutil
 
 from app.core.procs.errors import LaunchError, ProcessError
 from app.core.procs.events import (
     EventHub,
     OutputLine,
     ProcessEvent,
-    ProcessStarted,
     Stream,
     Subscriber,
 )
 from app.core.procs.foreign import ForeignProcess, describe_foreign, kill_foreign
+from app.core.procs.launch import (
+    ENV_LIFELINE_FD,
+    Launcher,
+    Lifeline,
+    builtin_launch,
+    child_descriptors,
+    command_launch,
+    new_record,
+    start_child,
+    supervised,
+)
 from app.core.procs.output import OutputBuffer
 from app.core.procs.records import ProcessInfo, ProcessRecord, Target
-
-# Environment the built-in lab programs read (app.labs._common.install_parent_guard).
-ENV_PARENT_PID = "OBSERVATORY_PARENT_PID"
-ENV_LIFELINE_FD = "OBSERVATORY_LIFELINE_FD"
-# The supervisor (app.core.shim) writes the command's pid to this descriptor.
-ENV_PID_FD = "OBSERVATORY_PID_FD"
-# How long a supervisor may take to fork and exec its command and say its pid.
-_PID_REPORT_SECONDS = 10.0
-
-SHIM_PATH = str(Path(__file__).parent.with_name("shim.py"))
-# The folder that holds the ``app`` package: put on PYTHONPATH of built-ins so
-# ``python -m app.labs.X`` works even when the project is not installed.
-_PROJECT_ROOT = str(Path(__file__).resolve().parents[3])
-
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
-NAME_RULE = "a name is 1 to 40 letters, digits, '-', '_' or '.', starting with a letter or digit"
-
-
-@dataclass(frozen=True, slots=True)
-class _LaunchRequest:
-    argv: list[str]
-    env: dict[str, str] | None
-    cwd: str | None
-    pass_fds: tuple[int, ...]
-    result: Future[subprocess.Popen[bytes]]
-
-
-def _read_pid(fd: int, timeout: float = _PID_REPORT_SECONDS) -> int | None:
-    """The pid a supervisor writes as one line; None if it ends (or waits) without one."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-    deadline = time.monotonic() + timeout
-    data = b""
-    while b"\n" not in data:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not poller.poll(int(remaining * 1000) + 1):
-            return None
-        try:
-            chunk = os.read(fd, 64)
-        except OSError:
-            return None
-        if not chunk:
-            break
-        data += chunk
-    text = data.split(b"\n", 1)[0].strip()
-    return int(text) if text.isdigit() and int(text) > 0 else None
-
-
-def executable_problem(argv0: str, cwd: str | None, env: Mapping[str, str] | None) -> str | None:
-    """Why ``argv0`` cannot be run, in words; None when it can."""
-    if not argv0:
-        return "the command is empty"
-    if "/" in argv0:
-        path = Path(cwd or ".", argv0) if not os.path.isabs(argv0) else Path(argv0)
-        if not path.exists():
-            return f"no such file: {argv0}"
-        if path.is_dir():
-            return f"{argv0} is a folder, not a program"
-        if not os.access(path, os.X_OK):
-            return f"{argv0} is not executable (try: chmod +x {argv0})"
-        return None
-    search = (env or os.environ).get("PATH", os.defpath)
-    if shutil.which(argv0, path=search) is None:
-        return f"command not found: {argv0}"
-    return None
 
 
 class ProcessManager:
@@ -134,12 +73,8 @@ class ProcessManager:
         self._events = EventHub(event_backlog)
         self._closed = False
         self._shut_down = threading.Event()  # set when shutdown() has finished
-        self._lifeline: tuple[int, int] | None = None
-        self._requests: queue.SimpleQueue[_LaunchRequest | None] = queue.SimpleQueue()
-        self._launcher = threading.Thread(
-            target=self._launcher_loop, name="observatory-launcher", daemon=True
-        )
-        self._launcher.start()
+        self._lifeline = Lifeline()
+        self._launcher = Launcher()
         self._atexit = register_atexit
         if register_atexit:
             atexit.register(self.shutdown)
@@ -192,25 +127,8 @@ class ProcessManager:
             LaunchError: unknown program, bad arguments, name in use, or the
                 operating system could not start it.
         """
-        from app.labs import PROGRAMS, LabUsageError, validate
-
-        args = [str(a) for a in args]
-        try:
-            validate(program, args)
-        except LabUsageError as exc:
-            raise LaunchError(str(exc)) from None
-        except ImportError as exc:
-            raise LaunchError(
-                f"the built-in program {program!r} is not available ({exc})"
-            ) from None
-        full_env = dict(os.environ if env is None else env)
-        full_env["PYTHONUNBUFFERED"] = "1"
-        pythonpath = full_env.get("PYTHONPATH")
-        full_env["PYTHONPATH"] = (
-            _PROJECT_ROOT if not pythonpath else f"{_PROJECT_ROOT}{os.pathsep}{pythonpath}"
-        )
-        argv = [sys.executable, "-m", PROGRAMS[program], *args]
-        return self._launch(name, argv, program, tuple(args), full_env, cwd, builtin=True)
+        argv, words, full_env = builtin_launch(program, args, env)
+        return self._launch(name, argv, program, words, full_env, cwd, builtin=True)
 
     def launch_command(
         self,
@@ -231,20 +149,10 @@ class ProcessManager:
             LaunchError: empty argv, the program does not exist or is not
                 executable, name in use, or the system could not start it.
         """
-        argv = [str(a) for a in argv]
-        if not argv:
-            raise LaunchError("the command is empty: give a program and its arguments")
-        cwd_text = None if cwd is None else os.fspath(cwd)
-        problem = executable_problem(argv[0], cwd_text, env)
-        if problem:
-            raise LaunchError(problem)
-        full_env = dict(os.environ if env is None else env)
-        # -I -S: the shim needs only the standard library; isolated mode starts
-        # faster and cannot import a student's own "app" folder by accident.
-        real = [sys.executable, "-I", "-S", SHIM_PATH, "--", *argv]
-        return self._launch(name, real, None, tuple(argv), full_env, cwd, builtin=False)
+        real, words, full_env = command_launch(argv, cwd, env)
+        return self._launch(name, real, None, words, full_env, cwd, builtin=False)
 
-    def _launch(  # noqa: C901 - one launch, step by step; to be split with procs.py (issue 12)
+    def _launch(
         self,
         name: str,
         real_argv: list[str],
@@ -255,94 +163,70 @@ class ProcessManager:
         *,
         builtin: bool,
     ) -> ProcessInfo:
-        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-            raise LaunchError(f"{name!r} cannot be a process name: {NAME_RULE}")
-        cwd_text = None if cwd is None else os.fspath(cwd)
-        if cwd_text is not None and not os.path.isdir(cwd_text):
-            raise LaunchError(f"the folder {cwd_text} does not exist")
-        shown_argv = tuple(real_argv) if builtin else args
-        record = ProcessRecord(
-            name=name,
-            argv=shown_argv,
-            program=program,
-            args=args if builtin else args[1:],
-            env=env,
-            cwd=cwd_text,
-            builtin=builtin,
-            output=OutputBuffer(self._max_lines, self._max_line_bytes),
+        output = OutputBuffer(self._max_lines, self._max_line_bytes)
+        record = new_record(
+            name, real_argv, program, args, env, cwd, builtin=builtin, output=output
         )
         with self._lock:
-            if self._closed:
-                raise LaunchError("the process manager has shut down; nothing more can start")
-            old = self._records.get(name)
-            if old is not None and old.returncode is None:
-                where = f"pid {old.pid}" if old.pid else "starting"
-                raise LaunchError(
-                    f"a process named {name!r} is already running ({where}); "
-                    "stop it first or choose another name"
-                )
-            # An ended process's name may be used again: the new process replaces
-            # its record, and its output is dropped (ProcessStarted.replaced says so).
-            if old is not None:
-                record.replaced = old.state
-            # Reserve the name ("starting") so two launches cannot race for it.
-            self._records.pop(name, None)  # a relaunch goes to the end of the list
-            self._records[name] = record
-            env[ENV_PARENT_PID] = str(os.getpid())
-            pass_fds: tuple[int, ...] = ()
-            report: tuple[int, int] | None = None  # the supervisor says the command's pid
-            if builtin:
-                env.setdefault("PYTHONIOENCODING", "utf-8")
-                read_end = self._lifeline_read_end()
-                env[ENV_LIFELINE_FD] = str(read_end)
-                pass_fds = (read_end,)
-            else:
-                report = os.pipe()
-                env[ENV_PID_FD] = str(report[1])
-                pass_fds = (report[1],)
-        request = _LaunchRequest(real_argv, env, cwd_text, pass_fds, Future())
-        self._requests.put(request)
+            old = self._reserve(record)
+            pass_fds, report = child_descriptors(env, builtin, self._lifeline)
         try:
-            try:
-                popen = request.result.result()
-            finally:
-                if report is not None:
-                    os.close(report[1])  # only the supervisor may hold it: EOF if it dies
-            pid = popen.pid if report is None else _read_pid(report[0]) or popen.pid
+            popen, pid = start_child(self._launcher, real_argv, env, record.cwd, pass_fds, report)
         except OSError as exc:
-            with self._lock:
-                if self._records.get(name) is record:
-                    del self._records[name]
-                    if old is not None:
-                        self._records[name] = old
-                self._changed.notify_all()
+            self._unreserve(record, old)
             raise LaunchError(f"could not start {name}: {exc.strerror or exc}") from None
         except BaseException:
-            with self._lock:
-                if self._records.get(name) is record:
-                    del self._records[name]
-                self._changed.notify_all()
+            self._unreserve(record, None)
             raise
-        finally:
-            if report is not None:
-                os.close(report[0])
-        assert popen.stdout is not None and popen.stderr is not None
+        self._adopt(record, popen, pid)
+        self._events.emit(record.started_event())
+        self._watch(record, popen)
+        return record.info()
+
+    def _reserve(self, record: ProcessRecord) -> ProcessRecord | None:
+        """Give the record its name ("starting") so two launches cannot race for it.
+
+        Called with the lock held. Returns the ended record of that name it
+        replaces (its output is dropped: ProcessStarted.replaced says so), if any.
+        """
+        if self._closed:
+            raise LaunchError("the process manager has shut down; nothing more can start")
+        name = record.name
+        old = self._records.get(name)
+        if old is not None and old.returncode is None:
+            where = f"pid {old.pid}" if old.pid else "starting"
+            raise LaunchError(
+                f"a process named {name!r} is already running ({where}); "
+                "stop it first or choose another name"
+            )
+        if old is not None:
+            record.replaced = old.state
+        self._records.pop(name, None)  # a relaunch goes to the end of the list
+        self._records[name] = record
+        return old
+
+    def _unreserve(self, record: ProcessRecord, old: ProcessRecord | None) -> None:
+        """The launch failed: free the name again (or give it back to ``old``)."""
         with self._lock:
-            record.popen = popen
-            record.pid = pid
-            record.started_at = time.time()
-            try:
-                record.ps = psutil.Process(pid)
-                times = record.ps.cpu_times()
-                record.cpu_last = (time.monotonic(), float(times.user + times.system))
-            except psutil.Error:
-                record.ps = None
+            if self._records.get(record.name) is record:
+                del self._records[record.name]
+                if old is not None:
+                    self._records[record.name] = old
+            self._changed.notify_all()
+
+    def _adopt(self, record: ProcessRecord, popen: subprocess.Popen[bytes], pid: int) -> None:
+        """The child runs: its record says so (or it is killed if shutdown came first)."""
+        with self._lock:
+            record.adopt(popen, pid)
             if self._closed:  # shutdown() ran while we were starting: do not leave it behind
                 with contextlib.suppress(ProcessError):
                     record.signal_group(signal.SIGKILL)
             self._changed.notify_all()
-        started = record.started_at or time.time()
-        self._events.emit(ProcessStarted(name, pid, record.argv, program, started, record.replaced))
+
+    def _watch(self, record: ProcessRecord, popen: subprocess.Popen[bytes]) -> None:
+        """Start the child's two reader threads (stdout, stderr) and its waiter."""
+        assert popen.stdout is not None and popen.stderr is not None
+        name = record.name
         for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
             thread = threading.Thread(
                 target=self._read_stream,
@@ -356,41 +240,6 @@ class ProcessManager:
             target=self._wait_child, args=(record,), name=f"observatory-wait-{name}", daemon=True
         )
         waiter.start()
-        return record.info()
-
-    def _lifeline_read_end(self) -> int:
-        # Called with the lock held. The write end never leaves this process
-        # (os.pipe() descriptors are not inheritable): when the observatory
-        # dies, the kernel closes it and every built-in reads end-of-file.
-        if self._lifeline is None:
-            self._lifeline = os.pipe()
-        return self._lifeline[0]
-
-    def _launcher_loop(self) -> None:
-        # The one thread that forks: children's PR_SET_PDEATHSIG is tied to it,
-        # so it must live as long as the manager.
-        while True:
-            request = self._requests.get()
-            if request is None:
-                return
-            if not request.result.set_running_or_notify_cancel():
-                continue
-            try:
-                popen = subprocess.Popen(
-                    request.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                    close_fds=True,
-                    pass_fds=request.pass_fds,
-                    env=request.env,
-                    cwd=request.cwd,
-                )
-            except BaseException as exc:
-                request.result.set_exception(exc)
-            else:
-                request.result.set_result(popen)
 
     # ------------------------------------------------------- reading output
 
@@ -564,24 +413,10 @@ class ProcessManager:
             self.stop(record.name, timeout)
         env = dict(record.env or os.environ)
         env.pop(ENV_LIFELINE_FD, None)
-        if record.builtin:
-            return self._launch(
-                record.name,
-                list(record.argv),
-                record.program,
-                record.args,
-                env,
-                record.cwd,
-                builtin=True,
-            )
+        real = list(record.argv) if record.builtin else supervised(record.argv)
+        args = record.args if record.builtin else record.argv
         return self._launch(
-            record.name,
-            [sys.executable, "-I", "-S", SHIM_PATH, "--", *record.argv],
-            None,
-            record.argv,
-            env,
-            record.cwd,
-            builtin=False,
+            record.name, real, record.program, args, env, record.cwd, builtin=record.builtin
         )
 
     # ------------------------------------------------------ foreign processes
@@ -651,14 +486,9 @@ class ProcessManager:
                         with contextlib.suppress(ProcessError):
                             record.signal_group(signal.SIGKILL)
             self.wait_all(2.0)
-        self._requests.put(None)
-        self._launcher.join(1.0)
+        self._launcher.stop(1.0)
         with self._lock:
-            if self._lifeline is not None:
-                for fd in self._lifeline:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-                self._lifeline = None
+            self._lifeline.close()
             threads = [t for r in self._records.values() for t in r.threads]
         deadline = time.monotonic() + 1.0
         for thread in threads:

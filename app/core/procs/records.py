@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from app.core.procs.errors import ProcessError
-from app.core.procs.events import ProcessExited
+from app.core.procs.events import ProcessExited, ProcessStarted
 from app.core.procs.exits import explain_failure, state_text
 from app.core.procs.output import OutputBuffer
 
@@ -127,6 +127,24 @@ class ProcessRecord:
     def alive(self) -> bool:
         """Started and not reaped yet: its pid (and process group id) is still ours."""
         return self.pid is not None and self.returncode is None
+
+    def adopt(self, popen: subprocess.Popen[bytes], pid: int) -> None:
+        """The child has started as ``pid``: running from now (its CPU counted from here)."""
+        self.popen = popen
+        self.pid = pid
+        self.started_at = time.time()
+        try:
+            self.ps = psutil.Process(pid)
+            times = self.ps.cpu_times()
+            self.cpu_last = (time.monotonic(), float(times.user + times.system))
+        except psutil.Error:
+            self.ps = None
+
+    def started_event(self) -> ProcessStarted:
+        """The event of its start (once adopted)."""
+        assert self.pid is not None
+        started = self.started_at or time.time()
+        return ProcessStarted(self.name, self.pid, self.argv, self.program, started, self.replaced)
 
     def info(self) -> ProcessInfo:
         """A snapshot of the child, its output lines included."""

@@ -1,43 +1,64 @@
-"""The Textual application: wires the core's sources to the main screen."""
+"""The Textual application: wires the core's sources to the main screen.
+
+The app owns what outlives a screen: the poller, the process manager and the
+session record. The main screen asks for actions with the request messages of
+:mod:`app.ui.requests`; the app runs each in a thread worker (group
+``actions``) and says its outcome in words when the worker's state changes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
-import shlex
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
-from textual.widget import Widget
-from textual.widgets import TabPane
+from textual.message import Message
+from textual.worker import Worker, WorkerState
 
 from app.core import diag
+from app.core.control import ProcessControl
 from app.core.interfaces import Interface, list_interfaces
-from app.core.model import Socket, SocketEvent
-from app.core.procs import OutputLine, ProcessStarted
-from app.core.scenario import EntryResult, ScenarioError, load_scenario, start_scenario_each
+from app.core.model import SocketEvent
+from app.core.procs import ForeignProcess, OutputLine, ProcessEvent, ProcessStarted
+from app.core.record import SessionRecorder
+from app.core.scenario import (
+    EntryResult,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    start_scenario_each,
+)
 from app.core.sockets import SocketSource
 from app.core.watch import EventStream
 from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
+from app.ui.palette import KeyCommands
 from app.ui.poller import Poller
-from app.ui.screens.dialogs import ConfirmDialog
-from app.ui.screens.launch import LaunchRequest
-from app.ui.screens.main import TAB_KEYS, MainScreen
+from app.ui.requests import (
+    CloseRequested,
+    ForeignKillConfirmed,
+    KillAllRequested,
+    KillRequested,
+    LaunchRequested,
+    QuitRequested,
+    RestartRequested,
+    ScenarioRequested,
+)
+from app.ui.screens.dialogs import ConfirmDialog, post_if_yes
+from app.ui.screens.main import MainScreen
 from app.ui.themes import DEFAULT_THEME, PROJECTOR, THEMES
-from app.ui.widgets.backlog import BacklogPanel
-from app.ui.widgets.bytes_panel import BytesPanel
-from app.ui.widgets.scan_panel import ScanPanel
-from app.ui.widgets.tcp_machine import StateMachinePanel
+
+ACTIONS = "actions"  # the worker group of launches, kills, restarts, closes, scenarios
+# What an action's worker returns: what to do next on the UI loop (say it, ask), or None.
+Then = Callable[[], None] | None
 
 
 def styles_dir() -> Path:
@@ -48,15 +69,6 @@ def styles_dir() -> Path:
 
 
 STYLES = styles_dir()
-
-# Instrument panels (app.ui.widgets.instrument.InstrumentPanel): (tab id, widget class);
-# titles and keys are MainScreen's TAB_KEYS.
-PANELS: tuple[tuple[str, type[Widget]], ...] = (
-    ("tab-scan", ScanPanel),
-    ("tab-bytes", BytesPanel),
-    ("tab-machine", StateMachinePanel),
-    ("tab-backlog", BacklogPanel),
-)
 
 
 class ObservatoryApp(App[None]):
@@ -84,6 +96,7 @@ class ObservatoryApp(App[None]):
         STYLES / "scan.tcss",
     ]
     ENABLE_COMMAND_PALETTE = True
+    COMMANDS = App.COMMANDS | {KeyCommands}
     # On the app, not only the main screen, and a priority binding: a modal dialog
     # cuts the app's ordinary bindings off, and a handout of an open dialog is saved too.
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -93,53 +106,62 @@ class ObservatoryApp(App[None]):
     def __init__(
         self,
         source: SocketSource,
-        manager: Any = None,
+        manager: ProcessControl | None = None,
         *,
         interval: float = 1.0,
         theme_name: str | None = None,
-        scenario: Any = None,
+        scenario: Scenario | None = None,
         interfaces: Callable[[], list[Interface]] = list_interfaces,
         clock: Callable[[], float] = time.time,
         poll: bool = True,
-        recorder: Any = None,
+        recorder: SessionRecorder | None = None,
         record_warning: str | None = None,
         stream: Callable[..., EventStream] | None = None,
     ) -> None:
         super().__init__()
         self.source = source
         self.manager = manager
-        self.interval = interval
         self.theme_name = theme_name or DEFAULT_THEME
         self.scenario = scenario
-        self._interfaces_fn = interfaces
-        self._interfaces: list[Interface] = []
         self.clock = clock
         self._poll_enabled = poll
         self.recorder = recorder
         self.record_warning = record_warning
         self._unsubscribe: Callable[[], None] | None = None
-        self._observatory_loop: asyncio.AbstractEventLoop | None = None
+        # The main screen, made at mount; the poller's and the manager's threads post to it
+        # (post_message is thread-safe; once the screen closes, it takes no more).
+        self._main: MainScreen | None = None
         self.poller = Poller(
             source,
-            self._deliver_from_thread,
+            lambda result: self._to_screen(SnapshotReady(result)),
             interval,
-            processes=(lambda: list(manager.processes())) if manager is not None else None,
-            interfaces=self._read_interfaces,
-            fail=lambda error: self._post_from_thread(PollFailed(error)),
+            processes=manager.processes if manager is not None else None,
+            interfaces=interfaces,
+            fail=lambda error: self._to_screen(PollFailed(error)),
             record=self._record_socket_events,
             stream=stream,
         )
 
+    @property
+    def interval(self) -> float:
+        """Seconds between polls (the poller's: +/- change it)."""
+        return self.poller.interval
+
     # -- start and stop -------------------------------------------------------------
     def on_mount(self) -> None:
-        self._observatory_loop = asyncio.get_running_loop()
         for theme in THEMES.values():
             if theme.name not in self.available_themes:
                 self.register_theme(theme)
         self.register_theme(PROJECTOR)
         self.theme = self.theme_name
-        self.push_screen(MainScreen())
-        loop = self._observatory_loop
+        self._main = MainScreen(
+            self.poller,
+            clock=self.clock,
+            output=self.process_output,
+            recording=self.recorder.path if self.recorder is not None else None,
+        )
+        self.push_screen(self._main)
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self._on_signal, sig)
@@ -158,7 +180,8 @@ class ObservatoryApp(App[None]):
         self._shutdown_children()
         self.exit(return_code=128 + sig)
         # A closed terminal can leave Textual's driver blocked on its output queue
-        # forever; the children are stopped by then, so make sure we end too.
+        # forever; the children are stopped by then, so make sure we end too. (A timer
+        # thread, not a worker: the event loop it watches may be the one that is stuck.)
         timer = threading.Timer(3.0, self._hard_exit, args=(128 + sig,))
         timer.daemon = True
         timer.start()
@@ -197,39 +220,19 @@ class ObservatoryApp(App[None]):
             self._unsubscribe()
 
     def _shutdown_children(self) -> None:
+        # A plain thread, not a worker: the app's workers are cancelled as it exits,
+        # and this must go on stopping the children while the loop ends.
         if self.manager is not None:
             threading.Thread(target=self.manager.shutdown, daemon=True).start()
 
-    # -- from threads -----------------------------------------------------------------
-    def _post_from_thread(self, message: Any) -> None:
-        """Hand a message from a worker thread to the main screen, on the UI loop."""
-        loop = self._observatory_loop
-        if loop is None or loop.is_closed():
-            raise RuntimeError("the dashboard is not running")
-        loop.call_soon_threadsafe(self._dispatch, message)
-
-    def _dispatch(self, message: Any) -> None:
-        if isinstance(message, SnapshotReady):
-            for note in message.result.notes:
-                self.notify(note, title="Cleaned up", timeout=10)
-        main = self.main_screen()
-        if main is not None:
-            main.post_message(message)
-        elif isinstance(message, SnapshotReady):
-            self.poller.consumed()
-
-    def _deliver_from_thread(self, result: PollResult) -> None:
-        self._post_from_thread(SnapshotReady(result))
-
-    def _read_interfaces(self) -> list[Interface]:
-        self._interfaces = self._interfaces_fn()
-        return self._interfaces
+    # -- from the poller's and the manager's threads --------------------------------------
+    def _to_screen(self, message: Message) -> bool:
+        """Post to the main screen, from any thread; False once it has closed."""
+        return self._main is not None and self._main.post_message(message)
 
     def deliver(self, result: PollResult) -> None:
-        """Hand a poll result to the screen directly (tests, snapshots)."""
-        if result.interfaces is not None:
-            self._interfaces = result.interfaces
-        self._dispatch(SnapshotReady(result))
+        """Hand a poll result to the screen as the poller does (tests, snapshots)."""
+        self._to_screen(SnapshotReady(result))
 
     def main_screen(self) -> MainScreen | None:
         for screen in self.screen_stack:
@@ -237,58 +240,31 @@ class ObservatoryApp(App[None]):
                 return screen
         return None
 
-    # -- used by the main screen ------------------------------------------------------
-    def extra_tabs(self) -> Iterable[Widget]:
-        """The side column's instrument tabs: scan, bytes, TCP states, backlog."""
-        titles = {tab_id: title for _key, tab_id, title in TAB_KEYS}
-        for tab_id, panel in PANELS:
-            yield TabPane(titles[tab_id], panel(), id=tab_id)
-
-    def last_poll_duration(self) -> float:
-        return self.poller.last_duration
-
-    def poll_now(self) -> None:
-        self.poller.poll_now()
-
-    def set_paused(self, paused: bool) -> None:
-        self.poller.set_paused(paused)
-
-    def set_poll_interval(self, seconds: float) -> None:
-        self.interval = seconds
-        self.poller.set_interval(seconds)
-
-    def interfaces_now(self) -> list[Interface]:
-        """The interfaces the poller read last (never read here: psutil is off the loop)."""
-        return list(self._interfaces)
-
-    def watch_theme(self, theme: str) -> None:
-        # Lets the style sheets give the projector brighter frames than any theme variable.
-        self.set_class(theme == "projector", "-projector")
-
-    def toggle_theme(self) -> None:
-        self.theme = DEFAULT_THEME if self.theme == "projector" else "projector"
-        self.notify(f"Theme: {self.theme}")
-
     def _record_socket_events(self, events: list[SocketEvent]) -> None:
         """On the poller thread: socket events to the session record (a write each)."""
         if self.recorder is not None:
             self.recorder.record_events(events)
 
-    def _record_process_event(self, event: Any) -> None:
-        """On the manager's threads: starts and exits to the session record."""
+    def _on_process_event(self, event: ProcessEvent) -> None:
+        """On the manager's threads: starts and exits to the session record, and every
+        event to the screen."""
         if self.recorder is not None and not isinstance(event, OutputLine):
             data = {k: getattr(event, k) for k in event.__dataclass_fields__}
             kind = "started" if isinstance(event, ProcessStarted) else "exited"
             self.recorder.record_process(data, kind=kind)
+        with contextlib.suppress(RuntimeError):  # the app's loop has closed: quitting
+            self._to_screen(ProcessEventMessage(event))
 
-    def _on_process_event(self, event: Any) -> None:
-        self._record_process_event(event)
-        self._post_from_thread(ProcessEventMessage(event))
+    # -- the screen's other needs ---------------------------------------------------------
+    def watch_theme(self, theme: str) -> None:
+        # Lets the style sheets give the projector brighter frames than any theme variable.
+        self.set_class(theme == "projector", "-projector")
+
+    def action_toggle_theme(self) -> None:
+        self.theme = DEFAULT_THEME if self.theme == "projector" else "projector"
+        self.notify(f"Theme: {self.theme}")
 
     def action_save_screen(self) -> None:
-        self.save_screen()
-
-    def save_screen(self) -> None:
         """Save an SVG screenshot next to the session record (or in the working folder)."""
         folder = self.recorder.path.parent if self.recorder is not None else Path.cwd()
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -303,6 +279,7 @@ class ObservatoryApp(App[None]):
         self.notify(f"Screenshot saved: {path}", timeout=3)
 
     def process_output(self, name: str) -> list[str]:
+        """A lab process's stored output lines (none for a name the manager forgot)."""
         if self.manager is None:
             return []
         try:
@@ -310,107 +287,123 @@ class ObservatoryApp(App[None]):
         except Exception:
             return []
 
-    @staticmethod
-    def command_of(event: Any) -> str:
-        """What a student would type for a started process (not ``python -m ...``)."""
-        argv = list(event.argv)
-        if event.program is not None and "-m" in argv:  # python -m app.labs.X ARGS
-            argv = [event.program, *argv[argv.index("-m") + 2 :]]
-        return shlex.join(argv)
+    # -- requests: the blocking part runs in a thread worker ------------------------------
+    def _background(self, work: Callable[[], Then], description: str) -> None:
+        """Run ``work`` in a thread worker; ``description`` titles its error, if any."""
+        self.run_worker(work, description, group=ACTIONS, thread=True, exit_on_error=False)
 
-    def lab_pids(self) -> frozenset[int]:
-        screen = self.main_screen()
-        procs = screen.processes if screen is not None else []
-        # Ended ones too: the lab-only view keeps showing what a kill left behind.
-        return frozenset(p.pid for p in procs if p.pid is not None)
+    def _act(self, description: str, call: Callable[[], object], done: str | None = None) -> None:
+        """Run a manager call in a worker; say ``done`` once it has returned."""
 
-    # -- process control: blocking calls run on daemon threads ---------------------------
-    def _background(self, work: Callable[[], Any], done: str | None = None) -> None:
-        def run() -> None:
-            try:
-                work()
-            except Exception as exc:  # a refusal in words, never a traceback
-                self._notify_from_thread(str(exc), "error")
-            else:
-                if done:
-                    self._notify_from_thread(done, "information")
-            self.poller.poll_now()
+        def work() -> Then:
+            call()
+            return self._say(done) if done else None
 
-        threading.Thread(target=run, daemon=True, name="observatory-action").start()
+        self._background(work, description)
 
-    def _notify_from_thread(self, text: str, severity: str) -> None:
-        with contextlib.suppress(RuntimeError):  # the app has ended meanwhile
-            self.call_from_thread(
-                lambda: self.notify(text, severity=severity, timeout=8)  # type: ignore[arg-type]
-            )
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """An action ended: say what went wrong in words (never a traceback), or do
+        what it asked for next; then poll, so the tables show what it changed."""
+        worker: Worker[Then] = event.worker
+        if worker.group != ACTIONS:
+            return  # (the Scan tab's workers report to the Scan tab)
+        if event.state == WorkerState.ERROR:
+            error = worker.error
+            words = str(error) or type(error).__name__
+            self.notify(words, title=worker.description, severity="error", timeout=8)
+        elif event.state == WorkerState.SUCCESS:
+            if worker.result is not None:
+                worker.result()
+        else:
+            return
+        self.poller.poll_now()
 
-    def _need_manager(self) -> bool:
+    def _manager(self) -> ProcessControl | None:
         if self.manager is None:
             self.notify("This dashboard runs without a process manager.", severity="error")
-            return False
-        return True
+        return self.manager
 
-    def launch(self, request: LaunchRequest) -> None:
-        if not self._need_manager():
+    def _say(self, text: str) -> Then:
+        return lambda: self.notify(text, timeout=8)
+
+    def on_launch_requested(self, message: LaunchRequested) -> None:
+        manager, request = self._manager(), message.request
+        if manager is None:
             return
-        if request.program is not None:
-            self._background(
-                lambda: self.manager.launch_builtin(
-                    request.name, request.program, list(request.args)
-                )
+        program, args = request.program, list(request.args)
+        if program is not None:
+            self._act(
+                f"Launch {request.name}",
+                lambda: manager.launch_builtin(request.name, program, args),
             )
         else:
-            self._background(lambda: self.manager.launch_command(request.name, list(request.args)))
+            self._act(f"Launch {request.name}", lambda: manager.launch_command(request.name, args))
 
-    def kill_process(self, name: str, sig: int) -> None:
-        if self._need_manager():
-            self._background(lambda: self.manager.kill(name, sig))
-
-    def kill_pid(self, pid: int, sig: int) -> None:
-        """Kill a socket's owner: directly when we started it, else after a confirmation."""
-        if not self._need_manager():
+    def on_kill_requested(self, message: KillRequested) -> None:
+        """Kill a lab process, or a socket's owner: directly when we started it, else
+        after a confirmation (psutil reads who the pid is: in the worker)."""
+        manager, target, sig = self._manager(), message.target, message.sig
+        if manager is None:
             return
-        if self.manager.is_managed(pid):
-            self._background(lambda: self.manager.kill(pid, sig))
+        if isinstance(target, str) or manager.is_managed(target):
+            self._act(f"Kill {target}", lambda: manager.kill(target, sig))
             return
 
-        def ask() -> None:  # psutil reads who the pid is: off the UI loop
-            describe = self.manager.describe_foreign(pid)
-            with contextlib.suppress(RuntimeError):  # quitting meanwhile
-                self.call_from_thread(self._confirm_foreign, describe, sig)
+        def ask() -> Then:
+            foreign = manager.describe_foreign(target)
+            return lambda: self._confirm_foreign(foreign, sig)
 
-        self._background(ask)
+        self._background(ask, f"Kill pid {target}")
 
-    def _confirm_foreign(self, describe: Any, sig: int) -> None:
-        screen = self.main_screen()
-        if screen is not None:
-            screen.confirm_foreign_kill(describe, sig)
-
-    def kill_foreign(self, describe: Any, sig: int) -> None:
-        """Signal the process the user confirmed (refused if its pid was reused since)."""
-        self._background(
-            lambda: self.manager.kill_foreign(describe.pid, sig, created=describe.created),
-            done=f"Signal sent to pid {describe.pid}.",
+    def _confirm_foreign(self, foreign: ForeignProcess, sig: int) -> None:
+        """Ask before signalling a process the dashboard did not start."""
+        name = "SIGKILL" if sig == signal.SIGKILL else "SIGTERM"
+        body = (
+            f"pid {foreign.pid} was not started by the observatory.\n\n"
+            f"  user:    {foreign.user or '?'}\n  command: {foreign.command_line}\n\n"
+            f"Send it {name}?"
+        )
+        self.push_screen(
+            ConfirmDialog(f"Kill pid {foreign.pid}?", body, yes=f"Send {name}"),
+            post_if_yes(self, ForeignKillConfirmed(foreign, sig)),
         )
 
-    def close_connection(self, sock: Socket) -> None:
+    def on_foreign_kill_confirmed(self, message: ForeignKillConfirmed) -> None:
+        """Signal the process the user confirmed (refused if its pid was reused since)."""
+        manager, foreign, sig = self._manager(), message.process, message.sig
+        if manager is None:
+            return
+        self._act(
+            f"Kill pid {foreign.pid}",
+            lambda: manager.kill_foreign(foreign.pid, sig, created=foreign.created),
+            done=f"Signal sent to pid {foreign.pid}.",
+        )
+
+    def on_close_requested(self, message: CloseRequested) -> None:
         """End one TCP connection (SOCK_DESTROY) after the screen's confirmation."""
+        sock = message.sock
         if sock.remote_addr is None or sock.remote_port is None:
             return
         local, remote = (sock.local_addr, sock.local_port), (sock.remote_addr, sock.remote_port)
-        self._background(
+        self._act(
+            f"Close {sock.local} → {sock.remote}",
             lambda: diag.destroy(local, remote),
             done=f"Closed {sock.local} → {sock.remote}: its owner's recv() gets "
             "ECONNABORTED, the peer a reset.",
         )
 
-    def restart_process(self, name: str) -> None:
-        if self._need_manager():
-            self._background(lambda: self.manager.restart(name), done=f"{name} restarted.")
+    def on_restart_requested(self, message: RestartRequested) -> None:
+        manager, name = self._manager(), message.name
+        if manager is not None:
+            self._act(f"Restart {name}", lambda: manager.restart(name), done=f"{name} restarted.")
 
-    def kill_all(self) -> None:
-        if self._need_manager():
-            self._background(lambda: self.manager.kill_all())
+    def on_kill_all_requested(self, message: KillAllRequested) -> None:
+        manager = self._manager()
+        if manager is not None:
+            self._act("Kill all", manager.kill_all)
+
+    def on_scenario_requested(self, message: ScenarioRequested) -> None:
+        self.load_scenario(message.path)
 
     def load_scenario(self, path: str) -> None:
         try:
@@ -422,25 +415,25 @@ class ObservatoryApp(App[None]):
             return
         self._start_scenario(scenario)
 
-    def _start_scenario(self, scenario: Any) -> None:
-        if not self._need_manager():
+    def _start_scenario(self, scenario: Scenario) -> None:
+        manager = self._manager()
+        if manager is None:
             return
         self.notify(f"Starting {len(scenario.entries)} processes from {scenario.path.name}")
 
         def report(result: EntryResult) -> None:  # kept, renamed or failed: said in words
-            if result.message:
-                self._notify_from_thread(
-                    result.message, "error" if result.outcome == "failed" else "information"
-                )
+            if result.message:  # (on the worker's thread: notify is thread-safe)
+                failed = result.outcome == "failed"
+                self.notify(result.message, severity="error" if failed else "information")
 
-        self._background(lambda: start_scenario_each(self.manager, scenario, on_result=report))
+        self._act(
+            f"Scenario {scenario.path.name}",
+            lambda: start_scenario_each(manager, scenario, on_result=report),
+        )
 
     # -- quit -----------------------------------------------------------------------------
-    def request_quit(self) -> None:
-        running = []
-        if self.manager is not None:
-            screen = self.main_screen()
-            running = [p.name for p in (screen.processes if screen else []) if p.running]
+    def on_quit_requested(self, message: QuitRequested) -> None:
+        running = message.running
         if not running:
             self._quit()
             return
@@ -458,20 +451,3 @@ class ObservatoryApp(App[None]):
     def _quit(self) -> None:
         self._shutdown_children()
         self.exit()
-
-    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        main = self.main_screen()
-        if main is None:
-            return
-        for b in MainScreen.BINDINGS:
-            assert isinstance(b, Binding)
-            name, _, argument = b.action.partition("(")  # tab('tab-scan')
-            argument = argument.strip("')\"")
-            action = getattr(main, f"action_{name}", None)
-            if action is None or name == "quit" or not main.check_action(name, (argument,)):
-                continue
-            if argument:
-                action = functools.partial(action, argument)
-            key = b.key.split(",")[0]
-            yield SystemCommand(f"{b.description} ({key})", b.tooltip or b.description, action)

@@ -8,7 +8,7 @@ from textual.message import Message
 
 from app.core.interfaces import Interface
 from app.core.model import Snapshot, SocketEvent
-from app.core.procs import ProcessEvent
+from app.core.procs import ProcessEvent, ProcessInfo
 from app.core.watch import WatchEvent
 
 
@@ -18,7 +18,7 @@ class PollResult:
 
     snapshot: Snapshot
     events: list[SocketEvent]
-    processes: list[object]  # app.core.procs.ProcessInfo
+    processes: list[ProcessInfo]
     interfaces: list[Interface] | None  # refreshed every few polls, else None
     # Every transition the kernel reported since the last poll (the event stream),
     # and what the stream can see, in words; empty and None without a stream.

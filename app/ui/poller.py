@@ -22,6 +22,7 @@ from collections.abc import Callable
 from app.core.diff import diff
 from app.core.interfaces import Interface
 from app.core.model import Snapshot, SocketEvent
+from app.core.procs import ProcessInfo
 from app.core.sockets import SocketSource
 from app.core.watch import EventStream
 from app.ui.messages import PollResult
@@ -43,11 +44,11 @@ class Poller:
     def __init__(
         self,
         source: SocketSource,
-        deliver: Callable[[PollResult], None],
+        deliver: Callable[[PollResult], object],
         interval: float,
-        processes: Callable[[], list[object]] | None = None,
+        processes: Callable[[], list[ProcessInfo]] | None = None,
         interfaces: Callable[[], list[Interface]] | None = None,
-        fail: Callable[[str], None] | None = None,
+        fail: Callable[[str], object] | None = None,
         record: Callable[[list[SocketEvent]], None] | None = None,
         stream: Callable[..., EventStream] | None = None,
     ) -> None:

@@ -28,3 +28,11 @@ def rows(app: ObservatoryApp, table_id: str) -> list[str]:
     """The rows of a table of the screen, each as one line of its cells."""
     table = app.screen.query_one(f"#{table_id}", KeyedTable)
     return [" ".join(str(c) for c in cells) for cells in table._cells.values()]
+
+
+async def palette_titles(app: ObservatoryApp) -> set[str]:
+    """The titles the command palette lists for the screen's keys, with nothing typed."""
+    from app.ui.palette import KeyCommands
+
+    provider = KeyCommands(app.screen)
+    return {hit.text or "" async for hit in provider.discover()}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.core.interfaces import Address, Interface
 from app.core.model import Snapshot, Socket
-from app.core.procs import ProcessInfo
+from app.core.procs import ProcessError, ProcessEvent, ProcessInfo
 from app.ui.messages import PollResult
 
 T0 = 1_700_000_000.0  # a fixed moment: 2023-11-14 22:13:20 UTC
@@ -209,7 +211,8 @@ class FakeSource:
 
 
 class FakeManager:
-    """The few read-only methods the dashboard calls, with fixed answers."""
+    """A layout snapshot's process manager (app.core.control.ProcessControl): the lab's
+    processes with fixed answers; whatever would start or signal one is refused."""
 
     def __init__(self, processes: list[ProcessInfo]) -> None:
         self._processes = processes
@@ -217,17 +220,30 @@ class FakeManager:
     def processes(self) -> list[ProcessInfo]:
         return list(self._processes)
 
-    def output(self, name: str) -> list[str]:
-        return next((list(p.output) for p in self._processes if p.name == name), [])
+    def output(self, target: str | int) -> list[str]:
+        return next((list(p.output) for p in self._processes if target in (p.name, p.pid)), [])
 
-    def subscribe(self, callback: object) -> object:
+    def subscribe(self, callback: Callable[[ProcessEvent], None]) -> Callable[[], None]:
         return lambda: None
 
     def is_managed(self, pid: int) -> bool:
         return any(p.pid == pid for p in self._processes)
 
+    def names(self) -> list[str]:
+        return [p.name for p in self._processes]
+
+    def get(self, target: str | int) -> ProcessInfo:
+        return next(p for p in self._processes if target in (p.name, p.pid))
+
     def shutdown(self, timeout: float = 3.0) -> None:
         pass
+
+    @staticmethod
+    def _refuse(*args: object, **kwargs: object) -> Any:
+        raise ProcessError("a layout snapshot starts and signals nothing")
+
+    launch_builtin = launch_command = kill = kill_all = restart = _refuse
+    describe_foreign = kill_foreign = _refuse
 
 
 def lecture_results() -> list[PollResult]:

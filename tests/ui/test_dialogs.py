@@ -350,7 +350,7 @@ async def test_scenario_path_is_typed_in(dashboard, monkeypatch) -> None:  # typ
 async def test_dialogs_do_not_swallow_ctrl_s(dashboard, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     app, _ = dashboard
     shots: list[str] = []
-    monkeypatch.setattr(app, "save_screen", lambda: shots.append(type(app.screen).__name__))
+    monkeypatch.setattr(app, "action_save_screen", lambda: shots.append(type(app.screen).__name__))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()  # the main screen is up first
         for dialog in (

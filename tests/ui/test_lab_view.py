@@ -16,7 +16,7 @@ from app.core.sockets import DiagSource
 from app.ui.app import ObservatoryApp
 from app.ui.widgets.keyed_table import KeyedTable
 from tests.conftest import free_port, until
-from tests.ui.conftest import rows
+from tests.ui.conftest import palette_titles, rows
 
 
 async def start_server_and_client(pilot, manager: ProcessManager, port: int) -> None:  # type: ignore[no-untyped-def]
@@ -164,7 +164,7 @@ async def test_every_tab_is_in_view_and_has_a_key_and_a_palette_entry(size) -> N
         if size[0] >= 150:  # a wide projector: the side column's panels wrap less
             assert side.size.width > 46 and tables.size.width >= 80
         keys = {b.action: b.key for b in MainScreen.BINDINGS}  # type: ignore[union-attr]
-        palette = {c.title for c in app.get_system_commands(app.screen)}
+        palette = await palette_titles(app)
         for tab_id, title in panes.items():
             key = keys.get(f"tab('{tab_id}')")
             assert key, f"no key for the {title} tab"
@@ -201,7 +201,7 @@ def _snapshot_socket(predicate: Callable[[Socket], bool]) -> Socket:
 def test_k_on_a_socket_no_process_holds_says_why_once(sockets) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
-    from app.ui.screens.main import kill_refusal
+    from app.ui.words import kill_refusal
     from tests.conftest import connect, listener
 
     server = listener(sockets)

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Literal
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+
+
+def post_if_yes(node: MessagePump, message: Message) -> Callable[[bool | None], None]:
+    """A ConfirmDialog's callback that posts ``message`` from ``node`` on a yes."""
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            node.post_message(message)
+
+    return answered
 
 
 class ConfirmDialog(ModalScreen[bool]):

@@ -6,28 +6,23 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import (
-    Button,
-    Footer,
-    Input,
-    RichLog,
-    Static,
-    TabbedContent,
-    TabPane,
-)
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from app.core import conninfo, diag, portuse
-from app.core.model import Snapshot, Socket, owner_help
-from app.core.procs import OutputLine, ProcessExited, ProcessStarted
+from app.core.interfaces import Interface
+from app.core.model import Snapshot, Socket
+from app.core.procs import ProcessExited, ProcessInfo, ProcessStarted
 from app.ui.cells import (
     ESTABLISHED_COLUMNS,
     LISTEN_COLUMNS,
@@ -36,27 +31,30 @@ from app.ui.cells import (
 )
 from app.ui.feed import SocketFeed, gc_paused, settle_heap
 from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
+from app.ui.poller import Poller
+from app.ui.requests import (
+    CloseRequested,
+    KillAllRequested,
+    KillRequested,
+    LaunchRequested,
+    QuitRequested,
+    RestartRequested,
+    ScenarioRequested,
+)
 from app.ui.rows import Marked, ViewOptions
-from app.ui.screens.dialogs import ConfirmDialog, PathDialog
+from app.ui.screens.dialogs import ConfirmDialog, PathDialog, post_if_yes
 from app.ui.screens.launch import LaunchDialog, LaunchRequest
+from app.ui.widgets.backlog import BacklogPanel
+from app.ui.widgets.bytes_panel import BytesPanel
 from app.ui.widgets.events import MAX_EVENTS, EventsPanel, Timeline, TimelineEntry
 from app.ui.widgets.instrument import InstrumentPanel
 from app.ui.widgets.keyed_table import KeyedTable, TableRow
+from app.ui.widgets.lab_panel import LabPanel
+from app.ui.widgets.scan_panel import ScanPanel
 from app.ui.widgets.tabstrip import TabStrip
 from app.ui.widgets.tcp_machine import StateMachinePanel, mirror_key
+from app.ui.words import command_of, kill_refusal, owner_hints, socket_words
 
-if TYPE_CHECKING:
-    from app.ui.app import ObservatoryApp
-
-# CPU% before State: a long state must never push it out of the narrow side column
-# (the full state is on the output's title and in the Events).
-PROCESS_COLUMNS = [
-    ("Name", "name"),
-    ("PID", "pid"),
-    ("CPU%", "cpu"),
-    ("State", "state"),
-    ("Command", "command"),
-]
 INTERFACE_COLUMNS = [
     ("Interface", "name"),
     ("State", "state"),
@@ -86,11 +84,29 @@ TAB_KEYS = (
     ("m", "tab-machine", "TCP states"),
     ("w", "tab-backlog", "Backlog"),
 )
+# The instrument panels' tabs (app.ui.widgets.instrument.InstrumentPanel), by tab id.
+PANELS: tuple[tuple[str, type[InstrumentPanel]], ...] = (
+    ("tab-scan", ScanPanel),
+    ("tab-bytes", BytesPanel),
+    ("tab-machine", StateMachinePanel),
+    ("tab-backlog", BacklogPanel),
+)
+# The keys whose footer entry greys out when they cannot act (check_action).
+ACTING = ("kill", "restart", "kill_all", "close_connection")
 
 
 class MainScreen(Screen[None]):
+    """The socket tables, the side column's tabs, the status and "why" lines.
+
+    Args:
+        poller: the app's poller (its interval, pause and back-pressure).
+        clock: the time shown in the status line.
+        output: a lab process's stored output lines, by name.
+        recording: where the session record goes, if anywhere.
+    """
+
     BINDINGS: ClassVar[list[BindingType]] = [  # type: ignore[assignment]
-        Binding(key, action, description, id=action, tooltip=tooltip)
+        Binding(key, action, description, id=action.rpartition(".")[2], tooltip=tooltip)
         for key, action, description, tooltip in (
             ("q", "quit", "Quit", "Quit (asks about running lab processes)"),
             ("l", "launch", "Launch", "Start a lab server, client or any command"),
@@ -107,10 +123,10 @@ class MainScreen(Screen[None]):
             ("f", "family", "IPv4/6", "Cycle IPv4 and IPv6, IPv4 only, IPv6 only"),
             ("n", "numeric", "Numeric", "Hide or show service names"),
             ("o", "sort", "Sort", "Sort the focused table by its next column"),
-            ("t", "theme", "Theme", "Switch the default and projector themes"),
+            ("t", "app.toggle_theme", "Theme", "Switch the default and projector themes"),
             ("O", "scenario", "Scenario", "Load a scenario file"),
             ("z", "zoom", "Zoom", "Give the side column the whole screen, or not"),
-            ("ctrl+s", "screenshot", "Screenshot", "Save an SVG screenshot for a handout"),
+            ("ctrl+s", "app.save_screen", "Screenshot", "Save an SVG screenshot for a handout"),
         )
     ] + [
         # Not in the footer: the tab strip shows each tab's key on the tab itself.
@@ -118,17 +134,33 @@ class MainScreen(Screen[None]):
         for key, tab, title in TAB_KEYS
     ]
 
-    def __init__(self) -> None:
+    # Frozen: the tables hold a still frame and the poller pauses.
+    frozen: var[bool] = var(False, init=False)
+    # Which of ACTING can act now: the footer is redrawn when it changes (a process
+    # starts, a row that can be killed or closed is highlighted), not only on a focus
+    # change, which is when Textual asks check_action again by itself.
+    _acting: var[tuple[bool, ...]] = var((), bindings=True)
+
+    def __init__(
+        self,
+        poller: Poller,
+        *,
+        clock: Callable[[], float] = time.time,
+        output: Callable[[str], list[str]] = lambda name: [],
+        recording: Path | None = None,
+    ) -> None:
         super().__init__()
+        self.poller = poller
+        self._clock = clock
+        self._recording = recording
         self.feed = SocketFeed(SOCKET_TABLES)
         self.options = ViewOptions()
         self.timeline = Timeline()
         self.snapshot: Snapshot | None = None
         self.marked: dict[str, Marked] = self.feed.marked  # kept up to date by the feed
-        self.processes: list[Any] = []
-        self.frozen = False
+        self.processes: list[ProcessInfo] = []
+        self.interfaces: list[Interface] = []  # as the poller read them last
         self.poll_error: str | None = None
-        self.selected_process: str | None = None
         self._last_selected: Socket | None = None
         self._rates = conninfo.RateMeter()  # bytes per second of the highlighted connection
         self._focus_before_zoom: Widget | None = None
@@ -137,12 +169,12 @@ class MainScreen(Screen[None]):
         self._more_planned = False  # a slice of rows is due after the next refresh
         self._made = 0  # rows changed since the heap was last settled
         self._lab_listen_ports: set[int] = set()  # every port a lab process listened on
-        self._launched: set[str] = set()  # names launched from the dialog, not started yet
-        self._key_state: tuple[bool | None, ...] = ()  # what check_action said last
+        self.lab = LabPanel(output, id="lab")  # (made here: check_action asks it early)
 
     @property
-    def oapp(self) -> ObservatoryApp:
-        return self.app  # type: ignore[return-value]
+    def selected_process(self) -> str | None:
+        """The lab process whose output the Lab tab shows."""
+        return self.lab.selected
 
     # -- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -163,19 +195,7 @@ class MainScreen(Screen[None]):
                 )
                 with TabbedContent(id="tabs", initial="tab-lab"):
                     with TabPane("Lab", id="tab-lab"):
-                        procs = KeyedTable(PROCESS_COLUMNS, id="processes")
-                        yield procs
-                        with Horizontal(id="process-buttons"):
-                            yield Button("Launch", id="btn-launch", variant="success")
-                            yield Button("Kill", id="btn-kill", variant="warning")
-                            yield Button("Kill -9", id="btn-kill9", variant="error")
-                            yield Button("Restart", id="btn-restart")
-                            yield Button("Kill all", id="btn-kill-all", variant="error")
-                        # min_width: RichLog renders at 78 columns by default and the side
-                        # column is narrower, so lines were cut instead of wrapped.
-                        yield RichLog(
-                            id="output", max_lines=1000, wrap=True, markup=False, min_width=20
-                        )
+                        yield self.lab
                     with TabPane("Events", id="tab-events"):
                         yield EventsPanel(self.timeline, id="events")
                     with TabPane("Other states", id="tab-other"):
@@ -184,7 +204,9 @@ class MainScreen(Screen[None]):
                         yield KeyedTable(UDP_COLUMNS, id="udp")
                     with TabPane("Interfaces", id="tab-interfaces"):
                         yield KeyedTable(INTERFACE_COLUMNS, id="interfaces")
-                    yield from self.oapp.extra_tabs()
+                    titles = {tab_id: title for _key, tab_id, title in TAB_KEYS}
+                    for tab_id, panel in PANELS:
+                        yield TabPane(titles[tab_id], panel(), id=tab_id)
                 yield Static(id="events-mini")
         yield Input(placeholder="filter: type text, Enter to keep, Esc to clear", id="filter")
         yield Static(id="why")
@@ -193,12 +215,11 @@ class MainScreen(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#output", RichLog).border_title = "output"
         self.query_one("#events-mini", Static).border_title = "Events (newest first)"
-        if self.oapp.recorder is not None:
+        if self._recording is not None:
             self.query_one(
                 "#events", EventsPanel
-            ).border_subtitle = f"recording to {self.oapp.recorder.path}"
+            ).border_subtitle = f"recording to {self._recording}"
         self.query_one("#filter", Input).display = False
         self.query_one("#listen", KeyedTable).focus()
         self._layout_for(self.size.width)
@@ -213,21 +234,26 @@ class MainScreen(Screen[None]):
         self.set_class(width < NARROW, "-narrow")
         self.set_class(width >= WIDE, "-wide")
 
-    # -- polls ------------------------------------------------------------------
+    # -- polls (posted by the poller's thread) --------------------------------------------
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        result = message.result
+        for note in result.notes:
+            self.notify(note, title="Cleaned up", timeout=10)
         try:
             with gc_paused():
-                self._apply(message.result)
+                self._apply(result)
         finally:
             if not self.feed.busy:  # else the last slice of rows says so (_show_more)
-                self.oapp.poller.consumed()  # the poller may take the next snapshot
+                self.poller.consumed()  # the poller may take the next snapshot
 
     def _apply(self, result: PollResult) -> None:
         self.poll_error = None
         if result.interfaces is not None:
+            self.interfaces = result.interfaces
             self._show_interfaces(result.interfaces)
         self.processes = result.processes
-        self._show_processes()
+        self.lab.show(result.processes)
+        self._refresh_keys()
         if self.frozen:
             return
         self.snapshot = result.snapshot
@@ -313,7 +339,7 @@ class MainScreen(Screen[None]):
         if not self.feed.busy:
             settle_heap(self._made)
             self._made = 0
-            self.oapp.poller.consumed()
+            self.poller.consumed()
 
     def _title_count(self, table: KeyedTable, name: str, shown: int, total: int, gone: int) -> None:
         # Count what is open now, as the status line does; rows still shown as
@@ -327,41 +353,6 @@ class MainScreen(Screen[None]):
             table.set_title(f"ESTABLISHED  (like ss -n state established) · {count}")
         else:
             table.set_title(f"{count} sockets")
-
-    def _show_processes(self) -> None:
-        # Running ones first, in the order they started; then the ended, newest first:
-        # what a student just killed is next to what still runs, not buried at the top.
-        live = [p for p in self.processes if not p.ended]
-        ended = sorted(
-            (p for p in self.processes if p.ended), key=lambda p: p.ended_at or 0.0, reverse=True
-        )
-        rows = []
-        for p in live + ended:
-            cpu = "" if p.cpu_percent is None else f"{p.cpu_percent:.0f}%"
-            rows.append(
-                TableRow(
-                    p.name, (p.name, str(p.pid or ""), cpu, short_state(p.state), p.command_line)
-                )
-            )
-        table = self.query_one("#processes", KeyedTable)
-        table.apply(rows)
-        table.set_title(f"Lab processes · {len(live)} running")
-        self._refresh_keys()
-        key = self.selected_process
-        if key is not None and table.selected_key() != key and key in table.rows:
-            table.move_cursor(row=table.get_row_index(key))  # a new launch was selected
-        if self.selected_process is None and rows:
-            self._select_process(rows[0].key)
-        else:
-            self._title_output()
-
-    def _title_output(self) -> None:
-        """The output box names its process and, whole, the state the table shortens."""
-        p = self._selected_process_info()
-        log = self.query_one("#output", RichLog)
-        title = f"{self.selected_process} output" + (f" · {p.state}" if p is not None else "")
-        if log.border_title != title:
-            log.border_title = title
 
     def _show_interfaces(self, interfaces: list[Any]) -> None:
         def addresses(iface: Any, family: int) -> str:
@@ -388,31 +379,23 @@ class MainScreen(Screen[None]):
         ]
         self.query_one("#interfaces", KeyedTable).apply(rows)
 
-    # -- process events -----------------------------------------------------------
+    # -- process events (posted by the manager's threads) -------------------------------
     def on_process_event_message(self, message: ProcessEventMessage) -> None:
-        match message.event:
-            case OutputLine(name=name, text=line):
-                if name == self.selected_process:
-                    self.query_one("#output", RichLog).write(line)
-                return
+        event = message.event
+        self.lab.show_event(event)
+        match event:
             case ProcessStarted() as started:
-                if started.name in self._launched:  # what the student just launched
-                    self._launched.discard(started.name)
-                    # Not replayed: its lines come after this event, each as an OutputLine
-                    # (a replay of those already stored would show them twice).
-                    self._select_process(started.name, replay=False)
-                if started.replaced is not None and started.name == self.selected_process:
-                    self.query_one("#output", RichLog).clear()  # the ended one's lines go
-                text = started.describe(self.oapp.command_of(started))
+                text = started.describe(command_of(started))
                 self.timeline.add(TimelineEntry(started.at, "!", text, started.pid, lab=True))
             case ProcessExited() as exited:
                 # with the reason: the last error line, who holds a port
-                self.timeline.add(
-                    TimelineEntry(exited.at, "!", exited.describe(), exited.pid, lab=True)
-                )
+                text = exited.describe()
+                self.timeline.add(TimelineEntry(exited.at, "!", text, exited.pid, lab=True))
+            case _:
+                return  # an output line: the Lab tab's alone
         self.query_one("#events", EventsPanel).refresh_log()
         self._update_mini()
-        self.oapp.poll_now()
+        self.poller.poll_now()
 
     # -- status lines -------------------------------------------------------------
     def _update_status(self) -> None:
@@ -427,15 +410,15 @@ class MainScreen(Screen[None]):
                 parts.append(Text(f"IPv{self.options.family} only", style="bold"))
             if self.options.text:
                 parts.append(Text(f"filter: {self.options.text}", style="bold"))
-        parts.append(Text(f"every {self.oapp.interval:g} s"))
-        slow = self.oapp.last_poll_duration()
-        if slow > max(0.5, self.oapp.interval):
+        parts.append(Text(f"every {self.poller.interval:g} s"))
+        slow = self.poller.last_duration
+        if slow > max(0.5, self.poller.interval):
             parts.append(Text(f"slow poll {slow:.1f} s", style="bold reverse"))
         if self.frozen:
             parts.append(Text("FROZEN (space to resume)", style="bold reverse"))
         if self.poll_error:
             parts.append(Text(self.poll_error, style="bold reverse"))
-        stamp = self.oapp.clock()
+        stamp = self._clock()
         parts.append(Text(time.strftime("%H:%M:%S", time.localtime(stamp))))
         parts.append(Text("ctrl+p: every key", style="bold"))
         self.query_one("#status", Static).update(Text(" · ").join(parts), layout=False)
@@ -454,15 +437,8 @@ class MainScreen(Screen[None]):
         return None
 
     def _refresh_keys(self) -> None:
-        """The footer greys what cannot act now: redrawn when that changes (a process
-        starts, a row that can be killed or closed is highlighted), not only on a focus
-        change, which is when Textual asks check_action again by itself."""
-        state = tuple(
-            self.check_action(a, ()) for a in ("kill", "restart", "kill_all", "close_connection")
-        )
-        if state != self._key_state:
-            self._key_state = state
-            self.refresh_bindings()
+        """The footer greys what cannot act now (see ``_acting``)."""
+        self._acting = tuple(bool(self.check_action(a, ())) for a in ACTING)
 
     def _update_why(self) -> None:
         self._refresh_keys()
@@ -474,27 +450,9 @@ class MainScreen(Screen[None]):
                 aware.select_socket(sock)
         why = self.query_one("#why", Static)
         if sock is None:
-            kinds = {m.sock.owner for m in self.marked.values()} - {"process"}
-            hint = "  ".join(f"{k}: {owner_help(k)}." for k in sorted(kinds))
-            why.update(hint, layout=False)
+            why.update(owner_hints(m.sock for m in self.marked.values()), layout=False)
             return
-        if sock.owner == "process":
-            text = (
-                f"{sock.local} {sock.state}: pid {sock.pid} {sock.process} ({sock.user}): "
-                f"{' '.join(sock.cmdline) or sock.process}"
-            )
-        elif sock.waiting_in_backlog:
-            text = (
-                f"{sock.local} ← {sock.remote}: handshake done, waiting in the listener's "
-                "backlog; no process has accept()ed it yet."
-            )
-        elif sock.state == "TIME_WAIT":
-            text = (
-                f"{sock.local} → {sock.remote}: TIME_WAIT. This side closed first; the "
-                "kernel keeps it about 60 s so late packets cannot confuse a new connection."
-            )
-        else:
-            text = f"{sock.local}: {sock.owner}: {owner_help(sock.owner)}."
+        text = socket_words(sock)
         # The second line: what only the kernel knows (sock_diag's tcp_info, the backlog).
         at = self.snapshot.taken_at if self.snapshot is not None else time.time()
         kernel = conninfo.describe(sock, self._rates.observe(sock, at))
@@ -503,24 +461,12 @@ class MainScreen(Screen[None]):
     @on(KeyedTable.RowHighlighted)
     def _row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
         if event.data_table.id == "processes":
-            # (a process table row key is the process name)
-            key = event.row_key.value
-            if key and key != self.selected_process:
-                self._select_process(key)
+            self._refresh_keys()  # (the Lab tab shows the process: LabPanel)
         else:
             self._update_why()
 
     def on_descendant_focus(self) -> None:
         self._update_why()
-
-    def _select_process(self, name: str, replay: bool = True) -> None:
-        self.selected_process = name
-        log = self.query_one("#output", RichLog)
-        log.clear()
-        self._title_output()
-        if replay:
-            for line in self.oapp.process_output(name):
-                log.write(line)
 
     # -- actions ------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -529,20 +475,14 @@ class MainScreen(Screen[None]):
         if action in ("kill", "kill9"):
             return self._kill_target() is not None or None
         if action == "restart":
-            return self._selected_process_info() is not None or None
+            return self.lab.selected_info() is not None or None
         if action == "kill_all":
             return any(p.running for p in self.processes) or None
         if action == "close_connection":
             return self._close_target() is not None or None
         return True
 
-    def _selected_process_info(self) -> Any:
-        for p in self.processes:
-            if p.name == self.selected_process:
-                return p
-        return None
-
-    def _kill_target(self) -> Socket | Any | None:
+    def _kill_target(self) -> Socket | ProcessInfo | None:
         """What k / K act on: the focused socket row's owner, or the focused lab process.
 
         Nothing when focus is elsewhere (a scan result, a button): a letter typed
@@ -552,7 +492,7 @@ class MainScreen(Screen[None]):
         if isinstance(focused, KeyedTable) and focused.id in SOCKET_TABLES:
             return self._focused_socket()
         if isinstance(focused, KeyedTable) and focused.id == "processes":
-            p = self._selected_process_info()
+            p = self.lab.selected_info()
             return p if p is not None and p.running else None
         return None
 
@@ -584,15 +524,15 @@ class MainScreen(Screen[None]):
         )
         self.app.push_screen(
             ConfirmDialog(f"Close {sock.local} → {sock.remote}?", body, yes="Close it"),
-            lambda yes: self.oapp.close_connection(sock) if yes else None,
+            post_if_yes(self, CloseRequested(sock)),
         )
 
     def action_quit(self) -> None:
-        self.oapp.request_quit()
+        self.post_message(QuitRequested([p.name for p in self.processes if p.running]))
 
     def action_launch(self) -> None:
         addresses = ["127.0.0.1", "0.0.0.0", "::1", "::"]
-        for iface in self.oapp.interfaces_now():
+        for iface in self.interfaces:
             for a in iface.ipv4 + iface.ipv6:
                 if a not in addresses and not a.startswith("fe80"):
                     addresses.append(a)
@@ -616,8 +556,8 @@ class MainScreen(Screen[None]):
 
     def _launch(self, request: LaunchRequest | None) -> None:
         if request is not None:
-            self._launched = {request.name}  # its output is shown as soon as it starts
-            self.oapp.launch(request)
+            self.lab.expect(request.name)  # its output is shown as soon as it starts
+            self.post_message(LaunchRequested(request))
 
     def action_kill(self) -> None:
         self._kill(signal.SIGTERM)
@@ -639,17 +579,17 @@ class MainScreen(Screen[None]):
                 self.notify(refusal, severity="warning", timeout=6)
                 return
             assert target.pid is not None  # kill_refusal passes only a process with a pid
-            self.oapp.kill_pid(target.pid, sig)
+            self.post_message(KillRequested(target.pid, sig))
         else:
-            self.oapp.kill_process(target.name, sig)
+            self.post_message(KillRequested(target.name, sig))
 
     def action_restart(self) -> None:
-        p = self._selected_process_info()
+        p = self.lab.selected_info()
         if p is not None:
-            self.oapp.restart_process(p.name)
+            self.post_message(RestartRequested(p.name))
 
     def action_kill_all(self) -> None:
-        self.oapp.kill_all()
+        self.post_message(KillAllRequested())
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -676,7 +616,9 @@ class MainScreen(Screen[None]):
 
     def action_freeze(self) -> None:
         self.frozen = not self.frozen
-        self.oapp.set_paused(self.frozen)
+
+    def watch_frozen(self, frozen: bool) -> None:
+        self.poller.set_paused(frozen)
         self._update_status()
 
     def action_faster(self) -> None:
@@ -686,14 +628,14 @@ class MainScreen(Screen[None]):
         self._step_interval(1)
 
     def _step_interval(self, direction: int) -> None:
-        now = self.oapp.interval
+        now = self.poller.interval
         if direction < 0:
             choices = [i for i in INTERVALS if i < now]
             new = choices[-1] if choices else INTERVALS[0]
         else:
             choices = [i for i in INTERVALS if i > now]
             new = choices[0] if choices else INTERVALS[-1]
-        self.oapp.set_poll_interval(new)
+        self.poller.set_interval(new)
         self._update_status()
 
     def action_lab_only(self) -> None:
@@ -739,9 +681,6 @@ class MainScreen(Screen[None]):
         if event.pane.id:
             self.query_one(TabStrip).set_active(event.pane.id)
 
-    def action_screenshot(self) -> None:
-        self.oapp.save_screen()
-
     def action_zoom(self) -> None:
         # Hiding the tables moves focus onto a hidden table (and its cursor row,
         # which nobody chose): remember the focus and give it back on the way out.
@@ -753,9 +692,6 @@ class MainScreen(Screen[None]):
             self._focus_before_zoom = self.focused
             self.add_class("-zoom")
 
-    def action_theme(self) -> None:
-        self.oapp.toggle_theme()
-
     def action_scenario(self) -> None:
         self.app.push_screen(
             PathDialog("Load a scenario file", "scenarios/session4.toml"), self._load_scenario
@@ -763,13 +699,14 @@ class MainScreen(Screen[None]):
 
     def _load_scenario(self, path: str | None) -> None:
         if path:
-            self.oapp.load_scenario(path)
+            self.post_message(ScenarioRequested(path))
 
     def _lab_scope(self) -> dict[str, Any]:
         """The lab's pids (ended ones too: what a kill left, its GONE rows) and the ports
         their sockets use, with every port a lab process ever listened on: the killed
         server's FIN_WAIT2 and TIME_WAIT stay on its port after its LISTEN row is gone."""
-        pids = self.oapp.lab_pids()
+        # Ended ones too: the lab-only view keeps showing what a kill left behind.
+        pids = frozenset(p.pid for p in self.processes if p.pid is not None)
         ports: set[int] = set()
         for m in self.marked.values():
             if m.sock.pid in pids:
@@ -804,69 +741,6 @@ class MainScreen(Screen[None]):
             self._last_selected = None
             self._update_why()
         self._update_status()
-
-    @on(Button.Pressed)
-    def _button(self, event: Button.Pressed) -> None:
-        actions = {
-            "btn-launch": self.action_launch,
-            "btn-kill-all": self.action_kill_all,
-            "btn-restart": self.action_restart,
-        }
-        if event.button.id in actions:
-            actions[event.button.id]()
-        elif event.button.id in ("btn-kill", "btn-kill9"):
-            p = self._selected_process_info()
-            if p is None or not p.running:
-                self.notify("Select a running lab process first.", severity="warning")
-                return
-            sig = signal.SIGKILL if event.button.id == "btn-kill9" else signal.SIGTERM
-            self.oapp.kill_process(p.name, sig)
-
-    def confirm_foreign_kill(self, describe: Any, sig: int) -> None:
-        """Ask before signalling a process the dashboard did not start."""
-        name = "SIGKILL" if sig == signal.SIGKILL else "SIGTERM"
-        body = (
-            f"pid {describe.pid} was not started by the observatory.\n\n"
-            f"  user:    {describe.user or '?'}\n  command: {describe.command_line}\n\n"
-            f"Send it {name}?"
-        )
-        self.app.push_screen(
-            ConfirmDialog(f"Kill pid {describe.pid}?", body, yes=f"Send {name}"),
-            lambda yes: self.oapp.kill_foreign(describe, sig) if yes else None,
-        )
-
-
-def kill_refusal(sock: Socket) -> str | None:
-    """Why ``k`` cannot kill the owner of ``sock``, in words; None when it can."""
-    if sock.owner == "process" and sock.pid is not None:
-        return None
-    if sock.owner == "hidden" or sock.pid is None and sock.owner != "kernel":
-        return f"Cannot kill the owner of {sock.local}: {owner_help('hidden')}."
-    why = {
-        "TIME_WAIT": "it is in TIME_WAIT; the kernel ends it by itself within about 60 s.",
-        "SYN_RECV": "it is a handshake the kernel answers for the listening server.",
-    }.get(sock.state)
-    if why is None and sock.waiting_in_backlog:
-        why = "it waits in a backlog; kill the server that listens instead."
-    if why is None and sock.state in ("FIN_WAIT1", "FIN_WAIT2"):
-        why = (
-            f"its process closed it (or was killed); the kernel finishes the close "
-            f"({sock.state}) and drops it about 60 s later, or, if the peer closes "
-            "meanwhile, keeps it about 60 s more in TIME_WAIT."
-        )
-    if why is None and sock.state in ("CLOSING", "LAST_ACK"):
-        why = f"both ends have closed ({sock.state}); it goes away within moments."
-    return f"No process holds {sock.local}: " + (why or f"{owner_help('kernel')}.")
-
-
-def short_state(state: str) -> str:
-    """A process state short enough for the Lab table: ``stopped by SIGTERM (exit 143)`` is
-    ``SIGTERM``, ``killed by SIGKILL`` is ``SIGKILL``, ``exited 1`` is ``exit 1``."""
-    if state.startswith(("stopped by ", "killed by ")):
-        return state.split(" by ", 1)[1].split(" (")[0]
-    if state.startswith("exited "):
-        return "exit " + state.split()[1]
-    return state
 
 
 def _lab_entry(pids: frozenset[int], ports: frozenset[int]) -> Callable[[TimelineEntry], bool]:

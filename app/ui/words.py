@@ -1,0 +1,77 @@
+"""The main screen's sentences: what a row is, why a key cannot act, how a command
+reads. Pure functions of the model, so they are tested without a screen."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+
+from app.core.model import Socket, owner_help
+from app.core.procs import ProcessStarted
+
+
+def kill_refusal(sock: Socket) -> str | None:
+    """Why ``k`` cannot kill the owner of ``sock``, in words; None when it can."""
+    if sock.owner == "process" and sock.pid is not None:
+        return None
+    if sock.owner == "hidden" or sock.pid is None and sock.owner != "kernel":
+        return f"Cannot kill the owner of {sock.local}: {owner_help('hidden')}."
+    why = {
+        "TIME_WAIT": "it is in TIME_WAIT; the kernel ends it by itself within about 60 s.",
+        "SYN_RECV": "it is a handshake the kernel answers for the listening server.",
+    }.get(sock.state)
+    if why is None and sock.waiting_in_backlog:
+        why = "it waits in a backlog; kill the server that listens instead."
+    if why is None and sock.state in ("FIN_WAIT1", "FIN_WAIT2"):
+        why = (
+            f"its process closed it (or was killed); the kernel finishes the close "
+            f"({sock.state}) and drops it about 60 s later, or, if the peer closes "
+            "meanwhile, keeps it about 60 s more in TIME_WAIT."
+        )
+    if why is None and sock.state in ("CLOSING", "LAST_ACK"):
+        why = f"both ends have closed ({sock.state}); it goes away within moments."
+    return f"No process holds {sock.local}: " + (why or f"{owner_help('kernel')}.")
+
+
+def short_state(state: str) -> str:
+    """A process state short enough for the Lab table: ``stopped by SIGTERM (exit 143)`` is
+    ``SIGTERM``, ``killed by SIGKILL`` is ``SIGKILL``, ``exited 1`` is ``exit 1``."""
+    if state.startswith(("stopped by ", "killed by ")):
+        return state.split(" by ", 1)[1].split(" (")[0]
+    if state.startswith("exited "):
+        return "exit " + state.split()[1]
+    return state
+
+
+def command_of(event: ProcessStarted) -> str:
+    """What a student would type for a started process (not ``python -m ...``)."""
+    argv = list(event.argv)
+    if event.program is not None and "-m" in argv:  # python -m app.labs.X ARGS
+        argv = [event.program, *argv[argv.index("-m") + 2 :]]
+    return shlex.join(argv)
+
+
+def socket_words(sock: Socket) -> str:
+    """The highlighted row in one sentence: who holds it, or why nobody does."""
+    if sock.owner == "process":
+        return (
+            f"{sock.local} {sock.state}: pid {sock.pid} {sock.process} ({sock.user}): "
+            f"{' '.join(sock.cmdline) or sock.process}"
+        )
+    if sock.waiting_in_backlog:
+        return (
+            f"{sock.local} ← {sock.remote}: handshake done, waiting in the listener's "
+            "backlog; no process has accept()ed it yet."
+        )
+    if sock.state == "TIME_WAIT":
+        return (
+            f"{sock.local} → {sock.remote}: TIME_WAIT. This side closed first; the "
+            "kernel keeps it about 60 s so late packets cannot confuse a new connection."
+        )
+    return f"{sock.local}: {sock.owner}: {owner_help(sock.owner)}."
+
+
+def owner_hints(socks: Iterable[Socket]) -> str:
+    """With no row highlighted: what the owners other than a process mean."""
+    kinds = {s.owner for s in socks} - {"process"}
+    return "  ".join(f"{k}: {owner_help(k)}." for k in sorted(kinds))

@@ -1,0 +1,263 @@
+"""The Scan tab's form: what to scan, the Run and Cancel buttons, and how the scan goes.
+
+:class:`ScanForm` holds the fields (target, typed target, ports, scan type),
+the buttons, the progress bar with its status line, the message box (a
+refusal in words) and the nmap command line. It keeps its choices up to date
+from the polls (the default ports, this machine's addresses), never polling
+anything itself. Running the scan is the panel's job: Run, Cancel and Enter
+in a field bubble up to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalGroup
+from textual.widget import Widget
+from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
+
+from app.core.model import Snapshot
+from app.core.scan import ScanType, ScanTypeInfo, default_ports, nmap_missing_reason
+from app.ui.widgets.scan.formatting import (
+    LECTURE,
+    ports_placeholder,
+    target_options,
+    type_label,
+    unavailable,
+)
+
+DEFAULTS_EVERY = 2.0  # seconds between recomputing the default ports from snapshots
+INTERFACES_EVERY = 10.0  # seconds between refreshing the target list
+
+
+def field_row(label: str, field: Widget) -> Horizontal:
+    """One line of the form: a short label, then its field."""
+    return Horizontal(Label(label, classes="scan-label"), field, classes="scan-row")
+
+
+class ScanForm(VerticalGroup):
+    """The fields, buttons and status of the Scan tab.
+
+    Args:
+        types: the scan types offered.
+    """
+
+    def __init__(self, types: Sequence[ScanTypeInfo], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.types = tuple(types)
+        self.listening: frozenset[int] = frozenset()  # TCP LISTEN ports, as of the defaults
+        self._snapshot: Snapshot | None = None
+        self._selected_port: int | None = None
+        self._defaults_at = 0.0
+        self._defaults: str | None = None
+        self._interfaces_at = 0.0
+        self._targets: list[tuple[str, str]] = []
+
+    # -- layout -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static(id="scan-nmap-missing", classes="-hidden")
+        yield Static("Click or Tab to type · Esc to leave a field", id="scan-keys")
+        yield from self._fields()
+        yield self._buttons()
+        yield Horizontal(
+            ProgressBar(total=100, show_eta=False, id="scan-progress"),
+            Label("idle", id="scan-elapsed"),
+            classes="scan-row",
+            id="scan-progress-row",
+        )
+        yield Static(id="scan-message", classes="-hidden")
+        yield Static(id="scan-command", classes="-hidden")
+
+    def _fields(self) -> ComposeResult:
+        # type_to_search off: an open list would take every letter (b, m, s...) as a search.
+        target = Select(
+            target_options(()),
+            allow_blank=False,
+            value="127.0.0.1",
+            compact=True,
+            id="scan-target",
+            type_to_search=False,
+            tooltip="This machine's addresses (typed text below wins)",
+        )
+        yield field_row("Target", target)
+        typed = Input(
+            placeholder="type a host, IP or network/CIDR", compact=True, id="scan-target-text"
+        )
+        yield field_row("  or", typed)
+        ports = Input(
+            placeholder=ports_placeholder(self._defaults),
+            compact=True,
+            id="scan-ports",
+            tooltip=f"Like 22,80,6000-6010; empty: what listens now + the lecture's {LECTURE}",
+        )
+        yield field_row("Ports", ports)
+        kinds = Select(
+            [(type_label(t), t.name) for t in self.types],
+            allow_blank=False,
+            value="connect",
+            compact=True,
+            id="scan-type",
+            type_to_search=False,
+        )
+        yield field_row("Type", kinds)
+
+    @staticmethod
+    def _buttons() -> Horizontal:
+        return Horizontal(
+            Button(
+                "Run",
+                id="scan-run",
+                variant="success",
+                compact=True,
+                tooltip="Start nmap (Enter in a field does the same)",
+            ),
+            Button(
+                "Cancel",
+                id="scan-cancel",
+                variant="error",
+                compact=True,
+                disabled=True,
+                tooltip="Stop nmap now",
+            ),
+            Button(
+                "Port of row",
+                id="scan-use-selected",
+                compact=True,
+                disabled=True,
+                tooltip="Scan the port of the highlighted socket row",
+            ),
+            classes="scan-row",
+            id="scan-buttons",
+        )
+
+    def on_mount(self) -> None:
+        self.query_one("#scan-progress", ProgressBar).update(progress=0)
+        self.check_nmap()
+
+    # -- what the fields say ------------------------------------------------------------
+    def target_text(self) -> str:
+        """What will be scanned: the typed text when there is some, else the chosen address."""
+        typed = self.query_one("#scan-target-text", Input).value.strip()
+        if typed:
+            return typed
+        value = self.query_one("#scan-target", Select).value
+        return value if isinstance(value, str) else "127.0.0.1"
+
+    def ports_text(self) -> str:
+        return self.query_one("#scan-ports", Input).value
+
+    def chosen_type(self) -> ScanTypeInfo | None:
+        return self._type_info(self.query_one("#scan-type", Select).value)
+
+    def _type_info(self, name: object) -> ScanTypeInfo | None:
+        return next((t for t in self.types if t.name == name), None)
+
+    # -- choices, from the polls --------------------------------------------------------
+    def update_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep the latest snapshot; recompute the defaults and targets now and then."""
+        self._snapshot = snapshot
+        now = time.monotonic()
+        if now - self._defaults_at >= DEFAULTS_EVERY:
+            self._defaults_at = now
+            self._refresh_defaults()
+        if now - self._interfaces_at >= INTERFACES_EVERY:
+            self._interfaces_at = now
+            self._refresh_targets()
+
+    def _refresh_targets(self) -> None:
+        # The interfaces come from the app's cache, filled by its poller: nothing
+        # reads the machine's interfaces on the UI loop.
+        interfaces: list[Any] = []
+        getter = getattr(self.app, "interfaces_now", None) if self.is_attached else None
+        if getter is not None:
+            with contextlib.suppress(Exception):
+                interfaces = list(getter())
+        options = target_options(interfaces)
+        if options == self._targets:
+            return
+        self._targets = options
+        select: Select[str] = self.query_one("#scan-target", Select)
+        value = select.value
+        select.set_options(options)
+        if any(v == value for _, v in options):
+            select.value = value
+
+    def _refresh_defaults(self) -> None:
+        if self._snapshot is None:
+            return
+        scan_type = self.query_one("#scan-type", Select).value
+        kind: ScanType = "udp" if scan_type == "udp" else "connect"
+        ports = default_ports(kind, self._snapshot)
+        self.listening = frozenset(
+            s.local_port for s in self._snapshot.sockets if s.state == "LISTEN"
+        )
+        if ports != self._defaults:
+            self._defaults = ports
+            self.query_one("#scan-ports", Input).placeholder = ports_placeholder(ports)
+
+    def offer_port(self, port: int) -> None:
+        """The "Port of row" button offers ``port`` (of the highlighted socket row)."""
+        self._selected_port = port
+        button = self.query_one("#scan-use-selected", Button)
+        button.label = f"Port {port}"
+        button.disabled = False
+
+    @on(Button.Pressed, "#scan-use-selected")
+    def _use_selected(self, event: Button.Pressed) -> None:
+        event.stop()
+        if self._selected_port is not None:
+            self.query_one("#scan-ports", Input).value = str(self._selected_port)
+            self.query_one("#scan-ports", Input).focus()
+
+    @on(Select.Changed, "#scan-type")
+    def _type_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        info = self._type_info(event.value)
+        if info is not None and not info.enabled:
+            self.say(unavailable(info))
+        else:
+            self.say(None)
+        self._defaults_at = 0.0
+        self._refresh_defaults()
+
+    # -- what the form shows ------------------------------------------------------------
+    def check_nmap(self) -> bool:
+        """Show the install line when nmap is not on PATH (looked up now)."""
+        missing = nmap_missing_reason()
+        line = self.query_one("#scan-nmap-missing", Static)
+        line.update(missing or "")
+        line.set_class(missing is None, "-hidden")
+        return missing is None
+
+    def say(self, text: str | None, error: bool = True) -> None:
+        """Show ``text`` in the message box (an error unless ``error`` is False); None hides it."""
+        box = self.query_one("#scan-message", Static)
+        box.update(text or "")
+        box.set_class(not text, "-hidden")
+        box.set_class(not error, "-info")
+
+    def set_running(self, running: bool) -> None:
+        run = self.query_one("#scan-run", Button)
+        cancel = self.query_one("#scan-cancel", Button)
+        # Keep the keyboard where it was: Enter on Run, then Enter again cancels.
+        move_focus = (run if running else cancel).has_focus
+        run.disabled = running
+        cancel.disabled = not running
+        if move_focus:
+            (cancel if running else run).focus()
+
+    def status(self, text: str, percent: float | None = None) -> None:
+        """The status line beside the progress bar; ``percent`` moves the bar too."""
+        if percent is not None:
+            self.query_one("#scan-progress", ProgressBar).update(progress=percent)
+        self.query_one("#scan-elapsed", Label).update(text)
+
+    def show_command(self, command: str) -> None:
+        line = self.query_one("#scan-command", Static)
+        line.update(command)
+        line.remove_class("-hidden")

@@ -23,7 +23,7 @@ from app.ui.app import ObservatoryApp
 from app.ui.screens.launch import LaunchDialog
 from app.ui.widgets.keyed_table import KeyedTable
 from app.ui.widgets.scan_panel import ScanPanel
-from tests.conftest import listener, until
+from tests.conftest import REPO, listener, until
 from tests.nmaputil import assert_loopback, closed_port, nmap_processes_of, require_nmap
 
 SIZE = (120, 40)
@@ -333,6 +333,8 @@ async def test_quitting_mid_scan_leaves_no_nmap(sockets: list[socket.socket]) ->
 
 
 class _PanelApp(App[None]):
+    CSS_PATH = REPO / "styles" / "scan.tcss"  # the panel's CSS, which the app loads
+
     def __init__(self, panel: ScanPanel) -> None:
         super().__init__()
         self.panel = panel

@@ -35,13 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from app.core.control import ProcessControl
 from app.core.procs import (
     NAME_PATTERN,
     NAME_RULE,
     LaunchError,
     ProcessError,
     ProcessInfo,
-    ProcessManager,
     executable_problem,
 )
 
@@ -420,7 +420,7 @@ def _when_due(scenario: Scenario, stop: threading.Event | None) -> Iterator[Scen
         yield entry
 
 
-def _launch(manager: ProcessManager, entry: ScenarioEntry, name: str, folder: Path) -> ProcessInfo:
+def _launch(manager: ProcessControl, entry: ScenarioEntry, name: str, folder: Path) -> ProcessInfo:
     """Start ``entry`` as ``name``: a built-in, or a command run in the scenario's folder."""
     if entry.program is not None:
         return manager.launch_builtin(name, entry.program, entry.args)
@@ -428,7 +428,7 @@ def _launch(manager: ProcessManager, entry: ScenarioEntry, name: str, folder: Pa
 
 
 def start_scenario(
-    manager: ProcessManager,
+    manager: ProcessControl,
     scenario: Scenario,
     *,
     stop: threading.Event | None = None,
@@ -481,7 +481,7 @@ def _same_program(info: ProcessInfo, entry: ScenarioEntry) -> bool:
     return info.program is None and tuple(info.argv) == tuple(entry.command or ())
 
 
-def _fresh_name(manager: ProcessManager, name: str) -> str:
+def _fresh_name(manager: ProcessControl, name: str) -> str:
     taken = set(manager.names())
     for n in range(2, 1000):
         candidate = f"{name[:36]}-{n}"
@@ -491,7 +491,7 @@ def _fresh_name(manager: ProcessManager, name: str) -> str:
 
 
 def start_scenario_each(
-    manager: ProcessManager,
+    manager: ProcessControl,
     scenario: Scenario,
     *,
     stop: threading.Event | None = None,
@@ -518,7 +518,7 @@ def start_scenario_each(
     return results
 
 
-def _start_entry(manager: ProcessManager, entry: ScenarioEntry, folder: Path) -> EntryResult:
+def _start_entry(manager: ProcessControl, entry: ScenarioEntry, folder: Path) -> EntryResult:
     """Start one entry; or keep the process that already runs it under its name; or,
     when its name is taken by another program, start it under a fresh name."""
     try:
@@ -544,7 +544,7 @@ def _start_entry(manager: ProcessManager, entry: ScenarioEntry, folder: Path) ->
 
 
 def _start_as(
-    manager: ProcessManager,
+    manager: ProcessControl,
     entry: ScenarioEntry,
     name: str,
     folder: Path,

@@ -6,10 +6,11 @@ from collections.abc import Callable, Sequence, Set
 
 from rich.text import Text
 
+from app.core.interfaces import Interface
 from app.core.model import Socket
 from app.ui.rows import GONE_MARK, NEW_MARK, Marked, ViewOptions, backlog_text, pair_order
 from app.ui.themes import ORANGE, SKY_BLUE
-from app.ui.widgets.keyed_table import Cell
+from app.ui.widgets.keyed_table import Cell, TableRow
 
 # Okabe-Ito colours: told apart by colour-blind readers; always with a word or sign.
 NEW_STYLE = f"bold {SKY_BLUE}"
@@ -142,3 +143,33 @@ def sort_function(
         return pair(m.sock)
 
     return natural
+
+
+INTERFACE_COLUMNS = [
+    ("Interface", "name"),
+    ("State", "state"),
+    ("IPv4", "ipv4"),
+    ("IPv6", "ipv6"),
+    ("MTU", "mtu"),
+]
+
+
+def interface_rows(interfaces: Sequence[Interface]) -> list[TableRow]:
+    """The Interfaces tab: one row per interface, its addresses as ``ip addr`` writes them
+    (address/prefix length)."""
+
+    def addresses(iface: Interface, family: int) -> str:
+        found = [
+            f"{a.address}/{a.prefixlen}" if a.prefixlen is not None else a.address
+            for a in iface.addresses
+            if a.family == family
+        ]
+        return " ".join(found) or "-"
+
+    return [
+        TableRow(
+            i.name,
+            (i.name, "UP" if i.up else "DOWN", addresses(i, 4), addresses(i, 6), str(i.mtu or "")),
+        )
+        for i in interfaces
+    ]

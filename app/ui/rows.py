@@ -8,10 +8,11 @@ colour; ``app.ui.feed`` keeps them), and the natural order of connections.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from app.core.model import Socket
+from app.core.procs import ProcessInfo
 
 MARK_SECONDS = 3.0
 
@@ -96,3 +97,20 @@ def pair_order(listen_ports: set[int]) -> Callable[[Socket], tuple[object, ...]]
         )
 
     return key
+
+
+def lab_scope(
+    processes: Iterable[ProcessInfo], marked: Iterable[Marked], listened: set[int]
+) -> tuple[frozenset[int], frozenset[int]]:
+    """The lab-only view: the lab's pids (ended ones too: what a kill left, its GONE rows)
+    and the ports their sockets use, with every port a lab process ever listened on
+    (``listened``, kept up to date here): the killed server's FIN_WAIT2 and TIME_WAIT
+    stay on its port after its LISTEN row is gone."""
+    pids = frozenset(p.pid for p in processes if p.pid is not None)
+    ports: set[int] = set()
+    for m in marked:
+        if m.sock.pid in pids:
+            ports.add(m.sock.local_port)
+            if m.sock.state == "LISTEN":
+                listened.add(m.sock.local_port)
+    return pids, frozenset(ports | listened)

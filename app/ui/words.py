@@ -4,10 +4,14 @@ reads. Pure functions of the model, so they are tested without a screen."""
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
+
+from rich.text import Text
 
 from app.core.model import Socket, owner_help
 from app.core.procs import ProcessStarted
+from app.ui.rows import ViewOptions
 
 
 def kill_refusal(sock: Socket) -> str | None:
@@ -75,3 +79,60 @@ def owner_hints(socks: Iterable[Socket]) -> str:
     """With no row highlighted: what the owners other than a process mean."""
     kinds = {s.owner for s in socks} - {"process"}
     return "  ".join(f"{k}: {owner_help(k)}." for k in sorted(kinds))
+
+
+def table_title(name: str, shown: int, total: int, gone: int) -> str:
+    """A socket table's title with its count: what is open now, as the status line counts
+    it; rows still shown as "- GONE" apart, and how many the view shows."""
+    count = f"{total - gone}" + (f" (+{gone} gone)" if gone else "")
+    if shown < total:
+        count += f" · {shown} shown"
+    if name == "listen":
+        return f"LISTEN  (like netstat -tulpn) · {count}"
+    if name == "established":
+        return f"ESTABLISHED  (like ss -n state established) · {count}"
+    return f"{count} sockets"
+
+
+def close_question(sock: Socket, peer: Socket | None) -> str:
+    """The close dialog's words: both ends, and what each end's process will see."""
+    return (
+        f"End this TCP connection, as ss -K does?\n\n"
+        f"  this end:  {sock.local}  {sock.state}  {sock.owner_label}\n"
+        f"  the peer:  {sock.remote}"
+        + (f"  {peer.state}  {peer.owner_label}" if peer is not None else "")
+        + "\n\nThe owner's blocked recv() gets ECONNABORTED; the peer gets a reset."
+    )
+
+
+def status_line(
+    counts: Mapping[str, int] | None,
+    options: ViewOptions,
+    interval: float,
+    slow: float,
+    frozen: bool,
+    error: str | None,
+    stamp: float,
+) -> Text:
+    """The top line: the counts (None before the first poll), the view, the poll's pace,
+    what is wrong, the time, and where every key is."""
+    parts = [Text("Observatory", style="bold")]
+    if counts is not None:
+        for state in ("LISTEN", "ESTABLISHED", "TIME_WAIT"):
+            parts.append(Text(f"{counts.get(state, 0)} {state}"))
+        if options.lab_pids is not None:
+            parts.append(Text("lab only", style="bold"))
+        if options.family:
+            parts.append(Text(f"IPv{options.family} only", style="bold"))
+        if options.text:
+            parts.append(Text(f"filter: {options.text}", style="bold"))
+    parts.append(Text(f"every {interval:g} s"))
+    if slow > max(0.5, interval):
+        parts.append(Text(f"slow poll {slow:.1f} s", style="bold reverse"))
+    if frozen:
+        parts.append(Text("FROZEN (space to resume)", style="bold reverse"))
+    if error:
+        parts.append(Text(error, style="bold reverse"))
+    parts.append(Text(time.strftime("%H:%M:%S", time.localtime(stamp))))
+    parts.append(Text("ctrl+p: every key", style="bold"))
+    return Text(" · ").join(parts)

@@ -9,10 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.reactive import var
 from textual.screen import Screen
@@ -25,9 +24,11 @@ from app.core.model import Snapshot, Socket
 from app.core.procs import ProcessExited, ProcessInfo, ProcessStarted
 from app.ui.cells import (
     ESTABLISHED_COLUMNS,
+    INTERFACE_COLUMNS,
     LISTEN_COLUMNS,
     OTHER_COLUMNS,
     UDP_COLUMNS,
+    interface_rows,
 )
 from app.ui.feed import SocketFeed, gc_paused, settle_heap
 from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
@@ -41,27 +42,29 @@ from app.ui.requests import (
     RestartRequested,
     ScenarioRequested,
 )
-from app.ui.rows import Marked, ViewOptions
+from app.ui.rows import Marked, ViewOptions, lab_scope
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog, post_if_yes
+from app.ui.screens.keys import ACTING, MAIN_BINDINGS, TAB_KEYS
 from app.ui.screens.launch import LaunchDialog, LaunchRequest
 from app.ui.widgets.backlog import BacklogPanel
 from app.ui.widgets.bytes_panel import BytesPanel
-from app.ui.widgets.events import MAX_EVENTS, EventsPanel, Timeline, TimelineEntry
+from app.ui.widgets.events import MAX_EVENTS, EventsPanel, Timeline, TimelineEntry, lab_entries
 from app.ui.widgets.instrument import InstrumentPanel
-from app.ui.widgets.keyed_table import KeyedTable, TableRow
+from app.ui.widgets.keyed_table import KeyedTable
 from app.ui.widgets.lab_panel import LabPanel
 from app.ui.widgets.scan_panel import ScanPanel
 from app.ui.widgets.tabstrip import TabStrip
 from app.ui.widgets.tcp_machine import StateMachinePanel, mirror_key
-from app.ui.words import command_of, kill_refusal, owner_hints, socket_words
+from app.ui.words import (
+    close_question,
+    command_of,
+    kill_refusal,
+    owner_hints,
+    socket_words,
+    status_line,
+    table_title,
+)
 
-INTERFACE_COLUMNS = [
-    ("Interface", "name"),
-    ("State", "state"),
-    ("IPv4", "ipv4"),
-    ("IPv6", "ipv6"),
-    ("MTU", "mtu"),
-]
 SOCKET_TABLES = {
     "listen": LISTEN_COLUMNS,
     "established": ESTABLISHED_COLUMNS,
@@ -72,18 +75,6 @@ INTERVALS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 SLICE = 1500  # rows handed to each socket table per turn of the event loop (~20 ms)
 NARROW = 110  # columns: below this the side column goes under the tables
 WIDE = 150  # columns: from here the side column takes more room (its panels wrap less)
-# Every tab of the side column has a key (the palette lists them too), in strip order.
-TAB_KEYS = (
-    ("p", "tab-lab", "Lab"),
-    ("e", "tab-events", "Events"),
-    ("h", "tab-other", "Other states"),
-    ("u", "tab-udp", "UDP"),
-    ("i", "tab-interfaces", "Interfaces"),
-    ("s", "tab-scan", "Scan"),
-    ("b", "tab-bytes", "Bytes"),
-    ("m", "tab-machine", "TCP states"),
-    ("w", "tab-backlog", "Backlog"),
-)
 # The instrument panels' tabs (app.ui.widgets.instrument.InstrumentPanel), by tab id.
 PANELS: tuple[tuple[str, type[InstrumentPanel]], ...] = (
     ("tab-scan", ScanPanel),
@@ -91,8 +82,6 @@ PANELS: tuple[tuple[str, type[InstrumentPanel]], ...] = (
     ("tab-machine", StateMachinePanel),
     ("tab-backlog", BacklogPanel),
 )
-# The keys whose footer entry greys out when they cannot act (check_action).
-ACTING = ("kill", "restart", "kill_all", "close_connection")
 
 
 class MainScreen(Screen[None]):
@@ -105,34 +94,7 @@ class MainScreen(Screen[None]):
         recording: where the session record goes, if anywhere.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [  # type: ignore[assignment]
-        Binding(key, action, description, id=action.rpartition(".")[2], tooltip=tooltip)
-        for key, action, description, tooltip in (
-            ("q", "quit", "Quit", "Quit (asks about running lab processes)"),
-            ("l", "launch", "Launch", "Start a lab server, client or any command"),
-            ("k", "kill", "Kill", "SIGTERM the selected process or the socket's owner"),
-            ("K", "kill9", "Kill -9", "SIGKILL, like kill -9 PID"),
-            ("r", "restart", "Restart", "Stop and start the selected lab process"),
-            ("X", "kill_all", "Kill all", "SIGTERM every lab process"),
-            ("c", "close_connection", "Close", "End the selected TCP connection, as ss -K (root)"),
-            ("slash", "filter", "Filter", "Show only rows containing some text"),
-            ("space", "freeze", "Freeze", "Hold a still frame for the class"),
-            ("plus,equals_sign", "faster", "Faster", "Poll more often"),
-            ("minus", "slower", "Slower", "Poll less often"),
-            ("a", "lab_only", "Lab only", "Only sockets of lab processes, or all"),
-            ("f", "family", "IPv4/6", "Cycle IPv4 and IPv6, IPv4 only, IPv6 only"),
-            ("n", "numeric", "Numeric", "Hide or show service names"),
-            ("o", "sort", "Sort", "Sort the focused table by its next column"),
-            ("t", "app.toggle_theme", "Theme", "Switch the default and projector themes"),
-            ("O", "scenario", "Scenario", "Load a scenario file"),
-            ("z", "zoom", "Zoom", "Give the side column the whole screen, or not"),
-            ("ctrl+s", "app.save_screen", "Screenshot", "Save an SVG screenshot for a handout"),
-        )
-    ] + [
-        # Not in the footer: the tab strip shows each tab's key on the tab itself.
-        Binding(key, f"tab('{tab}')", title, id=tab, tooltip=f"Show the {title} tab", show=False)
-        for key, tab, title in TAB_KEYS
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = MAIN_BINDINGS
 
     # Frozen: the tables hold a still frame and the poller pauses.
     frozen: var[bool] = var(False, init=False)
@@ -250,7 +212,7 @@ class MainScreen(Screen[None]):
         self.poll_error = None
         if result.interfaces is not None:
             self.interfaces = result.interfaces
-            self._show_interfaces(result.interfaces)
+            self.query_one("#interfaces", KeyedTable).apply(interface_rows(result.interfaces))
         self.processes = result.processes
         self.lab.show(result.processes)
         self._refresh_keys()
@@ -326,7 +288,7 @@ class MainScreen(Screen[None]):
         for name in SOCKET_TABLES:
             table = self.query_one(f"#{name}", KeyedTable)
             feed = self.feed.show(name, table, self.options, SLICE)
-            self._title_count(table, name, table.row_count, len(feed.members), feed.gone)
+            table.set_title(table_title(name, table.row_count, len(feed.members), feed.gone))
         if self.feed.busy and not self._more_planned:
             self._more_planned = True
             self.call_after_refresh(self._show_more)
@@ -340,44 +302,6 @@ class MainScreen(Screen[None]):
             settle_heap(self._made)
             self._made = 0
             self.poller.consumed()
-
-    def _title_count(self, table: KeyedTable, name: str, shown: int, total: int, gone: int) -> None:
-        # Count what is open now, as the status line does; rows still shown as
-        # "- GONE" are counted apart.
-        count = f"{total - gone}" + (f" (+{gone} gone)" if gone else "")
-        if shown < total:
-            count += f" · {shown} shown"
-        if name == "listen":
-            table.set_title(f"LISTEN  (like netstat -tulpn) · {count}")
-        elif name == "established":
-            table.set_title(f"ESTABLISHED  (like ss -n state established) · {count}")
-        else:
-            table.set_title(f"{count} sockets")
-
-    def _show_interfaces(self, interfaces: list[Any]) -> None:
-        def addresses(iface: Any, family: int) -> str:
-            # As `ip addr` writes them: address/prefix length.
-            found = [
-                f"{a.address}/{a.prefixlen}" if a.prefixlen is not None else a.address
-                for a in iface.addresses
-                if a.family == family
-            ]
-            return " ".join(found) or "-"
-
-        rows = [
-            TableRow(
-                i.name,
-                (
-                    i.name,
-                    "UP" if i.up else "DOWN",
-                    addresses(i, 4),
-                    addresses(i, 6),
-                    str(i.mtu or ""),
-                ),
-            )
-            for i in interfaces
-        ]
-        self.query_one("#interfaces", KeyedTable).apply(rows)
 
     # -- process events (posted by the manager's threads) -------------------------------
     def on_process_event_message(self, message: ProcessEventMessage) -> None:
@@ -399,29 +323,16 @@ class MainScreen(Screen[None]):
 
     # -- status lines -------------------------------------------------------------
     def _update_status(self) -> None:
-        parts = [Text("Observatory", style="bold")]
-        if self.snapshot is not None:
-            counts = self._counts
-            for state in ("LISTEN", "ESTABLISHED", "TIME_WAIT"):
-                parts.append(Text(f"{counts.get(state, 0)} {state}"))
-            if self.options.lab_pids is not None:
-                parts.append(Text("lab only", style="bold"))
-            if self.options.family:
-                parts.append(Text(f"IPv{self.options.family} only", style="bold"))
-            if self.options.text:
-                parts.append(Text(f"filter: {self.options.text}", style="bold"))
-        parts.append(Text(f"every {self.poller.interval:g} s"))
-        slow = self.poller.last_duration
-        if slow > max(0.5, self.poller.interval):
-            parts.append(Text(f"slow poll {slow:.1f} s", style="bold reverse"))
-        if self.frozen:
-            parts.append(Text("FROZEN (space to resume)", style="bold reverse"))
-        if self.poll_error:
-            parts.append(Text(self.poll_error, style="bold reverse"))
-        stamp = self._clock()
-        parts.append(Text(time.strftime("%H:%M:%S", time.localtime(stamp))))
-        parts.append(Text("ctrl+p: every key", style="bold"))
-        self.query_one("#status", Static).update(Text(" · ").join(parts), layout=False)
+        status = status_line(
+            self._counts if self.snapshot is not None else None,
+            self.options,
+            self.poller.interval,
+            self.poller.last_duration,
+            self.frozen,
+            self.poll_error,
+            self._clock(),
+        )
+        self.query_one("#status", Static).update(status, layout=False)
 
     def _update_mini(self) -> None:
         self.query_one("#events-mini", Static).update(
@@ -515,15 +426,10 @@ class MainScreen(Screen[None]):
             return
         mirror = mirror_key(sock)
         peer = self.snapshot.by_key.get(mirror) if self.snapshot and mirror else None
-        body = (
-            f"End this TCP connection, as ss -K does?\n\n"
-            f"  this end:  {sock.local}  {sock.state}  {sock.owner_label}\n"
-            f"  the peer:  {sock.remote}"
-            + (f"  {peer.state}  {peer.owner_label}" if peer is not None else "")
-            + "\n\nThe owner's blocked recv() gets ECONNABORTED; the peer gets a reset."
-        )
         self.app.push_screen(
-            ConfirmDialog(f"Close {sock.local} → {sock.remote}?", body, yes="Close it"),
+            ConfirmDialog(
+                f"Close {sock.local} → {sock.remote}?", close_question(sock, peer), yes="Close it"
+            ),
             post_if_yes(self, CloseRequested(sock)),
         )
 
@@ -702,24 +608,13 @@ class MainScreen(Screen[None]):
             self.post_message(ScenarioRequested(path))
 
     def _lab_scope(self) -> dict[str, Any]:
-        """The lab's pids (ended ones too: what a kill left, its GONE rows) and the ports
-        their sockets use, with every port a lab process ever listened on: the killed
-        server's FIN_WAIT2 and TIME_WAIT stay on its port after its LISTEN row is gone."""
-        # Ended ones too: the lab-only view keeps showing what a kill left behind.
-        pids = frozenset(p.pid for p in self.processes if p.pid is not None)
-        ports: set[int] = set()
-        for m in self.marked.values():
-            if m.sock.pid in pids:
-                ports.add(m.sock.local_port)
-                if m.sock.state == "LISTEN":
-                    self._lab_listen_ports.add(m.sock.local_port)
-        ports |= self._lab_listen_ports
-        return {"lab_pids": pids, "lab_ports": frozenset(ports)}
+        pids, ports = lab_scope(self.processes, self.marked.values(), self._lab_listen_ports)
+        return {"lab_pids": pids, "lab_ports": ports}
 
     def _scope_timeline(self) -> None:
         """The Events tab and box follow the lab-only view."""
         o = self.options
-        self.timeline.scope = None if o.lab_pids is None else _lab_entry(o.lab_pids, o.lab_ports)
+        self.timeline.scope = None if o.lab_pids is None else lab_entries(o.lab_pids, o.lab_ports)
         self.query_one("#events", EventsPanel).refresh_log()
         self._update_mini()
 
@@ -741,13 +636,3 @@ class MainScreen(Screen[None]):
             self._last_selected = None
             self._update_why()
         self._update_status()
-
-
-def _lab_entry(pids: frozenset[int], ports: frozenset[int]) -> Callable[[TimelineEntry], bool]:
-    """The lab-only view of the timeline: the lab's processes, and what touched the ports the
-    lab's sockets use (a client of a lab server, a lab TIME_WAIT no process holds)."""
-
-    def belongs(entry: TimelineEntry) -> bool:
-        return entry.lab or entry.pid in pids or any(p in ports for p in entry.ports if p)
-
-    return belongs

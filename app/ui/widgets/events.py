@@ -138,3 +138,13 @@ class EventsPanel(Vertical):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "event-filter":
             self.refresh_log()
+
+
+def lab_entries(pids: frozenset[int], ports: frozenset[int]) -> Callable[[TimelineEntry], bool]:
+    """The lab-only view of the timeline: the lab's processes, and what touched the ports the
+    lab's sockets use (a client of a lab server, a lab TIME_WAIT no process holds)."""
+
+    def belongs(entry: TimelineEntry) -> bool:
+        return entry.lab or entry.pid in pids or any(p in ports for p in entry.ports if p)
+
+    return belongs

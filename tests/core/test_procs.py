@@ -24,7 +24,7 @@ from app.core.procs import (
     ProcessStarted,
 )
 from app.core.sockets import ProcNetSource
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -326,6 +326,8 @@ def test_shim_refuses_to_start_when_the_parent_is_already_gone() -> None:
 def test_kill_foreign_and_describe_foreign(manager: ProcessManager) -> None:
     victim = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     try:
+        # Right after Popen the child may still be in exec(): no command line yet.
+        wait_for(lambda: psutil.Process(victim.pid).cmdline(), what="the victim's exec")
         about = manager.describe_foreign(victim.pid)
         assert about.cmdline == ("sleep", "1000") and about.managed_name is None
         assert about.user == psutil.Process().username()

@@ -32,7 +32,7 @@ from app.core.procs.errors import LaunchError
 from app.core.procs.output import OutputBuffer
 from app.core.procs.records import ProcessRecord
 
-# Environment the built-in lab programs read (app.labs._common.install_parent_guard).
+# Environment the built-in lab programs read (app.labs._process.install_parent_guard).
 ENV_PARENT_PID = "OBSERVATORY_PARENT_PID"
 ENV_LIFELINE_FD = "OBSERVATORY_LIFELINE_FD"
 # The supervisor (app.core.shim) writes the command's pid to this descriptor.

@@ -17,7 +17,7 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, Select, Static, TabbedContent
 
-from app.core.scan import NMAP_MISSING, available_types
+from app.core.scan import NMAP_MISSING, Scan, available_types
 from app.core.sockets import ProcNetSource
 from app.ui.app import ObservatoryApp
 from app.ui.screens.launch import LaunchDialog
@@ -358,6 +358,40 @@ async def test_types_that_need_root_say_so() -> None:
         panel.run_scan()
         await pilot.pause()
         assert panel.scan is None and "run the dashboard as root" in str(message.render())
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (RuntimeError("nmap's output ended early"), "nmap's output ended early"),
+        (OSError(), "OSError"),
+    ],
+)
+async def test_a_scan_that_raises_is_told_in_words(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, words: str
+) -> None:
+    """The scan's worker thread fails: the message box says why, the form is ready again,
+    and nothing is kept (no nmap needed: the scan itself is replaced)."""
+
+    def fail(scan: Scan) -> None:
+        raise error
+
+    monkeypatch.setattr("app.ui.widgets.scan.form.nmap_missing_reason", lambda: None)
+    monkeypatch.setattr(Scan, "preflight", lambda scan: "/usr/bin/nmap")
+    monkeypatch.setattr(Scan, "run", fail)
+    panel = ScanPanel(types=available_types(euid=1000))
+    async with _PanelApp(panel).run_test(size=(60, 40)) as pilot:
+        panel.query_one("#scan-ports", Input).value = str(closed_port())
+        panel.run_scan()
+        assert panel.scan is not None and panel.query_one("#scan-run").disabled
+        await until(pilot, lambda: panel.scan is None, timeout=5, what="the scan ended")
+        message = panel.query_one("#scan-message", Static)
+        assert message.display and str(message.render()) == words
+        assert str(panel.query_one("#scan-elapsed", Label).render()) == "failed"
+        assert not panel.query_one("#scan-run").disabled
+        assert panel.query_one("#scan-cancel").disabled
+        assert rows(pilot, "#scan-history") == [] and rows(pilot, "#scan-results") == []
+        assert pilot.app.is_running  # the worker's exit_on_error=False: no traceback, no exit
 
 
 async def test_port_of_the_highlighted_socket_row(sockets: list[socket.socket]) -> None:

@@ -7,29 +7,30 @@ scans, marks, "vs previous"). The panel itself runs the scans and passes what
 happens between the rooms.
 
 It validates what the user typed (``ScanRequest.create``) on the UI loop, which
-is cheap and never polls, then runs the scan in a thread of its own. That thread
-talks back only through messages: in Textual 8, ``MessagePump.post_message``
-from another thread goes through ``loop.call_soon_threadsafe``, and it raises
-only once the loop is closed, which we ignore (the app is gone). Only one scan
-runs at a time; unmounting the panel (quitting the app) cancels it and waits at
-most ~1 s, which is enough for ``Scan`` to SIGTERM/SIGKILL nmap's process group
-and reap it.
+is cheap and never polls, then runs the scan in a Textual thread worker (group
+``scan``). The thread reports progress with ``post_message``, which is
+thread-safe in Textual 8 (``loop.call_soon_threadsafe``; it raises only once the
+loop is closed, which we ignore: the app is gone). The outcome comes back as
+the worker's ``StateChanged``: its result, or its exception told in words,
+never a traceback. Only one scan runs at a time; unmounting the panel
+(quitting the app) cancels it and waits at most ~1 s, which is enough for
+``Scan`` to SIGTERM/SIGKILL nmap's process group and reap it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shlex
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from textual import events, on
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Button, Input, Select
+from textual.worker import Worker, WorkerState
 
 from app.core.model import Snapshot, Socket, SocketEvent
 from app.core.scan import (
@@ -53,6 +54,14 @@ from app.ui.widgets.scan.history import ScanHistoryView
 from app.ui.widgets.scan.results import ScanResultsView
 
 UNMOUNT_WAIT = 1.0  # seconds the panel waits for a cancelled scan when it goes away
+FINAL_STATES = (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
+
+
+def failure_words(error: BaseException | None) -> str:
+    """What went wrong, in one line: the exception's own words, else its name."""
+    if error is None:
+        return "the scan failed"
+    return str(error) or type(error).__name__
 
 
 class ScanPanel(InstrumentPanel):
@@ -81,20 +90,11 @@ class ScanPanel(InstrumentPanel):
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, ScanPanel.Progressed) and message.scan is self.scan
 
-    class Finished(Message):
-        """A scan ended: ``result`` is set, or ``error`` says in words what went wrong."""
-
-        def __init__(self, scan: Scan, result: ScanResult | None, error: str | None) -> None:
-            super().__init__()
-            self.scan = scan
-            self.result = result
-            self.error = error
-
     def __init__(self, types: Sequence[ScanTypeInfo] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.types = tuple(types) if types is not None else available_types()
         self.scan: Scan | None = None  # the running scan, if any
-        self._thread: threading.Thread | None = None
+        self._worker: Worker[ScanResult] | None = None  # the thread that runs it
         self._snapshot: Snapshot | None = None
 
     def compose(self) -> ComposeResult:
@@ -124,13 +124,13 @@ class ScanPanel(InstrumentPanel):
         home_after_hidden_blur(self)
 
     def on_unmount(self) -> None:
-        # Quitting mid-scan: nmap lives in its own session, so a daemon thread dying
-        # with Python would leave it running. Cancel, and give Scan ~1 s to reap it.
-        scan, thread = self.scan, self._thread
+        # Quitting mid-scan: nmap lives in its own session, so a thread that outlived
+        # the app would leave it running. Cancel, and give Scan ~1 s to reap it.
+        scan = self.scan
         if scan is not None:
             scan.cancel()
-        if thread is not None:
-            thread.join(timeout=UNMOUNT_WAIT)
+            with contextlib.suppress(Exception):  # its failure is nobody's business now
+                scan.wait(UNMOUNT_WAIT)
 
     # -- InstrumentPanel: what the screen calls -----------------------------------------
     def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent]) -> None:
@@ -164,7 +164,7 @@ class ScanPanel(InstrumentPanel):
         self.cancel_scan()
 
     def run_scan(self) -> None:
-        """Validate the fields and start nmap in a thread; refusals show in words."""
+        """Validate the fields and start nmap in a worker thread; refusals show in words."""
         form = self.form
         if self.scan is not None:
             form.say("A scan is already running: wait for it, or Cancel it.")
@@ -196,20 +196,12 @@ class ScanPanel(InstrumentPanel):
         form.set_running(True)
         form.status("starting nmap…", 0)
         form.show_command(f"$ {shlex.join(scan.command)}")
-        thread = threading.Thread(
-            target=self._work, args=(scan,), name="observatory-scan-ui", daemon=True
-        )
-        self._thread = thread
-        thread.start()
+        self._worker = self._work(scan)
 
-    def _work(self, scan: Scan) -> None:
-        """The scan's thread: run it, then hand the outcome to the UI loop."""
-        try:
-            result = scan.run()
-        except Exception as exc:  # a refusal in words, never a traceback
-            self._from_thread(self.Finished(scan, None, str(exc) or type(exc).__name__))
-        else:
-            self._from_thread(self.Finished(scan, result, None))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="scan", name="scan")
+    def _work(self, scan: Scan) -> ScanResult:
+        """The worker's thread: run the scan; its end reaches the UI as the worker's state."""
+        return scan.run()
 
     def _from_thread(self, message: Message) -> None:
         # post_message is thread-safe in Textual 8 (call_soon_threadsafe); once the
@@ -230,18 +222,21 @@ class ScanPanel(InstrumentPanel):
         cancelling = " · cancelling…" if message.scan.cancelled else ""
         self.form.status(f"{task}{p.elapsed:.1f} s{cancelling}", p.percent)
 
-    def on_scan_panel_finished(self, message: ScanPanel.Finished) -> None:
-        if message.scan is not self.scan:
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The scan's worker ended: show its result, or what went wrong in words."""
+        worker = event.worker
+        if worker is not self._worker or event.state not in FINAL_STATES:
             return
-        self.scan = None
-        self._thread = None
+        self.scan = self._worker = None
         self.form.set_running(False)
-        if message.result is None:
-            self._show_failure(message.error)
+        if event.state == WorkerState.SUCCESS and worker.result is not None:
+            self._show_outcome(worker.result)
+        elif event.state == WorkerState.ERROR:
+            self._show_failure(failure_words(worker.error))
         else:
-            self._show_outcome(message.result)
+            self._show_failure("the scan was stopped before it ended")
 
-    def _show_failure(self, words: str | None) -> None:
+    def _show_failure(self, words: str) -> None:
         self.form.status("failed")
         self.form.say(words)
 

@@ -290,7 +290,14 @@ class ObservatoryApp(App[None]):
     # -- requests: the blocking part runs in a thread worker ------------------------------
     def _background(self, work: Callable[[], Then], description: str) -> None:
         """Run ``work`` in a thread worker; ``description`` titles its error, if any."""
-        self.run_worker(work, description, group=ACTIONS, thread=True, exit_on_error=False)
+        self.run_worker(
+            work,
+            description,
+            group=ACTIONS,
+            description=description,
+            thread=True,
+            exit_on_error=False,
+        )
 
     def _act(self, description: str, call: Callable[[], object], done: str | None = None) -> None:
         """Run a manager call in a worker; say ``done`` once it has returned."""

@@ -134,7 +134,10 @@ class LabPanel(Vertical):
         """The output box names its process and, whole, the state the table shortens."""
         p = self.selected_info()
         log = self.query_one("#output", RichLog)
-        title = f"{self.selected} output" + (f" · {p.state}" if p is not None else "")
+        if self.selected is None:
+            title = "output"
+        else:
+            title = f"{self.selected} output" + (f" · {p.state}" if p is not None else "")
         if log.border_title != title:
             log.border_title = title
 

@@ -103,13 +103,16 @@ class Socket:
     retrans: int | None = None  # segments retransmitted over the connection's life
     bytes_sent: int | None = None  # data bytes sent (tcpi_bytes_sent; else tcpi_bytes_acked)
     bytes_received: int | None = None  # tcpi_bytes_received
-    # Stable identity across polls: protocol and both ends (not pid, not state).
-    # Computed once here: diffs of thousands of sockets read it every poll.
+    host: str | None = None  # the lab host whose network namespace holds it; None: this one
+    # Stable identity across polls: protocol and both ends (not pid, not state), and the
+    # lab host (two hosts may each have a 127.0.0.1:6000). Computed once here: diffs of
+    # thousands of sockets read it every poll.
     key: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         remote = "*" if self.remote_addr is None else f"{self.remote_addr}:{self.remote_port}"
-        self.key = f"{self.proto} {self.local_addr}:{self.local_port} {remote}"
+        where = "" if self.host is None else f"{self.host} "
+        self.key = f"{where}{self.proto} {self.local_addr}:{self.local_port} {remote}"
 
     @property
     def is_tcp(self) -> bool:
@@ -149,7 +152,7 @@ class Socket:
 
     def to_json(self) -> dict[str, object]:
         """The contract's JSON object (keys fixed; extra keys may only be added)."""
-        return {
+        out: dict[str, object] = {
             "proto": self.proto,
             "local_addr": self.local_addr,
             "local_port": self.local_port,
@@ -171,6 +174,9 @@ class Socket:
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
         }
+        if self.host is not None:
+            out["host"] = self.host
+        return out
 
 
 def format_endpoint(addr: str, port: int | None) -> str:

@@ -28,7 +28,7 @@ import pwd
 import socket
 import struct
 import time
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -382,9 +382,19 @@ class DiagSource(_OwnedSource):
 
     name = "netlink sock_diag"
 
-    def __init__(self, protos: Iterable[str] = PROTOCOLS, rescan_every: float = 5.0) -> None:
+    def __init__(
+        self,
+        protos: Iterable[str] = PROTOCOLS,
+        rescan_every: float = 5.0,
+        *,
+        open_socket: Callable[[], socket.socket] = diag.open_socket,
+        host: str | None = None,
+    ) -> None:
         super().__init__(protos, rescan_every)
-        self._sock = diag.open_socket()
+        # A lab host's sockets: a netlink socket made inside its network namespace
+        # (app.core.netns) dumps that namespace's, and each is marked with the host.
+        self._sock = open_socket()
+        self.host = host
         self._payloads: dict[bytes, tuple[str, bytes, tuple[int, int]]] = {}
 
     def _read(self) -> tuple[list[Hashable], set[int]]:
@@ -442,6 +452,7 @@ class DiagSource(_OwnedSource):
             retrans,
             sent,
             received,
+            self.host,
         )
 
     def close(self) -> None:

@@ -40,6 +40,7 @@ class ProcessControl(Protocol):
         *,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        netns: str | None = None,
     ) -> ProcessInfo: ...
 
     def launch_command(
@@ -49,6 +50,7 @@ class ProcessControl(Protocol):
         *,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        netns: str | None = None,
     ) -> ProcessInfo: ...
 
     def kill(self, target: Target, sig: int = ...) -> ProcessInfo: ...

@@ -103,6 +103,12 @@ def supervised(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-I", "-S", SHIM_PATH, "--", *argv]
 
 
+def in_netns(argv: list[str], netns: str | None) -> list[str]:
+    """``argv`` run inside a lab host's network namespace, as a student would type it:
+    ``ip netns exec NS ...`` (it execs, so the pid is the program's own)."""
+    return argv if netns is None else ["ip", "netns", "exec", netns, *argv]
+
+
 def command_launch(
     argv: Sequence[str], cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None
 ) -> Launch:

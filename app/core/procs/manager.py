@@ -35,6 +35,7 @@ from app.core.procs.launch import (
     Launcher,
     Lifeline,
     builtin_launch,
+    in_netns,
     child_descriptors,
     command_launch,
     new_record,
@@ -117,17 +118,20 @@ class ProcessManager:
         *,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        netns: str | None = None,
     ) -> ProcessInfo:
         """Start a built-in lab program (``tcp-server``...) as ``python -m app.labs.X ARGS``.
 
         Its arguments are checked first (the same words the program would
-        print). Returns once the child runs.
+        print). Returns once the child runs. ``netns``: the network namespace of
+        a lab host to run it in (``ip netns exec NS``, which keeps the pid).
 
         Raises:
             LaunchError: unknown program, bad arguments, name in use, or the
                 operating system could not start it.
         """
         argv, words, full_env = builtin_launch(program, args, env)
+        argv = in_netns(argv, netns)
         return self._launch(name, argv, program, words, full_env, cwd, builtin=True)
 
     def launch_command(
@@ -137,6 +141,7 @@ class ProcessManager:
         *,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        netns: str | None = None,
     ) -> ProcessInfo:
         """Start any program, e.g. ``["./tcp_server1", "6000"]`` or ``["nc", "-vn", ...]``.
 
@@ -150,6 +155,7 @@ class ProcessManager:
                 executable, name in use, or the system could not start it.
         """
         real, words, full_env = command_launch(argv, cwd, env)
+        real = in_netns(real, netns)
         return self._launch(name, real, None, words, full_env, cwd, builtin=False)
 
     def _launch(

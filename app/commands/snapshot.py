@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from app.cliutil import port_number
+
+if TYPE_CHECKING:
+    from app.core.sockets import SocketSource
 
 HELP = "print every socket once, like netstat -tulpn / ss (--json for scripts)"
 
@@ -48,6 +52,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         type=port_number,
         default=None,
         help="only sockets with this port at either end (1-65535)",
+    )
+    p.add_argument(
+        "--host",
+        metavar="NAME",
+        default=None,
+        help="the sockets of a lab host of a running lab (a [[host]] of its scenario; root)",
     )
 
 
@@ -118,7 +128,14 @@ def run(args: argparse.Namespace) -> int:
     from app.core.sockets import default_source
 
     selection = Selection(state=args.state, udp=args.udp, family=args.family, port=args.port)
-    snap = default_source().poll()
+    if args.host is not None:
+        source = host_source(args.host)
+        if isinstance(source, str):
+            sys.stderr.write(f"observatory snapshot: {source}\n")
+            return 2
+    else:
+        source = default_source()
+    snap = source.poll()
     chosen = select(snap.sockets, selection)
     # One write of the whole text: with PYTHONUNBUFFERED=1 (set in many images)
     # json.dump to stdout made one write() per token, 1.6 million at 16,000 sockets.
@@ -126,6 +143,28 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(out)
     sys.stdout.flush()
     return 0
+
+
+def host_source(name: str) -> SocketSource | str:
+    """A source of the sockets of lab host ``name`` (sock_diag opened inside its
+    namespace), or why there is none, in words."""
+    from app.core import netns
+    from app.core.sockets import DiagSource
+
+    found = netns.find_namespaces(name)
+    if not found:
+        return (
+            f"no lab host named {name!r} is running. Lab hosts are the [[host]] tables of a "
+            "scenario, made while `observatory lab up FILE` (or the dashboard's --scenario "
+            "FILE) runs, as root."
+        )
+    if len(found) > 1:
+        return f"{len(found)} running labs have a host named {name!r}: {', '.join(found)}."
+    try:
+        return netns.in_namespace(found[0], lambda: DiagSource(host=name))
+    except (OSError, netns.NetnsError) as exc:
+        reason = netns.refusal() or getattr(exc, "strerror", None) or str(exc)
+        return f"cannot read the sockets of lab host {name!r}: {reason}"
 
 
 def render_json(sockets: Sequence[object]) -> str:

@@ -12,12 +12,24 @@ Format (a fixed contract)::
     command = ["./tcp_client1", "127.0.0.1", "hello", "6000"]   # ... or any program
     delay = 1.0                      # seconds after the previous process started
 
+    [[host]]                         # optional: a lab host (a network namespace)
+    name = "server"                  # 1 to 10 of a-z, 0-9, '-': part of obs<PID>-server
+    address = "10.0.2.15/24"         # CIDR; or a list: ["10.0.2.15/24", "fd00::15/64"]
+
+    [[process]]
+    name = "server2"
+    host = "server"                  # runs on that lab host (without: on this machine)
+    program = "tcp-server"
+    args = ["7000", "--bind", "10.0.2.15"]
+
 Everything is checked before anything starts (:func:`load_scenario`): TOML
 syntax, unknown keys, names, each built-in's arguments, that each command
-exists, delays. All mistakes are collected, each as one line naming the file,
-the entry and the key::
+exists, delays, each host's addresses, that each process's host exists. All
+mistakes are collected, each as one line naming the file, the entry and the
+key::
 
     session4.toml: process #2 "client1": key "args": tcp-client needs IP MESSAGE PORT
+    session4.toml: host #1 "server": key "address": "10.0.2.15" has no prefix: ...
 
 Paths in a scenario are relative to the file's folder, and every command
 starts in that folder.
@@ -26,8 +38,10 @@ starts in that folder.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
+import re
 import shlex
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,6 +50,7 @@ from pathlib import Path
 from typing import Literal
 
 from app.core.control import ProcessControl
+from app.core.netns import LabHost as LabHost  # a checked [[host]] table
 from app.core.procs import (
     NAME_PATTERN,
     NAME_RULE,
@@ -50,7 +65,20 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
 
-ENTRY_KEYS = ("name", "program", "args", "command", "delay")
+ENTRY_KEYS = ("name", "program", "args", "command", "delay", "host")
+HOST_KEYS = ("name", "address")
+TABLES = ("process", "host")  # the top level holds these arrays of tables only
+MAX_HOSTS = 16
+# A host's name becomes part of its network namespace's name, obs<PID>-<name>, and of
+# its links' names (at most 15 characters in Linux): short, and safe in any of them.
+HOST_NAME_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,9}")
+HOST_NAME_RULE = (
+    "a host name is 1 to 10 small letters, digits or '-', starting with a letter "
+    "(it becomes part of a network namespace's name, obs<PID>-<name>)"
+)
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ScenarioError(Exception):
@@ -63,6 +91,11 @@ class ScenarioError(Exception):
         super().__init__(first if more <= 0 else f"{first} (and {more} more)")
 
 
+class LabNetworkNeeded(LaunchError):
+    """A scenario with ``[[host]]`` tables was started without its lab network:
+    nothing was started."""
+
+
 @dataclass(frozen=True, slots=True)
 class ScenarioEntry:
     """One ``[[process]]`` table, checked."""
@@ -73,6 +106,7 @@ class ScenarioEntry:
     args: tuple[str, ...]  # the built-in's arguments (empty for a command)
     command: tuple[str, ...] | None  # argv of any program, or None for a built-in
     delay: float  # seconds after the previous process started
+    host: str | None = None  # the [[host]] it runs on; None: this machine
 
     @property
     def command_line(self) -> str:
@@ -87,6 +121,7 @@ class Scenario:
 
     path: Path
     entries: tuple[ScenarioEntry, ...]
+    hosts: tuple[LabHost, ...] = ()  # the [[host]] tables, in the file's order
 
     @property
     def folder(self) -> Path:
@@ -188,48 +223,71 @@ def parse_scenario(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError([f"{label}: not valid TOML: {exc}"]) from None
-    tables, errors = _process_tables(data, label)
+    errors = _top_level_problems(data, label)
+    hosts, host_names = _check_hosts(data.get("host"), label, errors)
+    tables = _process_tables(data, label, errors)
 
     entries: list[ScenarioEntry] = []
     seen: dict[str, int] = {}
     for index, table in enumerate(tables, start=1):
-        if not isinstance(table, dict):
-            errors.append(f"{label}: process #{index}: must be a [[process]] table")
-            continue
-        name, where, entry_errors = _check_name(table, index, label, seen)
-        problems = _unknown_keys(table)
-        program, args, command = _check_what_runs(table, base, env, problems)
-        delay = _check_delay(table, problems)
-        entry_errors.extend(f'{where}: key "{key}": {words}' for key, words in problems)
+        entry, entry_errors = _check_entry(table, index, label, seen, base, env, host_names)
         errors.extend(entry_errors)
-        if not entry_errors and name is not None:
-            entries.append(
-                ScenarioEntry(
-                    index=index,
-                    name=name,
-                    program=program,
-                    args=tuple(args) if program is not None else (),
-                    command=tuple(command) if command is not None else None,
-                    delay=delay,
-                )
-            )
+        if entry is not None:
+            entries.append(entry)
     if errors:
         raise ScenarioError(errors)
-    return Scenario(path=path or Path(label), entries=tuple(entries))
+    return Scenario(path=path or Path(label), entries=tuple(entries), hosts=tuple(hosts))
 
 
-def _process_tables(data: dict[str, object], label: str) -> tuple[list[object], list[str]]:
-    """The [[process]] tables and the mistakes of the top level; raises when there is
-    nothing to check further."""
+def _check_entry(
+    table: object,
+    index: int,
+    label: str,
+    seen: dict[str, int],
+    base: str,
+    env: Mapping[str, str] | None,
+    host_names: Sequence[str],
+) -> tuple[ScenarioEntry | None, list[str]]:
+    """One [[process]] table: the entry (None when wrong) and its mistakes."""
+    if not isinstance(table, dict):
+        return None, [f"{label}: process #{index}: must be a [[process]] table"]
+    name, where, entry_errors = _check_name(table, index, label, seen)
+    problems = _unknown_keys(table)
+    program, args, command = _check_what_runs(table, base, env, problems)
+    delay = _check_delay(table, problems)
+    host = _check_host(table, host_names, problems)
+    entry_errors.extend(f'{where}: key "{key}": {words}' for key, words in problems)
+    if entry_errors or name is None:
+        return None, entry_errors
+    entry = ScenarioEntry(
+        index=index,
+        name=name,
+        program=program,
+        args=tuple(args) if program is not None else (),
+        command=tuple(command) if command is not None else None,
+        delay=delay,
+        host=host,
+    )
+    return entry, []
+
+
+def _top_level_problems(data: dict[str, object], label: str) -> list[str]:
+    """A line for each top-level key that is neither [[process]] nor [[host]]."""
     errors: list[str] = []
     for key in data:
-        if key != "process":
-            near = difflib.get_close_matches(key, ["process"], n=1)
-            suggestion = " (did you mean [[process]]?)" if near else ""
+        if key not in TABLES:
+            near = difflib.get_close_matches(key, TABLES, n=1)
+            suggestion = f" (did you mean [[{near[0]}]]?)" if near else ""
             errors.append(
-                f'{label}: key "{key}": unknown; a scenario holds only [[process]] tables'
-                f"{suggestion}"
+                f'{label}: key "{key}": unknown; a scenario holds only [[process]] and '
+                f"[[host]] tables{suggestion}"
             )
+    return errors
+
+
+def _process_tables(data: dict[str, object], label: str, errors: list[str]) -> list[object]:
+    """The [[process]] tables; raises, with ``errors`` and its own, when there is
+    nothing to check further."""
     tables = data.get("process")
     if tables is None:
         errors.append(f"{label}: no [[process]] table: nothing to start")
@@ -242,39 +300,46 @@ def _process_tables(data: dict[str, object], label: str) -> tuple[list[object], 
     if not isinstance(tables, list) or not tables:
         errors.append(f'{label}: "process" must be a list of [[process]] tables')
         raise ScenarioError(errors)
-    return tables, errors
+    return tables
 
 
 def _check_name(
-    table: dict[str, object], index: int, label: str, seen: dict[str, int]
+    table: dict[str, object],
+    index: int,
+    label: str,
+    seen: dict[str, int],
+    kind: str = "process",
+    pattern: re.Pattern[str] = NAME_PATTERN,
+    rule: str = NAME_RULE,
 ) -> tuple[str | None, str, list[str]]:
     """The entry's name (None when wrong), how messages name the entry, and the name's
-    mistakes; ``seen`` (name -> index) gains the name when it is new and right."""
+    mistakes; ``seen`` (name -> index) gains the name when it is new and right.
+    ``kind`` is the table's ("process" or "host"), ``pattern`` and ``rule`` its names'."""
     raw_name = table.get("name")
-    where = f"{label}: process #{index}"
+    where = f"{label}: {kind} #{index}"
     if raw_name is None:
-        return None, where, [f'{where}: key "name": missing (every process needs a name)']
+        return None, where, [f'{where}: key "name": missing (every {kind} needs a name)']
     if not isinstance(raw_name, str):
         return None, where, [f'{where}: key "name": must be text, not {_kind(raw_name)}']
-    where = f'{label}: process #{index} "{raw_name}"'
-    if not NAME_PATTERN.fullmatch(raw_name):
-        return None, where, [f'{where}: key "name": {NAME_RULE}']
+    where = f'{label}: {kind} #{index} "{raw_name}"'
+    if not pattern.fullmatch(raw_name):
+        return None, where, [f'{where}: key "name": {rule}']
     if raw_name in seen:
         return (
             None,
             where,
-            [f'{where}: key "name": "{raw_name}" is already the name of process #{seen[raw_name]}'],
+            [f'{where}: key "name": "{raw_name}" is already the name of {kind} #{seen[raw_name]}'],
         )
     seen[raw_name] = index
     return raw_name, where, []
 
 
-def _unknown_keys(table: dict[str, object]) -> Problems:
+def _unknown_keys(table: dict[str, object], known: Sequence[str] = ENTRY_KEYS) -> Problems:
     problems: Problems = []
     for key in table:
-        if key not in ENTRY_KEYS:
-            close = difflib.get_close_matches(key, ENTRY_KEYS, n=1)
-            hint = f'did you mean "{close[0]}"?' if close else "known: " + ", ".join(ENTRY_KEYS)
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f'did you mean "{close[0]}"?' if close else "known: " + ", ".join(known)
             problems.append((key, f"unknown key ({hint})"))
     return problems
 
@@ -369,6 +434,200 @@ def _check_delay(table: dict[str, object], problems: Problems) -> float:
     return 0.0
 
 
+def _check_host(
+    table: dict[str, object], host_names: Sequence[str], problems: Problems
+) -> str | None:
+    """A process's ``host``: the name of one of the file's [[host]] tables, or None."""
+    if "host" not in table:
+        return None
+    raw_host = table["host"]
+    if not isinstance(raw_host, str):
+        problems.append(
+            ("host", f'must be text naming a [[host]], like "server", not {_kind(raw_host)}')
+        )
+        return None
+    if raw_host in host_names:
+        return raw_host
+    if not host_names:
+        problems.append(
+            (
+                "host",
+                f'there is no [[host]] named "{raw_host}": this file has no [[host]] tables '
+                f'(add one: [[host]] name = "{raw_host}" address = "10.0.2.15/24")',
+            )
+        )
+        return None
+    close = difflib.get_close_matches(raw_host, host_names, n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else ""
+    known = ", ".join(f'"{name}"' for name in host_names)
+    problems.append(("host", f'there is no [[host]] named "{raw_host}" (known: {known}){hint}'))
+    return None
+
+
+# ------------------------------------------------------------------ [[host]] tables
+
+
+def _check_hosts(raw: object, label: str, errors: list[str]) -> tuple[list[LabHost], list[str]]:
+    """The [[host]] tables checked, their mistakes added to ``errors``: the hosts, and
+    every name a host table gives, right or wrong (a process on a host whose table is
+    wrong is not refused a second time for it)."""
+    tables = _host_tables(raw, label, errors)
+    hosts: list[LabHost] = []
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    taken: dict[IPAddress, str] = {}  # an address -> how messages name its host
+    for index, table in enumerate(tables, start=1):
+        if not isinstance(table, dict):
+            errors.append(f"{label}: host #{index}: must be a [[host]] table")
+            continue
+        raw_name = table.get("name")
+        if isinstance(raw_name, str) and raw_name not in names:
+            names.append(raw_name)
+        name, where, host_errors = _check_name(
+            table, index, label, seen, "host", HOST_NAME_PATTERN, HOST_NAME_RULE
+        )
+        problems = _unknown_keys(table, HOST_KEYS)
+        addresses = _check_addresses(table, where.removeprefix(f"{label}: "), taken, problems)
+        host_errors.extend(f'{where}: key "{key}": {words}' for key, words in problems)
+        errors.extend(host_errors)
+        if not host_errors and name is not None:
+            hosts.append(LabHost(name=name, addresses=tuple(addresses)))
+    return hosts, names
+
+
+def _host_tables(raw: object, label: str, errors: list[str]) -> list[object]:
+    """The [[host]] tables (none when the file has none), at most MAX_HOSTS."""
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        errors.append(f"{label}: write [[host]] with two brackets for each host, not [host]")
+        return []
+    if not isinstance(raw, list):
+        errors.append(f'{label}: "host" must be a list of [[host]] tables')
+        return []
+    if len(raw) > MAX_HOSTS:
+        errors.append(
+            f"{label}: {len(raw)} [[host]] tables: a scenario holds at most {MAX_HOSTS} hosts"
+        )
+    return raw
+
+
+def _check_addresses(
+    table: dict[str, object], host: str, taken: dict[IPAddress, str], problems: Problems
+) -> list[str]:
+    """A host's ``address``: one CIDR text or a list of them; each written as
+    ``ip addr`` shows it ("10.0.2.15/24"). ``taken`` (address -> host) gains each."""
+    if "address" not in table:
+        problems.append(
+            ("address", 'missing (every host needs an address in CIDR, like "10.0.2.15/24")')
+        )
+        return []
+    addresses: list[str] = []
+    for text in _address_texts(table["address"], problems):
+        interface, why = _parse_address(text)
+        if interface is None:
+            problems.append(("address", why))
+            continue
+        owner = taken.get(interface.ip)
+        if owner == host:
+            problems.append(("address", f"{interface.ip} is given twice"))
+        elif owner is not None:
+            problems.append(("address", f"{interface.ip} is already an address of {owner}"))
+        else:
+            taken[interface.ip] = host
+            addresses.append(interface.with_prefixlen)
+    return addresses
+
+
+def _address_texts(raw: object, problems: Problems) -> list[str]:
+    """``address``'s texts: one, or a list of them (as ``ip addr add`` gives several)."""
+    if isinstance(raw, str):
+        return [raw]
+    if not isinstance(raw, list):
+        problems.append(
+            (
+                "address",
+                f'must be text like "10.0.2.15/24", or a list of them, not {_kind(raw)}',
+            )
+        )
+        return []
+    if not raw:
+        problems.append(("address", 'is empty: give at least one, like "10.0.2.15/24"'))
+        return []
+    texts: list[str] = []
+    for position, item in enumerate(raw, start=1):
+        if isinstance(item, str):
+            texts.append(item)
+        else:
+            problems.append(
+                ("address", f'item {position} must be text like "10.0.2.15/24", not {_kind(item)}')
+            )
+    return texts
+
+
+def _parse_address(text: str) -> tuple[IPInterface | None, str]:
+    """An interface's address with its prefix ("10.0.2.15/24"), or why not in words."""
+    address_part, slash, prefix = text.strip().partition("/")
+    try:
+        ip = ipaddress.ip_address(address_part)
+    except ValueError:
+        return None, f'"{text}" is not an IP address with a prefix: {_why_not_an_ip(address_part)}'
+    usual = 24 if ip.version == 4 else 64
+    if not slash:
+        return None, (
+            f'"{text}" has no prefix: an interface address needs its network\'s length '
+            f'after "/" (add /{usual}: "{ip}/{usual}")'
+        )
+    try:
+        interface = ipaddress.ip_interface(f"{ip}/{prefix}")
+    except ValueError:
+        return None, (
+            f'"{text}": the prefix after "/" must be a length from 0 to {ip.max_prefixlen} '
+            f'(like /{usual}), not "{prefix}"'
+        )
+    why = _not_a_host_address(interface)
+    return (None, f'"{text}": {why}') if why else (interface, "")
+
+
+def _why_not_an_ip(text: str) -> str:
+    """ipaddress's own reason ("Octet 300 (> 255) not permitted in '10.0.2.300'")."""
+    parse = ipaddress.IPv6Address if ":" in text else ipaddress.IPv4Address
+    try:
+        parse(text)
+    except ValueError as exc:
+        return str(exc)
+    return "not an IPv4 or IPv6 address"  # pragma: no cover - ip_address refused it
+
+
+def _not_a_host_address(interface: IPInterface) -> str | None:
+    """Why an address cannot be a lab host's own, in words; None when it can."""
+    ip, network = interface.ip, interface.network
+    if ip.is_unspecified:
+        return f"{ip} is the unspecified address (bind() takes it as 'any'), not one host's"
+    if ip.is_loopback:
+        return f"{ip} is a loopback address: every lab host has its own loopback already"
+    if ip.is_multicast:
+        return f"{ip} is a multicast address (a group of hosts), not one host's"
+    if ip.is_link_local:
+        block = "169.254.0.0/16" if ip.version == 4 else "fe80::/10"
+        return f"{ip} is link-local ({block}): the kernel gives those itself, not a scenario"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"an IPv4 address written as IPv6: write {ip.ipv4_mapped} itself, with a prefix"
+    if ip.version == 4 and network.prefixlen < 31:
+        first, last = network[1], network[-2]
+        if ip == network.network_address:
+            return (
+                f"{ip} is the network address of {network} (its first); "
+                f"a host takes one of {first} to {last}"
+            )
+        if ip == network.broadcast_address:
+            return (
+                f"{ip} is the broadcast address of {network} (its last); "
+                f"a host takes one of {first} to {last}"
+            )
+    return None
+
+
 def load_scenario(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Scenario:
     """Read and check a scenario file.
 
@@ -420,6 +679,19 @@ def _when_due(scenario: Scenario, stop: threading.Event | None) -> Iterator[Scen
         yield entry
 
 
+def _refuse_hosts_without_network(scenario: Scenario, network: object | None) -> None:
+    """Nothing starts of a scenario with lab hosts but inside its lab network."""
+    if not scenario.hosts or network is not None:
+        return
+    names = ", ".join(host.name for host in scenario.hosts)
+    file = shlex.quote(str(scenario.path))
+    raise LabNetworkNeeded(
+        f"this scenario has lab hosts ({names}); start it with "
+        f"`observatory --scenario {file}` or `observatory lab up {file}` as root; "
+        "nothing was started"
+    )
+
+
 def _launch(manager: ProcessControl, entry: ScenarioEntry, name: str, folder: Path) -> ProcessInfo:
     """Start ``entry`` as ``name``: a built-in, or a command run in the scenario's folder."""
     if entry.program is not None:
@@ -433,17 +705,22 @@ def start_scenario(
     *,
     stop: threading.Event | None = None,
     on_started: Callable[[ScenarioEntry, ProcessInfo], None] | None = None,
+    network: object | None = None,
 ) -> list[ProcessInfo]:
     """Start every entry in order, waiting each one's ``delay`` first.
 
     Blocks for the sum of the delays: call it from a worker thread in a UI
     (the manager forks on its own launcher thread either way). Setting
-    ``stop`` ends the waiting and starts nothing more.
+    ``stop`` ends the waiting and starts nothing more. ``network`` is the
+    running lab network a scenario with ``[[host]]`` tables needs.
 
     Raises:
+        LabNetworkNeeded: the scenario has hosts and ``network`` is None
+            (before anything starts).
         LaunchError: an entry could not start (those already started keep
             running; the caller decides whether to stop them).
     """
+    _refuse_hosts_without_network(scenario, network)
     started: list[ProcessInfo] = []
     folder = scenario.folder
     for entry in _when_due(scenario, stop):
@@ -496,6 +773,7 @@ def start_scenario_each(
     *,
     stop: threading.Event | None = None,
     on_result: Callable[[EntryResult], None] | None = None,
+    network: object | None = None,
 ) -> list[EntryResult]:
     """Start what can start, one result per entry; never raises for one entry's failure.
 
@@ -507,7 +785,12 @@ def start_scenario_each(
     is reported and the next ones still start. An ended process's name is
     simply used again (the manager replaces it). Delays and ``stop`` are as in
     :func:`start_scenario`; entries not reached because of ``stop`` get no result.
+
+    Raises:
+        LabNetworkNeeded: the scenario has hosts and ``network`` (the running lab
+            network they need) is None; nothing was started.
     """
+    _refuse_hosts_without_network(scenario, network)
     results: list[EntryResult] = []
     folder = scenario.folder
     for entry in _when_due(scenario, stop):

@@ -157,7 +157,7 @@ class _Printer:
 def up(path: str) -> int:
     """Check, start, stream, stop. Exit 0 when every process ended well."""
     from app.core.procs import LaunchError, ProcessManager
-    from app.core.scenario import start_scenario
+    from app.core.scenario_start import start_scenario
 
     scenario = load_or_say(path)
     if scenario is None:

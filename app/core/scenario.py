@@ -38,25 +38,21 @@ starts in that folder.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import math
 import os
 import re
 import shlex
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from app.core.control import ProcessControl
+from app.core.cidr import IPAddress, parse_host_address
+from app.core.netns import SWITCH
 from app.core.netns import LabHost as LabHost  # a checked [[host]] table
 from app.core.procs import (
     NAME_PATTERN,
     NAME_RULE,
     LaunchError,
-    ProcessError,
-    ProcessInfo,
     executable_problem,
 )
 
@@ -76,9 +72,6 @@ HOST_NAME_RULE = (
     "a host name is 1 to 10 small letters, digits or '-', starting with a letter "
     "(it becomes part of a network namespace's name, obs<PID>-<name>)"
 )
-
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ScenarioError(Exception):
@@ -487,6 +480,8 @@ def _check_hosts(raw: object, label: str, errors: list[str]) -> tuple[list[LabHo
             table, index, label, seen, "host", HOST_NAME_PATTERN, HOST_NAME_RULE
         )
         problems = _unknown_keys(table, HOST_KEYS)
+        if name == SWITCH:
+            problems.append(("name", f'"{SWITCH}" is the lab network\'s switch: choose another'))
         addresses = _check_addresses(table, where.removeprefix(f"{label}: "), taken, problems)
         host_errors.extend(f'{where}: key "{key}": {words}' for key, words in problems)
         errors.extend(host_errors)
@@ -524,7 +519,7 @@ def _check_addresses(
         return []
     addresses: list[str] = []
     for text in _address_texts(table["address"], problems):
-        interface, why = _parse_address(text)
+        interface, why = parse_host_address(text)
         if interface is None:
             problems.append(("address", why))
             continue
@@ -565,69 +560,6 @@ def _address_texts(raw: object, problems: Problems) -> list[str]:
     return texts
 
 
-def _parse_address(text: str) -> tuple[IPInterface | None, str]:
-    """An interface's address with its prefix ("10.0.2.15/24"), or why not in words."""
-    address_part, slash, prefix = text.strip().partition("/")
-    try:
-        ip = ipaddress.ip_address(address_part)
-    except ValueError:
-        return None, f'"{text}" is not an IP address with a prefix: {_why_not_an_ip(address_part)}'
-    usual = 24 if ip.version == 4 else 64
-    if not slash:
-        return None, (
-            f'"{text}" has no prefix: an interface address needs its network\'s length '
-            f'after "/" (add /{usual}: "{ip}/{usual}")'
-        )
-    try:
-        interface = ipaddress.ip_interface(f"{ip}/{prefix}")
-    except ValueError:
-        return None, (
-            f'"{text}": the prefix after "/" must be a length from 0 to {ip.max_prefixlen} '
-            f'(like /{usual}), not "{prefix}"'
-        )
-    why = _not_a_host_address(interface)
-    return (None, f'"{text}": {why}') if why else (interface, "")
-
-
-def _why_not_an_ip(text: str) -> str:
-    """ipaddress's own reason ("Octet 300 (> 255) not permitted in '10.0.2.300'")."""
-    parse = ipaddress.IPv6Address if ":" in text else ipaddress.IPv4Address
-    try:
-        parse(text)
-    except ValueError as exc:
-        return str(exc)
-    return "not an IPv4 or IPv6 address"  # pragma: no cover - ip_address refused it
-
-
-def _not_a_host_address(interface: IPInterface) -> str | None:
-    """Why an address cannot be a lab host's own, in words; None when it can."""
-    ip, network = interface.ip, interface.network
-    if ip.is_unspecified:
-        return f"{ip} is the unspecified address (bind() takes it as 'any'), not one host's"
-    if ip.is_loopback:
-        return f"{ip} is a loopback address: every lab host has its own loopback already"
-    if ip.is_multicast:
-        return f"{ip} is a multicast address (a group of hosts), not one host's"
-    if ip.is_link_local:
-        block = "169.254.0.0/16" if ip.version == 4 else "fe80::/10"
-        return f"{ip} is link-local ({block}): the kernel gives those itself, not a scenario"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return f"an IPv4 address written as IPv6: write {ip.ipv4_mapped} itself, with a prefix"
-    if ip.version == 4 and network.prefixlen < 31:
-        first, last = network[1], network[-2]
-        if ip == network.network_address:
-            return (
-                f"{ip} is the network address of {network} (its first); "
-                f"a host takes one of {first} to {last}"
-            )
-        if ip == network.broadcast_address:
-            return (
-                f"{ip} is the broadcast address of {network} (its last); "
-                f"a host takes one of {first} to {last}"
-            )
-    return None
-
-
 def load_scenario(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Scenario:
     """Read and check a scenario file.
 
@@ -663,180 +595,3 @@ def check_scenario(path: str | os.PathLike[str]) -> list[str]:
     except ScenarioError as exc:
         return list(exc.errors)
     return []
-
-
-def _when_due(scenario: Scenario, stop: threading.Event | None) -> Iterator[ScenarioEntry]:
-    """The entries, each after its delay; none more once ``stop`` is set."""
-    for entry in scenario.entries:
-        if entry.delay > 0:
-            if stop is not None:
-                if stop.wait(entry.delay):
-                    return
-            else:
-                threading.Event().wait(entry.delay)
-        if stop is not None and stop.is_set():
-            return
-        yield entry
-
-
-def _refuse_hosts_without_network(scenario: Scenario, network: object | None) -> None:
-    """Nothing starts of a scenario with lab hosts but inside its lab network."""
-    if not scenario.hosts or network is not None:
-        return
-    names = ", ".join(host.name for host in scenario.hosts)
-    file = shlex.quote(str(scenario.path))
-    raise LabNetworkNeeded(
-        f"this scenario has lab hosts ({names}); start it with "
-        f"`observatory --scenario {file}` or `observatory lab up {file}` as root; "
-        "nothing was started"
-    )
-
-
-def _launch(manager: ProcessControl, entry: ScenarioEntry, name: str, folder: Path) -> ProcessInfo:
-    """Start ``entry`` as ``name``: a built-in, or a command run in the scenario's folder."""
-    if entry.program is not None:
-        return manager.launch_builtin(name, entry.program, entry.args)
-    return manager.launch_command(name, entry.command or (), cwd=folder)
-
-
-def start_scenario(
-    manager: ProcessControl,
-    scenario: Scenario,
-    *,
-    stop: threading.Event | None = None,
-    on_started: Callable[[ScenarioEntry, ProcessInfo], None] | None = None,
-    network: object | None = None,
-) -> list[ProcessInfo]:
-    """Start every entry in order, waiting each one's ``delay`` first.
-
-    Blocks for the sum of the delays: call it from a worker thread in a UI
-    (the manager forks on its own launcher thread either way). Setting
-    ``stop`` ends the waiting and starts nothing more. ``network`` is the
-    running lab network a scenario with ``[[host]]`` tables needs.
-
-    Raises:
-        LabNetworkNeeded: the scenario has hosts and ``network`` is None
-            (before anything starts).
-        LaunchError: an entry could not start (those already started keep
-            running; the caller decides whether to stop them).
-    """
-    _refuse_hosts_without_network(scenario, network)
-    started: list[ProcessInfo] = []
-    folder = scenario.folder
-    for entry in _when_due(scenario, stop):
-        info = _launch(manager, entry, entry.name, folder)
-        started.append(info)
-        if on_started is not None:
-            on_started(entry, info)
-    return started
-
-
-Outcome = Literal["started", "kept", "renamed", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class EntryResult:
-    """What loading a scenario did with one entry.
-
-    ``outcome``: ``started``; ``kept`` (a running process of that name runs the
-    same program and arguments: left running, nothing started); ``renamed``
-    (the name is taken by a running process of another program: started under
-    ``name``, a fresh one); ``failed`` (could not start; ``info`` is None).
-    ``message`` is one line for the student (empty for a plain start).
-    """
-
-    entry: ScenarioEntry
-    outcome: Outcome
-    name: str
-    info: ProcessInfo | None
-    message: str
-
-
-def _same_program(info: ProcessInfo, entry: ScenarioEntry) -> bool:
-    if entry.program is not None:
-        return info.program == entry.program and tuple(info.args) == entry.args
-    return info.program is None and tuple(info.argv) == tuple(entry.command or ())
-
-
-def _fresh_name(manager: ProcessControl, name: str) -> str:
-    taken = set(manager.names())
-    for n in range(2, 1000):
-        candidate = f"{name[:36]}-{n}"
-        if candidate not in taken:
-            return candidate
-    raise LaunchError(f"no free name like {name}-2 is left")
-
-
-def start_scenario_each(
-    manager: ProcessControl,
-    scenario: Scenario,
-    *,
-    stop: threading.Event | None = None,
-    on_result: Callable[[EntryResult], None] | None = None,
-    network: object | None = None,
-) -> list[EntryResult]:
-    """Start what can start, one result per entry; never raises for one entry's failure.
-
-    For a dashboard where processes may already run (a manual launch, a
-    scenario loaded twice): a running process with the entry's name and the
-    same program and arguments is kept ("server1 is already running: kept");
-    one with that name but another program leaves the name alone and the
-    entry starts under a fresh name (``server1-2``); an entry that cannot start
-    is reported and the next ones still start. An ended process's name is
-    simply used again (the manager replaces it). Delays and ``stop`` are as in
-    :func:`start_scenario`; entries not reached because of ``stop`` get no result.
-
-    Raises:
-        LabNetworkNeeded: the scenario has hosts and ``network`` (the running lab
-            network they need) is None; nothing was started.
-    """
-    _refuse_hosts_without_network(scenario, network)
-    results: list[EntryResult] = []
-    folder = scenario.folder
-    for entry in _when_due(scenario, stop):
-        result = _start_entry(manager, entry, folder)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    return results
-
-
-def _start_entry(manager: ProcessControl, entry: ScenarioEntry, folder: Path) -> EntryResult:
-    """Start one entry; or keep the process that already runs it under its name; or,
-    when its name is taken by another program, start it under a fresh name."""
-    try:
-        current = manager.get(entry.name)
-    except ProcessError:
-        current = None
-    if current is None or current.ended:
-        return _start_as(manager, entry, entry.name, folder, "started", "")
-    if _same_program(current, entry):
-        where = f"pid {current.pid}" if current.pid else "starting"
-        message = f"{entry.name} is already running ({where}): kept"
-        return EntryResult(entry, "kept", entry.name, current, message)
-    try:
-        name = _fresh_name(manager, entry.name)
-    except LaunchError as exc:
-        message = f"{entry.name} was not started: {exc}"
-        return EntryResult(entry, "failed", entry.name, None, message)
-    message = (
-        f"{entry.name} is already the name of a running {current.command_line}: "
-        f"{entry.command_line} started as {name}"
-    )
-    return _start_as(manager, entry, name, folder, "renamed", message)
-
-
-def _start_as(
-    manager: ProcessControl,
-    entry: ScenarioEntry,
-    name: str,
-    folder: Path,
-    outcome: Outcome,
-    message: str,
-) -> EntryResult:
-    """Launch ``entry`` as ``name``: ``outcome`` with ``message``, or ``failed`` with why."""
-    try:
-        info = _launch(manager, entry, name, folder)
-    except ProcessError as exc:
-        return EntryResult(entry, "failed", name, None, f"{name} could not start: {exc}")
-    return EntryResult(entry, outcome, name, info, message)

@@ -30,13 +30,8 @@ from app.core.interfaces import Interface, list_interfaces
 from app.core.model import SocketEvent
 from app.core.procs import ForeignProcess, OutputLine, ProcessEvent, ProcessStarted
 from app.core.record import SessionRecorder
-from app.core.scenario import (
-    EntryResult,
-    Scenario,
-    ScenarioError,
-    load_scenario,
-    start_scenario_each,
-)
+from app.core.scenario import Scenario, ScenarioError, load_scenario
+from app.core.scenario_start import EntryResult, start_scenario_each
 from app.core.sockets import SocketSource
 from app.core.watch import EventStream
 from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady

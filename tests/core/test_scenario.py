@@ -16,8 +16,8 @@ from app.core.scenario import (
     ScenarioError,
     check_scenario,
     load_scenario,
-    start_scenario,
 )
+from app.core.scenario_start import start_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,7 +114,8 @@ def test_unknown_key_in_an_entry(tmp_path: Path) -> None:
 def test_unknown_top_level_key_and_no_process(tmp_path: Path) -> None:
     errors = errors_of(tmp_path, 'title = "x"\n')
     assert errors == [
-        f'{tmp_path / "s.toml"}: key "title": unknown; a scenario holds only [[process]] tables',
+        f'{tmp_path / "s.toml"}: key "title": unknown; '
+        "a scenario holds only [[process]] and [[host]] tables",
         f"{tmp_path / 's.toml'}: no [[process]] table: nothing to start",
     ]
     error = one_error(tmp_path, '[process]\nname = "a"\ncommand = ["true"]\n')

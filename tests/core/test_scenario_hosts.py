@@ -16,9 +16,8 @@ from app.core.scenario import (
     ScenarioError,
     check_scenario,
     load_scenario,
-    start_scenario,
-    start_scenario_each,
 )
+from app.core.scenario_start import start_scenario, start_scenario_each
 
 PROCESS = '[[process]]\nname = "p"\ncommand = ["true"]\n'
 
@@ -377,3 +376,11 @@ def test_a_scenario_without_hosts_needs_no_network(tmp_path: Path) -> None:
             ["started"],
             ["kept"],
         )
+
+
+def test_a_host_may_not_take_the_switch_s_name(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[[host]]\nname = "sw"\naddress = "10.0.2.15/24"\n')
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert any('"sw" is the lab network\'s switch' in e for e in caught.value.errors)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.core.procs import ProcessManager
-from app.core.scenario import EntryResult, load_scenario, start_scenario_each
+from app.core.scenario import load_scenario
+from app.core.scenario_start import EntryResult, start_scenario_each
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)

@@ -261,3 +261,48 @@ def killed_server() -> Iterator[tuple[int, socket.socket]]:
             proc.wait(5)
         if client is not None:
             client.close()
+
+
+# -- lab hosts (network namespaces): a blackhole for their range, and a check after ------------
+LAB_RANGE = "10.0.2.0/24"
+
+
+def _ip(*args: str) -> str:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _root_state() -> tuple[str, str, str]:
+    """The machine's own links (names and flags) and routes, the blackhole left out."""
+    links = "\n".join(
+        line.split("link/")[0] for line in _ip("-o", "link").splitlines() if "link/" in line
+    )
+    routes = [_ip("route"), _ip("-6", "route")]
+    kept = ["".join(r for r in t.splitlines(True) if LAB_RANGE not in r) for t in routes]
+    return links, kept[0], kept[1]
+
+
+def _lab_namespaces() -> set[str]:
+    return {ns for ns in _ip("netns", "list").split() if ns.startswith("obs")}
+
+
+@pytest.fixture
+def blackhole() -> Iterator[None]:
+    """A blackhole route for the lab range in the machine's own namespace for the test's
+    duration (a bug cannot send a packet anywhere); after it, the machine's links and
+    routes are as before and no lab namespace is left that was not there before."""
+    from app.core import netns
+
+    before, namespaces = _root_state(), _lab_namespaces()
+    added = subprocess.run(
+        ["ip", "route", "add", "blackhole", LAB_RANGE], capture_output=True, text=True
+    )
+    if added.returncode != 0 and "blackhole" not in _ip("route", "show", LAB_RANGE):
+        pytest.fail(f"could not add the blackhole route: {added.stderr.strip()}")
+    try:
+        yield
+    finally:
+        netns.destroy_all()
+        if added.returncode == 0:  # another test's blackhole is left to it
+            subprocess.run(["ip", "route", "del", "blackhole", LAB_RANGE], check=False)
+    assert _lab_namespaces() <= namespaces
+    assert _root_state() == before

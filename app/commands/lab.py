@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from app.cliutil import OneLineParser, UsageError
 
 if TYPE_CHECKING:
+    from app.core.netns import LabNetwork
     from app.core.procs import ProcessEvent, ProcessManager
     from app.core.scenario import Scenario
 
@@ -123,10 +124,36 @@ def check(path: str) -> int:
         return 2
     count = len(scenario.entries)
     print(f"{path}: {count} process{'es' if count != 1 else ''}, ready to start")
+    for host in scenario.hosts:
+        print(f"  host {host.name}: {', '.join(host.addresses)}")
     for entry in scenario.entries:
         delay = f"  (after {entry.delay:g} s)" if entry.delay else ""
-        print(f"  {entry.name}: {entry.command_line}{delay}")
+        where = f"  (on {entry.host})" if entry.host else ""
+        print(f"  {entry.name}: {entry.command_line}{where}{delay}")
     return 0
+
+
+def open_network(scenario: Scenario, say: Callable[[str], None]) -> LabNetwork | None:
+    """The lab network of the scenario's ``[[host]]`` tables, made; None when it has none.
+    What a killed run left is removed first, and said. For ``lab up`` and the dashboard.
+
+    Raises:
+        NetnsError: the network cannot be made here (not root, say), in words.
+    """
+    if not scenario.hosts:
+        return None
+    from app.core import netns
+
+    for note in netns.sweep_stale():
+        say(note)
+    refusal = netns.refusal()
+    if refusal is not None:
+        raise netns.NetnsError(refusal)
+    network = netns.LabNetwork()
+    network.create(scenario.hosts)
+    hosts = "; ".join(f"{h.name} {', '.join(h.addresses)}" for h in network.hosts)
+    say(f"lab hosts up ({hosts}): see one with `observatory snapshot --host NAME`")
+    return network
 
 
 # ------------------------------------------------------------------------ up
@@ -156,6 +183,7 @@ class _Printer:
 
 def up(path: str) -> int:
     """Check, start, stream, stop. Exit 0 when every process ended well."""
+    from app.core.netns import NetnsError
     from app.core.procs import LaunchError, ProcessManager
     from app.core.scenario_start import start_scenario
 
@@ -169,13 +197,19 @@ def up(path: str) -> int:
     exit_printed = threading.Semaphore(0)
     stop = threading.Event()
     signals_seen: list[int] = []
-    previous = _catch_stop_signals(stop, signals_seen)
+    previous = _catch_stop_signals(stop, signals_seen)  # before the network: SIGTERM cleans up
+    try:
+        network = open_network(scenario, printer.note)
+    except NetnsError as exc:
+        _restore(previous)
+        sys.stderr.write(f"observatory lab up: {path}: {exc}\n")
+        return 2
     manager = ProcessManager()
     manager.subscribe(_event_printer(printer, scenario, exit_printed))
     launch_failed = False
     try:
         try:
-            start_scenario(manager, scenario, stop=stop)
+            start_scenario(manager, scenario, stop=stop, network=network)
         except LaunchError as exc:
             printer.note(f"could not start everything: {exc}; stopping the others")
             launch_failed = True
@@ -185,10 +219,16 @@ def up(path: str) -> int:
             exit_printed.acquire(timeout=2.0)
     finally:
         manager.shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if network is not None:  # after the processes: one still running keeps its host
+            network.destroy()
+        _restore(previous)
     ended_badly = _note_who_ended_badly(manager, printer)
     return 1 if ended_badly or launch_failed else 0
+
+
+def _restore(handlers: dict[int, _Handler]) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 def _event_printer(

@@ -22,50 +22,16 @@ import pytest
 from app.core import netns
 from app.core.netns import LabHost, LabNetwork, NetnsError, NetnsUnavailable
 from app.core.sockets import DiagSource
-from tests.conftest import AsNobody
+from tests.conftest import AsNobody, _ip
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="lab hosts (network namespaces) need root")
-LAB_RANGE = "10.0.2.0/24"
 PAIR = [LabHost("server", ("10.0.2.15/24",)), LabHost("client", ("10.0.2.16/24",))]
-
-
-def _ip(*args: str) -> str:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=True).stdout
-
-
-def _root_state() -> tuple[str, str, str]:
-    """The machine's own links (names and flags) and routes, the blackhole left out."""
-    links = "\n".join(
-        line.split("link/")[0] for line in _ip("-o", "link").splitlines() if "link/" in line
-    )
-    routes = [_ip("route"), _ip("-6", "route")]
-    kept = ["".join(r for r in t.splitlines(True) if LAB_RANGE not in r) for t in routes]
-    return links, kept[0], kept[1]
 
 
 def _ours() -> list[str]:
     return [ns for ns in netns._namespaces() if ns.startswith(f"obs{os.getpid()}-")]
-
-
-@pytest.fixture
-def blackhole() -> Iterator[None]:
-    """A blackhole route for the lab range in the machine's own namespace, and a check after."""
-    before = _root_state()
-    added = subprocess.run(
-        ["ip", "route", "add", "blackhole", LAB_RANGE], capture_output=True, text=True
-    )
-    if added.returncode != 0 and "blackhole" not in _ip("route", "show", LAB_RANGE):
-        pytest.fail(f"could not add the blackhole route: {added.stderr.strip()}")
-    try:
-        yield
-    finally:
-        netns.destroy_all()
-        if added.returncode == 0:  # another test's blackhole is left to it
-            subprocess.run(["ip", "route", "del", "blackhole", LAB_RANGE], check=False)
-    assert _ours() == []
-    assert _root_state() == before
 
 
 @pytest.fixture

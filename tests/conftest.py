@@ -302,6 +302,7 @@ def blackhole() -> Iterator[None]:
         yield
     finally:
         netns.destroy_all()
+        netns.sweep_stale()  # a dashboard the test had to SIGKILL left its lab behind
         if added.returncode == 0:  # another test's blackhole is left to it
             subprocess.run(["ip", "route", "del", "blackhole", LAB_RANGE], check=False)
     assert _lab_namespaces() <= namespaces

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import sys
+from typing import TYPE_CHECKING
 
 from app.cliutil import UsageError, positive_seconds
+
+if TYPE_CHECKING:
+    from app.core.interfaces import Interface
+    from app.core.netns import LabNetwork
+    from app.core.sockets import SocketSource
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,17 +55,23 @@ def run(args: argparse.Namespace) -> int:
             "the dashboard needs a terminal; for one printout use `observatory snapshot`"
         )
 
+    from app.commands.lab import open_network
+    from app.core.netns import NetnsError
     from app.core.procs import ProcessManager
     from app.core.record import try_start
-    from app.core.sockets import default_source
     from app.core.watch import EventStream
     from app.ui.app import ObservatoryApp
 
+    try:
+        network = None if scenario is None else open_network(scenario, _say)
+    except NetnsError as exc:
+        sys.stderr.write(f"observatory: {args.scenario}: {exc}\n")
+        return 2
     recorder, warning = try_start()
     manager = ProcessManager()
     try:
         app = ObservatoryApp(
-            default_source(),
+            _source(network),
             manager,
             interval=args.interval,
             stream=functools.partial(EventStream, udp=True),
@@ -66,13 +79,52 @@ def run(args: argparse.Namespace) -> int:
             scenario=scenario,
             recorder=recorder,
             record_warning=warning,
+            network=network,
+            interfaces=functools.partial(_interfaces, network),
         )
         app.run()
         return app.return_code or 0
     finally:
         manager.shutdown()
+        if network is not None:  # after the processes: one still running keeps its host
+            network.destroy()
         if recorder is not None:
             recorder.close()
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(f"observatory: {text}\n")
+
+
+def _source(network: LabNetwork | None) -> SocketSource:
+    """This machine's sockets, and with lab hosts each host's too (sock_diag opened
+    inside its namespace, each socket marked with its host)."""
+    from app.core import netns
+    from app.core.sockets import DiagSource, LabSource, default_source
+
+    own = default_source()
+    if network is None:
+        return own
+    hosts = [
+        netns.in_namespace(network.namespace(h.name), functools.partial(DiagSource, host=h.name))
+        for h in network.hosts
+    ]
+    return LabSource(own, hosts)
+
+
+def _interfaces(network: LabNetwork | None) -> list[Interface]:
+    """This machine's interfaces, and each lab host's as ``host/eth0`` (on the poller's
+    thread: psutil and ip are never run on the UI loop)."""
+    from app.core import netns
+    from app.core.interfaces import list_interfaces
+
+    found = list_interfaces()
+    if network is None:
+        return found
+    for host in network.hosts:
+        for iface in netns.interfaces_in(network.namespace(host.name)):
+            found.append(dataclasses.replace(iface, name=f"{host.name}/{iface.name}"))
+    return found
 
 
 def _served() -> bool:

@@ -459,6 +459,27 @@ class DiagSource(_OwnedSource):
         self._sock.close()
 
 
+class LabSource:
+    """This namespace's sockets and every lab host's, as one snapshot: each host's
+    come from sock_diag opened inside its namespace and carry the host's name."""
+
+    def __init__(self, own: SocketSource, hosts: Iterable[SocketSource]) -> None:
+        self.own = own
+        self.hosts = tuple(hosts)
+
+    def poll(self) -> Snapshot:
+        started = time.perf_counter()
+        first = self.own.poll()
+        sockets = list(first.sockets)
+        for source in self.hosts:
+            sockets.extend(source.poll().sockets)
+        return Snapshot(
+            taken_at=first.taken_at,
+            sockets=tuple(sockets),
+            duration=time.perf_counter() - started,
+        )
+
+
 def default_source(protos: Iterable[str] = PROTOCOLS) -> _OwnedSource:
     """sock_diag where the kernel has it, else ``/proc/net`` (same records, fewer fields).
 

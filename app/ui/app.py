@@ -24,10 +24,11 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
-from app.core import diag
+from app.core import diag, netns
 from app.core.control import ProcessControl
 from app.core.interfaces import Interface, list_interfaces
 from app.core.model import SocketEvent
+from app.core.netns import LabNetwork
 from app.core.procs import ForeignProcess, OutputLine, ProcessEvent, ProcessStarted
 from app.core.record import SessionRecorder
 from app.core.scenario import Scenario, ScenarioError, load_scenario
@@ -81,6 +82,8 @@ class ObservatoryApp(App[None]):
             :meth:`deliver` yourself.
         stream: makes the event stream (every transition the kernel reports,
             :class:`app.core.watch.EventStream`); None: polls alone.
+        network: the lab network of the scenario's hosts (made and removed by the
+            caller; ``source`` reads its hosts too): the tables gain a Host column.
     """
 
     TITLE = "Connection Observatory"
@@ -112,8 +115,10 @@ class ObservatoryApp(App[None]):
         recorder: SessionRecorder | None = None,
         record_warning: str | None = None,
         stream: Callable[..., EventStream] | None = None,
+        network: LabNetwork | None = None,
     ) -> None:
         super().__init__()
+        self.network = network
         self.source = source
         self.manager = manager
         self.theme_name = theme_name or DEFAULT_THEME
@@ -154,6 +159,7 @@ class ObservatoryApp(App[None]):
             clock=self.clock,
             output=self.process_output,
             recording=self.recorder.path if self.recorder is not None else None,
+            hosts=self.network is not None,
         )
         self.push_screen(self._main)
         loop = asyncio.get_running_loop()
@@ -187,6 +193,7 @@ class ObservatoryApp(App[None]):
         self.poller.stop()
         if self.manager is not None:
             self.manager.shutdown()
+        netns.destroy_all()  # (after the processes: one still running keeps its host)
         os._exit(code)
 
     def _guard_sigcont(self) -> None:
@@ -430,7 +437,7 @@ class ObservatoryApp(App[None]):
 
         self._act(
             f"Scenario {scenario.path.name}",
-            lambda: start_scenario_each(manager, scenario, on_result=report),
+            lambda: start_scenario_each(manager, scenario, on_result=report, network=self.network),
         )
 
     # -- quit -----------------------------------------------------------------------------

@@ -8,7 +8,15 @@ from rich.text import Text
 
 from app.core.interfaces import Interface
 from app.core.model import Socket
-from app.ui.rows import GONE_MARK, NEW_MARK, Marked, ViewOptions, backlog_text, pair_order
+from app.ui.rows import (
+    GONE_MARK,
+    HERE,
+    NEW_MARK,
+    Marked,
+    ViewOptions,
+    backlog_text,
+    pair_order,
+)
 from app.ui.themes import ORANGE, SKY_BLUE
 from app.ui.widgets.keyed_table import Cell, TableRow
 
@@ -52,6 +60,11 @@ UDP_COLUMNS = [
     ("PID/Program", "owner"),
     ("Service", "service"),
 ]
+
+
+def with_host(columns: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The columns with Host after the mark: a lab with hosts shows whose socket it is."""
+    return [columns[0], ("Host", "host"), *columns[1:]]
 
 
 def mark_cell(mark: str) -> Cell:
@@ -98,6 +111,8 @@ def _cell_value(key: str, sock: Socket, options: ViewOptions) -> Cell:
         return Text(backlog_text(sock), style="bold" if sock.recv_q else "")
     if key == "state":
         return sock.state
+    if key == "host":
+        return sock.host or HERE
     return ""
 
 
@@ -118,6 +133,8 @@ def _user_sort(column: str) -> Callable[[Marked], tuple[object, ...]]:
             return (s.state, s.local_port)
         if column == "queue":
             return (-s.recv_q,)
+        if column == "host":
+            return (s.host or "", s.local_addr, s.local_port)
         return (m.mark,)
 
     return key

@@ -59,11 +59,16 @@ class ViewOptions:
 
 
 def haystack(sock: Socket) -> str:
-    """The text a filter searches in: address, port, program, service, state, user."""
+    """The text a filter searches in: address, port, program, service, state, user, and
+    ``host:NAME`` (a lab host's; ``host:here`` this machine's), so ``/host:server`` is
+    the host filter."""
     return (
         f"{sock.proto} {sock.local} {sock.remote} {sock.state} {sock.owner_label} "
-        f"{sock.service or ''} {sock.user or ''}"
+        f"{sock.service or ''} {sock.user or ''} host:{sock.host or HERE}"
     ).lower()
+
+
+HERE = "here"  # the Host column of a socket of this machine's own namespace
 
 
 @dataclass(slots=True)

@@ -29,6 +29,7 @@ from app.ui.cells import (
     OTHER_COLUMNS,
     UDP_COLUMNS,
     interface_rows,
+    with_host,
 )
 from app.ui.feed import SocketFeed, gc_paused, settle_heap
 from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
@@ -110,12 +111,15 @@ class MainScreen(Screen[None]):
         clock: Callable[[], float] = time.time,
         output: Callable[[str], list[str]] = lambda name: [],
         recording: Path | None = None,
+        hosts: bool = False,
     ) -> None:
         super().__init__()
         self.poller = poller
+        # With lab hosts, every socket table says whose socket each row is (Host).
+        self.tables = {n: with_host(c) if hosts else c for n, c in SOCKET_TABLES.items()}
         self._clock = clock
         self._recording = recording
-        self.feed = SocketFeed(SOCKET_TABLES)
+        self.feed = SocketFeed(self.tables)
         self.options = ViewOptions()
         self.timeline = Timeline()
         self.snapshot: Snapshot | None = None
@@ -143,10 +147,10 @@ class MainScreen(Screen[None]):
         yield Static("Connection Observatory", id="status")
         with Horizontal(id="main"):
             with Vertical(id="tables"):
-                listen = KeyedTable(LISTEN_COLUMNS, id="listen")
+                listen = KeyedTable(self.tables["listen"], id="listen")
                 listen.border_title = "LISTEN  (like netstat -tulpn)"
                 yield listen
-                est = KeyedTable(ESTABLISHED_COLUMNS, id="established")
+                est = KeyedTable(self.tables["established"], id="established")
                 est.border_title = "ESTABLISHED  (like ss -n state established)"
                 yield est
             with Vertical(id="side"):
@@ -161,9 +165,9 @@ class MainScreen(Screen[None]):
                     with TabPane("Events", id="tab-events"):
                         yield EventsPanel(self.timeline, id="events")
                     with TabPane("Other states", id="tab-other"):
-                        yield KeyedTable(OTHER_COLUMNS, id="other")
+                        yield KeyedTable(self.tables["other"], id="other")
                     with TabPane("UDP", id="tab-udp"):
-                        yield KeyedTable(UDP_COLUMNS, id="udp")
+                        yield KeyedTable(self.tables["udp"], id="udp")
                     with TabPane("Interfaces", id="tab-interfaces"):
                         yield KeyedTable(INTERFACE_COLUMNS, id="interfaces")
                     titles = {tab_id: title for _key, tab_id, title in TAB_KEYS}
@@ -285,7 +289,7 @@ class MainScreen(Screen[None]):
         # Only the rows that changed since the last call are redone (all of them
         # when the options changed), SLICE rows per table per turn of the event loop:
         # the top of a big table is drawn at once, and keys are answered in between.
-        for name in SOCKET_TABLES:
+        for name in self.tables:
             table = self.query_one(f"#{name}", KeyedTable)
             feed = self.feed.show(name, table, self.options, SLICE)
             table.set_title(table_title(name, table.row_count, len(feed.members), feed.gone))
@@ -341,7 +345,7 @@ class MainScreen(Screen[None]):
 
     def _focused_socket(self) -> Socket | None:
         focused = self.focused
-        if isinstance(focused, KeyedTable) and focused.id in SOCKET_TABLES:
+        if isinstance(focused, KeyedTable) and focused.id in self.tables:
             key = focused.selected_key()
             if key and key in self.marked:
                 return self.marked[key].sock
@@ -400,7 +404,7 @@ class MainScreen(Screen[None]):
         there must never kill the lab process selected out of sight.
         """
         focused = self.focused
-        if isinstance(focused, KeyedTable) and focused.id in SOCKET_TABLES:
+        if isinstance(focused, KeyedTable) and focused.id in self.tables:
             return self._focused_socket()
         if isinstance(focused, KeyedTable) and focused.id == "processes":
             p = self.lab.selected_info()
@@ -560,9 +564,9 @@ class MainScreen(Screen[None]):
 
     def action_sort(self) -> None:
         table = self.focused if isinstance(self.focused, KeyedTable) else None
-        if table is None or table.id not in SOCKET_TABLES:
+        if table is None or table.id not in self.tables:
             table = self.query_one("#listen", KeyedTable)
-        keys = [k for _, k in SOCKET_TABLES[table.id or "listen"] if k != "mark"]
+        keys = [k for _, k in self.tables[table.id or "listen"] if k != "mark"]
         # Cycle through the columns, then back to the natural order (None).
         cycle: list[str | None] = [*keys, None]
         current = self.options.sort

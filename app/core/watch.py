@@ -501,7 +501,10 @@ class EventStream:
 
     def _from_change(self, change: SocketEvent) -> WatchEvent | None:
         """The sample's change as an event, unless another source reported it."""
-        sock, key, at = change.socket, change.key.partition(" #")[0], change.at
+        sock, at = change.socket, change.at
+        # The tracepoint's identity of it: the ends alone. (Socket.key also names a lab
+        # host, which the tracepoint, one for the whole machine, cannot tell.)
+        key = _key(sock.proto, sock.local_addr, sock.local_port, sock.remote_addr, sock.remote_port)
         kind = change.kind
         if kind == "owner-changed":
             return None

@@ -6,6 +6,7 @@ holds the lab range in the machine's own namespace for each test."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -149,6 +150,34 @@ def test_after_sigkill_the_next_start_cleans_up_and_says_so(lab: LabUp) -> None:
         assert not [n for n in _lab_namespaces() if n.startswith(f"obs{pid}-")]
     finally:
         again.end(signal.SIGTERM)
+
+
+def test_the_stream_joins_a_host_s_sockets_with_the_tracepoint(lab: LabUp) -> None:
+    """The tracepoint (one for the machine) names no host: a lab host's TIME_WAIT, which
+    only the samples see, still says the state the tracepoint saw it leave."""
+    from app.core import netns
+    from app.core.sockets import DiagSource, LabSource, default_source
+    from app.core.watch import EventStream
+
+    hosts = [
+        netns.in_namespace(netns.find_namespaces(h)[0], functools.partial(DiagSource, host=h))
+        for h in ("server", "client")
+    ]
+    # Samples far apart: the one before the kill saw ESTABLISHED, the next TIME_WAIT.
+    with EventStream([6000], interval=2.0, source=LabSource(default_source(), hosts)) as stream:
+        if stream.mode != "tracepoint":
+            pytest.skip(f"no tracepoint here: {stream.seeing}")
+        stream.read(0)  # the baseline
+        server = json.loads(snapshot("--host", "server", "--json", "--listen").stdout)
+        os.kill(next(s["pid"] for s in server if s["local_port"] == 6000), signal.SIGTERM)
+        seen: list[str] = []
+
+        def time_wait() -> bool:
+            seen.extend(e.text for e in stream.read(0.3))
+            return any("-> TIME_WAIT 10.0.2.15:6000" in t for t in seen)
+
+        wait_for(time_wait, timeout=15, what="the server end's TIME_WAIT")
+    assert any("FIN_WAIT2 -> TIME_WAIT 10.0.2.15:6000" in t for t in seen), seen
 
 
 def test_a_bad_host_table_creates_nothing(blackhole: None, tmp_path: Path) -> None:

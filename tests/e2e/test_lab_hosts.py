@@ -10,9 +10,11 @@ import functools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,6 +197,16 @@ def test_a_bad_host_table_creates_nothing(blackhole: None, tmp_path: Path) -> No
 
 
 def test_without_root_lab_up_is_refused_in_words(as_nobody: AsNobody) -> None:
-    done = as_nobody("lab", "up", str(SCENARIO))
-    assert done.returncode == 2
+    # A copy nobody may read (the clone may sit in a folder only root can enter).
+    public = Path(tempfile.mkdtemp(prefix="observatory-hosts-"))
+    try:
+        public.chmod(0o755)
+        scenario = public / SCENARIO.name
+        shutil.copy(SCENARIO, scenario)
+        scenario.chmod(0o644)
+        done = as_nobody("lab", "up", str(scenario))
+    finally:
+        shutil.rmtree(public)
+    assert done.returncode == 2, done.stderr
     assert "Lab hosts need root" in done.stderr and "Traceback" not in done.stderr
+    assert "sudo" in done.stderr  # what to do

@@ -10,7 +10,18 @@ from app.cliutil import OneLineParser, UsageError
 
 # Sub-command name -> module under app.commands. Each module provides
 # add_parser(subparsers) and run(args) -> int.
-COMMANDS = ("snapshot", "lab", "scan", "sockaddr", "endian", "record", "serve", "close", "watch")
+COMMANDS = (
+    "snapshot",
+    "lab",
+    "scan",
+    "sockaddr",
+    "endian",
+    "record",
+    "serve",
+    "close",
+    "watch",
+    "agent",
+)
 
 
 def build_parser() -> OneLineParser:

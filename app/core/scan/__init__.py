@@ -23,9 +23,15 @@ command: ``PortScannerAsync.stop()`` leaves nmap running, and ``PortScanner``
 joins ``hosts`` and ``arguments`` into argv with ``shlex.split``, so a "host"
 could add options.
 
+From a lab host (a network namespace of a running lab, found with
+:func:`find_origin`), nmap runs as ``ip netns exec NS nmap ...``, may target
+only the lab's addresses, and each port is explained with the sockets of the
+lab host that address is.
+
 The package, one module a purpose: :mod:`~app.core.scan.types` (the scan
 types, nmap on PATH), :mod:`~app.core.scan.request` (validation and the
-argv), :mod:`~app.core.scan.results` (what a scan found),
+argv), :mod:`~app.core.scan.origin` (the lab host a scan runs from),
+:mod:`~app.core.scan.results` (what a scan found),
 :mod:`~app.core.scan.nmap_xml` (nmap's XML, read through python-nmap),
 :mod:`~app.core.scan.join` (the LISTEN table and the explanations),
 :mod:`~app.core.scan.runner` (running nmap) and :mod:`~app.core.scan.history`
@@ -37,6 +43,14 @@ from __future__ import annotations
 
 from app.core.scan.history import CompareRow, ScanHistory, compare
 from app.core.scan.nmap_xml import NmapXmlError, parse_nmap_xml
+from app.core.scan.origin import (
+    LabOrigin,
+    OriginError,
+    find_origin,
+    refuse_lab_address,
+    running_hosts,
+    running_labs,
+)
 from app.core.scan.request import (
     DEFAULT_TIMEOUT,
     LECTURE_PORTS,
@@ -83,10 +97,12 @@ __all__ = [
     "NMAP_MISSING",
     "CompareRow",
     "HostResult",
+    "LabOrigin",
     "ListenerInfo",
     "NmapNotFound",
     "NmapXmlError",
     "NotShown",
+    "OriginError",
     "PortResult",
     "PortsError",
     "Scan",
@@ -108,9 +124,13 @@ __all__ = [
     "compare",
     "default_ports",
     "find_nmap",
+    "find_origin",
     "nmap_missing_reason",
     "parse_nmap_xml",
     "parse_ports",
     "parse_target",
+    "refuse_lab_address",
     "run_scan",
+    "running_hosts",
+    "running_labs",
 ]

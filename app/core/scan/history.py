@@ -54,7 +54,7 @@ class ScanHistory:
 
     def add(self, result: ScanResult) -> None:
         with self._lock:
-            kept = self._by_target.setdefault(result.target, [])
+            kept = self._by_target.setdefault(result.scanned, [])
             kept.append(result)
             del kept[: max(0, len(kept) - self.limit)]
 
@@ -64,7 +64,8 @@ class ScanHistory:
             return sorted(self._by_target, key=lambda t: self._by_target[t][-1].started_at)
 
     def results(self, target: str) -> list[ScanResult]:
-        """Every kept result for ``target`` (canonical text), oldest first."""
+        """Every kept result for ``target`` (canonical text; ``10.0.2.15 from client``
+        for a scan from a lab host: :attr:`ScanResult.scanned`), oldest first."""
         with self._lock:
             return list(self._by_target.get(target, []))
 

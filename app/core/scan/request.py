@@ -4,13 +4,18 @@
 default to what listens now plus the lecture's three); :func:`build_command`
 turns a request into nmap's argv from fixed options and the request's
 canonical fields only, so nothing the user typed can become an option.
+A request from a lab host (``origin``) may target only the lab's addresses
+(:meth:`LabOrigin.check_target`); one from this machine may not target a
+running lab's (:func:`refuse_lab_address`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from app.core.model import Snapshot, Socket
+from app.core.scan.origin import LabOrigin, refuse_lab_address
 from app.core.scan.types import _TYPES, SCAN_TYPES, ScanType, ScanTypeError
 from app.core.targets import Target, TargetError, parse_ports, parse_target, ports_of
 
@@ -28,18 +33,33 @@ def _is_udp_bound(s: Socket) -> bool:
     return not s.is_tcp and s.remote_port is None
 
 
-def default_ports(scan_type: ScanType = "connect", snapshot: Snapshot | None = None) -> str:
+def default_ports(
+    scan_type: ScanType = "connect",
+    snapshot: Snapshot | None = None,
+    origin: LabOrigin | None = None,
+    *,
+    hosts: Collection[str | None] | None = None,
+) -> str:
     """The ports to scan when none are given: what listens now, plus the lecture's.
 
     For TCP types: every TCP LISTEN port; for UDP: every bound UDP port; in
-    both cases plus 6000, 16000 and 45321.
+    both cases plus 6000, 16000 and 45321. "Now" is this machine's sockets
+    (``Socket.host`` None), or with ``origin`` those of its lab's hosts, or
+    those of ``hosts`` when given (None in it: this machine's).
     """
+    if hosts is None:
+        hosts = {None} if origin is None else {h.name for h in origin.hosts}
     if snapshot is None:
-        from app.core.sockets import default_source
+        if origin is None:
+            from app.core.sockets import default_source
 
-        snapshot = default_source().poll()
+            snapshot = default_source().poll()
+        else:
+            snapshot = origin.poll(h.name for h in origin.hosts)
     wanted = _is_udp_bound if scan_type == "udp" else _is_tcp_listener
-    ports = {s.local_port for s in snapshot.sockets if wanted(s) and s.local_port > 0}
+    ports = {
+        s.local_port for s in snapshot.sockets if s.host in hosts and wanted(s) and s.local_port > 0
+    }
     return ports_of(sorted(ports | set(LECTURE_PORTS)))
 
 
@@ -53,6 +73,7 @@ class ScanRequest:
     target: Target
     ports: str  # canonical: "22,80,6000-6010"
     type: ScanType = "connect"
+    origin: LabOrigin | None = None  # the lab host it runs from; None: this machine
 
     @classmethod
     def create(
@@ -62,15 +83,25 @@ class ScanRequest:
         type: str = "connect",  # the CLI's word
         *,
         snapshot: Snapshot | None = None,
+        origin: LabOrigin | None = None,
+        labs: Sequence[LabOrigin] = (),
+        local: Iterable[str] | None = None,
     ) -> ScanRequest:
         """Validate the user's words.
 
         Args:
-            target: an address, a network of at most 256 addresses, or a hostname.
+            target: an address, a network of at most 256 addresses, or a hostname;
+                from a lab host, one address of its lab (or 127.0.0.1).
             ports: ``"22,80,6000-6010"``; None or blank for :func:`default_ports`.
             type: "connect", "syn", "udp" or "version" (availability is checked
                 when the scan runs: see :func:`check_type`).
             snapshot: used for the default ports (default: one fresh poll).
+            origin: the running lab host to scan from (:func:`find_origin`);
+                None: this machine.
+            labs: the running labs (:func:`running_labs`), for a scan from this
+                machine: their addresses are refused, with the host to scan from.
+            local: this machine's addresses (default: from its interfaces), for
+                the same check.
 
         Raises:
             TargetError, PortsError, ScanTypeError: one line in words.
@@ -79,11 +110,20 @@ class ScanRequest:
             raise ScanTypeError(f"a scan type is one of {', '.join(SCAN_TYPES)}, not {type!r}")
         scan_type: ScanType = type  # checked just above
         parsed = parse_target(target)
+        if origin is not None:
+            origin.check_target(parsed)
+        elif labs:
+            refuse_lab_address(parsed, labs, local)
         if ports is None or not ports.strip():
-            canonical = default_ports(scan_type, snapshot)
+            canonical = default_ports(scan_type, snapshot, origin)
         else:
             canonical = parse_ports(ports)
-        return cls(parsed, canonical, scan_type)
+        return cls(parsed, canonical, scan_type, origin)
+
+    @property
+    def from_host(self) -> str | None:
+        """The lab host it runs from; None: this machine."""
+        return None if self.origin is None else self.origin.host
 
     @property
     def proto(self) -> str:

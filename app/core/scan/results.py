@@ -3,8 +3,9 @@
 Frozen dataclasses only, each with a ``to_json`` for the CLI's ``--json``:
 :class:`ScanResult` holds the :class:`HostResult` and :class:`PortResult`
 rows of one scan (a port joined with the local :class:`ListenerInfo` when
-the host is this machine), :class:`NotShown` the ports nmap folded into one
-line, and :class:`ScanProgress` how far a running scan is.
+the host is this machine, or a lab host's in a scan from a lab host),
+:class:`NotShown` the ports nmap folded into one line, and :class:`ScanProgress`
+how far a running scan is.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ListenerInfo:
     port: int
     proto: str  # "tcp", "tcp6", "udp", "udp6"
     recv_q: int = 0  # TCP: connections waiting for accept() when the scan ended
+    host: str | None = None  # the lab host it lives on; None: this machine
 
     @property
     def endpoint(self) -> str:
@@ -47,20 +49,24 @@ class ListenerInfo:
 
     @property
     def label(self) -> str:
-        """The LISTENER column: ``1234/tcp-server on 0.0.0.0``."""
+        """The LISTENER column: ``1234/tcp-server on 0.0.0.0`` (``server: ...`` on a lab host)."""
         if self.pid is not None:
             owner = f"{self.pid}/{self.process or '?'}"
         else:
             owner = f"hidden (user {self.user})" if self.user else "hidden"
-        return f"{owner} on {self.address}"
+        where = "" if self.host is None else f"{self.host}: "
+        return f"{where}{owner} on {self.address}"
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "pid": self.pid,
             "process": self.process,
             "user": self.user,
             "address": self.address,
         }
+        if self.host is not None:  # as a snapshot's socket: only when on a lab host
+            out["host"] = self.host
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +150,13 @@ class HostResult:
         address: the address nmap scanned.
         state: "up" or "down" (always "up" with -Pn unless nmap gave up).
         local: True when the address is this machine's (loopback or one of
-            its interfaces): only then are ports joined with listeners.
+            its interfaces) and the scan ran from this machine: then its ports
+            are joined with this machine's listeners.
         timed_out: nmap gave up on this host (its --host-timeout).
         not_shown: ports folded away, as nmap does beyond 25 alike ports.
+        lab_host: in a scan from a lab host, the lab host this address is
+            (127.0.0.1 is the scanning host's own): its ports are joined with
+            that host's listeners. None otherwise.
     """
 
     address: str
@@ -154,6 +164,12 @@ class HostResult:
     local: bool
     timed_out: bool = False
     not_shown: tuple[NotShown, ...] = ()
+    lab_host: str | None = None
+
+    @property
+    def joined(self) -> bool:
+        """Its ports were joined with the listeners of whoever it is (this machine, a host)."""
+        return self.local or self.lab_host is not None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -162,6 +178,7 @@ class HostResult:
             "local": self.local,
             "timed_out": self.timed_out,
             "not_shown": [n.to_json() for n in self.not_shown],
+            "lab_host": self.lab_host,
         }
 
 
@@ -175,12 +192,15 @@ class ScanResult:
         ports: every port nmap listed, host by host, ascending.
         started_at: ``time.time()`` when nmap was started.
         duration: seconds from start to end.
-        command: the argv that ran (``command[0]`` is "nmap"), for showing.
+        command: nmap's argv (``command[0]`` is "nmap"), for showing; from a lab
+            host it ran after ``exec_prefix``.
         error: what went wrong, in one line, else None.
         status: "done", "cancelled", "timeout" or "failed".
         hosts: the hosts nmap reported on.
         requested_ports: the canonical port list that was asked for.
         scanner: "nmap".
+        from_host: the lab host it ran from; None: this machine.
+        exec_prefix: what ran nmap inside that host (``ip netns exec NS``), else ().
     """
 
     target: str
@@ -194,10 +214,23 @@ class ScanResult:
     hosts: tuple[HostResult, ...] = ()
     requested_ports: str = ""
     scanner: str = "nmap"
+    from_host: str | None = None
+    exec_prefix: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.status == "done" and self.error is None
+
+    @property
+    def scanned(self) -> str:
+        """What was scanned from where: ``10.0.2.15 from client``; the target alone
+        from this machine. The history keeps scans of one such together."""
+        return self.target if self.from_host is None else f"{self.target} from {self.from_host}"
+
+    @property
+    def full_command(self) -> tuple[str, ...]:
+        """What was run, as a student would type it: ``ip netns exec NS nmap ...``."""
+        return (*self.exec_prefix, *self.command)
 
     def port(
         self, number: int, proto: str | None = None, address: str | None = None
@@ -239,6 +272,7 @@ class ScanResult:
             "requested_ports": self.requested_ports,
             "hosts": [h.to_json() for h in self.hosts],
             "ports": [p.to_json() for p in self.ports],
+            "from": self.from_host,
         }
 
 

@@ -6,6 +6,11 @@ the progress lines to a tracker) and stderr while the scanning thread
 watches the clock and the cancel flag. However the scan ends, nmap's whole
 process group is killed and reaped before the scan returns; then its XML is
 read and joined with this machine's sockets into a :class:`ScanResult`.
+
+From a lab host (``request.origin``), the same argv runs after ``ip netns
+exec NS`` (which execs nmap in place, so the pid and the process group stay
+nmap's), and the join reads the sockets of the lab hosts that were scanned,
+each inside its own namespace.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO
 
 from app.core.model import Snapshot
 from app.core.scan.join import is_local_address, join_listeners
-from app.core.scan.nmap_xml import NmapXmlError, _ProgressTracker, parse_nmap_xml
+from app.core.scan.nmap_xml import NmapXmlError, _ParsedHost, _ProgressTracker, parse_nmap_xml
+from app.core.scan.origin import OriginError
 from app.core.scan.request import DEFAULT_TIMEOUT, ScanRequest, build_command
 from app.core.scan.results import HostResult, PortResult, ScanProgress, ScanResult
 from app.core.scan.types import NMAP_MISSING, NmapNotFound, ScanStatus, check_type, find_nmap
@@ -59,14 +65,18 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def _start_nmap(nmap: str, command: tuple[str, ...]) -> subprocess.Popen[bytes]:
+def _start_nmap(
+    nmap: str, command: tuple[str, ...], prefix: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     """Start ``command`` with the nmap at path ``nmap``, in a session of its own.
+
+    ``prefix`` (``/usr/bin/ip netns exec NS``) runs it inside a lab host.
 
     Raises:
         OSError: nmap could not be started.
     """
     return subprocess.Popen(
-        [nmap, *command[1:]],
+        [*prefix, nmap, *command[1:]],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -121,6 +131,8 @@ class Scan:
             (default: a private one; :meth:`cancel` sets it either way).
         source: where the local sockets come from (default: a fresh
             ``ProcNetSource``; do not share one that another thread polls).
+            From a lab host: one whose sockets carry their hosts (default:
+            the scanned hosts', read inside their namespaces).
         local_addresses: this machine's addresses (default: from its interfaces).
     """
 
@@ -153,18 +165,28 @@ class Scan:
         self._progress = ScanProgress(0.0, 0.0)
         self.pid: int | None = None  # nmap's pid once started (kept after it ends, for checks)
         self.command = build_command(request, timeout)
+        origin = request.origin
+        self.exec_prefix: tuple[str, ...] = () if origin is None else origin.exec_prefix
+        self._ip: str | None = None  # the path of ip, found by preflight (from a lab host)
+
+    @property
+    def full_command(self) -> tuple[str, ...]:
+        """What runs, as a student would type it: ``ip netns exec NS nmap ...``."""
+        return (*self.exec_prefix, *self.command)
 
     # -- control ----------------------------------------------------------
     def preflight(self) -> str:
         """Check that nmap is installed and the type may run; return nmap's path.
 
         Raises:
-            NmapNotFound, ScanTypeUnavailable: one line in words.
+            NmapNotFound, ScanTypeUnavailable, OriginError: one line in words.
         """
         nmap = find_nmap()
         if nmap is None:
             raise NmapNotFound(NMAP_MISSING)
         check_type(self.request.type)
+        if self.request.origin is not None:
+            self._ip = self.request.origin.check_usable()
         return nmap
 
     def run(self) -> ScanResult:
@@ -265,6 +287,8 @@ class Scan:
             status=status,
             hosts=hosts,
             requested_ports=self.request.ports,
+            from_host=self.request.from_host,
+            exec_prefix=self.exec_prefix,
         )
 
     def _execute(self) -> ScanResult:
@@ -279,8 +303,9 @@ class Scan:
         out: list[bytes] = []
         err: list[bytes] = []
         readers: list[threading.Thread] = []
+        prefix = () if self._ip is None else (self._ip, *self.exec_prefix[1:])
         try:
-            proc = _start_nmap(nmap, self.command)
+            proc = _start_nmap(nmap, self.command, prefix)
         except OSError as exc:
             why = f"could not start nmap: {exc.strerror or exc}"
             return self._result_of(started_at, time.monotonic() - t0, "failed", why)
@@ -364,18 +389,10 @@ class Scan:
             why = problem or "the name did not resolve to an address"
             return self._result_of(started_at, duration, "failed", f"nmap scanned no host: {why}")
         local = self._local
-        needs_join = any(h.address and is_local_address(h.address, local) for h in parsed)
-        snapshot = Snapshot(taken_at=time.time(), sockets=())
-        if needs_join:
-            source = self._source
-            if source is None:
-                from app.core.sockets import default_source
-
-                source = default_source()
-            # Without /proc, results without listeners are still results.
-            with contextlib.suppress(OSError):
-                snapshot = source.poll()
-        hosts, ports = join_listeners(parsed, self.request.type, snapshot, local)
+        snapshot = self._listeners(parsed)
+        hosts, ports = join_listeners(
+            parsed, self.request.type, snapshot, local, self.request.origin
+        )
         timed_out = [h.address for h in hosts if h.timed_out]
         if timed_out:
             return self._result_of(
@@ -388,6 +405,36 @@ class Scan:
                 ports,
             )
         return self._result_of(started_at, duration, "done", None, hosts, ports)
+
+    def _listeners(self, parsed: Sequence[_ParsedHost]) -> Snapshot:
+        """The sockets to join with: this machine's when it was scanned, or from a
+        lab host, those of the lab hosts scanned (an empty snapshot when none is)."""
+        snapshot = Snapshot(taken_at=time.time(), sockets=())
+        origin = self.request.origin
+        if origin is not None:
+            owners = {origin.owner(h.address) for h in parsed if h.address}
+            wanted = {o for o in owners if o is not None}
+            if not wanted:
+                return snapshot
+            if self._source is not None:
+                with contextlib.suppress(OSError):
+                    return self._source.poll()
+                return snapshot
+            # A lab that ended meanwhile: results without listeners are still results.
+            with contextlib.suppress(OriginError):
+                snapshot = origin.poll(wanted)
+            return snapshot
+        if not any(h.address and is_local_address(h.address, self._local) for h in parsed):
+            return snapshot
+        source = self._source
+        if source is None:
+            from app.core.sockets import default_source
+
+            source = default_source()
+        # Without /proc, results without listeners are still results.
+        with contextlib.suppress(OSError):
+            snapshot = source.poll()
+        return snapshot
 
 
 def run_scan(

@@ -1,4 +1,9 @@
-"""``observatory scan``: one nmap scan, joined with this machine's own listeners."""
+"""``observatory scan``: one nmap scan, joined with this machine's own listeners.
+
+With ``--from HOST`` nmap runs inside a running lab host (``ip netns exec``),
+may scan only the addresses of that lab, and each port is explained with the
+sockets of the lab host the scanned address is.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from typing import TYPE_CHECKING
 from app.cliutil import UsageError, positive_seconds
 
 if TYPE_CHECKING:
-    from app.core.scan import ScanProgress, ScanResult
+    from app.core.scan import HostResult, ScanProgress, ScanRequest, ScanResult
 
 HELP = "scan ports with nmap and show which local process answers (--json for scripts)"
 TYPES = ("connect", "syn", "udp", "version")
@@ -48,7 +53,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="connect (-sT, default), syn (-sS, root), udp (-sU, root), version (-sT -sV)",
     )
     p.add_argument(
-        "--json", action="store_true", help="a JSON object: target, scanner, ports (with listeners)"
+        "--from",
+        dest="from_host",
+        metavar="HOST",
+        default=None,
+        help="scan from this running lab host (a [[host]] of `observatory lab up FILE`; root): "
+        "only its lab's addresses may be scanned",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="a JSON object: target, scanner, ports (with listeners), from",
     )
     p.add_argument(
         "--timeout",
@@ -78,18 +93,26 @@ def _wrap(text: str, indent: str = "  ") -> list[str]:
     )
 
 
+def _whose(host: HostResult, from_host: str | None) -> str:
+    """Whose listeners a report shows: this machine's, a lab host's, or none."""
+    if host.lab_host is not None:
+        if host.lab_host == from_host and host.address.startswith(("127.", "::1")):
+            return f"lab host {host.lab_host}'s own loopback: listeners from its socket table"
+        return f"lab host {host.lab_host}: listeners from its socket table"
+    if host.local:
+        return "this machine: listeners from its own socket table"
+    return "not this machine: no listener information"
+
+
 def render_text(result: ScanResult) -> str:
     """nmap's table, with a LISTENER column and explanations under the ports."""
-    out = [f"Command: {shlex.join(result.command)}"]
+    out = [f"Command: {shlex.join(result.full_command)}"]
+    if result.from_host is not None:
+        out.append(f"From: lab host {result.from_host} (nmap ran inside its network namespace)")
     with_version = result.type == "version"
     headers = ("PORT", "STATE", "SERVICE", "LISTENER") + (("VERSION",) if with_version else ())
     for host in result.hosts:
-        where = (
-            "this machine: listeners from its own socket table"
-            if host.local
-            else "not this machine: no listener information"
-        )
-        out += ["", f"Nmap scan report for {host.address} ({where})"]
+        out += ["", f"Nmap scan report for {host.address} ({_whose(host, result.from_host)})"]
         ports = [p for p in result.ports if p.address == host.address]
         if ports:
             rows: list[tuple[str, ...]] = []
@@ -114,6 +137,22 @@ def render_text(result: ScanResult) -> str:
     return "\n".join(out)
 
 
+def _request(args: argparse.Namespace) -> ScanRequest:
+    """The validated request: from ``--from``'s lab host, or from this machine (where a
+    running lab's address is refused: no route leads into the lab).
+
+    Raises:
+        ScanError: in words (no such host runs, not root, a target outside the lab).
+    """
+    from app.core.scan import ScanRequest, find_origin, running_labs
+
+    if args.from_host is not None:
+        origin = find_origin(args.from_host)
+        return ScanRequest.create(args.target, args.ports, args.scan_type, origin=origin)
+    labs = running_labs()
+    return ScanRequest.create(args.target, args.ports, args.scan_type, labs=labs)
+
+
 class _ProgressLine:
     """``Scanning... 45% (3.2 s)`` on one rewritten line of a terminal's stderr."""
 
@@ -135,16 +174,10 @@ class _ProgressLine:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.core.scan import (
-        DEFAULT_TIMEOUT,
-        NmapNotFound,
-        Scan,
-        ScanError,
-        ScanRequest,
-    )
+    from app.core.scan import DEFAULT_TIMEOUT, NmapNotFound, Scan, ScanError
 
     try:
-        request = ScanRequest.create(args.target, args.ports, args.scan_type)
+        request = _request(args)
     except ScanError as exc:
         raise UsageError(str(exc)) from None
     timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT

@@ -8,7 +8,12 @@ happens between the rooms.
 
 It validates what the user typed (``ScanRequest.create``) on the UI loop, which
 is cheap and never polls, then runs the scan in a Textual thread worker (group
-``scan``). The thread reports progress with ``post_message``, which is
+``scan``). From a lab host (the form's From), ``find_origin`` looks the host
+and its lab's addresses up first (a directory listing and one short thread per
+host that reads its interfaces inside its namespace: milliseconds), and the
+request allows only the lab's addresses; from this machine, a running lab's
+address is refused with the host to scan from. nmap and ip are never run
+here: ``Scan`` does, in the worker. The thread reports progress with ``post_message``, which is
 thread-safe in Textual 8 (``loop.call_soon_threadsafe``; it raises only once the
 loop is closed, which we ignore: the app is gone). The outcome comes back as
 the worker's ``StateChanged``: its result, or its exception told in words,
@@ -34,6 +39,7 @@ from textual.worker import Worker, WorkerState
 
 from app.core.model import Snapshot, Socket, SocketEvent
 from app.core.scan import (
+    LabOrigin,
     Scan,
     ScanError,
     ScanProgress,
@@ -41,6 +47,8 @@ from app.core.scan import (
     ScanResult,
     ScanTypeInfo,
     available_types,
+    find_origin,
+    running_labs,
 )
 from app.ui.widgets.instrument import (
     InstrumentPanel,
@@ -134,9 +142,15 @@ class ScanPanel(InstrumentPanel):
 
     # -- InstrumentPanel: what the screen calls -----------------------------------------
     def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent]) -> None:
-        """Keep the latest snapshot (for the default ports); cheap, throttled work only."""
+        """Keep the latest snapshot (for the default ports and the lab hosts); cheap,
+        throttled work only."""
         self._snapshot = snapshot
         self.form.update_snapshot(snapshot)
+
+    def set_lab_hosts(self, hosts: Sequence[str] | None) -> None:
+        """The running lab hosts From offers, as the screen knows them (None, the
+        default: the hosts of the snapshots' sockets and of the app's interfaces)."""
+        self.form.set_lab_hosts(hosts)
 
     def select_socket(self, sock: Socket) -> None:
         """Offer the highlighted socket's server port: its own when it is a server's
@@ -183,9 +197,7 @@ class ScanPanel(InstrumentPanel):
         # snapshot, the defaults are the lecture's ports only.
         snapshot = self._snapshot or Snapshot(taken_at=time.time(), sockets=())
         try:
-            request = ScanRequest.create(
-                form.target_text(), form.ports_text(), info.name, snapshot=snapshot
-            )
+            request = self._request(info.name, snapshot)
             scan = Scan(request, on_progress=lambda p: self._from_thread(self.Progressed(scan, p)))
             scan.preflight()
         except ScanError as exc:
@@ -195,8 +207,32 @@ class ScanPanel(InstrumentPanel):
         self.scan = scan
         form.set_running(True)
         form.status("starting nmap…", 0)
-        form.show_command(f"$ {shlex.join(scan.command)}")
+        form.show_command(f"$ {shlex.join(scan.full_command)}")
         self._worker = self._work(scan)
+
+    def _request(self, scan_type: str, snapshot: Snapshot) -> ScanRequest:
+        """The form's scan, validated: from the lab host chosen in From, or from this
+        machine (where, while lab hosts run, their addresses are refused in words).
+
+        Raises:
+            ScanError: in words.
+        """
+        form = self.form
+        from_host = form.chosen_origin()
+        origin: LabOrigin | None = None
+        labs: list[LabOrigin] = []
+        if from_host is not None:
+            origin = find_origin(from_host)
+        elif form.lab_hosts:
+            labs = running_labs()
+        return ScanRequest.create(
+            form.target_text(),
+            form.ports_text(),
+            scan_type,
+            snapshot=snapshot,
+            origin=origin,
+            labs=labs,
+        )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="scan", name="scan")
     def _work(self, scan: Scan) -> ScanResult:

@@ -1,11 +1,14 @@
 """The Scan tab's form: what to scan, the Run and Cancel buttons, and how the scan goes.
 
-:class:`ScanForm` holds the fields (target, typed target, ports, scan type),
-the buttons, the progress bar with its status line, the message box (a
-refusal in words) and the nmap command line. It keeps its choices up to date
-from the polls (the default ports, this machine's addresses), never polling
-anything itself. Running the scan is the panel's job: Run, Cancel and Enter
-in a field bubble up to it.
+:class:`ScanForm` holds the fields (where from, target, typed target, ports,
+scan type), the buttons, the progress bar with its status line, the message
+box (a refusal in words) and the nmap command line. It keeps its choices up
+to date from the polls (the default ports, this machine's addresses, the lab
+hosts and theirs), never polling anything itself. The From choice (this
+machine, or a running lab host) shows only while lab hosts exist: their names
+come from the snapshots' ``Socket.host`` and the app's interface list
+(``host/eth0``), or from the screen (:meth:`ScanForm.set_lab_hosts`). Running
+the scan is the panel's job: Run, Cancel and Enter in a field bubble up to it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,12 @@ from app.core.model import Snapshot
 from app.core.scan import ScanType, ScanTypeInfo, default_ports, nmap_missing_reason
 from app.ui.widgets.scan.formatting import (
     LECTURE,
+    THIS_MACHINE,
+    from_options,
+    lab_hosts_of,
     ports_placeholder,
     target_options,
+    target_tooltip,
     type_label,
     unavailable,
 )
@@ -57,6 +64,9 @@ class ScanForm(VerticalGroup):
         self._defaults: str | None = None
         self._interfaces_at = 0.0
         self._targets: list[tuple[str, str]] = []
+        self._interfaces: list[Any] = []  # the app's latest interface list
+        self._given_hosts: tuple[str, ...] | None = None  # from the screen, when it says
+        self.lab_hosts: tuple[str, ...] = ()  # the lab hosts offered in From
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -75,6 +85,19 @@ class ScanForm(VerticalGroup):
 
     def _fields(self) -> ComposeResult:
         # type_to_search off: an open list would take every letter (b, m, s...) as a search.
+        origin = Select(
+            from_options(()),
+            allow_blank=False,
+            value=THIS_MACHINE,
+            compact=True,
+            id="scan-from",
+            type_to_search=False,
+            tooltip="Where nmap runs: this machine, or inside a lab host (its network namespace)",
+        )
+        row = field_row("From", origin)
+        row.id = "scan-from-row"
+        row.add_class("-hidden")  # shown once lab hosts exist
+        yield row
         target = Select(
             target_options(()),
             allow_blank=False,
@@ -148,6 +171,13 @@ class ScanForm(VerticalGroup):
         value = self.query_one("#scan-target", Select).value
         return value if isinstance(value, str) else "127.0.0.1"
 
+    def chosen_origin(self) -> str | None:
+        """The lab host chosen in From; None: this machine (also while From is hidden)."""
+        if not self.lab_hosts:
+            return None
+        value = self.query_one("#scan-from", Select).value
+        return value if isinstance(value, str) and value in self.lab_hosts else None
+
     def ports_text(self) -> str:
         return self.query_one("#scan-ports", Input).value
 
@@ -159,40 +189,87 @@ class ScanForm(VerticalGroup):
 
     # -- choices, from the polls --------------------------------------------------------
     def update_snapshot(self, snapshot: Snapshot) -> None:
-        """Keep the latest snapshot; recompute the defaults and targets now and then."""
+        """Keep the latest snapshot; recompute the defaults, hosts and targets now and then."""
         self._snapshot = snapshot
         now = time.monotonic()
+        if now - self._interfaces_at >= INTERFACES_EVERY or not self._interfaces:
+            self._interfaces_at = now
+            self._read_interfaces()
+            self._refresh_targets()
         if now - self._defaults_at >= DEFAULTS_EVERY:
             self._defaults_at = now
+            self._refresh_hosts()
             self._refresh_defaults()
-        if now - self._interfaces_at >= INTERFACES_EVERY:
-            self._interfaces_at = now
-            self._refresh_targets()
 
-    def _refresh_targets(self) -> None:
-        # The interfaces come from the app's cache, filled by its poller: nothing
-        # reads the machine's interfaces on the UI loop.
-        interfaces: list[Any] = []
-        getter = getattr(self.app, "interfaces_now", None) if self.is_attached else None
-        if getter is not None:
-            with contextlib.suppress(Exception):
-                interfaces = list(getter())
-        options = target_options(interfaces)
+    def set_lab_hosts(self, hosts: Sequence[str] | None) -> None:
+        """The running lab hosts, as the screen knows them (None: find them in the polls)."""
+        self._given_hosts = None if hosts is None else tuple(hosts)
+        self._refresh_hosts()
+
+    def _read_interfaces(self) -> None:
+        # The interfaces are the screen's, as its poller read them last (``host/eth0``
+        # for a lab host's): nothing reads the machine's interfaces on the UI loop.
+        if not self.is_attached:
+            return
+        with contextlib.suppress(Exception):
+            found = getattr(self.screen, "interfaces", None)
+            if isinstance(found, list):
+                self._interfaces = list(found)
+
+    def _refresh_hosts(self) -> None:
+        """Offer From when lab hosts exist (and hide it when none is left)."""
+        if self._given_hosts is not None:
+            hosts = self._given_hosts
+        else:
+            sockets = self._snapshot.sockets if self._snapshot is not None else ()
+            hosts = lab_hosts_of(sockets, self._interfaces)
+        if hosts == self.lab_hosts:
+            return
+        self.lab_hosts = hosts
+        select: Select[str] = self.query_one("#scan-from", Select)
+        value = select.value
+        select.set_options(from_options(hosts))
+        select.value = value if isinstance(value, str) and value in hosts else THIS_MACHINE
+        self.query_one("#scan-from-row").set_class(not hosts, "-hidden")
+        self._refresh_targets()
+
+    def _refresh_targets(self, moved: bool = False) -> None:
+        """The target list for From's choice; ``moved``: From has just changed."""
+        origin = self.chosen_origin()
+        options = target_options(self._interfaces, origin)
         if options == self._targets:
             return
         self._targets = options
         select: Select[str] = self.query_one("#scan-target", Select)
         value = select.value
         select.set_options(options)
-        if any(v == value for _, v in options):
+        select.tooltip = target_tooltip(origin)
+        if (
+            origin is not None
+            and len(options) > 1
+            and (moved or value not in dict(options).values())
+        ):
+            select.value = options[1][1]  # another host's address: what scanning from one is for
+        elif any(v == value for _, v in options):
             select.value = value
+
+    @on(Select.Changed, "#scan-from")
+    def _from_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self.say(None)
+        self._refresh_targets(moved=True)
+        self._defaults_at = 0.0
+        self._refresh_defaults()
 
     def _refresh_defaults(self) -> None:
         if self._snapshot is None:
             return
         scan_type = self.query_one("#scan-type", Select).value
         kind: ScanType = "udp" if scan_type == "udp" else "connect"
-        ports = default_ports(kind, self._snapshot)
+        hosts: frozenset[str | None] = (
+            frozenset({None}) if self.chosen_origin() is None else frozenset(self.lab_hosts)
+        )
+        ports = default_ports(kind, self._snapshot, hosts=hosts)
         self.listening = frozenset(
             s.local_port for s in self._snapshot.sockets if s.state == "LISTEN"
         )

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from rich.text import Text
 
 from app.core.interfaces import Interface
+from app.core.model import Socket
 from app.core.scan import LECTURE_PORTS, CompareRow, PortResult, ScanResult, ScanTypeInfo
 from app.core.targets import expand_ports
 from app.ui.themes import ORANGE, REDDISH_PURPLE, SKY_BLUE
@@ -26,6 +27,7 @@ LECTURE = ",".join(str(p) for p in LECTURE_PORTS)
 RESULT_COLUMNS = ("PORT", "STATE", "SERVICE", "LOCAL")
 COMPARE_COLUMNS = ("PORT", "before", "after", "change")
 HISTORY_COLUMNS = (" ", "TIME", "TARGET", "TYPE", "RESULT")
+THIS_MACHINE = ""  # the From choice's value for this machine (a host name is never empty)
 
 Row = tuple[Text, ...]
 
@@ -77,7 +79,8 @@ def port_label(port: int, proto: str, address: str, several_hosts: bool) -> str:
 
 # -- the results table ------------------------------------------------------------------
 def local_cell(port: PortResult, host_is_local: bool) -> Text:
-    """The LOCAL column: ``2759/tcp-server on 0.0.0.0``, or why there is nothing."""
+    """The LOCAL column: ``2759/tcp-server on 0.0.0.0`` (``server: ...`` on a lab host),
+    or why there is nothing (``host_is_local``: the port was joined with listeners)."""
     if port.listener is not None:
         return Text(port.listener.label)
     if not host_is_local:
@@ -87,7 +90,7 @@ def local_cell(port: PortResult, host_is_local: bool) -> Text:
 
 def result_rows(result: ScanResult) -> list[Row]:
     """The results table, as nmap prints it (PORT, STATE, SERVICE) plus LOCAL."""
-    local = {h.address: h.local for h in result.hosts}
+    local = {h.address: h.joined for h in result.hosts}
     several = len(result.hosts) > 1
     return [
         (
@@ -101,7 +104,7 @@ def result_rows(result: ScanResult) -> list[Row]:
 
 
 def results_title(result: ScanResult, note: str = "") -> str:
-    title = f"Results {when(result.started_at)} · {result.target} · {result.type}"
+    title = f"Results {when(result.started_at)} · {result.scanned} · {result.type}"
     return title + (f" · {note}" if note else "")
 
 
@@ -116,8 +119,9 @@ def not_shown_lines(result: ScanResult) -> list[str]:
 
 
 def host_is_local(result: ScanResult, address: str) -> bool:
-    """The scanned host at ``address`` is this machine (its ports were joined with listeners)."""
-    return next((h.local for h in result.hosts if h.address == address), False)
+    """The scanned host at ``address`` is this machine, or in a scan from a lab host a
+    host of its lab: its ports were joined with listeners."""
+    return next((h.joined for h in result.hosts if h.address == address), False)
 
 
 def describe_port(port: PortResult, host_is_local: bool) -> Text:
@@ -132,7 +136,8 @@ def describe_port(port: PortResult, host_is_local: bool) -> Text:
     if port.version:
         out.append(f"\nversion: {port.version}")
     if port.listener is not None:
-        out.append(f"\nLOCAL: {port.listener.who} listens on {port.listener.endpoint}")
+        on = "" if port.listener.host is None else f"on host {port.listener.host}, "
+        out.append(f"\nLOCAL: {on}{port.listener.who} listens on {port.listener.endpoint}")
     elif not host_is_local:
         out.append("\nLOCAL: not this machine, so nothing is known of its processes")
     if port.explanation:
@@ -194,7 +199,7 @@ def _bold(changed: bool) -> str:
 
 
 def compare_title(before: ScanResult, after: ScanResult, changed: int) -> str:
-    targets = "" if before.target == after.target else f" · {before.target} → {after.target}"
+    targets = "" if before.scanned == after.scanned else f" · {before.scanned} → {after.scanned}"
     return (
         f"Compare {when(before.started_at)} → {when(after.started_at)} · {changed} changed{targets}"
     )
@@ -206,7 +211,7 @@ def history_row(result: ScanResult) -> Row:
     return (
         Text(" "),
         Text(when(result.started_at)),
-        Text(result.target),
+        Text(result.scanned),
         Text(result.type),
         Text(summarize(result)),
     )
@@ -218,11 +223,20 @@ def mark_text(marked: bool) -> Text:
 
 
 # -- the form's choices -----------------------------------------------------------------
-def target_options(interfaces: Iterable[Interface]) -> list[tuple[str, str]]:
-    """127.0.0.1 first, then the interfaces' addresses, then ::1."""
+def target_options(
+    interfaces: Iterable[Interface], origin: str | None = None
+) -> list[tuple[str, str]]:
+    """What From can reach. From this machine: 127.0.0.1 first, then its interfaces'
+    addresses, then ::1. From lab host ``origin``: 127.0.0.1 (its own loopback), then
+    the lab hosts' addresses (the app lists a lab host's interfaces as ``host/eth0``),
+    the other hosts' first."""
+    if origin is not None:
+        return _lab_targets(interfaces, origin)
     options = [("127.0.0.1 (loopback)", "127.0.0.1")]
     seen = {"127.0.0.1", "::1"}
     for iface in interfaces:
+        if "/" in iface.name:  # a lab host's: this machine has no route there
+            continue
         for address in [*iface.ipv4, *iface.ipv6]:
             # Link-local IPv6 needs a zone; the ones the kernel names may not be valid here.
             if address in seen or address.lower().startswith("fe80"):
@@ -231,6 +245,44 @@ def target_options(interfaces: Iterable[Interface]) -> list[tuple[str, str]]:
             options.append((f"{address} ({iface.name})", address))
     options.append(("::1 (loopback)", "::1"))
     return options
+
+
+def _lab_targets(interfaces: Iterable[Interface], origin: str) -> list[tuple[str, str]]:
+    found: list[tuple[bool, str, str]] = []
+    seen = {"127.0.0.1", "::1"}
+    for iface in interfaces:
+        host, slash, _ = iface.name.partition("/")
+        if not slash:
+            continue
+        for address in [*iface.ipv4, *iface.ipv6]:
+            low = address.lower()
+            if address in seen or low.startswith("fe80") or address.startswith("127."):
+                continue
+            seen.add(address)
+            found.append((host == origin, address, host))
+    found.sort(key=lambda f: f[0])  # stable: the other hosts' first, in the app's order
+    options = [(f"127.0.0.1 ({origin}'s own loopback)", "127.0.0.1")]
+    options += [(f"{address} ({host})", address) for _, address, host in found]
+    return options
+
+
+def target_tooltip(origin: str | None) -> str:
+    if origin is None:
+        return "This machine's addresses (typed text below wins)"
+    return f"The lab's addresses, as lab host {origin} reaches them (typed text below wins)"
+
+
+def from_options(hosts: Iterable[str]) -> list[tuple[str, str]]:
+    """The From choice: this machine (:data:`THIS_MACHINE`), then each running lab host."""
+    return [("this machine", THIS_MACHINE)] + [(f"lab host {h}", h) for h in hosts]
+
+
+def lab_hosts_of(sockets: Iterable[Socket], interfaces: Iterable[Interface]) -> tuple[str, ...]:
+    """The lab hosts the polls show: the hosts of the sockets, and of the interfaces the
+    app lists as ``host/eth0``; sorted."""
+    hosts = {s.host for s in sockets if s.host is not None}
+    hosts |= {i.name.partition("/")[0] for i in interfaces if "/" in i.name}
+    return tuple(sorted(hosts))
 
 
 def type_label(info: ScanTypeInfo) -> str:

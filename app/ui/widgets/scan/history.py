@@ -96,7 +96,7 @@ class ScanHistoryView(VerticalGroup):
 
     def add(self, result: ScanResult) -> ScanResult | None:
         """Keep a finished scan; returns the latest scan of the same target before it."""
-        previous = self.history.latest(result.target)
+        previous = self.history.latest(result.scanned)
         self.history.add(result)
         key = f"h{self._next_key}"
         self._next_key += 1
@@ -125,7 +125,7 @@ class ScanHistoryView(VerticalGroup):
     def _previous_of(self, entry: HistoryEntry) -> HistoryEntry | None:
         index = self.entries.index(entry)
         for other in reversed(self.entries[:index]):
-            if other.result.target == entry.result.target:
+            if other.result.scanned == entry.result.scanned:
                 return other
         return None
 

@@ -385,9 +385,19 @@ class AgentHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        # http.server's own refusals (400 malformed, 414, 431, 505), as JSON and one log line.
+        # http.server's own refusals (400 malformed, 414, 431, 505), as JSON and one log line;
+        # with a status line and headers even when the request line was not HTTP/1.x.
         reason = message or self.responses.get(code, ("error",))[0]
+        self.request_version = "HTTP/1.1"
         self._error(code, reason)
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # "GET /" alone: no headers, so no token
+            self.send_error(400, "HTTP/0.9 is not served: send GET PATH HTTP/1.1")
+            return False
+        return True
 
     # -------------------------------------------------------------- events
 

@@ -12,12 +12,15 @@ listed). That is "where known": the environment of another user's process is
 readable by root only, so an agent that is not root lists its own user's lab
 processes; a process started by hand, or by an observatory that has exited, is
 not one. Each process's environment is read once (remembered by pid and start
-time), so a scan costs one ``/proc`` listing and a stat per process.
+time; a process younger than :data:`YOUNG_SECONDS` without the mark is read again,
+as it may not have called exec yet), so a scan costs one ``/proc`` listing and a
+stat per process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -27,6 +30,9 @@ from app.core.procs.launch import ENV_PARENT_PID, SHIM_PATH
 __all__ = ["LabProcess", "LabProcessFinder"]
 
 _MARK = ENV_PARENT_PID.encode() + b"="
+# Between fork and exec a child shows its parent's environment (the observatory's own,
+# without the mark): an unmarked process this young is read again at the next scan.
+YOUNG_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,7 @@ class LabProcessFinder:
         """The lab processes running now, by pid."""
         seen: dict[tuple[int, float], int | None] = {}
         started: dict[int, float] = {}
+        young = time.time() - YOUNG_SECONDS
         for pid in psutil.pids():
             at = _started(pid)
             if at is None:
@@ -93,7 +100,8 @@ class LabProcessFinder:
             started[pid] = at
             key = (pid, at)
             seen[key] = self._marks[key] if key in self._marks else _marked_parent(pid)
-        self._marks = seen  # the gone are forgotten
+        # The gone are forgotten, and so is the young's lack of a mark.
+        self._marks = {k: v for k, v in seen.items() if v is not None or k[1] < young}
         found: list[LabProcess] = []
         for (pid, at), parent in seen.items():
             if parent is None or parent == pid:

@@ -425,3 +425,25 @@ async def test_port_of_the_highlighted_socket_row(sockets: list[socket.socket]) 
             panel.query_one("#scan-ports", Input).value = ""
             await pilot.click("#scan-use-selected")
             assert panel.query_one("#scan-ports", Input).value == str(port)
+
+
+async def test_the_target_list_offers_the_interfaces_the_poller_read() -> None:
+    """The screen hands each poll's interfaces to the Scan tab (InstrumentPanel's
+    update_interfaces): its targets are this machine's addresses, not loopback alone."""
+    from textual.widgets import Select
+
+    from app.ui.app import ObservatoryApp
+    from tests.ui.fakes import PROCESSES, FakeManager, FakeSource, lecture_results
+
+    results = lecture_results()
+    app = ObservatoryApp(
+        FakeSource([r.snapshot for r in results]), FakeManager(PROCESSES), poll=False
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.deliver(results[0])  # it carries the interfaces: lo and dummy0 192.0.2.1
+        await pilot.pause()
+        await pilot.press("s")
+        await pilot.pause()
+        select = app.screen.query_one("#scan-target", Select)
+        values = [value for _label, value in select._options]
+        assert "192.0.2.1" in values and values[0] == "127.0.0.1", values

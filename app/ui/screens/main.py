@@ -217,6 +217,8 @@ class MainScreen(Screen[None]):
         if result.interfaces is not None:
             self.interfaces = result.interfaces
             self.query_one("#interfaces", KeyedTable).apply(interface_rows(result.interfaces))
+            for aware in self._socket_aware():
+                aware.update_interfaces(result.interfaces)
         self.processes = result.processes
         self.lab.show(result.processes)
         self._refresh_keys()

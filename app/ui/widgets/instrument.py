@@ -1,7 +1,8 @@
 """What the side column's instrument panels share (Scan, Bytes, TCP states, Backlog).
 
 :class:`InstrumentPanel` is the screen's seam: after each poll it calls
-``update_snapshot``, and ``select_socket`` when the highlighted socket row changes
+``update_snapshot`` (and ``update_interfaces`` when the poll read them), and
+``select_socket`` when the highlighted socket row changes
 (the screen finds the panels by this class). :class:`Follow` tells a user's choice of
 row from the cursor being pushed around; the focus helpers give the dashboard's
 one-letter keys back when a panel's field is left or its tab is hidden.
@@ -17,6 +18,7 @@ from textual import events
 from textual.containers import VerticalScroll
 from textual.widget import Widget
 
+from app.core.interfaces import Interface
 from app.core.model import Snapshot, Socket, SocketEvent
 
 
@@ -30,6 +32,10 @@ class InstrumentPanel(VerticalScroll):
 
     def update_snapshot(self, snapshot: Snapshot, events: list[SocketEvent]) -> None:
         """A poll's result."""
+
+    def update_interfaces(self, interfaces: Sequence[Interface]) -> None:
+        """The interfaces, as the poller read them (every few polls; ``host/eth0`` for a
+        lab host's)."""
 
 
 HOME = "#listen"  # where Escape sends the keyboard: the LISTEN table, as the filter's Enter does

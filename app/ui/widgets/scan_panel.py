@@ -37,6 +37,7 @@ from textual.message import Message
 from textual.widgets import Button, Input, Select
 from textual.worker import Worker, WorkerState
 
+from app.core.interfaces import Interface
 from app.core.model import Snapshot, Socket, SocketEvent
 from app.core.scan import (
     LabOrigin,
@@ -146,6 +147,9 @@ class ScanPanel(InstrumentPanel):
         throttled work only."""
         self._snapshot = snapshot
         self.form.update_snapshot(snapshot)
+
+    def update_interfaces(self, interfaces: Sequence[Interface]) -> None:
+        self.form.set_interfaces(interfaces)
 
     def set_lab_hosts(self, hosts: Sequence[str] | None) -> None:
         """The running lab hosts From offers, as the screen knows them (None, the

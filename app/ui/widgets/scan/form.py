@@ -13,7 +13,6 @@ the scan is the panel's job: Run, Cancel and Enter in a field bubble up to it.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from textual.containers import Horizontal, VerticalGroup
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
 
+from app.core.interfaces import Interface
 from app.core.model import Snapshot
 from app.core.scan import ScanType, ScanTypeInfo, default_ports, nmap_missing_reason
 from app.ui.widgets.scan.formatting import (
@@ -39,7 +39,6 @@ from app.ui.widgets.scan.formatting import (
 )
 
 DEFAULTS_EVERY = 2.0  # seconds between recomputing the default ports from snapshots
-INTERFACES_EVERY = 10.0  # seconds between refreshing the target list
 
 
 def field_row(label: str, field: Widget) -> Horizontal:
@@ -62,9 +61,8 @@ class ScanForm(VerticalGroup):
         self._selected_port: int | None = None
         self._defaults_at = 0.0
         self._defaults: str | None = None
-        self._interfaces_at = 0.0
         self._targets: list[tuple[str, str]] = []
-        self._interfaces: list[Any] = []  # the app's latest interface list
+        self._interfaces: list[Interface] = []  # as the poller read them last
         self._given_hosts: tuple[str, ...] | None = None  # from the screen, when it says
         self.lab_hosts: tuple[str, ...] = ()  # the lab hosts offered in From
 
@@ -192,10 +190,6 @@ class ScanForm(VerticalGroup):
         """Keep the latest snapshot; recompute the defaults, hosts and targets now and then."""
         self._snapshot = snapshot
         now = time.monotonic()
-        if now - self._interfaces_at >= INTERFACES_EVERY or not self._interfaces:
-            self._interfaces_at = now
-            self._read_interfaces()
-            self._refresh_targets()
         if now - self._defaults_at >= DEFAULTS_EVERY:
             self._defaults_at = now
             self._refresh_hosts()
@@ -206,15 +200,12 @@ class ScanForm(VerticalGroup):
         self._given_hosts = None if hosts is None else tuple(hosts)
         self._refresh_hosts()
 
-    def _read_interfaces(self) -> None:
-        # The interfaces are the screen's, as its poller read them last (``host/eth0``
-        # for a lab host's): nothing reads the machine's interfaces on the UI loop.
-        if not self.is_attached:
-            return
-        with contextlib.suppress(Exception):
-            found = getattr(self.screen, "interfaces", None)
-            if isinstance(found, list):
-                self._interfaces = list(found)
+    def set_interfaces(self, interfaces: Sequence[Interface]) -> None:
+        """The interfaces the poller read last (``host/eth0`` for a lab host's): the
+        targets offered and the lab hosts come from them (nothing is read on the UI loop)."""
+        self._interfaces = list(interfaces)
+        self._refresh_hosts()
+        self._refresh_targets()
 
     def _refresh_hosts(self) -> None:
         """Offer From when lab hosts exist (and hide it when none is left)."""

@@ -385,17 +385,23 @@ class LabNetwork:
 # --------------------------------------------------------------------------- other runs
 
 
+def lab_namespaces() -> dict[str, list[tuple[str, str]]]:
+    """Every live run's lab hosts, by the run's prefix (``obs1234-``): (host, namespace)
+    pairs in name order, the switch left out. Any user may list them (no root)."""
+    live: dict[str, list[tuple[str, str]]] = {}
+    for ns in _namespaces():
+        match = _OURS.match(ns)
+        if match and match.group(2) != SWITCH and _pid_alive(int(match.group(1))):
+            live.setdefault(f"{PREFIX}{match.group(1)}-", []).append((match.group(2), ns))
+    return live
+
+
 def find_namespaces(host_name: str) -> list[str]:
     """The namespaces of host ``host_name`` in every live run (another terminal's, say).
 
     For ``observatory snapshot --host NAME``: usually one; none when no lab runs.
     """
-    out: list[str] = []
-    for ns in _namespaces():
-        match = _OURS.match(ns)
-        if match and match.group(2) == host_name and _pid_alive(int(match.group(1))):
-            out.append(ns)
-    return out
+    return [ns for lab in lab_namespaces().values() for host, ns in lab if host == host_name]
 
 
 def _stale_groups(own_live: Iterable[str]) -> dict[int, list[str]]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterable
@@ -36,7 +35,6 @@ from app.core.model import Snapshot, Socket
 from app.core.netns import LabHost
 from app.core.targets import ScanError, Target, TargetError
 
-_LAB_NAMESPACE = re.compile(rf"({re.escape(netns.PREFIX)}\d+-)(.+)\Z")
 _LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -184,26 +182,9 @@ def _check_root(host: str) -> None:
     raise OriginError(f"scanning from lab host {host} needs root: {why}")
 
 
-def _lab_namespaces() -> dict[str, list[tuple[str, str]]]:
-    """Every live lab's host namespaces, by lab prefix ("obs1234-"): (host, namespace)."""
-    try:
-        names = sorted(os.listdir(netns.NETNS_DIR))
-    except OSError:
-        return {}
-    live: dict[str, list[tuple[str, str]]] = {}
-    for ns in names:
-        match = _LAB_NAMESPACE.match(ns)
-        if match is None or match.group(2) == netns.SWITCH:
-            continue
-        # find_namespaces keeps the namespaces of runs whose process is alive.
-        if ns in netns.find_namespaces(match.group(2)):
-            live.setdefault(match.group(1), []).append((match.group(2), ns))
-    return live
-
-
 def running_hosts() -> list[str]:
     """The names of the lab hosts that run now, in every lab, sorted (no root needed)."""
-    return sorted({host for lab in _lab_namespaces().values() for host, _ in lab})
+    return sorted({host for lab in netns.lab_namespaces().values() for host, _ in lab})
 
 
 def _addresses(ns: str) -> tuple[str, ...]:
@@ -237,7 +218,7 @@ def find_origin(host: str) -> LabOrigin:
         OriginError: no such host runs (the running ones are named), two labs have
             one, or this user may not enter it (not root), in words.
     """
-    labs = _lab_namespaces()
+    labs = netns.lab_namespaces()
     found = [(prefix, lab) for prefix, lab in labs.items() if any(h == host for h, _ in lab)]
     if not found:
         running = running_hosts()
@@ -264,7 +245,7 @@ def running_labs() -> list[LabOrigin]:
     if netns.refusal() is not None:
         return []
     out = []
-    for lab in _lab_namespaces().values():
+    for lab in netns.lab_namespaces().values():
         try:
             out.append(_origin(lab[0][0], lab))
         except OriginError:

@@ -23,14 +23,11 @@ failed one is, as one line on stderr.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import ipaddress
 import json
-import os
 import select
 import socket
 import socketserver
-import stat
 import sys
 import threading
 import time
@@ -39,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
+from app.core.agent_auth import AgentRefused, bearer_refusal, check_host, load_token
 from app.core.agent_events import EventHub, Subscription
 from app.core.labprocs import LabProcess, LabProcessFinder
 from app.core.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -63,64 +61,6 @@ MAX_CONNECTIONS = 64
 HEARTBEAT_SECONDS = 15.0  # an event stream with nothing to say sends a comment this often
 ENDPOINTS = ("/api/snapshot", "/api/events", "/metrics")
 _ALL = Selection(state="all", udp=True)
-
-
-class AgentRefused(Exception):
-    """The agent cannot start as asked; the message says why, in words."""
-
-
-# ------------------------------------------------------------------ token and host
-
-
-def load_token(path: str) -> bytes:
-    """The token in ``path`` (surrounding whitespace removed), or AgentRefused in words.
-
-    Refused: a file that is not a regular file, that group or others may read
-    (mode & 0o077), that is empty, or whose token is not one word of printable ASCII.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as exc:
-        raise AgentRefused(f"cannot read the token file {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise AgentRefused(f"the token file {path} is not a regular file")
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise AgentRefused(
-                f"the token file {path} may be read by others (mode {mode:04o}): anyone on "
-                f"this machine could read the token. Make it yours alone: chmod 600 {path}"
-            )
-        data = f.read(4097)
-    token = data.strip()
-    if not token:
-        raise AgentRefused(f"the token file {path} is empty: put a long random token in it")
-    if len(token) > 4096 or not all(0x21 <= b <= 0x7E for b in token):
-        raise AgentRefused(
-            f"the token in {path} must be one word of printable ASCII (no spaces), at most "
-            "4096 characters: e.g. the output of `openssl rand -hex 32`"
-        )
-    return token
-
-
-def check_host(host: str, token: bytes | None) -> None:
-    """Without a token only a loopback address may be served: AgentRefused otherwise."""
-    if token is not None:
-        return
-    if host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise AgentRefused(
-            f"without --token-file the agent serves this machine only (127.0.0.1 or ::1),"
-            f" not {host}: anyone who can reach {host} could read this machine's sockets"
-            " and processes. Give --token-file FILE (a file of your own, mode 600) to serve"
-            " the room"
-        )
 
 
 # ------------------------------------------------------------------ observations
@@ -346,18 +286,7 @@ class AgentHandler(BaseHTTPRequestHandler):
 
     def _authorised(self) -> str | None:
         """None when the request may be answered, else why not, in words."""
-        token = self.server.agent.token
-        if token is None:
-            return None
-        given = self.headers.get_all("Authorization") or []
-        if not given:
-            return "this agent needs a token: send Authorization: Bearer TOKEN"
-        scheme, _, value = given[0].strip().partition(" ")
-        if len(given) > 1 or scheme.lower() != "bearer":
-            return "send one Authorization: Bearer TOKEN header"
-        if not hmac.compare_digest(value.strip().encode("latin-1", "replace"), token):
-            return "wrong token"
-        return None
+        return bearer_refusal(self.headers.get_all("Authorization") or [], self.server.agent.token)
 
     def _send(self, code: int, body: bytes, kind: str, with_body: bool = True) -> None:
         self.send_response(code)

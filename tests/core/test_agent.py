@@ -380,6 +380,10 @@ def test_token_file_readable_by_others_or_empty_is_refused(tmp_path: Path) -> No
         load_token(str(path))
     with pytest.raises(AgentRefused, match="cannot read the token file"):
         load_token(str(tmp_path / "none"))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(AgentRefused, match="not a regular file"):
+        load_token(str(fifo))  # refused at once, not waiting for a writer
 
 
 def test_without_a_token_only_loopback() -> None:

@@ -1,0 +1,91 @@
+"""The agent's token and where it may listen: refusals in words, and the constant-time check.
+
+A token file must be a regular file that only its owner may read (``mode &
+0o077 == 0``), holding one word of printable ASCII (what an ``Authorization``
+header can carry). Without a token the agent serves loopback only. Every
+request then bears ``Authorization: Bearer TOKEN``, compared with
+:func:`hmac.compare_digest` so that the time taken says nothing of how much of
+a guess was right.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import stat
+from collections.abc import Sequence
+
+__all__ = ["AgentRefused", "bearer_refusal", "check_host", "load_token"]
+
+
+class AgentRefused(Exception):
+    """The agent cannot start as asked; the message says why, in words."""
+
+
+def load_token(path: str) -> bytes:
+    """The token in ``path`` (surrounding whitespace removed), or AgentRefused in words.
+
+    Refused: a file that is not a regular file, that group or others may read
+    (mode & 0o077), that is empty, or whose token is not one word of printable ASCII.
+    """
+    try:
+        # O_NONBLOCK: a FIFO (not a regular file, refused below) must not block the open.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise AgentRefused(f"cannot read the token file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise AgentRefused(f"the token file {path} is not a regular file")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise AgentRefused(
+                f"the token file {path} may be read by others (mode {mode:04o}): anyone on "
+                f"this machine could read the token. Make it yours alone: chmod 600 {path}"
+            )
+        data = f.read(4097)
+    token = data.strip()
+    if not token:
+        raise AgentRefused(f"the token file {path} is empty: put a long random token in it")
+    if len(token) > 4096 or not all(0x21 <= b <= 0x7E for b in token):
+        raise AgentRefused(
+            f"the token in {path} must be one word of printable ASCII (no spaces), at most "
+            "4096 characters: e.g. the output of `openssl rand -hex 32`"
+        )
+    return token
+
+
+def check_host(host: str, token: bytes | None) -> None:
+    """Without a token only a loopback address may be served: AgentRefused otherwise."""
+    if token is not None:
+        return
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise AgentRefused(
+            f"without --token-file the agent serves this machine only (127.0.0.1 or ::1),"
+            f" not {host}: anyone who can reach {host} could read this machine's sockets"
+            " and processes. Give --token-file FILE (a file of your own, mode 600) to serve"
+            " the room"
+        )
+
+
+def bearer_refusal(given: Sequence[str], token: bytes | None) -> str | None:
+    """None when the ``Authorization`` header values ``given`` bear ``token`` (or no token is
+    needed), else why not, in words."""
+    if token is None:
+        return None
+    if not given:
+        return "this agent needs a token: send Authorization: Bearer TOKEN"
+    scheme, _, value = given[0].strip().partition(" ")
+    if len(given) > 1 or scheme.lower() != "bearer":
+        return "send one Authorization: Bearer TOKEN header"
+    # Header values are decoded as latin-1 by http.client: that encoding gives the bytes back.
+    if not hmac.compare_digest(value.strip().encode("latin-1", "replace"), token):
+        return "wrong token"
+    return None

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 from tests.e2e.test_agent_cli import AgentProcess
 
 TOKEN = "prometheus-scrapes-room-101"
@@ -127,3 +127,20 @@ def test_prometheus_scrapes_two_agents_and_answers_the_gauge(tmp_path: Path) -> 
         for agent in started:
             with contextlib.suppress(Exception):
                 agent.stop()
+
+
+def test_the_example_scrape_config_is_valid(tmp_path: Path) -> None:
+    """deploy/prometheus.yml, its token path pointed at a file that exists, passes promtool."""
+    prometheus_path()
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool comes with Debian's prometheus package"
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    example = (REPO / "deploy" / "prometheus.yml").read_text()
+    assert "credentials_file: /etc/prometheus/observatory.token" in example
+    config_file = tmp_path / "prometheus.yml"
+    config_file.write_text(example.replace("/etc/prometheus/observatory.token", str(token)))
+    result = subprocess.run(
+        [promtool, "check", "config", str(config_file)], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "SUCCESS" in result.stdout + result.stderr, result

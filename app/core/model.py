@@ -178,6 +178,58 @@ class Socket:
             out["host"] = self.host
         return out
 
+    @classmethod
+    def from_json(cls, data: object) -> Socket:
+        """The socket of a :meth:`to_json` object (an agent's snapshot). Raises
+        ValueError, in words, for anything that is not one (never KeyError)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a socket is a JSON object, not {type(data).__name__}")
+        for name in ("proto", "local_addr", "state"):
+            if not isinstance(data.get(name), str):
+                raise ValueError(f"a socket's {name!r} must be a string")
+        local_port = _whole(data, "local_port")
+        if local_port is None:
+            raise ValueError("a socket's 'local_port' must be a whole number")
+        owner = data.get("owner", "process")
+        if owner not in OWNER_HELP:
+            raise ValueError(f"a socket's owner must be one of {', '.join(OWNER_HELP)}")
+        cmdline, rtt = data.get("cmdline"), data.get("rtt_ms")
+        return cls(
+            proto=data["proto"],
+            local_addr=data["local_addr"],
+            local_port=local_port,
+            remote_addr=_text(data, "remote_addr"),
+            remote_port=_whole(data, "remote_port"),
+            state=data["state"],
+            pid=_whole(data, "pid"),
+            process=_text(data, "process"),
+            cmdline=tuple(map(str, cmdline)) if isinstance(cmdline, list) else (),
+            user=_text(data, "user"),
+            owner=owner,
+            service=_text(data, "service"),
+            recv_q=_whole(data, "recv_q") or 0,
+            send_q=_whole(data, "send_q") or 0,
+            backlog=_whole(data, "backlog"),
+            rtt_ms=float(rtt)
+            if isinstance(rtt, (int, float)) and not isinstance(rtt, bool)
+            else None,
+            cwnd=_whole(data, "cwnd"),
+            retrans=_whole(data, "retrans"),
+            bytes_sent=_whole(data, "bytes_sent"),
+            bytes_received=_whole(data, "bytes_received"),
+            host=_text(data, "host"),
+        )
+
+
+def _text(data: dict[str, object], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _whole(data: dict[str, object], key: str) -> int | None:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
 
 def format_endpoint(addr: str, port: int | None) -> str:
     """``127.0.0.1:6000``, ``[::1]:6000``, ``0.0.0.0:*`` as netstat prints them."""

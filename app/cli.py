@@ -21,6 +21,7 @@ COMMANDS = (
     "close",
     "watch",
     "agent",
+    "classroom",
 )
 
 
@@ -46,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.commands import dashboard
 
             return dashboard.run(args)
-        module = importlib.import_module(f"app.commands.{args.command}")
+        name = getattr(args, "command_module", args.command)  # `class`: classroom.py
+        module = importlib.import_module(f"app.commands.{name}")
         return int(module.run(args))
     except UsageError as exc:
         sys.stderr.write(f"observatory {args.command or ''}".rstrip() + f": {exc}\n")

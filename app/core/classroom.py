@@ -1,0 +1,509 @@
+"""The teacher's view of a class of machines, without a screen: each machine's agent
+(``observatory agent``) is asked for its ``GET /api/snapshot`` over HTTP (the standard
+library's ``http.client``, one thread per machine, each request bounded by one
+timeout), and each answer is reduced to one :class:`MachineRow` (up or down, its
+LISTEN ports, ESTABLISHED count, lab processes, connections waiting in backlogs,
+the newest change since the previous answer, how old the data is). A machine
+that is down, slow, wants a token or answers something that is not a snapshot
+is a row with ``up`` False and the reason in words, never an exception.
+``observatory class --json`` prints the rows; the class screen of ``app.ui``
+shows them live and never does network I/O itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from app.core import targets
+from app.core.diff import diff
+from app.core.model import Snapshot, Socket, SocketEvent
+from app.labs import digits_hint, whole_number
+
+SNAPSHOT_PATH = "/api/snapshot"
+DEFAULT_TIMEOUT = 2.0  # seconds for one request: connect, ask, read the whole answer
+MAX_TARGETS = 256
+MAX_BODY = 64 * 1024 * 1024  # a machine with 16,000 sockets answers about 7 MB
+CHUNK = 256 * 1024
+
+
+class TargetError(ValueError):
+    """A TARGET (or the hosts file, or the token file) refused; ``str()`` says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A machine's agent: where to connect (an address without brackets, or a name)."""
+
+    host: str
+    port: int
+
+    @property
+    def text(self) -> str:
+        """``pc07:8765``, ``127.0.0.2:8765``, ``[::1]:8765``: the row's name."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_target(text: str) -> Target:
+    """``HOST:PORT`` (an IPv4 address or a name) or ``[IPv6]:PORT``; TargetError in words."""
+    raw = text.strip()
+    example = "like pc07:8765, 192.168.1.7:8765 or [fd00::7]:8765"
+    if not raw:
+        raise TargetError(f"a TARGET is HOST:PORT, {example}; this one is empty")
+    if raw.startswith("["):
+        host, sep, port = raw[1:].partition("]:")
+        if not sep:
+            raise TargetError(f"{raw!r}: after [IPv6 address] comes ':PORT', {example}")
+    else:
+        host, sep, port = raw.rpartition(":")
+        if not sep:
+            raise TargetError(f"{raw!r} has no port: a TARGET is HOST:PORT, {example}")
+        if ":" in host:
+            raise TargetError(
+                f"{raw!r}: put an IPv6 address in brackets before the port, like [{host}]:{port}"
+            )
+    number = whole_number(port)
+    if number is None or not 1 <= number <= 65535:
+        raise TargetError(
+            f"{raw!r}: the port after ':' is a number from 1 to 65535, not {port!r}"
+            + digits_hint(port)
+        )
+    try:
+        parsed = targets.parse_target(host)
+    except targets.TargetError as exc:
+        raise TargetError(f"{raw!r}: {exc}") from None
+    if parsed.kind == "network":
+        raise TargetError(f"{raw!r}: name one machine, not a network; list each machine")
+    return Target(parsed.text, number)
+
+
+def parse_targets(texts: Iterable[str]) -> list[Target]:
+    """Every TARGET, each machine once, in the order given (the room's order)."""
+    found: dict[str, Target] = {}
+    for text in texts:
+        target = parse_target(text)
+        found.setdefault(target.text, target)
+    if not found:
+        raise TargetError(
+            "name the machines: observatory class pc01:8765 pc02:8765 ..., "
+            "or --hosts-file FILE with one HOST:PORT a line"
+        )
+    if len(found) > MAX_TARGETS:
+        raise TargetError(f"{len(found)} machines is too many for one view; at most {MAX_TARGETS}")
+    return list(found.values())
+
+
+def read_hosts_file(path: str) -> list[str]:
+    """The TARGETs of a hosts file: one a line; blank lines and ``#`` comments skipped.
+    Each is checked here, so a mistake names its line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TargetError(f"there is no hosts file {path!r}: check the name") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "it is not UTF-8 text"
+        raise TargetError(f"cannot read the hosts file {path!r}: {reason}") from None
+    lines: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        try:
+            parse_target(entry)
+        except TargetError as exc:
+            raise TargetError(f"{path}, line {number}: {exc}") from None
+        lines.append(entry)
+    if not lines:
+        raise TargetError(f"the hosts file {path!r} names no machine: write one HOST:PORT a line")
+    return lines
+
+
+def read_token(path: str) -> str:
+    """The bearer token of a token file: its one line, without the spaces around it."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise TargetError(f"there is no token file {path!r}: check the name") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "it is not UTF-8 text"
+        raise TargetError(f"cannot read the token file {path!r}: {reason}") from None
+    if not token:
+        raise TargetError(f"the token file {path!r} is empty: put the agents' token in it")
+    if not token.isprintable() or not token.isascii():
+        raise TargetError(
+            f"the token file {path!r} must hold the token on one line, in plain ASCII"
+        )
+    return token
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSnapshot:
+    """One answer of an agent: its machine's name, when it looked, what it saw."""
+
+    host: str
+    taken_at: float
+    sockets: tuple[Socket, ...]
+    processes: tuple[dict[str, object], ...] = ()
+
+
+class FetchError(Exception):
+    """Why a machine gave no snapshot: ``short`` for a table cell, ``words`` to read."""
+
+    def __init__(self, short: str, words: str) -> None:
+        super().__init__(words)
+        self.short = short
+        self.words = words
+
+
+def parse_snapshot(body: bytes, where: str) -> AgentSnapshot:
+    """An agent's answer, checked whole; FetchError in words for anything else."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise FetchError(
+            "not JSON",
+            f"{where} answered, but not with JSON: is it an observatory agent, "
+            "not another web server?",
+        ) from None
+    try:
+        if not isinstance(data, dict):
+            raise ValueError(f"the answer is a JSON {type(data).__name__}, not an object")
+        host, taken_at = data.get("host"), data.get("taken_at")
+        sockets, processes = data.get("sockets"), data.get("processes", [])
+        if not isinstance(host, str):
+            raise ValueError("it has no 'host' (the machine's name)")
+        if isinstance(taken_at, bool) or not isinstance(taken_at, (int, float)):
+            raise ValueError("it has no 'taken_at' (when it looked)")
+        if not isinstance(sockets, list) or not isinstance(processes, list):
+            raise ValueError("its 'sockets' and 'processes' must be lists")
+        return AgentSnapshot(
+            host=host,
+            taken_at=float(taken_at),
+            sockets=tuple(Socket.from_json(s) for s in sockets),
+            processes=tuple(p for p in processes if isinstance(p, dict)),
+        )
+    except ValueError as exc:
+        raise FetchError(
+            "not a snapshot",
+            f"{where} answered JSON that is not an agent's snapshot ({exc}): "
+            "is it an observatory agent of this version?",
+        ) from None
+
+
+def fetch_snapshot(target: Target, token: str | None, timeout: float) -> AgentSnapshot:
+    """Ask ``target``'s agent for its snapshot: connect, ask and read within ``timeout``
+    seconds. Raises FetchError in words for every way that can fail."""
+    where = target.text
+    try:
+        status, reason, body = _get(target, token, timeout)
+    except TimeoutError:
+        raise FetchError(
+            "no answer",
+            f"{where} gave no answer within {timeout:g} s: the machine or its agent is "
+            "busy or asleep, or a firewall drops the traffic (--timeout waits longer)",
+        ) from None
+    except http.client.HTTPException:
+        raise FetchError(
+            "not HTTP",
+            f"{where} did not answer in HTTP: is it an observatory agent, not another server?",
+        ) from None
+    except OSError as exc:
+        raise _network_error(target, exc) from None
+    if status == 401:
+        if token is None:
+            raise FetchError(
+                "needs token",
+                f"the agent wants a token: --token-file FILE, the file {where}'s agent "
+                "was started with (its --token-file).",
+            )
+        raise FetchError(
+            "wrong token",
+            f"{where}'s agent refused the token: --token-file must hold the token that "
+            "agent was started with.",
+        )
+    if status != 200:
+        raise FetchError(
+            f"HTTP {status}",
+            f"{where} answered HTTP {status} {reason}: is it an observatory agent "
+            "(observatory agent --port PORT)?",
+        )
+    return parse_snapshot(body, where)
+
+
+def _get(target: Target, token: str | None, timeout: float) -> tuple[int, str, bytes]:
+    """GET the snapshot; the whole exchange within ``timeout`` (each read gets what is
+    left of it, so an agent that answers a byte at a time cannot hold us)."""
+    deadline = time.monotonic() + timeout
+    conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+    try:
+        headers = {"Accept": "application/json", "User-Agent": "observatory-class"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        conn.request("GET", SNAPSHOT_PATH, headers=headers)
+        response = conn.getresponse()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            if conn.sock is not None:
+                conn.sock.settimeout(left)
+            chunk = response.read1(CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise http.client.HTTPException("answer too large")
+            chunks.append(chunk)
+        return response.status, response.reason, b"".join(chunks)
+    finally:
+        conn.close()
+
+
+def _network_error(target: Target, exc: OSError) -> FetchError:
+    where = target.text
+    if isinstance(exc, socket.gaierror):
+        return FetchError(
+            "unknown name",
+            f"the name {target.host!r} is not known here: check it, or give the machine's address",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return FetchError(
+            "no agent",
+            f"nothing listens on {where} (connection refused): is `observatory agent "
+            f"--port {target.port}` running on that machine?",
+        )
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN):
+        return FetchError(
+            "no route",
+            f"{target.host} cannot be reached (no route): is the machine on, and on this network?",
+        )
+    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return FetchError(
+            "closed",
+            f"{where} closed the connection without an answer: is it an observatory agent?",
+        )
+    return FetchError("error", f"cannot ask {where}: {exc.strerror or exc}.")
+
+
+@dataclass(frozen=True, slots=True)
+class MachineRow:
+    """One machine of the class as the view shows it (``to_json`` for ``--json``).
+
+    ``taken_at`` and ``snapshot`` are of the newest answer the machine gave, kept
+    while it is down (the age of the data keeps growing); ``problem`` is the reason
+    it is down in two words, ``error`` the same in a sentence.
+    """
+
+    target: str
+    up: bool
+    host: str | None = None
+    listen: tuple[int, ...] = ()
+    established: int = 0
+    processes: int = 0
+    waiting: int = 0
+    last_event: str | None = None
+    last_event_at: float | None = None
+    taken_at: float | None = None
+    checked_at: float = 0.0
+    error: str | None = None
+    problem: str | None = None
+    snapshot: AgentSnapshot | None = field(default=None, compare=False, repr=False)
+
+    def age(self, now: float) -> float | None:
+        """Seconds since the agent took the data shown (never below 0: clocks differ)."""
+        return None if self.taken_at is None else max(0.0, now - self.taken_at)
+
+    def to_json(self) -> dict[str, object]:
+        age = self.age(self.checked_at)
+        return {
+            "target": self.target,
+            "up": self.up,
+            "host": self.host,
+            "listen": list(self.listen),
+            "established": self.established,
+            "processes": self.processes,
+            "waiting": self.waiting,
+            "last_event": self.last_event,
+            "age": None if age is None else round(age, 3),
+            "error": self.error,
+        }
+
+
+def reduce(target: str, snap: AgentSnapshot, now: float) -> MachineRow:
+    """The row of one answer (without its last event: that needs the answer before)."""
+    listen: set[int] = set()
+    established = waiting = 0
+    for s in snap.sockets:
+        if not s.is_tcp:
+            continue
+        if s.state == "LISTEN":
+            listen.add(s.local_port)
+            waiting += s.recv_q
+        elif s.state == "ESTABLISHED":
+            established += 1
+    return MachineRow(
+        target=target,
+        up=True,
+        host=snap.host,
+        listen=tuple(sorted(listen)),
+        established=established,
+        processes=len(snap.processes),
+        waiting=waiting,
+        taken_at=snap.taken_at,
+        checked_at=now,
+        snapshot=snap,
+    )
+
+
+# Which change a row shows when one answer brought several: a server starting or
+# stopping says most about a lab, then a state change, then connections coming and going.
+_WEIGHT = {
+    "listener-opened": 0,
+    "listener-closed": 0,
+    "state-changed": 1,
+    "connection-opened": 2,
+    "connection-closed": 2,
+    "owner-changed": 3,
+    "udp-opened": 4,
+    "udp-closed": 4,
+}
+
+
+def newest_change(events: Sequence[SocketEvent]) -> str | None:
+    """The most telling of one answer's changes, in words (``and 3 more``)."""
+    if not events:
+        return None
+    chosen = min(events, key=lambda e: _WEIGHT[e.kind])
+    more = f" (and {len(events) - 1} more)" if len(events) > 1 else ""
+    return chosen.describe() + more
+
+
+@dataclass(slots=True)
+class _Memory:
+    """What the view keeps of one machine between two answers."""
+
+    previous: Snapshot | None = None
+    last_good: MachineRow | None = None
+    last_event: str | None = None
+    last_event_at: float | None = None
+
+
+Fetch = Callable[[Target, str | None, float], AgentSnapshot]
+
+
+class Classroom:
+    """The machines of a class and what each said last.
+
+    Args:
+        machines: the agents to ask.
+        token: the bearer token (``--token-file``), or None.
+        timeout: seconds one request may take.
+        clock: the time the ages are measured against.
+        fetch: asks one agent (tests pass a stand-in).
+    """
+
+    def __init__(
+        self,
+        machines: Sequence[Target],
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.time,
+        fetch: Fetch = fetch_snapshot,
+    ) -> None:
+        self.machines = list(machines)
+        self.token = token
+        self.timeout = timeout
+        self.clock = clock
+        self._fetch = fetch
+        self._memory = {m.text: _Memory() for m in self.machines}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def check(self, target: Target) -> MachineRow:
+        """Ask one machine once; its row, up or down (never raises)."""
+        memory = self._memory[target.text]
+        try:
+            snap = self._fetch(target, self.token, self.timeout)
+        except FetchError as exc:
+            return self._down(target, memory, exc.short, exc.words)
+        except Exception as exc:  # a row in words, whatever broke: never a traceback
+            return self._down(target, memory, "error", f"cannot ask {target.text}: {exc!r}.")
+        row = reduce(target.text, snap, self.clock())
+        current = Snapshot(taken_at=snap.taken_at, sockets=snap.sockets)
+        if memory.previous is not None:
+            change = newest_change(diff(memory.previous, current))
+            if change is not None:
+                memory.last_event, memory.last_event_at = change, snap.taken_at
+        memory.previous = current
+        row = _with_event(row, memory)
+        memory.last_good = row
+        return row
+
+    def _down(self, target: Target, memory: _Memory, short: str, words: str) -> MachineRow:
+        last = memory.last_good
+        return MachineRow(
+            target=target.text,
+            up=False,
+            host=last.host if last else None,
+            last_event=memory.last_event,
+            last_event_at=memory.last_event_at,
+            taken_at=last.taken_at if last else None,
+            checked_at=self.clock(),
+            error=words,
+            problem=short,
+            snapshot=last.snapshot if last else None,
+        )
+
+    def poll_all(self) -> list[MachineRow]:
+        """Ask every machine at once; their rows in the machines' order."""
+        if not self.machines:
+            return []
+        with ThreadPoolExecutor(max_workers=min(len(self.machines), 32)) as pool:
+            return list(pool.map(self.check, self.machines))
+
+    def start(self, on_row: Callable[[MachineRow], object], interval: float) -> None:
+        """Ask each machine every ``interval`` seconds, each in a thread of its own (a
+        slow one never holds the others back); each row goes to ``on_row`` on that
+        thread. Daemon threads: a request in flight never keeps the process alive."""
+        self._stop.clear()
+        for machine in self.machines:
+            thread = threading.Thread(
+                target=self._watch,
+                args=(machine, on_row, interval),
+                name=f"class-{machine.text}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _watch(
+        self, machine: Target, on_row: Callable[[MachineRow], object], interval: float
+    ) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            row = self.check(machine)
+            if self._stop.is_set():
+                return
+            on_row(row)
+            self._stop.wait(max(0.0, interval - (time.monotonic() - began)))
+
+    def stop(self) -> None:
+        """No more requests begin; one in flight ends within the timeout, unreported."""
+        self._stop.set()
+        self._threads.clear()
+
+
+def _with_event(row: MachineRow, memory: _Memory) -> MachineRow:
+    if memory.last_event is None:
+        return row
+    return replace(row, last_event=memory.last_event, last_event_at=memory.last_event_at)

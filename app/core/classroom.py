@@ -311,13 +311,16 @@ class MachineRow:
     established: int = 0
     processes: int = 0
     waiting: int = 0
-    last_event: str | None = None
-    last_event_at: float | None = None
+    change: Change | None = None  # the newest change the answers showed (kept while down)
     taken_at: float | None = None
     checked_at: float = 0.0
     error: str | None = None
     problem: str | None = None
     snapshot: AgentSnapshot | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def last_event(self) -> str | None:
+        return None if self.change is None else self.change.text
 
     def age(self, now: float) -> float | None:
         """Seconds since the agent took the data shown (never below 0: clocks differ)."""
@@ -379,13 +382,41 @@ _WEIGHT = {
 }
 
 
-def newest_change(events: Sequence[SocketEvent]) -> str | None:
-    """The most telling of one answer's changes, in words (``and 3 more``)."""
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The change a row shows: in words (``text``), for a table cell (``brief``), and
+    when the agent saw it (its clock)."""
+
+    text: str
+    brief: str
+    at: float
+
+
+def newest_change(events: Sequence[SocketEvent]) -> Change | None:
+    """The most telling of one answer's changes (``and 3 more``)."""
     if not events:
         return None
     chosen = min(events, key=lambda e: _WEIGHT[e.kind])
-    more = f" (and {len(events) - 1} more)" if len(events) > 1 else ""
-    return chosen.describe() + more
+    more = len(events) - 1
+    text = chosen.describe() + (f" (and {more} more)" if more else "")
+    return Change(text, brief(chosen) + (f" +{more}" if more else ""), chosen.at)
+
+
+def brief(event: SocketEvent) -> str:
+    """A change in a few words: ``+ LISTEN :8080 tcp-server``, ``~ CLOSE_WAIT :8080``."""
+    s = event.socket
+    here, there = f":{s.local_port}", "" if s.remote_port is None else f":{s.remote_port}"
+    words = {
+        "listener-opened": f"+ LISTEN {here}",
+        "listener-closed": f"- LISTEN {here} closed",
+        "connection-opened": f"+ {s.state} {here}→{there}",
+        "connection-closed": f"- {s.state} {here}→{there} gone",
+        "state-changed": f"~ {event.new_state} {here}→{there}",
+        "owner-changed": f"~ accepted {here}←{there}",
+        "udp-opened": f"+ UDP {here}",
+        "udp-closed": f"- UDP {here} closed",
+    }[event.kind]
+    return f"{words} {s.process}" if s.process else words
 
 
 @dataclass(slots=True)
@@ -394,8 +425,7 @@ class _Memory:
 
     previous: Snapshot | None = None
     last_good: MachineRow | None = None
-    last_event: str | None = None
-    last_event_at: float | None = None
+    change: Change | None = None
 
 
 Fetch = Callable[[Target, str | None, float], AgentSnapshot]
@@ -426,6 +456,7 @@ class Classroom:
         self.clock = clock
         self._fetch = fetch
         self._memory = {m.text: _Memory() for m in self.machines}
+        self._ends: set[tuple[str | None, int | None]] = {(m.host, m.port) for m in self.machines}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -438,16 +469,27 @@ class Classroom:
             return self._down(target, memory, exc.short, exc.words)
         except Exception as exc:  # a row in words, whatever broke: never a traceback
             return self._down(target, memory, "error", f"cannot ask {target.text}: {exc!r}.")
-        row = reduce(target.text, snap, self.clock())
+        snap = self._without_the_room(snap)
         current = Snapshot(taken_at=snap.taken_at, sockets=snap.sockets)
         if memory.previous is not None:
-            change = newest_change(diff(memory.previous, current))
-            if change is not None:
-                memory.last_event, memory.last_event_at = change, snap.taken_at
+            memory.change = newest_change(diff(memory.previous, current)) or memory.change
         memory.previous = current
-        row = _with_event(row, memory)
+        row = replace(reduce(target.text, snap, self.clock()), change=memory.change)
         memory.last_good = row
         return row
+
+    def _without_the_room(self, snap: AgentSnapshot) -> AgentSnapshot:
+        """The answer without this view's own traffic: a socket with an end at one of the
+        room's agents (the agents' listeners, and our connections to them, which a
+        machine shows when the view or another agent runs on it: loopback rooms)."""
+        ends = self._ends
+
+        def ours(s: Socket) -> bool:
+            return (s.local_addr, s.local_port) in ends or (s.remote_addr, s.remote_port) in ends
+
+        if not any(ours(s) for s in snap.sockets):
+            return snap
+        return replace(snap, sockets=tuple(s for s in snap.sockets if not ours(s)))
 
     def _down(self, target: Target, memory: _Memory, short: str, words: str) -> MachineRow:
         last = memory.last_good
@@ -455,8 +497,7 @@ class Classroom:
             target=target.text,
             up=False,
             host=last.host if last else None,
-            last_event=memory.last_event,
-            last_event_at=memory.last_event_at,
+            change=memory.change,
             taken_at=last.taken_at if last else None,
             checked_at=self.clock(),
             error=words,
@@ -501,9 +542,3 @@ class Classroom:
         """No more requests begin; one in flight ends within the timeout, unreported."""
         self._stop.set()
         self._threads.clear()
-
-
-def _with_event(row: MachineRow, memory: _Memory) -> MachineRow:
-    if memory.last_event is None:
-        return row
-    return replace(row, last_event=memory.last_event, last_event_at=memory.last_event_at)

@@ -220,6 +220,79 @@ def test_the_newest_change_between_two_answers(servers: list[StandIn], recorded:
     assert third.last_event == second.last_event
 
 
+def test_the_views_own_traffic_is_left_out(servers: list[StandIn], recorded: Any) -> None:
+    """On a machine that runs the view or another agent too (a loopback room), the
+    connections to the room's agents and their listeners are not the class's work."""
+    body, _ = recorded
+    server = StandIn("127.0.0.2", body)
+    servers.append(server)
+    host, port = server.target.rsplit(":", 1)
+    template = {**body["sockets"][0], "proto": "tcp", "owner": "process", "pid": 7}
+    ours = [
+        {**template, "state": "LISTEN", "local_addr": host, "local_port": int(port)},
+        {
+            **template,
+            "state": "ESTABLISHED",
+            "local_addr": "127.0.0.1",
+            "local_port": 50000,
+            "remote_addr": host,
+            "remote_port": int(port),
+        },
+        {
+            **template,
+            "state": "ESTABLISHED",
+            "local_addr": host,
+            "local_port": int(port),
+            "remote_addr": "127.0.0.1",
+            "remote_port": 50000,
+        },
+    ]
+    plain = room(server.target).poll_all()[0]
+    server.body = {**body, "sockets": [*body["sockets"], *ours]}
+    polled = room(server.target).poll_all()[0]
+    assert (polled.listen, polled.established) == (plain.listen, plain.established)
+    assert polled.snapshot is not None
+    assert len(polled.snapshot.sockets) == len(body["sockets"])
+
+
+def test_a_change_in_a_few_words(servers: list[StandIn], recorded: Any) -> None:
+    body, _ = recorded
+    server = StandIn("127.0.0.2", body)
+    servers.append(server)
+    watched = room(server.target)
+    watched.poll_all()
+    base = {**body["sockets"][0], "proto": "tcp", "owner": "process", "pid": 9}
+    opened = [
+        {
+            **base,
+            "state": "LISTEN",
+            "local_addr": "0.0.0.0",
+            "local_port": 6001,
+            "remote_addr": None,
+            "remote_port": None,
+            "process": "tcp-server",
+        },
+        {
+            **base,
+            "state": "ESTABLISHED",
+            "local_addr": "127.0.0.1",
+            "local_port": 40000,
+            "remote_addr": "127.0.0.1",
+            "remote_port": 6001,
+            "process": "tcp-client",
+        },
+    ]
+    server.body = {**body, "sockets": [*body["sockets"], *opened]}
+    (row,) = watched.poll_all()
+    assert row.change is not None
+    assert row.change.brief == "+ LISTEN :6001 tcp-server +1"  # the server, before its client
+    assert (
+        row.change.text.startswith("+ LISTEN tcp 0.0.0.0:6001")
+        and "(and 1 more)" in row.change.text
+    )
+    assert row.to_json()["last_event"] == row.change.text
+
+
 def test_dead_slow_and_garbage_are_rows_in_words(
     servers: list[StandIn], silent: str, recorded: Any
 ) -> None:

@@ -90,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
     room = Classroom(machines, token, timeout=args.timeout or DEFAULT_TIMEOUT)
     if args.json:
         dumps = json.JSONEncoder(ensure_ascii=False).encode
-        lines = [dumps(row.to_json()) for row in room.poll_all()]
+        try:
+            lines = [dumps(row.to_json()) for row in room.poll_all()]
+        finally:
+            room.close()
         sys.stdout.write("[\n" + ",\n".join(lines) + "\n]\n")
         sys.stdout.flush()
         return 0

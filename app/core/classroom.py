@@ -1,6 +1,6 @@
 """The teacher's view of a class of machines, without a screen: each machine's agent
-(``observatory agent``) is asked for its ``GET /api/snapshot`` over HTTP (the standard
-library's ``http.client``, one thread per machine, each request bounded by one
+(``observatory agent``) is asked for its ``GET /api/snapshot`` (app.core.agent_client:
+one thread and one kept connection per machine, each question bounded by one
 timeout), and each answer is reduced to one :class:`MachineRow` (up or down, its
 LISTEN ports, ESTABLISHED count, lab processes, connections waiting in backlogs,
 the newest change since the previous answer, how old the data is). A machine
@@ -12,10 +12,6 @@ shows them live and never does network I/O itself.
 
 from __future__ import annotations
 
-import errno
-import http.client
-import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,32 +20,39 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app.core import targets
+from app.core.agent_client import (
+    DEFAULT_TIMEOUT,
+    AgentClient,
+    AgentSnapshot,
+    FetchError,
+    Target,
+    fetch_snapshot,
+)
 from app.core.diff import diff
 from app.core.model import Snapshot, Socket, SocketEvent
 from app.labs import digits_hint, whole_number
 
-SNAPSHOT_PATH = "/api/snapshot"
-DEFAULT_TIMEOUT = 2.0  # seconds for one request: connect, ask, read the whole answer
-MAX_TARGETS = 256
-MAX_BODY = 64 * 1024 * 1024  # a machine with 16,000 sockets answers about 7 MB
-CHUNK = 256 * 1024
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "AgentSnapshot",
+    "Change",
+    "Classroom",
+    "FetchError",
+    "MachineRow",
+    "Target",
+    "TargetError",
+    "fetch_snapshot",
+    "parse_target",
+    "parse_targets",
+    "read_hosts_file",
+    "read_token",
+]
+
+MAX_TARGETS = 256  # one view; a thread each
 
 
 class TargetError(ValueError):
     """A TARGET (or the hosts file, or the token file) refused; ``str()`` says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A machine's agent: where to connect (an address without brackets, or a name)."""
-
-    host: str
-    port: int
-
-    @property
-    def text(self) -> str:
-        """``pc07:8765``, ``127.0.0.2:8765``, ``[::1]:8765``: the row's name."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 def parse_target(text: str) -> Target:
@@ -142,157 +145,6 @@ def read_token(path: str) -> str:
             f"the token file {path!r} must hold the token on one line, in plain ASCII"
         )
     return token
-
-
-@dataclass(frozen=True, slots=True)
-class AgentSnapshot:
-    """One answer of an agent: its machine's name, when it looked, what it saw."""
-
-    host: str
-    taken_at: float
-    sockets: tuple[Socket, ...]
-    processes: tuple[dict[str, object], ...] = ()
-
-
-class FetchError(Exception):
-    """Why a machine gave no snapshot: ``short`` for a table cell, ``words`` to read."""
-
-    def __init__(self, short: str, words: str) -> None:
-        super().__init__(words)
-        self.short = short
-        self.words = words
-
-
-def parse_snapshot(body: bytes, where: str) -> AgentSnapshot:
-    """An agent's answer, checked whole; FetchError in words for anything else."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise FetchError(
-            "not JSON",
-            f"{where} answered, but not with JSON: is it an observatory agent, "
-            "not another web server?",
-        ) from None
-    try:
-        if not isinstance(data, dict):
-            raise ValueError(f"the answer is a JSON {type(data).__name__}, not an object")
-        host, taken_at = data.get("host"), data.get("taken_at")
-        sockets, processes = data.get("sockets"), data.get("processes", [])
-        if not isinstance(host, str):
-            raise ValueError("it has no 'host' (the machine's name)")
-        if isinstance(taken_at, bool) or not isinstance(taken_at, (int, float)):
-            raise ValueError("it has no 'taken_at' (when it looked)")
-        if not isinstance(sockets, list) or not isinstance(processes, list):
-            raise ValueError("its 'sockets' and 'processes' must be lists")
-        return AgentSnapshot(
-            host=host,
-            taken_at=float(taken_at),
-            sockets=tuple(Socket.from_json(s) for s in sockets),
-            processes=tuple(p for p in processes if isinstance(p, dict)),
-        )
-    except ValueError as exc:
-        raise FetchError(
-            "not a snapshot",
-            f"{where} answered JSON that is not an agent's snapshot ({exc}): "
-            "is it an observatory agent of this version?",
-        ) from None
-
-
-def fetch_snapshot(target: Target, token: str | None, timeout: float) -> AgentSnapshot:
-    """Ask ``target``'s agent for its snapshot: connect, ask and read within ``timeout``
-    seconds. Raises FetchError in words for every way that can fail."""
-    where = target.text
-    try:
-        status, reason, body = _get(target, token, timeout)
-    except TimeoutError:
-        raise FetchError(
-            "no answer",
-            f"{where} gave no answer within {timeout:g} s: the machine or its agent is "
-            "busy or asleep, or a firewall drops the traffic (--timeout waits longer)",
-        ) from None
-    except http.client.HTTPException:
-        raise FetchError(
-            "not HTTP",
-            f"{where} did not answer in HTTP: is it an observatory agent, not another server?",
-        ) from None
-    except OSError as exc:
-        raise _network_error(target, exc) from None
-    if status == 401:
-        if token is None:
-            raise FetchError(
-                "needs token",
-                f"the agent wants a token: --token-file FILE, the file {where}'s agent "
-                "was started with (its --token-file).",
-            )
-        raise FetchError(
-            "wrong token",
-            f"{where}'s agent refused the token: --token-file must hold the token that "
-            "agent was started with.",
-        )
-    if status != 200:
-        raise FetchError(
-            f"HTTP {status}",
-            f"{where} answered HTTP {status} {reason}: is it an observatory agent "
-            "(observatory agent --port PORT)?",
-        )
-    return parse_snapshot(body, where)
-
-
-def _get(target: Target, token: str | None, timeout: float) -> tuple[int, str, bytes]:
-    """GET the snapshot; the whole exchange within ``timeout`` (each read gets what is
-    left of it, so an agent that answers a byte at a time cannot hold us)."""
-    deadline = time.monotonic() + timeout
-    conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
-    try:
-        headers = {"Accept": "application/json", "User-Agent": "observatory-class"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        conn.request("GET", SNAPSHOT_PATH, headers=headers)
-        response = conn.getresponse()
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            if conn.sock is not None:
-                conn.sock.settimeout(left)
-            chunk = response.read1(CHUNK)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise http.client.HTTPException("answer too large")
-            chunks.append(chunk)
-        return response.status, response.reason, b"".join(chunks)
-    finally:
-        conn.close()
-
-
-def _network_error(target: Target, exc: OSError) -> FetchError:
-    where = target.text
-    if isinstance(exc, socket.gaierror):
-        return FetchError(
-            "unknown name",
-            f"the name {target.host!r} is not known here: check it, or give the machine's address",
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return FetchError(
-            "no agent",
-            f"nothing listens on {where} (connection refused): is `observatory agent "
-            f"--port {target.port}` running on that machine?",
-        )
-    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN):
-        return FetchError(
-            "no route",
-            f"{target.host} cannot be reached (no route): is the machine on, and on this network?",
-        )
-    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
-        return FetchError(
-            "closed",
-            f"{where} closed the connection without an answer: is it an observatory agent?",
-        )
-    return FetchError("error", f"cannot ask {where}: {exc.strerror or exc}.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,11 +276,9 @@ class _Memory:
     """What the view keeps of one machine between two answers."""
 
     previous: Snapshot | None = None
+    answer: AgentSnapshot | None = None  # the last answer as it came (its sockets reused)
     last_good: MachineRow | None = None
     change: Change | None = None
-
-
-Fetch = Callable[[Target, str | None, float], AgentSnapshot]
 
 
 class Classroom:
@@ -439,7 +289,6 @@ class Classroom:
         token: the bearer token (``--token-file``), or None.
         timeout: seconds one request may take.
         clock: the time the ages are measured against.
-        fetch: asks one agent (tests pass a stand-in).
     """
 
     def __init__(
@@ -448,13 +297,12 @@ class Classroom:
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
-        fetch: Fetch = fetch_snapshot,
     ) -> None:
         self.machines = list(machines)
         self.token = token
         self.timeout = timeout
         self.clock = clock
-        self._fetch = fetch
+        self._clients = {m.text: AgentClient(m, token, timeout) for m in self.machines}
         self._memory = {m.text: _Memory() for m in self.machines}
         self._ends: set[tuple[str | None, int | None]] = {(m.host, m.port) for m in self.machines}
         self._stop = threading.Event()
@@ -464,11 +312,12 @@ class Classroom:
         """Ask one machine once; its row, up or down (never raises)."""
         memory = self._memory[target.text]
         try:
-            snap = self._fetch(target, self.token, self.timeout)
+            snap = self._clients[target.text].snapshot(memory.answer)
         except FetchError as exc:
             return self._down(target, memory, exc.short, exc.words)
         except Exception as exc:  # a row in words, whatever broke: never a traceback
             return self._down(target, memory, "error", f"cannot ask {target.text}: {exc!r}.")
+        memory.answer = snap
         snap = self._without_the_room(snap)
         current = Snapshot(taken_at=snap.taken_at, sockets=snap.sockets)
         if memory.previous is not None:
@@ -506,11 +355,17 @@ class Classroom:
         )
 
     def poll_all(self) -> list[MachineRow]:
-        """Ask every machine at once; their rows in the machines' order."""
+        """Ask every machine at once; their rows in the machines' order. (Not while
+        :meth:`start`'s threads run: a machine's connection is one thread's at a time.)"""
         if not self.machines:
             return []
         with ThreadPoolExecutor(max_workers=min(len(self.machines), 32)) as pool:
             return list(pool.map(self.check, self.machines))
+
+    def close(self) -> None:
+        """Close the connections kept open to the agents (:meth:`poll_all`'s)."""
+        for client in self._clients.values():
+            client.close()
 
     def start(self, on_row: Callable[[MachineRow], object], interval: float) -> None:
         """Ask each machine every ``interval`` seconds, each in a thread of its own (a
@@ -530,13 +385,16 @@ class Classroom:
     def _watch(
         self, machine: Target, on_row: Callable[[MachineRow], object], interval: float
     ) -> None:
-        while not self._stop.is_set():
-            began = time.monotonic()
-            row = self.check(machine)
-            if self._stop.is_set():
-                return
-            on_row(row)
-            self._stop.wait(max(0.0, interval - (time.monotonic() - began)))
+        try:
+            while not self._stop.is_set():
+                began = time.monotonic()
+                row = self.check(machine)
+                if self._stop.is_set():
+                    return
+                on_row(row)
+                self._stop.wait(max(0.0, interval - (time.monotonic() - began)))
+        finally:
+            self._clients[machine.text].close()
 
     def stop(self) -> None:
         """No more requests begin; one in flight ends within the timeout, unreported."""

@@ -54,11 +54,25 @@ class StandIn(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: str, body: object, token: str | None = None) -> None:
-        super().__init__((address, 0), _Handler)
+    def __init__(
+        self,
+        address: str,
+        body: object,
+        token: str | None = None,
+        keep_alive: bool = True,
+        idle: float | None = None,
+    ) -> None:
+        handler = type(
+            "Handler",
+            (_Handler,),
+            {"protocol_version": "HTTP/1.1" if keep_alive else "HTTP/1.0", "timeout": idle},
+        )
+        super().__init__((address, 0), handler)
         self.body = body
         self.token = token
         self.requests = 0
+        self.connections = 0
+        self.open: list[socket.socket] = []
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
@@ -69,12 +83,23 @@ class StandIn(http.server.ThreadingHTTPServer):
         return f"{host}:{port}"
 
     def close(self) -> None:
+        """Gone as a killed agent is: its listener and every connection it had."""
         self.shutdown()
         self.server_close()
+        for conn in self.open:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
+    """As the real agent's: HTTP/1.1, so a connection serves question after question."""
+
     server: StandIn
+
+    def setup(self) -> None:
+        self.server.connections += 1
+        self.server.open.append(self.request)
+        super().setup()
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         self.server.requests += 1
@@ -319,6 +344,24 @@ def test_dead_slow_and_garbage_are_rows_in_words(
         assert not row.up and row.listen == () and row.error and row.error.endswith(("?", ".", ")"))
         assert "Traceback" not in row.error
         assert row.to_json()["up"] is False
+
+
+def test_one_connection_for_many_questions(servers: list[StandIn], recorded: Any) -> None:
+    """A connection a second would leave a TIME_WAIT a second on the teacher's laptop."""
+    body, _ = recorded
+    kept = StandIn("127.0.0.2", body)
+    closing = StandIn("127.0.0.2", body, keep_alive=False)
+    idle = StandIn("127.0.0.2", body, idle=0.3)  # closes a connection idle for 0.3 s
+    servers += [kept, closing, idle]
+    watched = room(kept.target, closing.target, idle.target)
+    for _ in range(3):
+        assert all(r.up for r in watched.poll_all())
+    time.sleep(0.6)
+    assert all(r.up for r in watched.poll_all()), "asked again on a new connection"
+    watched.close()
+    assert (kept.requests, kept.connections) == (4, 1)
+    assert (closing.requests, closing.connections) == (4, 4)
+    assert (idle.requests, idle.connections) == (4, 2)
 
 
 def test_a_body_that_trickles_in_is_cut_at_the_timeout() -> None:

@@ -13,11 +13,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pytest
 
 from tests.labs.procs import Labs
+
+if TYPE_CHECKING:
+    from tests.core.test_classroom import StandIn
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -307,3 +310,26 @@ def blackhole() -> Iterator[None]:
             subprocess.run(["ip", "route", "del", "blackhole", LAB_RANGE], check=False)
     assert _lab_namespaces() <= namespaces
     assert _root_state() == before
+
+
+# -- the class view's tests (tests/core and tests/ui): a real snapshot, stand-in servers -----
+@pytest.fixture(scope="module")
+def recorded() -> Iterator[tuple[dict[str, Any], int]]:
+    """A real /api/snapshot body (this machine's, with the test's listener) and its port."""
+    from tests.core.test_classroom import real_snapshot
+
+    held: list[socket.socket] = []
+    try:
+        yield real_snapshot(held)
+    finally:
+        for s in held:
+            s.close()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[StandIn]]:
+    """The stand-in servers a test makes, closed after it."""
+    made: list[StandIn] = []
+    yield made
+    for s in made:
+        s.close()

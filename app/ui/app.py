@@ -50,21 +50,12 @@ from app.ui.requests import (
 )
 from app.ui.screens.dialogs import ConfirmDialog, post_if_yes
 from app.ui.screens.main import MainScreen
+from app.ui.styles import STYLES
 from app.ui.themes import DEFAULT_THEME, PROJECTOR, THEMES
 
 ACTIONS = "actions"  # the worker group of launches, kills, restarts, closes, scenarios
 # What an action's worker returns: what to do next on the UI loop (say it, ask), or None.
 Then = Callable[[], None] | None
-
-
-def styles_dir() -> Path:
-    """``app/styles`` inside an installed wheel, else ``styles/`` of the source tree."""
-    here = Path(__file__).resolve().parent.parent
-    packaged = here / "styles"
-    return packaged if packaged.is_dir() else here.parent / "styles"
-
-
-STYLES = styles_dir()
 
 
 class ObservatoryApp(App[None]):

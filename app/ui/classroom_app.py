@@ -9,23 +9,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from textual.app import App
 
 from app.core.classroom import Classroom, MachineRow
 from app.ui.screens.classroom import ClassroomScreen, MachineUpdated
+from app.ui.styles import STYLES
 from app.ui.themes import DEFAULT_THEME, PROJECTOR, THEMES
-
-
-def _styles_dir() -> Path:
-    """As app.ui.app's (not imported from there: that module brings the whole dashboard)."""
-    here = Path(__file__).resolve().parent.parent
-    packaged = here / "styles"
-    return packaged if packaged.is_dir() else here.parent / "styles"
-
-
-STYLES = _styles_dir()
 
 
 class ClassroomApp(App[None]):

@@ -123,24 +123,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def recorded() -> Iterator[tuple[dict[str, Any], int]]:
-    held: list[socket.socket] = []
-    try:
-        yield real_snapshot(held)
-    finally:
-        for s in held:
-            s.close()
-
-
-@pytest.fixture
-def servers() -> Iterator[list[StandIn]]:
-    made: list[StandIn] = []
-    yield made
-    for s in made:
-        s.close()
-
-
 @pytest.fixture
 def silent() -> Iterator[str]:
     """A TARGET that accepts connections and never answers (a hung machine)."""

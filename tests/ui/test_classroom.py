@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from textual.binding import Binding
 
 from app.core.classroom import Classroom, parse_target
@@ -19,25 +16,7 @@ from app.ui.classroom_app import ClassroomApp
 from app.ui.screens.classroom import ClassroomScreen, MachineScreen
 from app.ui.widgets.keyed_table import KeyedTable
 from tests.conftest import until
-from tests.core.test_classroom import StandIn, agent, dead_target, needs_agent, real_snapshot
-
-
-@pytest.fixture(scope="module")
-def recorded() -> Iterator[tuple[dict[str, Any], int]]:
-    held: list[socket.socket] = []
-    try:
-        yield real_snapshot(held)
-    finally:
-        for s in held:
-            s.close()
-
-
-@pytest.fixture
-def servers() -> Iterator[list[StandIn]]:
-    made: list[StandIn] = []
-    yield made
-    for s in made:
-        s.close()
+from tests.core.test_classroom import StandIn, agent, dead_target, needs_agent
 
 
 def make_app(*targets: str) -> ClassroomApp:

@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from app.core.watch import EventStream
     from app.ui.app import ObservatoryApp
 
+    notes: list[str] = []  # shown in the dashboard: stderr is hidden once it starts
     try:
-        network = None if scenario is None else open_network(scenario, _say)
+        network = None if scenario is None else open_network(scenario, notes.append)
     except NetnsError as exc:
         sys.stderr.write(f"observatory: {args.scenario}: {exc}\n")
         return 2
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             scenario=scenario,
             recorder=recorder,
             record_warning=warning,
+            notes=notes,
             network=network,
             interfaces=functools.partial(_interfaces, network),
         )
@@ -90,10 +92,6 @@ def run(args: argparse.Namespace) -> int:
             network.destroy()
         if recorder is not None:
             recorder.close()
-
-
-def _say(text: str) -> None:
-    sys.stderr.write(f"observatory: {text}\n")
 
 
 def _source(network: LabNetwork | None) -> SocketSource:

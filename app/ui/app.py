@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -75,6 +75,7 @@ class ObservatoryApp(App[None]):
             :class:`app.core.watch.EventStream`); None: polls alone.
         network: the lab network of the scenario's hosts (made and removed by the
             caller; ``source`` reads its hosts too): the tables gain a Host column.
+        notes: sentences to say once the screen is up (what the start cleaned up).
     """
 
     TITLE = "Connection Observatory"
@@ -105,6 +106,7 @@ class ObservatoryApp(App[None]):
         poll: bool = True,
         recorder: SessionRecorder | None = None,
         record_warning: str | None = None,
+        notes: Sequence[str] = (),
         stream: Callable[..., EventStream] | None = None,
         network: LabNetwork | None = None,
     ) -> None:
@@ -118,6 +120,7 @@ class ObservatoryApp(App[None]):
         self._poll_enabled = poll
         self.recorder = recorder
         self.record_warning = record_warning
+        self.notes = tuple(notes)  # said once the screen is up (what a start cleaned up)
         self._unsubscribe: Callable[[], None] | None = None
         # The main screen, made at mount; the poller's and the manager's threads post to it
         # (post_message is thread-safe; once the screen closes, it takes no more).
@@ -166,6 +169,8 @@ class ObservatoryApp(App[None]):
         self._guard_sigcont()
         if self.record_warning:
             self.notify(self.record_warning, title="Not recording", severity="warning")
+        for note in self.notes:
+            self.notify(note, timeout=15)
 
     def _on_signal(self, sig: int) -> None:
         # Textual's driver does not handle SIGTERM/SIGHUP: stop children and leave.

@@ -46,7 +46,9 @@ def test_the_pair_across_two_hosts_and_nothing_left(
         timeout=20,
         what="the pair across the hosts",
     )
-    assert lines_with(term.capture(), "server", "10.0.2.100:7000", "tcp-server")  # experiment 9's
+    pane = term.capture()
+    assert lines_with(pane, "server", "10.0.2.100:7000", "tcp-server")  # experiment 9's
+    assert "lab hosts up" in pane  # said in the dashboard (its stderr is hidden)
     assert {f"obs{pid}-sw", f"obs{pid}-server", f"obs{pid}-client"} <= _lab_namespaces()
     term.send_keys("i")  # the Interfaces tab: each host's own
     term.wait_for("10.0.2.15/24 10.0.2.100/24", what="the server host's interface")

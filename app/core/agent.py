@@ -36,7 +36,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
-from app.core.agent_auth import AgentRefused, bearer_refusal, check_host, load_token
+from app.core.agent_auth import (
+    AgentRefused,
+    bearer_refusal,
+    check_host,
+    host_header_refusal,
+    load_token,
+)
 from app.core.agent_events import EventHub, Subscription
 from app.core.labprocs import LabProcess, LabProcessFinder
 from app.core.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -258,6 +264,10 @@ class AgentHandler(BaseHTTPRequestHandler):
         self._headers_sent = False
         if self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers:
             self.close_connection = True  # a GET with a body: do not read it as the next request
+        elsewhere = host_header_refusal(self.headers.get("Host"), self.server.agent.token)
+        if elsewhere is not None:
+            self._error(403, elsewhere)
+            return
         refusal = self._authorised()
         if refusal is not None:
             self._error(401, refusal, {"WWW-Authenticate": 'Bearer realm="observatory"'})

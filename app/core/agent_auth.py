@@ -16,7 +16,7 @@ import os
 import stat
 from collections.abc import Sequence
 
-__all__ = ["AgentRefused", "bearer_refusal", "check_host", "load_token"]
+__all__ = ["AgentRefused", "bearer_refusal", "check_host", "host_header_refusal", "load_token"]
 
 
 class AgentRefused(Exception):
@@ -89,3 +89,29 @@ def bearer_refusal(given: Sequence[str], token: bytes | None) -> str | None:
     if not hmac.compare_digest(value.strip().encode("latin-1", "replace"), token):
         return "wrong token"
     return None
+
+
+def host_header_refusal(host_header: str | None, token: bytes | None) -> str | None:
+    """Without a token, a request must name this machine in its ``Host`` header
+    (``localhost``, a loopback address): a web page whose own name an attacker points
+    at 127.0.0.1 (DNS rebinding) would otherwise read the agent from the student's
+    browser. None when the request may go on."""
+    if token is not None:
+        return None
+    name = (host_header or "").strip()
+    if name.startswith("["):  # [::1]:9107
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name.lower() == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(name).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (
+        f"this agent has no token and answers only requests for this machine "
+        f"(Host: localhost or a loopback address), not {host_header or 'no Host'}: "
+        "give it --token-file FILE to serve others"
+    )

@@ -197,7 +197,7 @@ class SSE:
     def __init__(self, agent: Agent, path: str = "/api/events", token: bytes | None = None) -> None:
         self.sock = socket.create_connection(agent.address, timeout=10)
         auth = f"Authorization: Bearer {token.decode()}\r\n" if token else ""
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode())
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}\r\n".encode())
         self.file = self.sock.makefile("rb")
         self.status = self.file.readline().decode()
         self.headers: list[str] = []
@@ -489,3 +489,24 @@ def test_three_agents_on_three_loopback_addresses(sockets: list[socket.socket]) 
             others = [a.address for a in agents if a is not agent]
             assert all(o in listen for o in others)  # the other agents' are not
             assert request(agent, "/metrics", token=TOKEN)[0] == 200
+
+
+def test_without_a_token_a_request_for_another_name_is_refused(agent: Agent) -> None:
+    """DNS rebinding: a web page whose own name points at 127.0.0.1 must not read a
+    loopback agent that has no token (its Host header names the page, not this machine)."""
+    for host, code in (
+        ("attacker.example:9107", 403),
+        ("localhost:9107", 200),
+        (f"127.0.0.1:{agent.address[1]}", 200),
+        ("[::1]:9107", 200),
+    ):
+        conn = http.client.HTTPConnection("127.0.0.1", agent.address[1], timeout=10)
+        conn.putrequest("GET", "/api/snapshot", skip_host=True)
+        conn.putheader("Host", host)
+        conn.endheaders()
+        answer = conn.getresponse()
+        body = answer.read()
+        conn.close()
+        assert answer.status == code, (host, body[:200])
+        if code == 403:
+            assert b"Host: localhost or a loopback address" in body

@@ -179,7 +179,7 @@ def test_signals_end_it_cleanly(sig: signal.Signals) -> None:
         assert agent.line.startswith("observatory agent: listening on"), agent.line
         # An event client: the agent's stream runs (as root: its tracefs instance).
         client = socket.create_connection(("127.0.0.1", port), timeout=10)
-        client.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.sendall(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert client.recv(100).startswith(b"HTTP/1.1 200 ")
         if os.geteuid() == 0:
             instance = INSTANCES / f"observatory-{agent.proc.pid}"

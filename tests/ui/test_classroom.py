@@ -155,3 +155,22 @@ async def test_no_key_acts_on_a_machine(servers: list[StandIn], recorded: Any) -
             assert actions <= {"app.quit", "sort", "app.toggle_theme", "app.pop_screen"}
         await pilot.press("k", "K", "l", "X", "r", "c")  # the dashboard's acting keys
         assert isinstance(app.screen, ClassroomScreen)
+
+
+async def test_a_machine_s_own_words_are_shown_as_text_never_as_markup(
+    servers: list[StandIn], recorded: Any
+) -> None:
+    """A student names a process or a machine like markup ("[/]", "[@click=app.quit]"):
+    the teacher's view shows it as text and keeps running."""
+    body, _ = recorded
+    evil = "[/]x[@click=app.quit]q[/]"
+    sockets = [{**s, "process": evil} for s in body["sockets"]]
+    servers.append(StandIn("127.0.0.2", {**body, "host": evil, "sockets": sockets}))
+    app = make_app(servers[0].target)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: cells(app, servers[0].target).startswith("✓ up"))
+        # Its newest change names the process: the line under the table says it.
+        sockets.append({**sockets[0], "local_port": 1, "state": "LISTEN"})
+        servers[0].body = {**body, "host": evil, "sockets": sockets}
+        await until(pilot, lambda: evil in detail(app), what="the name under the table")
+        assert app.is_running

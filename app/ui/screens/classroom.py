@@ -203,9 +203,9 @@ class ClassroomScreen(Screen[None]):
         self._index = {name: i for i, name in enumerate(machines)}
 
     def compose(self) -> ComposeResult:
-        yield Static(id="class-status")
+        yield Static(id="class-status", markup=False)
         yield KeyedTable(COLUMNS, id="machines")
-        yield Static(id="class-detail")
+        yield Static(id="class-detail", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -330,7 +330,7 @@ class MachineScreen(Screen[None]):
         self._established_columns = with_host(MACHINE_ESTABLISHED) if hosts else MACHINE_ESTABLISHED
 
     def compose(self) -> ComposeResult:
-        yield Static(id="machine-status")
+        yield Static(id="machine-status", markup=False)
         yield KeyedTable(self._listen_columns, id="machine-listen")
         yield KeyedTable(self._established_columns, id="machine-established")
         yield Footer()

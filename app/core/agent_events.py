@@ -98,16 +98,20 @@ class EventHub:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the agent is stopping")
-            self._subs.add(sub)
-            if self._stream is None:
+            if self._stream is None:  # started before sub counts: a failed start leaves none
                 stream = self._make(self._source)
-                stream.start()
+                try:
+                    stream.start()
+                except BaseException:
+                    stream.close()
+                    raise
                 self.seeing = stream.seeing
                 self._stream = stream
                 self._pump = threading.Thread(
                     target=self._run, args=(stream,), name="agent-events", daemon=True
                 )
                 self._pump.start()
+            self._subs.add(sub)
         return sub
 
     def leave(self, sub: Subscription) -> None:

@@ -272,7 +272,7 @@ def refuse_lab_address(
             if owner is None or _ip(address) in _LOOPBACK:
                 continue
             if is_local_address(address, local):
-                return
+                continue  # (this machine's own too: the next address is still checked)
             others = [h.name for h in lab.hosts if h.name != owner] or [owner]
             hosts = " or ".join(f"--from {name}" for name in others)
             raise TargetError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from app.core.watch import EventStream
     from app.ui.app import ObservatoryApp
 
+    # Until the app handles SIGTERM/SIGHUP itself (and after it has): an exit that runs
+    # the clean-up below, never the default death that would leave the lab network.
+    _exit_on_stop_signals()
     notes: list[str] = []  # shown in the dashboard: stderr is hidden once it starts
     try:
         network = None if scenario is None else open_network(scenario, notes.append)
@@ -71,8 +75,13 @@ def run(args: argparse.Namespace) -> int:
     recorder, warning = try_start()
     manager = ProcessManager()
     try:
+        try:
+            source = _source(network)
+        except (NetnsError, OSError) as exc:
+            sys.stderr.write(f"observatory: cannot read the lab hosts' sockets: {exc}\n")
+            return 2
         app = ObservatoryApp(
-            _source(network),
+            source,
             manager,
             interval=args.interval,
             stream=functools.partial(EventStream, udp=True),
@@ -87,11 +96,23 @@ def run(args: argparse.Namespace) -> int:
         app.run()
         return app.return_code or 0
     finally:
+        # The clean-up runs to its end: a second SIGTERM or the terminal's SIGHUP now
+        # (a child slow to stop takes seconds) must not cut it short.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         manager.shutdown()
         if network is not None:  # after the processes: one still running keeps its host
             network.destroy()
         if recorder is not None:
             recorder.close()
+
+
+def _exit_on_stop_signals() -> None:
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
 
 
 def _source(network: LabNetwork | None) -> SocketSource:

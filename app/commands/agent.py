@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             sys.stderr.write(f"{exc.strerror or exc}\n")
         return 1
+    _remove_stale_tracing()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -97,3 +98,16 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _remove_stale_tracing() -> None:
+    """What a killed run left in tracefs goes now, not when a first event client comes
+    (the agent starts its event stream only then): said on stderr."""
+    import os
+
+    from app.core.tracepoint import remove_stale_instances
+
+    if os.geteuid() != 0:
+        return
+    for path in remove_stale_instances():
+        sys.stderr.write(f"observatory agent: removed {path}, left by a run that was killed\n")

@@ -6,7 +6,9 @@ threads (daemons: a request still in flight never keeps the process alive).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Callable
 
@@ -59,6 +61,12 @@ class ClassroomApp(App[None]):
             [m.text for m in self.room.machines], self.interval, clock=self.clock
         )
         self.push_screen(self._room_screen)
+        # Textual's driver does not handle SIGTERM/SIGHUP: leave as q does, and give the
+        # terminal back (its threads are daemons: nothing else to stop).
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.exit, None, 128 + sig)
         if self._watch:
             self.room.start(self.deliver, self.interval)
 

@@ -333,12 +333,14 @@ def test_one_connection_for_many_questions(servers: list[StandIn], recorded: Any
     body, _ = recorded
     kept = StandIn("127.0.0.2", body)
     closing = StandIn("127.0.0.2", body, keep_alive=False)
-    idle = StandIn("127.0.0.2", body, idle=0.3)  # closes a connection idle for 0.3 s
+    # Closes a connection idle for 1 s: the three rounds below come well within it, even
+    # on a loaded machine, and the pause after them well past it.
+    idle = StandIn("127.0.0.2", body, idle=1.0)
     servers += [kept, closing, idle]
     watched = room(kept.target, closing.target, idle.target)
     for _ in range(3):
         assert all(r.up for r in watched.poll_all())
-    time.sleep(0.6)
+    time.sleep(2.0)
     assert all(r.up for r in watched.poll_all()), "asked again on a new connection"
     watched.close()
     assert (kept.requests, kept.connections) == (4, 1)
@@ -417,7 +419,7 @@ def test_the_watch_threads_ask_every_interval_and_stop(
         wait_for(lambda: any(not r.up for r in seen), what="the dead one's row")
     finally:
         watched.stop()
-    time.sleep(0.3)
+    time.sleep(1.2)  # past the timeout (1 s): a question asked just before stop() has come
     asked = server.requests
     time.sleep(0.3)
     assert server.requests == asked, "stop() ends the questions"

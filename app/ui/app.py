@@ -24,7 +24,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
-from app.core import diag, netns
+from app.core import cprograms, diag, netns
 from app.core.control import ProcessControl
 from app.core.interfaces import Interface, list_interfaces
 from app.core.model import SocketEvent
@@ -336,7 +336,15 @@ class ObservatoryApp(App[None]):
         if manager is None:
             return
         program, args = request.program, list(request.args)
-        if program is not None:
+        if request.c_program is not None:
+            c_program = request.c_program
+
+            def build_and_launch() -> None:  # the compiler runs here, in the worker
+                built = cprograms.build(c_program)
+                manager.launch_command(request.name, [f"./{built.name}", *args], cwd=built.parent)
+
+            self._act(f"Launch {request.name}", build_and_launch)
+        elif program is not None:
             self._act(
                 f"Launch {request.name}",
                 lambda: manager.launch_builtin(request.name, program, args),

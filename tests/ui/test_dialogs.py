@@ -11,6 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Select, Static
 from textual.widgets._toast import Toast
 
+from app.core import cprograms
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog
 from app.ui.screens.launch import COMMAND, LaunchDialog, LaunchRequest
 from tests.conftest import until
@@ -123,7 +124,10 @@ async def test_launch_dialog_fits_the_terminal(dashboard, sockets, size) -> None
 
 
 # -- the lecture's defaults, one key or one click away ------------------------------------------
-async def test_lecture_presets_fill_the_lecture_commands(dashboard) -> None:  # type: ignore[no-untyped-def]
+async def test_lecture_presets_fill_the_lecture_commands(dashboard, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Without a C compiler F2/F3 are the Python built-ins (with one, the lecture's C
+    # programs: tests/ui/test_launch_c.py).
+    monkeypatch.setattr(cprograms, "compiler", lambda: None)
     app, _ = dashboard
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()  # the main screen is up first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import shutil
@@ -15,6 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from app.core import cprograms
 from app.core.programs import PROGRAMS, LabUsageError, validate, whole_number
 
 COMMAND = "command"
@@ -35,10 +37,22 @@ LECTURE_CLIENT = {
     "message": "hello",
     "port": "6000",
 }
+# The same, run as the lecture ran them: its own C programs (app/labs/c), where cc exists.
+LECTURE_SERVER_C = {"program": "tcp_server1", "port": "6000"}
+LECTURE_CLIENT_C = {
+    "program": "tcp_client1",
+    "target": "127.0.0.1",
+    "message": "hello",
+    "port": "6000",
+}
+C_SERVER, C_CLIENT = cprograms.NAMES
+NO_CC_NOTE = "F2/F3 run the Python tcp-server/tcp-client: no C compiler here (apt install gcc)"
 
 _BASES = {
     "tcp-server": "server",
     "tcp-client": "client",
+    C_SERVER: "server",
+    C_CLIENT: "client",
     "udp-server": "udpserver",
     "udp-client": "udpclient",
 }
@@ -49,6 +63,9 @@ class LaunchRequest:
     name: str
     program: str | None  # a built-in, or None for a command
     args: tuple[str, ...]  # a built-in's arguments, or the command's whole argv
+    # One of the lecture's C programs (cprograms.NAMES): args are its arguments, and the app
+    # compiles it (in a worker) and runs it as a command.
+    c_program: str | None = None
 
 
 def command_problem(argv: list[str]) -> str | None:
@@ -103,6 +120,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         self._program = program
         self._port_check = port_check
         self._warning_shown: str | None = None  # the warning's text on screen
+        self._has_cc = cprograms.compiler() is not None  # a PATH lookup, not a compile
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="dialog launch", can_focus=False):
@@ -124,13 +142,15 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
             with Vertical(id="launch-foot"):
                 yield Static("", id="launch-preview")
                 yield Static("", id="launch-warning")
+                yield Static(NO_CC_NOTE, id="launch-note")
                 with Horizontal(classes="dialog-buttons"):
                     yield Button("Launch", variant="success", id="launch")
                     yield Button("Cancel (Esc)", id="cancel")
 
     def _program_fields(self) -> ComposeResult:
         """What to run, and under which name."""
-        programs = [(p, p) for p in PROGRAMS] + [("any command…", COMMAND)]
+        programs = [(p, p) for p in PROGRAMS]
+        programs += [(f"{c} (C)", c) for c in cprograms.NAMES] + [("any command…", COMMAND)]
         with Horizontal(classes="field"):
             yield Label("Program")
             yield Select(programs, value=self._program, allow_blank=False, id="program")
@@ -189,6 +209,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
     def on_mount(self) -> None:
         self.on_resize()
         self.query_one("#dialog").border_title = "Launch a lab process"
+        self.query_one("#launch-note").display = not self._has_cc
         self._refresh()
         self.query_one("#program", Select).focus()
         # What holds a port changes while the dialog is open (a TIME_WAIT ends after ~60 s).
@@ -225,6 +246,8 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
             if problem:
                 return None, problem
             return LaunchRequest(name, None, tuple(argv)), shlex.join(argv)
+        if program in cprograms.NAMES:
+            return self._c_request(name, program)
         port = self._value("port")
         if program.endswith("server"):
             args = [port, "--bind", str(self.query_one("#bind", Select).value)]
@@ -245,6 +268,26 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         except LabUsageError as exc:
             return None, str(exc)
         return LaunchRequest(name, program, tuple(args)), shlex.join([program, *args])
+
+    def _c_request(self, name: str, program: str) -> tuple[LaunchRequest | None, str]:
+        """One of the lecture's C programs: ``tcp_server1 PORT`` or ``tcp_client1 IP MESSAGE
+        PORT``; refused in words where no compiler exists."""
+        if not self._has_cc:
+            return None, cprograms.INSTALL_HINT
+        port = self._value("port")
+        number = whole_number(port)
+        if number is None or not 1 <= number <= 65535:
+            return None, f"Port must be a number 1-65535, not {port!r}"
+        args = [port]
+        if program == C_CLIENT:
+            target = self._value("target")
+            try:
+                ipaddress.IPv4Address(target)
+            except ValueError:
+                return None, f"{program} takes an IPv4 address (e.g. 127.0.0.1), not {target!r}"
+            args = [target, self._value("message") or "hello", port]
+        request = LaunchRequest(name, None, tuple(args), c_program=program)
+        return request, shlex.join([f"./{program}", *args]) + "  (C, compiled on first use)"
 
     def _free_name(self, base: str) -> str:
         n = 1
@@ -280,6 +323,11 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
             if len(numbers) != 1:
                 return None  # no port, or no telling which is the port
             port, bind, proto, reuseaddr = numbers[0], "0.0.0.0", "tcp", None
+        elif program == C_SERVER:  # INADDR_ANY, no SO_REUSEADDR
+            number = whole_number(self._value("port"))
+            if number is None or not 1 <= number <= 65535:
+                return None
+            port, bind, proto, reuseaddr = number, "0.0.0.0", "tcp", False
         elif program.endswith("server"):
             number = whole_number(self._value("port"))
             if number is None or not 1 <= number <= 65535:
@@ -310,7 +358,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         box.set_class(program == COMMAND, "-command")
         box.set_class(program != COMMAND, "-builtin")
         box.set_class(program.endswith("server"), "-server")
-        box.set_class(program.endswith("client"), "-client")
+        box.set_class(program.endswith("client") or program == C_CLIENT, "-client")
         box.set_class(program == "tcp-server", "-tcp-server")
         self.query_one("#name", Input).placeholder = f"automatic: {self._auto_name(program)}"
         request, text = self.request()
@@ -342,7 +390,10 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
 
     def action_preset(self, which: str) -> None:
         """Fill the fields with the lecture's server or client; Enter then launches it."""
-        preset = LECTURE_SERVER if which == "server" else LECTURE_CLIENT
+        if self._has_cc:
+            preset = LECTURE_SERVER_C if which == "server" else LECTURE_CLIENT_C
+        else:
+            preset = LECTURE_SERVER if which == "server" else LECTURE_CLIENT
         self.query_one("#program", Select).value = preset["program"]
         self.query_one("#name", Input).value = ""
         for field in ("target", "message", "port"):

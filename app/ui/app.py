@@ -136,11 +136,6 @@ class ObservatoryApp(App[None]):
             stream=stream,
         )
 
-    @property
-    def interval(self) -> float:
-        """Seconds between polls (the poller's: +/- change it)."""
-        return self.poller.interval
-
     # -- start and stop -------------------------------------------------------------
     def on_mount(self) -> None:
         for theme in THEMES.values():

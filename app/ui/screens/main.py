@@ -124,7 +124,6 @@ class MainScreen(Screen[None]):
         self.timeline = Timeline()
         self.snapshot: Snapshot | None = None
         self.marked: dict[str, Marked] = self.feed.marked  # kept up to date by the feed
-        self.processes: list[ProcessInfo] = []
         self.interfaces: list[Interface] = []  # as the poller read them last
         self.poll_error: str | None = None
         self._last_selected: Socket | None = None
@@ -136,6 +135,11 @@ class MainScreen(Screen[None]):
         self._made = 0  # rows changed since the heap was last settled
         self._lab_listen_ports: set[int] = set()  # every port a lab process listened on
         self.lab = LabPanel(output, id="lab")  # (made here: check_action asks it early)
+
+    @property
+    def processes(self) -> list[ProcessInfo]:
+        """The lab processes, as the last poll found them (the Lab tab keeps them)."""
+        return self.lab.processes
 
     @property
     def selected_process(self) -> str | None:
@@ -219,7 +223,6 @@ class MainScreen(Screen[None]):
             self.query_one("#interfaces", KeyedTable).apply(interface_rows(result.interfaces))
             for aware in self._socket_aware():
                 aware.update_interfaces(result.interfaces)
-        self.processes = result.processes
         self.lab.show(result.processes)
         self._refresh_keys()
         if self.frozen:

@@ -4,8 +4,8 @@ Format (a fixed contract)::
 
     [[process]]
     name = "server1"                 # unique; shown as [server1] before its output
-    program = "tcp-server"           # a built-in lab program ...
-    args = ["6000", "--bind", "0.0.0.0"]
+    program = "tcp-server"           # a built-in lab program, or the lecture's C program
+    args = ["6000", "--bind", "0.0.0.0"]   # tcp_server1 / tcp_client1 (compiled at start)
 
     [[process]]
     name = "client1"
@@ -38,6 +38,7 @@ starts in that folder.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -63,6 +64,10 @@ except ModuleNotFoundError:  # Python 3.10
 
 ENTRY_KEYS = ("name", "program", "args", "command", "delay", "host")
 HOST_KEYS = ("name", "address")
+# The lecture's C programs (app.core.cprograms), compiled when they start, with the built-in
+# whose arguments they take: ./tcp_server1 PORT and ./tcp_client1 IP MESSAGE PORT.
+C_PROGRAMS = {"tcp_server1": "tcp-server", "tcp_client1": "tcp-client"}
+_C_ARGS = {"tcp_server1": "PORT", "tcp_client1": "IP MESSAGE PORT"}
 TABLES = ("process", "host")  # the top level holds these arrays of tables only
 MAX_HOSTS = 16
 # A host's name becomes part of its network namespace's name, obs<PID>-<name>, and of
@@ -95,14 +100,21 @@ class ScenarioEntry:
 
     index: int  # 1-based position in the file
     name: str
-    program: str | None  # a built-in, or None for a command
+    program: str | None  # a built-in or a C program (C_PROGRAMS), or None for a command
     args: tuple[str, ...]  # the built-in's arguments (empty for a command)
     command: tuple[str, ...] | None  # argv of any program, or None for a built-in
     delay: float  # seconds after the previous process started
     host: str | None = None  # the [[host]] it runs on; None: this machine
 
     @property
+    def c_program(self) -> bool:
+        """One of the lecture's C programs (compiled when it starts), not a built-in."""
+        return self.program in C_PROGRAMS
+
+    @property
     def command_line(self) -> str:
+        if self.c_program:
+            return shlex.join([f"./{self.program}", *self.args])
         if self.program is not None:
             return shlex.join([self.program, *self.args])
         return shlex.join(self.command or ())
@@ -173,8 +185,28 @@ def _usage(program: str) -> str:
     return " ".join(text.replace("usage:", "", 1).split())
 
 
+def _c_program_problem(program: str, args: Sequence[str]) -> tuple[str, str] | None:
+    """(key, words) when the C program ``program`` would refuse ``args``: the same count
+    and port rules as its Python twin, and an IPv4 address for the client."""
+    wanted = _C_ARGS[program]
+    if len(args) != len(wanted.split()):
+        return "args", f"{program} needs {wanted}, like the lecture's ./{program} {wanted}"
+    if program == "tcp_client1":
+        try:
+            ipaddress.IPv4Address(args[0])
+        except ValueError:
+            return (
+                "args",
+                f"{program} needs an IPv4 address first (e.g. 127.0.0.1), not {args[0]!r}",
+            )
+    return _builtin_problem(C_PROGRAMS[program], args)
+
+
 def _builtin_problem(program: str, args: Sequence[str]) -> tuple[str, str] | None:
-    """(key, words) when a built-in or its arguments would be refused."""
+    """(key, words) when a built-in (or one of the lecture's C programs) or its
+    arguments would be refused."""
+    if program in C_PROGRAMS:
+        return _c_program_problem(program, args)
     try:
         from app.labs import PROGRAMS, LabUsageError, validate
     except ImportError as exc:  # pragma: no cover - the labs package ships with the app
@@ -183,6 +215,7 @@ def _builtin_problem(program: str, args: Sequence[str]) -> tuple[str, str] | Non
         known = ", ".join(PROGRAMS)
         close = difflib.get_close_matches(program, list(PROGRAMS), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
+        known += f", or the lecture's C programs {' and '.join(C_PROGRAMS)}"
         return "program", f"there is no built-in program {program!r} (known: {known}){hint}"
     try:
         validate(program, list(args))
@@ -223,7 +256,7 @@ def parse_scenario(
     entries: list[ScenarioEntry] = []
     seen: dict[str, int] = {}
     for index, table in enumerate(tables, start=1):
-        entry, entry_errors = _check_entry(table, index, label, seen, base, env, host_names)
+        entry, entry_errors = check_entry(table, index, label, seen, base, env, host_names)
         errors.extend(entry_errors)
         if entry is not None:
             entries.append(entry)
@@ -232,7 +265,7 @@ def parse_scenario(
     return Scenario(path=path or Path(label), entries=tuple(entries), hosts=tuple(hosts))
 
 
-def _check_entry(
+def check_entry(
     table: object,
     index: int,
     label: str,
@@ -241,7 +274,9 @@ def _check_entry(
     env: Mapping[str, str] | None,
     host_names: Sequence[str],
 ) -> tuple[ScenarioEntry | None, list[str]]:
-    """One [[process]] table: the entry (None when wrong) and its mistakes."""
+    """One [[process]] table: the entry (None when wrong) and its mistakes. ``seen`` maps
+    the names taken so far to their table's number; ``base`` is where commands start.
+    (Lesson files check their ``[[step.process]]`` tables with it too.)"""
     if not isinstance(table, dict):
         return None, [f"{label}: process #{index}: must be a [[process]] table"]
     name, where, entry_errors = _check_name(table, index, label, seen)

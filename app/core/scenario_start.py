@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from app.core import cprograms
 from app.core.control import ProcessControl
 from app.core.netns import LabNetwork
 from app.core.procs import LaunchError, ProcessError, ProcessInfo
@@ -63,9 +64,21 @@ class _Place:
 
 
 def _launch(manager: ProcessControl, entry: ScenarioEntry, name: str, place: _Place) -> ProcessInfo:
-    """Start ``entry`` as ``name``: a built-in, or a command run in the scenario's folder;
-    on its lab host when it names one."""
+    """Start ``entry`` as ``name``: a built-in, one of the lecture's C programs (compiled
+    first, run in its cache folder), or a command run in the scenario's folder; on its lab
+    host when it names one.
+
+    Raises:
+        LaunchError: it cannot start (a C program without a compiler: said how to get one).
+    """
     netns = place.netns(entry)
+    if entry.c_program and entry.program is not None:
+        try:  # compiled on first use: seconds, once per source
+            built = cprograms.build(entry.program)
+        except cprograms.CProgramUnavailable as exc:
+            raise LaunchError(f"{name}: {exc}") from None
+        argv = [f"./{built.name}", *entry.args]  # as the lecture types it
+        return manager.launch_command(name, argv, cwd=built.parent, netns=netns)
     if entry.program is not None:
         return manager.launch_builtin(name, entry.program, entry.args, netns=netns)
     return manager.launch_command(name, entry.command or (), cwd=place.folder, netns=netns)
@@ -125,6 +138,8 @@ class EntryResult:
 
 
 def _same_program(info: ProcessInfo, entry: ScenarioEntry) -> bool:
+    if entry.c_program:  # ./tcp_server1 6000, in the compiled program's folder
+        return info.program is None and tuple(info.argv) == (f"./{entry.program}", *entry.args)
     if entry.program is not None:
         return info.program == entry.program and tuple(info.args) == entry.args
     return info.program is None and tuple(info.argv) == tuple(entry.command or ())

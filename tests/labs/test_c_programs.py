@@ -168,3 +168,71 @@ def test_errors_in_words(cache: Path) -> None:
     assert done.returncode == 1 and done.stderr == f"Usage: {server} <port>\n"
     done = subprocess.run([str(server), "70000"], capture_output=True, text=True, timeout=10)
     assert done.returncode == 1 and "port must be a number 1-65535" in done.stderr
+
+
+def test_a_scenario_checks_and_starts_the_c_programs(cache: Path, tmp_path: Path) -> None:
+    """``program = "tcp_server1"`` in a scenario: its arguments checked like the lecture's
+    ./tcp_server1 PORT, compiled at start, run as ./tcp_server1 in the cache folder."""
+    from app.core.procs import ProcessManager
+    from app.core.scenario import ScenarioError, parse_scenario
+    from app.core.scenario_start import start_scenario
+
+    with pytest.raises(ScenarioError) as refused:
+        parse_scenario(
+            '[[process]]\nname = "s"\nprogram = "tcp_server1"\nargs = ["6000", "x"]\n'
+            '[[process]]\nname = "c"\nprogram = "tcp_client1"\nargs = ["localhost", "hi", "1"]\n'
+            '[[process]]\nname = "p"\nprogram = "tcp_server1"\nargs = ["70000"]\n',
+            "s.toml",
+        )
+    assert refused.value.errors == (
+        's.toml: process #1 "s": key "args": tcp_server1 needs PORT, '
+        "like the lecture's ./tcp_server1 PORT",
+        's.toml: process #2 "c": key "args": tcp_client1 needs an IPv4 address first '
+        "(e.g. 127.0.0.1), not 'localhost'",
+        's.toml: process #3 "p": key "args": port must be a number from 1 to 65535, not 70000',
+    )
+    port = free_port()
+    scenario = parse_scenario(
+        f'[[process]]\nname = "server1"\nprogram = "tcp_server1"\nargs = ["{port}"]\n'
+        f'[[process]]\nname = "client1"\nprogram = "tcp_client1"\n'
+        f'args = ["127.0.0.1", "hello", "{port}"]\ndelay = 0.3\n',
+        "c.toml",
+        folder=tmp_path,
+    )
+    assert [e.command_line for e in scenario.entries] == [
+        f"./tcp_server1 {port}",
+        f"./tcp_client1 127.0.0.1 hello {port}",
+    ]
+    manager = ProcessManager()
+    try:
+        server, _client = start_scenario(manager, scenario)
+        assert server.argv == ("./tcp_server1", str(port))
+        assert psutil.Process(server.pid).cwd() == str(cprograms.build("tcp_server1").parent)
+        deadline = time.monotonic() + 10
+        while not any(line.startswith("Client: 127.0.0.1:") for line in manager.output("server1")):
+            assert time.monotonic() < deadline, manager.output("server1")
+            time.sleep(0.05)
+        assert any(line.startswith("Sent 5 bytes") for line in manager.output("client1"))
+    finally:
+        manager.shutdown()
+
+
+def test_a_scenario_c_program_without_a_compiler_says_how_to_get_one(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.core.procs import LaunchError, ProcessManager
+    from app.core.scenario import parse_scenario
+    from app.core.scenario_start import start_scenario
+
+    scenario = parse_scenario(
+        '[[process]]\nname = "server1"\nprogram = "tcp_server1"\nargs = ["6000"]\n', "c.toml"
+    )
+    monkeypatch.setenv("CC", "no-such-compiler-here")
+    manager = ProcessManager()
+    try:
+        with pytest.raises(LaunchError) as refused:
+            start_scenario(manager, scenario)
+        assert str(refused.value) == f"server1: {cprograms.INSTALL_HINT}"
+        assert manager.processes() == []
+    finally:
+        manager.shutdown()

@@ -1,0 +1,895 @@
+"""Lesson files: a lecture as steps, each with what to start and what must then be true.
+
+Format (TOML)::
+
+    title = "Session 4: TCP sockets"      # optional
+
+    [[host]]                              # optional lab hosts, exactly as in a scenario
+    name = "server"
+    address = "10.0.2.15/24"
+
+    [[step]]
+    title = "A server in the background"
+    say = "./tcp_server1 6000 &: the server binds INADDR_ANY."   # text for the class
+    stop = ["client1"]                    # SIGTERM these (started by earlier steps)
+    kill = ["server2"]                    # SIGKILL these
+    scan = "6000,16000"                   # a connect scan of 127.0.0.1, after the starts
+    timeout = 10                          # seconds each expectation may take (optional)
+    expect = [
+        "listen 6000 on 0.0.0.0 by server1",
+        "scan 6000 open",
+    ]
+
+    [[step.process]]                      # exactly the keys of a scenario's [[process]]
+    name = "server1"
+    program = "tcp-server"
+    args = ["6000", "--bind", "0.0.0.0"]
+
+The sentences of ``expect`` (see ``lessons/README.md``)::
+
+    listen PORT [on ADDR] [by PROGRAM] [at HOST]      no listen PORT [...]
+    established PORT [on ADDR] [from ADDR] [by PROGRAM] [count N] [at HOST]
+                                                      no established PORT [...]
+    backlog PORT N [on ADDR] [at HOST]                (connections waiting to be accepted)
+    state STATE port PORT [at HOST]                   no state STATE port PORT [...]
+    udp PORT [on ADDR] [by PROGRAM] [at HOST]         no udp PORT [...]
+    scan PORT open|closed|filtered                    (the step's own scan)
+    cpu NAME above|below PERCENT
+    output NAME contains TEXT
+    service PORT NAME                                 (a port's name, or "unknown")
+
+Everything is checked before anything starts (:func:`load_lesson`): every mistake is one
+line naming the file, the step (number and title) and the key or the sentence::
+
+    session4.toml: step 3 "Scan": expect #2 "scan 6000 opn": ... open, closed or filtered
+
+Headless: no textual, no rich. :mod:`app.core.lesson_check` judges a sentence against a
+poll; :mod:`app.core.lesson_run` runs the steps.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.core import scenario as _scenario
+from app.core.model import TCP_STATES
+from app.core.netns import LabHost as LabHost
+from app.core.scenario import ScenarioEntry, ScenarioError
+from app.core.targets import PortsError, parse_ports
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
+
+LESSON_KEYS = ("title", "step", "host")
+STEP_KEYS = ("title", "say", "process", "stop", "kill", "scan", "timeout", "expect")
+
+# Limits: a lesson is one lecture, written by hand.
+MAX_BYTES = 256 * 1024
+MAX_STEPS = 100
+MAX_PROCESSES = 20  # per step
+MAX_SENTENCES = 50  # per step
+MAX_SENTENCE = 300  # characters of one sentence
+MAX_TITLE = 200
+MAX_SAY = 4000
+MAX_SCAN_PORTS = 1000
+MAX_TIMEOUT = 120.0
+
+KINDS = (
+    "listen",
+    "established",
+    "backlog",
+    "state",
+    "udp",
+    "scan",
+    "cpu",
+    "output",
+    "service",
+)
+NEGATABLE = ("listen", "established", "udp", "state")
+SCAN_STATES = ("open", "closed", "filtered")
+# A TCP state as ss and the snapshot name it (NEW_SYN_RECV is shown as SYN_RECV).
+STATES = tuple(s for s in TCP_STATES if s != "NEW_SYN_RECV")
+# The qualifiers each kind of sentence takes after its own words.
+QUALIFIERS: dict[str, tuple[str, ...]] = {
+    "listen": ("on", "by", "at"),
+    "established": ("on", "from", "by", "count", "at"),
+    "backlog": ("on", "at"),
+    "state": ("at",),
+    "udp": ("on", "by", "at"),
+    "scan": (),
+    "cpu": (),
+    "output": (),
+    "service": (),
+}
+FORMS = {
+    "listen": "listen PORT [on ADDR] [by PROGRAM] [at HOST]",
+    "established": "established PORT [on ADDR] [from ADDR] [by PROGRAM] [count N] [at HOST]",
+    "backlog": "backlog PORT N [on ADDR] [at HOST]",
+    "state": "state STATE port PORT [at HOST]",
+    "udp": "udp PORT [on ADDR] [by PROGRAM] [at HOST]",
+    "scan": "scan PORT open|closed|filtered",
+    "cpu": "cpu NAME above|below PERCENT",
+    "output": "output NAME contains TEXT",
+    "service": "service PORT NAME",
+}
+_WORD = re.compile(r"[A-Za-z0-9_.+-]{1,64}")  # a program's name, a service's name
+
+
+class LessonError(Exception):
+    """A lesson file that cannot run; ``errors`` holds one line per mistake."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors: tuple[str, ...] = tuple(errors)
+        first = self.errors[0] if self.errors else "invalid lesson"
+        more = len(self.errors) - 1
+        super().__init__(first if more <= 0 else f"{first} (and {more} more)")
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """One sentence of a step's ``expect``, checked and parsed.
+
+    ``kind`` is its first word (after ``no``); the other fields are those its
+    words give, None where the sentence does not say.
+    """
+
+    text: str  # the sentence as written
+    kind: str  # one of KINDS
+    negated: bool = False  # "no listen 6000"
+    port: int | None = None
+    address: str | None = None  # on ADDR: the address of the end on PORT
+    peer: str | None = None  # from ADDR: the other end's address
+    program: str | None = None  # by PROGRAM
+    host: str | None = None  # at HOST: a lab host's sockets; None: this machine's
+    count: int | None = None  # established ... count N; backlog PORT N
+    state: str | None = None  # a TCP state (state ...), or open/closed/filtered (scan ...)
+    name: str | None = None  # the lab process of cpu/output
+    percent: float | None = None  # cpu ... PERCENT
+    above: bool = True  # cpu NAME above (True) or below (False)
+    contains: str | None = None  # output NAME contains TEXT
+    service: str | None = None  # service PORT NAME ("unknown": no name)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One ``[[step]]`` table, checked."""
+
+    index: int  # 1-based
+    title: str
+    say: str
+    processes: tuple[ScenarioEntry, ...]
+    stop: tuple[str, ...]
+    kill: tuple[str, ...]
+    scan: str | None  # canonical ports ("6000,16000"), or None: no scan
+    expect: tuple[Expectation, ...]
+    timeout: float | None = None  # seconds each expectation may take; None: the runner's
+    needs_hosts: bool = False  # starts, signals or looks at something on a lab host
+    needs_compiler: bool = False  # starts, signals or looks at one of the C programs
+    uses: tuple[str, ...] = ()  # the lab processes it signals or looks at
+
+    @property
+    def needs_nmap(self) -> bool:
+        return self.scan is not None
+
+    @property
+    def scan_ports(self) -> frozenset[int]:
+        return frozenset(_ports_of(self.scan)) if self.scan else frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Lesson:
+    """A checked lesson: every step can be run (where its needs are met)."""
+
+    path: Path
+    title: str
+    steps: tuple[Step, ...]
+    hosts: tuple[LabHost, ...] = ()
+    expectation_count: int = field(default=0, compare=False)
+
+    @property
+    def folder(self) -> Path:
+        """Where commands start and relative paths point: the file's folder."""
+        return self.path.resolve().parent
+
+
+def _ports_of(canonical: str) -> list[int]:
+    out: list[int] = []
+    for item in canonical.split(","):
+        start, _, end = item.partition("-")
+        out.extend(range(int(start), int(end or start) + 1))
+    return out
+
+
+_kind = _scenario._kind  # "a whole number", "text", ... for messages
+
+
+# ------------------------------------------------------------------ the sentences
+
+
+class _Refused(ValueError):
+    """One sentence's mistake, in words."""
+
+
+@dataclass(slots=True)
+class _Known:
+    """What a sentence may name: the processes started so far (name -> on a lab host, a C
+    program), the lesson's hosts, the step's scanned ports."""
+
+    processes: dict[str, tuple[bool, bool]]
+    hosts: tuple[str, ...]
+    scan_ports: frozenset[int] | None  # None: the step has no scan
+
+
+def _port(word: str, what: str = "a port") -> int:
+    from app.labs import digits_hint, whole_number
+
+    value = whole_number(word)
+    if value is None:
+        raise _Refused(f"{what} is a number from 1 to 65535, not {word!r}{digits_hint(word)}")
+    if not 1 <= value <= 65535:
+        raise _Refused(f"{what} is a number from 1 to 65535; {value} is outside that range")
+    return value
+
+
+def _count(word: str, what: str) -> int:
+    from app.labs import whole_number
+
+    value = whole_number(word)
+    if value is None or value > 100_000:
+        raise _Refused(f"{what} is a whole number from 0 to 100000, not {word!r}")
+    return value
+
+
+def _address(word: str) -> str:
+    try:
+        return str(ipaddress.ip_address(word))
+    except ValueError:
+        raise _Refused(
+            f"{word!r} is not an IP address (write it as numbers, like 0.0.0.0 or 10.0.2.15)"
+        ) from None
+
+
+def _closest(word: str, choices: Sequence[str]) -> str:
+    near = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def _process_name(word: str, known: _Known) -> str:
+    if word not in known.processes:
+        started = ", ".join(known.processes) or "none yet"
+        raise _Refused(
+            f"no process named {word!r} is started by this step or an earlier one "
+            f"(started: {started}){_closest(word, list(known.processes))}"
+        )
+    return word
+
+
+def _qualifiers(
+    kind: str, words: list[str], known: _Known, found: dict[str, object]
+) -> dict[str, object]:
+    """``on ADDR``, ``by PROGRAM``, ``count N``, ... after a sentence's own words."""
+    allowed = QUALIFIERS[kind]
+    position = 0
+    while position < len(words):
+        key = words[position]
+        if key not in allowed:
+            if allowed:
+                what = ", ".join(f"{q!r}" for q in allowed)
+                raise _Refused(
+                    f"{key!r} does not belong here; after its own words a {kind} sentence "
+                    f"takes only {what} (the form: {FORMS[kind]})"
+                )
+            raise _Refused(f"{key!r} is one word too many (the form: {FORMS[kind]})")
+        if key in found:
+            raise _Refused(f"{key!r} is given twice")
+        if position + 1 >= len(words):
+            raise _Refused(f"{key!r} needs a value after it (the form: {FORMS[kind]})")
+        value = words[position + 1]
+        found[key] = _qualifier_value(key, value, known)
+        position += 2
+    return found
+
+
+def _qualifier_value(key: str, value: str, known: _Known) -> object:
+    if key in ("on", "from"):
+        return _address(value)
+    if key == "count":
+        return _count(value, "a count")
+    if key == "by":
+        if not _WORD.fullmatch(value):
+            raise _Refused(f"'by' names a process or program, like server1, not {value!r}")
+        return value
+    # at HOST
+    if value not in known.hosts:
+        if not known.hosts:
+            raise _Refused(
+                f"there is no lab host {value!r}: this lesson has no [[host]] tables "
+                f'(add one: [[host]] name = "{value}" address = "10.0.2.15/24")'
+            )
+        names = ", ".join(known.hosts)
+        raise _Refused(
+            f"there is no lab host {value!r} (hosts: {names}){_closest(value, known.hosts)}"
+        )
+    return value
+
+
+def parse_sentence(text: str, known: _Known) -> Expectation:
+    """One sentence -> its Expectation. Raises _Refused (words) when it is not one."""
+    if len(text) > MAX_SENTENCE:
+        raise _Refused(f"a sentence is at most {MAX_SENTENCE} characters, not {len(text)}")
+    words = text.split()
+    if not words:
+        raise _Refused("is empty: write a sentence such as 'listen 6000'")
+    negated = words[0] == "no"
+    if negated:
+        words = words[1:]
+        if not words:
+            raise _Refused("'no' needs a sentence after it, such as 'no listen 6000'")
+    kind = words[0]
+    if kind not in KINDS:
+        raise _Refused(
+            f"unknown sentence: it starts with {kind!r}; a sentence starts with one of "
+            f"{', '.join(KINDS)}{_closest(kind, KINDS)}"
+        )
+    if negated and kind not in NEGATABLE:
+        raise _Refused(f"'no' goes only before {', '.join(NEGATABLE)}, not before {kind!r}")
+    rest = words[1:]
+    if kind == "output":
+        return _output(text, rest, known)
+    return _SENTENCES[kind](text, kind, negated, rest, known)
+
+
+def _need(rest: list[str], count: int, kind: str) -> None:
+    if len(rest) < count:
+        raise _Refused(f"is not complete (the form: {FORMS[kind]})")
+
+
+def _sockets_sentence(
+    text: str, kind: str, negated: bool, rest: list[str], known: _Known
+) -> Expectation:
+    _need(rest, 1, kind)
+    port = _port(rest[0])
+    found = _qualifiers(kind, rest[1:], known, {})
+    count = found.get("count")
+    if negated and count is not None:
+        raise _Refused("'no established' takes no count: write 'established PORT count 0'")
+    return Expectation(
+        text=text,
+        kind=kind,
+        negated=negated,
+        port=port,
+        address=_opt_str(found.get("on")),
+        peer=_opt_str(found.get("from")),
+        program=_opt_str(found.get("by")),
+        host=_opt_str(found.get("at")),
+        count=count if isinstance(count, int) else None,
+    )
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _backlog(text: str, kind: str, negated: bool, rest: list[str], known: _Known) -> Expectation:
+    _need(rest, 2, "backlog")
+    port = _port(rest[0])
+    count = _count(rest[1], "the number waiting")
+    found = _qualifiers("backlog", rest[2:], known, {})
+    return Expectation(
+        text=text,
+        kind="backlog",
+        port=port,
+        count=count,
+        address=_opt_str(found.get("on")),
+        host=_opt_str(found.get("at")),
+    )
+
+
+def _state(text: str, kind: str, negated: bool, rest: list[str], known: _Known) -> Expectation:
+    _need(rest, 3, "state")
+    state = rest[0].upper()
+    if state not in STATES:
+        raise _Refused(
+            f"{rest[0]!r} is not a TCP state; one of {', '.join(STATES)}{_closest(state, STATES)}"
+        )
+    if rest[1] != "port":
+        raise _Refused(f"write 'port' before the port number (the form: {FORMS['state']})")
+    port = _port(rest[2])
+    found = _qualifiers("state", rest[3:], known, {})
+    return Expectation(
+        text=text,
+        kind="state",
+        negated=negated,
+        state=state,
+        port=port,
+        host=_opt_str(found.get("at")),
+    )
+
+
+def _scan(text: str, kind: str, negated: bool, rest: list[str], known: _Known) -> Expectation:
+    _need(rest, 2, "scan")
+    port = _port(rest[0])
+    state = rest[1].lower()
+    if state not in SCAN_STATES:
+        raise _Refused(
+            f"nmap's word for a port is open, closed or filtered, not {rest[1]!r}"
+            f"{_closest(state, SCAN_STATES)}"
+        )
+    _qualifiers("scan", rest[2:], known, {})
+    if known.scan_ports is None:
+        raise _Refused(f'this step scans nothing: give it a scan, like scan = "{port}"')
+    if port not in known.scan_ports:
+        raise _Refused(f"{port} is not among the ports this step scans")
+    return Expectation(text=text, kind="scan", port=port, state=state)
+
+
+def _cpu(text: str, kind: str, negated: bool, rest: list[str], known: _Known) -> Expectation:
+    _need(rest, 3, "cpu")
+    name = _process_name(rest[0], known)
+    if rest[1] not in ("above", "below"):
+        raise _Refused(f"write 'above' or 'below', not {rest[1]!r} (the form: {FORMS['cpu']})")
+    try:
+        percent = float(rest[2].removesuffix("%"))
+    except ValueError:
+        percent = math.nan
+    if not math.isfinite(percent) or not 0 <= percent <= 10_000:
+        raise _Refused(f"a CPU share is a number of percent, like 50, not {rest[2]!r}")
+    _qualifiers("cpu", rest[3:], known, {})
+    return Expectation(text=text, kind="cpu", name=name, percent=percent, above=rest[1] == "above")
+
+
+def _output(text: str, rest: list[str], known: _Known) -> Expectation:
+    _need(rest, 3, "output")
+    name = _process_name(rest[0], known)
+    if rest[1] != "contains":
+        raise _Refused(f"write 'contains' after the name (the form: {FORMS['output']})")
+    # The text is the rest of the sentence as written (its spaces kept), quotes taken off.
+    after = text.split("contains", 1)[1].strip()
+    if len(after) >= 2 and after[0] == after[-1] and after[0] in "\"'":
+        after = after[1:-1]
+    if not after:
+        raise _Refused("give the text to look for after 'contains'")
+    return Expectation(text=text, kind="output", name=name, contains=after)
+
+
+def _service(text: str, kind: str, negated: bool, rest: list[str], known: _Known) -> Expectation:
+    _need(rest, 2, "service")
+    port = _port(rest[0])
+    if not _WORD.fullmatch(rest[1]):
+        raise _Refused(f"a service's name is one word like x11 or unknown, not {rest[1]!r}")
+    _qualifiers("service", rest[2:], known, {})
+    return Expectation(text=text, kind="service", port=port, service=rest[1])
+
+
+_SENTENCES = {
+    "listen": _sockets_sentence,
+    "established": _sockets_sentence,
+    "udp": _sockets_sentence,
+    "backlog": _backlog,
+    "state": _state,
+    "scan": _scan,
+    "cpu": _cpu,
+    "service": _service,
+}
+
+
+# ------------------------------------------------------------------ the file
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """A sentence or title as a message quotes it: one line, not too long."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _title_of(table: dict[str, object]) -> str:
+    raw = table.get("title")
+    return _short(raw) if isinstance(raw, str) and raw.strip() else ""
+
+
+@dataclass(slots=True)
+class _Checker:
+    """Checks the steps in order, keeping what earlier steps started."""
+
+    label: str
+    base: str
+    env: Mapping[str, str] | None
+    hosts: tuple[str, ...]
+    errors: list[str] = field(default_factory=list)
+    # Processes started so far: name -> (on a lab host, a C program); those still running.
+    started: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    running: set[str] = field(default_factory=set)
+    sentences: int = 0
+
+    def step(self, table: object, index: int) -> Step | None:
+        if not isinstance(table, dict):
+            self.errors.append(f"{self.label}: step {index}: must be a [[step]] table")
+            return None
+        title = _title_of(table)
+        where = f'{self.label}: step {index} "{title}"' if title else f"{self.label}: step {index}"
+        before = len(self.errors)
+        self._unknown_keys(table, where)
+        title_text = self._text(table, "title", where, MAX_TITLE, required=True)
+        say = self._text(table, "say", where, MAX_SAY, required=False)
+        stop = self._names(table, "stop", where)
+        kill = self._names(table, "kill", where)
+        for name in (*stop, *kill):
+            self.running.discard(name)
+        processes = self._processes(table.get("process"), where)
+        scan = self._scan(table, where)
+        timeout = self._timeout(table, where)
+        known = _Known(
+            dict(self.started),
+            self.hosts,
+            frozenset(_ports_of(scan)) if scan else None,
+        )
+        expect = self._expect(table, where, known)
+        if len(self.errors) > before:
+            return None
+        uses = _uses(stop, kill, expect)
+        looked_at = [self.started[name] for name in uses if name in self.started]
+        return Step(
+            index=index,
+            title=title_text,
+            say=say,
+            processes=processes,
+            stop=stop,
+            kill=kill,
+            scan=scan,
+            expect=expect,
+            timeout=timeout,
+            needs_hosts=any(p.host for p in processes)
+            or any(e.host for e in expect)
+            or any(on_host for on_host, _ in looked_at),
+            needs_compiler=any(p.c_program for p in processes) or any(c for _, c in looked_at),
+            uses=uses,
+        )
+
+    def _unknown_keys(self, table: dict[str, object], where: str) -> None:
+        for key in table:
+            if key not in STEP_KEYS:
+                near = difflib.get_close_matches(key, STEP_KEYS, n=1)
+                hint = f'did you mean "{near[0]}"?' if near else "known: " + ", ".join(STEP_KEYS)
+                self.errors.append(f'{where}: key "{key}": unknown key ({hint})')
+
+    def _text(
+        self, table: dict[str, object], key: str, where: str, limit: int, required: bool
+    ) -> str:
+        raw = table.get(key)
+        if raw is None:
+            if required:
+                self.errors.append(f'{where}: key "{key}": missing (every step needs a {key})')
+            return ""
+        if not isinstance(raw, str):
+            self.errors.append(f'{where}: key "{key}": must be text, not {_kind(raw)}')
+            return ""
+        if required and not raw.strip():
+            self.errors.append(f'{where}: key "{key}": is empty')
+        if len(raw) > limit:
+            self.errors.append(f'{where}: key "{key}": at most {limit} characters, not {len(raw)}')
+        return raw.strip()
+
+    def _names(self, table: dict[str, object], key: str, where: str) -> tuple[str, ...]:
+        raw = table.get(key)
+        if raw is None:
+            return ()
+        signal = "SIGTERM" if key == "stop" else "SIGKILL"
+        if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+            self.errors.append(
+                f'{where}: key "{key}": must be a list of process names, like ["server1"] '
+                f"(each gets {signal}), not {_kind(raw)}"
+            )
+            return ()
+        names: list[str] = []
+        for name in raw:
+            if name not in self.running:
+                started = ", ".join(sorted(self.running)) or "none"
+                why = (
+                    "was stopped or killed by an earlier step"
+                    if name in self.started
+                    else "is not started by an earlier step"
+                )
+                self.errors.append(
+                    f'{where}: key "{key}": {name!r} {why} (running then: {started})'
+                    f"{_closest(name, sorted(self.running))}"
+                )
+            elif name in names:
+                self.errors.append(f'{where}: key "{key}": {name!r} is given twice')
+            else:
+                names.append(name)
+        return tuple(names)
+
+    def _processes(self, raw: object, where: str) -> tuple[ScenarioEntry, ...]:
+        if raw is None:
+            return ()
+        if isinstance(raw, dict):
+            self.errors.append(
+                f"{where}: write [[step.process]] with two brackets for each process"
+            )
+            return ()
+        if not isinstance(raw, list):
+            self.errors.append(f'{where}: "process" must be a list of [[step.process]] tables')
+            return ()
+        if len(raw) > MAX_PROCESSES:
+            self.errors.append(
+                f"{where}: {len(raw)} processes: a step starts at most {MAX_PROCESSES}"
+            )
+            return ()
+        # A name may be used again once an earlier step stopped or killed it.
+        seen: dict[str, int] = {}
+        entries: list[ScenarioEntry] = []
+        for position, table in enumerate(raw, start=1):
+            name = table.get("name") if isinstance(table, dict) else None
+            if isinstance(name, str) and name in self.running:
+                self.errors.append(
+                    f'{where}: process #{position} "{name}": key "name": a process '
+                    "of that name is still running from an earlier step (stop or kill it "
+                    "first, or choose another name)"
+                )
+                continue
+            entry, problems = _scenario.check_entry(
+                table, position, where, seen, self.base, self.env, self.hosts
+            )
+            self.errors.extend(problems)
+            if entry is not None:
+                entries.append(entry)
+                self.started[entry.name] = (entry.host is not None, entry.c_program)
+                self.running.add(entry.name)
+            elif isinstance(name, str) and name not in self.started:
+                # Refused already: a sentence naming it is not refused a second time.
+                self.started[name] = (False, False)
+                self.running.add(name)
+        return tuple(entries)
+
+    def _scan(self, table: dict[str, object], where: str) -> str | None:
+        raw = table.get("scan")
+        if raw is None:
+            return None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            raw = str(raw)
+        if not isinstance(raw, str):
+            self.errors.append(
+                f'{where}: key "scan": must be ports as text, like "6000,16000", not {_kind(raw)}'
+            )
+            return None
+        try:
+            canonical = parse_ports(raw)
+        except PortsError as exc:
+            self.errors.append(f'{where}: key "scan": {exc}')
+            return None
+        if len(_ports_of(canonical)) > MAX_SCAN_PORTS:
+            self.errors.append(
+                f'{where}: key "scan": at most {MAX_SCAN_PORTS} ports in a step\'s scan'
+            )
+            return None
+        return canonical
+
+    def _timeout(self, table: dict[str, object], where: str) -> float | None:
+        raw = table.get("timeout")
+        if raw is None:
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            self.errors.append(
+                f'{where}: key "timeout": must be a number of seconds, not {_kind(raw)}'
+            )
+        elif not math.isfinite(raw) or not 0 < raw <= MAX_TIMEOUT:
+            self.errors.append(
+                f'{where}: key "timeout": seconds, more than 0 and at most {MAX_TIMEOUT:g}, '
+                f"not {raw}"
+            )
+        else:
+            return float(raw)
+        return None
+
+    def _expect(
+        self, table: dict[str, object], where: str, known: _Known
+    ) -> tuple[Expectation, ...]:
+        raw = table.get("expect")
+        if raw is None:
+            return ()
+        if isinstance(raw, str):
+            self.errors.append(
+                f'{where}: key "expect": must be a list of sentences, like expect = ["{raw}"]'
+            )
+            return ()
+        if not isinstance(raw, list):
+            self.errors.append(
+                f'{where}: key "expect": must be a list of sentences, not {_kind(raw)}'
+            )
+            return ()
+        if len(raw) > MAX_SENTENCES:
+            self.errors.append(
+                f'{where}: key "expect": {len(raw)} sentences: a step has at most {MAX_SENTENCES}'
+            )
+            return ()
+        found: list[Expectation] = []
+        for position, sentence in enumerate(raw, start=1):
+            if not isinstance(sentence, str):
+                self.errors.append(
+                    f"{where}: expect #{position}: must be a sentence in quotes, "
+                    f"not {_kind(sentence)}"
+                )
+                continue
+            try:
+                found.append(parse_sentence(sentence.strip(), known))
+            except _Refused as exc:
+                self.errors.append(f'{where}: expect #{position} "{_short(sentence)}": {exc}')
+        self.sentences += len(found)
+        return tuple(found)
+
+
+def _uses(
+    stop: Sequence[str], kill: Sequence[str], expect: Sequence[Expectation]
+) -> tuple[str, ...]:
+    names = [*stop, *kill, *(e.name for e in expect if e.name is not None)]
+    return tuple(dict.fromkeys(names))
+
+
+def _top_level(data: dict[str, object], label: str, errors: list[str]) -> str:
+    for key in data:
+        if key not in LESSON_KEYS:
+            near = difflib.get_close_matches(key, LESSON_KEYS, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            errors.append(
+                f'{label}: key "{key}": unknown; a lesson holds a title, [[step]] tables '
+                f"and [[host]] tables{hint}"
+            )
+    raw = data.get("title")
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):
+        errors.append(f'{label}: key "title": must be text, not {_kind(raw)}')
+        return ""
+    if len(raw) > MAX_TITLE:
+        errors.append(f'{label}: key "title": at most {MAX_TITLE} characters, not {len(raw)}')
+    return raw.strip()
+
+
+def _step_tables(data: dict[str, object], label: str, errors: list[str]) -> list[object]:
+    tables = data.get("step")
+    if tables is None:
+        errors.append(f"{label}: no [[step]] table: a lesson is a list of [[step]] tables")
+        raise LessonError(errors)
+    if isinstance(tables, dict):
+        errors.append(f"{label}: write [[step]] with two brackets for each step, not [step]")
+        raise LessonError(errors)
+    if not isinstance(tables, list) or not tables:
+        errors.append(f'{label}: "step" must be a list of [[step]] tables')
+        raise LessonError(errors)
+    if len(tables) > MAX_STEPS:
+        errors.append(f"{label}: {len(tables)} steps: a lesson has at most {MAX_STEPS}")
+        raise LessonError(errors)
+    return tables
+
+
+def _hosts(
+    raw: object, label: str, errors: list[str]
+) -> tuple[tuple[LabHost, ...], tuple[str, ...]]:
+    """The [[host]] tables, checked as a scenario checks them (the same words)."""
+    if raw is None:
+        return (), ()
+    hosts, names = _scenario._check_hosts(raw, label, errors)
+    return tuple(hosts), tuple(names)
+
+
+def parse_lesson(
+    text: str,
+    label: str = "lesson",
+    folder: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    path: Path | None = None,
+) -> Lesson:
+    """Check a lesson's text; ``label`` names it in messages (usually the path).
+
+    Raises:
+        LessonError: with every mistake found, one line each.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise LessonError([f"{label}: a lesson file is at most {MAX_BYTES // 1024} KiB"])
+    base = os.fspath(folder) if folder is not None else os.getcwd()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LessonError([f"{label}: not valid TOML: {exc}"]) from None
+    errors: list[str] = []
+    title = _top_level(data, label, errors)
+    hosts, host_names = _hosts(data.get("host"), label, errors)
+    tables = _step_tables(data, label, errors)
+    checker = _Checker(label, base, env, host_names, errors)
+    steps = [checker.step(table, index) for index, table in enumerate(tables, start=1)]
+    if errors:
+        raise LessonError(errors)
+    return Lesson(
+        path=path or Path(label),
+        title=title or Path(label).stem,
+        steps=tuple(s for s in steps if s is not None),
+        hosts=hosts,
+        expectation_count=checker.sentences,
+    )
+
+
+def load_lesson(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Lesson:
+    """Read and check a lesson file.
+
+    Raises:
+        LessonError: the file is missing, unreadable, too large, or has mistakes (every
+            one of them, one line each).
+    """
+    label = os.fspath(path)
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+        if file.is_file() and size > MAX_BYTES:
+            raise LessonError(
+                [f"{label}: {size} bytes: a lesson file is at most {MAX_BYTES // 1024} KiB"]
+            )
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise LessonError([f"{label}: no such file{_shipped_hint(label)}"]) from None
+    except IsADirectoryError:
+        raise LessonError([f"{label}: is a folder, not a lesson file"]) from None
+    except PermissionError:
+        raise LessonError([f"{label}: permission denied (cannot read it)"]) from None
+    except OSError as exc:
+        raise LessonError([f"{label}: cannot read it ({exc.strerror or exc})"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LessonError(
+            [f"{label}: not a text file in UTF-8 (bad byte at position {exc.start})"]
+        ) from None
+    return parse_lesson(text, label, folder=file.resolve().parent, env=env, path=file)
+
+
+# ------------------------------------------------------------------ finding a lesson
+
+
+def lessons_dir() -> Path:
+    """``app/lessons`` inside an installed wheel, else ``lessons/`` of the source tree."""
+    here = Path(__file__).resolve().parent.parent
+    packaged = here / "lessons"
+    return packaged if packaged.is_dir() else here.parent / "lessons"
+
+
+def shipped_lessons() -> list[str]:
+    """The names of the lessons that come with the observatory (``session4``, ...)."""
+    try:
+        return sorted(p.stem for p in lessons_dir().glob("*.toml"))
+    except OSError:
+        return []
+
+
+def _shipped_hint(label: str) -> str:
+    names = shipped_lessons()
+    if not names:
+        return ""
+    return f" (the lessons that come with the observatory: {', '.join(names)})"
+
+
+def find_lesson(text: str) -> Path:
+    """The file a user means: a path as given; else a bare name (``session4``) of a lesson
+    that comes with the observatory. A name that is neither is returned as given (so
+    that loading it says "no such file")."""
+    given = Path(text)
+    if given.exists() or os.sep in text or text.endswith(".toml"):
+        return given
+    shipped = lessons_dir() / f"{text}.toml"
+    return shipped if shipped.is_file() else given
+
+
+def check_lesson(path: str | os.PathLike[str]) -> list[str]:
+    """Every mistake in a lesson file, one line each (empty when it can run)."""
+    try:
+        load_lesson(path)
+    except (LessonError, ScenarioError) as exc:
+        return list(exc.errors)
+    return []

@@ -22,6 +22,7 @@ COMMANDS = (
     "watch",
     "agent",
     "classroom",
+    "lesson",
 )
 
 

@@ -14,7 +14,7 @@ did not; 2 the file does not check; 128+N after signal N (Ctrl+C: 130).
 from __future__ import annotations
 
 import argparse
-import contextlib
+import os
 import select
 import signal
 import sys
@@ -87,7 +87,11 @@ class _Out:
     def __call__(self, line: str) -> None:
         with self.lock:
             try:
-                sys.stdout.write(line + "\n")
+                try:
+                    sys.stdout.write(line + "\n")
+                except UnicodeEncodeError:  # a terminal that cannot show ✓: ? instead
+                    encoding = sys.stdout.encoding or "ascii"
+                    sys.stdout.write(line.encode(encoding, "replace").decode(encoding) + "\n")
                 sys.stdout.flush()
             except (OSError, ValueError):
                 pass  # a closed pipe: keep stopping cleanly
@@ -185,17 +189,17 @@ def _enter_waiter(say: Callable[[str], None], stop: threading.Event) -> Callable
 
         say("")
         say(f"Press Enter for step {step.index}: {printable(step.title)}  (Ctrl+C ends)")
-        stream = sys.stdin
-        if stream is None or stream.closed:
-            return
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):
+            return  # no stdin to wait on: go on
         while not stop.is_set():
             try:
-                ready, _, _ = select.select([stream], [], [], 0.2)
-            except (OSError, ValueError):
-                return  # no stdin to wait on: go on
-            if ready:
-                with contextlib.suppress(OSError, ValueError):
-                    stream.readline()  # a line, or "" at the end of input: go on either way
+                ready, _, _ = select.select([fd], [], [], 0.2)
+                if ready:
+                    os.read(fd, 4096)  # Enter (any line), or b"" at the end of input: go on
+                    return
+            except OSError:
                 return
 
     return wait
@@ -203,6 +207,7 @@ def _enter_waiter(say: Callable[[str], None], stop: threading.Event) -> Callable
 
 def run_file(file: str, *, auto: bool, timeout: float | None, quiet: bool) -> int:
     from app.core.lesson_run import DEFAULT_TIMEOUT, printable, run_lesson, summary
+    from app.core.netns import NetnsError
 
     lesson = load_or_say(file)
     if lesson is None:
@@ -214,14 +219,20 @@ def run_file(file: str, *, auto: bool, timeout: float | None, quiet: bool) -> in
     try:
         steps = len(lesson.steps)
         out(f"Lesson: {printable(lesson.title)} ({steps} step{'s' if steps != 1 else ''})")
-        tally = run_lesson(
-            lesson,
-            say=out,
-            timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
-            stop=stop,
-            before_step=None if auto else _enter_waiter(out, stop),
-            show_output=not quiet,
-        )
+        try:
+            tally = run_lesson(
+                lesson,
+                say=out,
+                timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+                stop=stop,
+                before_step=None if auto else _enter_waiter(out, stop),
+                show_output=not quiet,
+            )
+        except (OSError, NetnsError) as exc:  # the sockets could not be read (everything
+            # the lesson started is stopped already)
+            why = getattr(exc, "strerror", None) or str(exc)
+            sys.stderr.write(f"{PROG}: cannot read the sockets: {printable(why)}\n")
+            return 1
     finally:
         _restore(previous)
     if seen:

@@ -255,3 +255,60 @@ expect = ["listen {port}"]
     assert "stopping what the lesson started: s1" in out
     assert "got SIGTERM: stopped" in out
     wait_for(lambda: not alive(pids[0]), 5, "the lesson's server to be gone")
+
+
+def test_sigterm_removes_the_lab_hosts(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Interrupted with its lab hosts up: the processes end, then the hosts are removed
+    (the blackhole fixture checks that no namespace, link or route is left)."""
+    if os.geteuid() != 0:
+        pytest.skip("lab hosts need root")
+    request.getfixturevalue("blackhole")
+    path = tmp_path / "hosts.toml"
+    path.write_text(
+        """
+[[host]]
+name = "server"
+address = "10.0.2.15/24"
+
+[[step]]
+title = "On the host"
+expect = ["listen 6000 on 10.0.2.15 at server"]
+
+[[step.process]]
+name = "h1"
+host = "server"
+program = "tcp-server"
+args = ["6000", "--bind", "10.0.2.15"]
+
+[[step]]
+title = "Never reached"
+expect = ["no listen 6000 at server"]
+""",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "lesson", "run", str(path)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("Press Enter"):
+                break
+        assert "✓ listen 6000 on 10.0.2.15 at server\n" in seen, seen
+        pids = started_pids("".join(seen))
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    assert "lab hosts removed" in out
+    assert pids and not any(alive(pid) for pid in pids)

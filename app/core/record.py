@@ -34,11 +34,26 @@ False and keep that line in :attr:`SessionRecorder.warning` instead of raising.
 Line format (``"type"`` says which; all have ``at``, seconds since the epoch,
 and ``time``, local ISO-8601)::
 
-    {"type": "session", "format": 1, "started": ...}               first line
+    {"type": "session", "format": 2, "started": ...}               first line
     {"type": "socket", "kind": "listener-opened", "key": ..., "text": describe(),
-     "old_state": ..., "new_state": ..., "socket": Socket.to_json()}
+     "event_at": ..., "old_state": ..., "new_state": ..., "socket": Socket.to_json()}
     {"type": "process", "kind": "exited", "data": {...}}
     {"type": "note", "text": "..."}
+    {"type": "snapshot", "taken_at": ..., "sockets": [...], "cmdlines": {...},
+     "processes": [...]}
+
+Format 2 adds the ``snapshot`` lines: every socket of one poll and the lab
+processes, so that a replay (:mod:`app.core.replay`) can rebuild the tables at
+any moment, not only the changes. The first poll is always written, then at
+most one every :data:`SNAPSHOT_EVERY` seconds, and only when something differs
+from the last one written; a machine with many sockets writes them further
+apart (:data:`SNAPSHOT_BYTES_PER_SECOND`), so a record stays small. In a
+snapshot a socket is its :meth:`Socket.to_json` without the keys that hold the
+default (None, an empty command line, queues of 0, owner ``process``); the
+command line of each pid is written once, in ``cmdlines``; ``key`` is given
+only where the table's key is not the socket's own (two ``SO_REUSEPORT``
+listeners). Format 1 files have no snapshots: a replay of one rebuilds from the
+events alone.
 """
 
 from __future__ import annotations
@@ -57,12 +72,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.core.model import SocketEvent
+from app.core.model import Snapshot, Socket, SocketEvent
+
+if TYPE_CHECKING:
+    from app.core.procs import ProcessInfo
 
 APP_DIR_NAME = "connection-observatory"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# A full snapshot of the tables goes into the record at most this often (seconds)...
+SNAPSHOT_EVERY = 10.0
+# ...and, for a machine with many sockets, no more than this many bytes a second on average.
+SNAPSHOT_BYTES_PER_SECOND = 2000.0
 ENV_DATA_DIR = "OBSERVATORY_DATA_DIR"
 
 Entry = dict[str, Any]
@@ -200,7 +222,16 @@ class SessionRecorder:
         self._clock = clock
         self._lock = threading.Lock()
         self.lines_written = 0
+        self.snapshots_written = 0
+        self.bytes_written = 0
         self.warning: str | None = None  # the last failure, in words; None = all well
+        self.snapshot_every = SNAPSHOT_EVERY  # seconds between snapshots, at least
+        self.snapshot_budget = SNAPSHOT_BYTES_PER_SECOND  # and bytes a second, on average
+        # The last snapshot written: when (its taken_at), its size, and what it held.
+        self._snapshot_lock = threading.Lock()
+        self._snapshot_at: float | None = None
+        self._snapshot_gap = 0.0  # a big snapshot spaces the next one out (bytes per second)
+        self._snapshot_held: tuple[dict[str, Socket], list[dict[str, object]]] | None = None
         # Set when the default folder could not be used: where it records instead, and why.
         self.note: str | None = None
 
@@ -289,9 +320,14 @@ class SessionRecorder:
         return self._fd is None
 
     def _write(self, entry: Entry) -> bool:
+        return self._write_line(self._line(entry))
+
+    def _line(self, entry: Entry) -> bytes:
         at = self._clock()
         line = {"type": entry.pop("type"), "at": round(at, 6), "time": _iso(at), **entry}
-        data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        return (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+    def _write_line(self, data: bytes) -> bool:
         with self._lock:
             if self._fd is None:
                 self.warning = f"the session file {self.path} is already closed"
@@ -307,6 +343,7 @@ class SessionRecorder:
                 self.warning = _in_words(exc, "write", self.path)
                 return False
             self.lines_written += 1
+            self.bytes_written += len(data)
             return True
 
     def record_event(self, event: SocketEvent) -> bool:
@@ -341,6 +378,38 @@ class SessionRecorder:
         name = kind if kind is not None else str(payload.get("kind", "process"))
         return self._write({"type": "process", "kind": name, "data": payload})
 
+    def record_snapshot(self, snapshot: Snapshot, processes: Iterable[ProcessInfo] = ()) -> bool:
+        """Every socket of a poll and the lab processes, when one is due.
+
+        The first call always writes; later ones write only once
+        :attr:`snapshot_every` seconds (:data:`SNAPSHOT_EVERY`) of ``snapshot.taken_at``
+        have passed since the last one written (longer after a big one: its bytes over
+        :attr:`snapshot_budget`, :data:`SNAPSHOT_BYTES_PER_SECOND`), and only when the
+        sockets or the processes differ from it. Cheap when not due: call it after every
+        poll.
+
+        Returns:
+            True if a line was written.
+        """
+        with self._snapshot_lock:
+            at = snapshot.taken_at
+            last = self._snapshot_at
+            gap = max(self._snapshot_gap, self.snapshot_every)
+            if last is not None and 0 <= at - last < gap:
+                return False
+            procs = [process_json(p) for p in processes]
+            held = self._snapshot_held
+            if held is not None and held[0] == snapshot.by_key and held[1] == procs:
+                return False  # nothing to add: checked again at the next poll
+            data = self._line(snapshot_entry(snapshot, procs))
+            if not self._write_line(data):
+                return False
+            self.snapshots_written += 1
+            self._snapshot_at = at
+            self._snapshot_held = (snapshot.by_key, procs)
+            self._snapshot_gap = len(data) / self.snapshot_budget
+            return True
+
     def record_note(self, text: str) -> bool:
         """A free-text note (the teacher's remark, an experiment's title)."""
         return self._write({"type": "note", "text": str(text)})
@@ -364,6 +433,74 @@ class SessionRecorder:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+# The keys a snapshot's socket always has; the others are left out when they hold what
+# Socket.from_json assumes without them.
+_ALWAYS = frozenset({"proto", "local_addr", "local_port", "state"})
+_DEFAULTS: dict[str, object] = {"owner": "process", "recv_q": 0, "send_q": 0}
+
+
+def compact_socket(
+    sock: Socket, key: str, cmdlines: dict[str, list[str]] | None = None
+) -> dict[str, object]:
+    """A socket as a snapshot line holds it: :meth:`Socket.to_json` without defaults.
+
+    Args:
+        sock: the socket.
+        key: its key in the snapshot's table (``Snapshot.by_key``); written only when
+            it is not ``sock.key``.
+        cmdlines: where the command line of each pid goes (once per pid); None keeps
+            the command line in the socket.
+    """
+    out: dict[str, object] = {}
+    for name, value in sock.to_json().items():
+        if name in _ALWAYS:
+            out[name] = value
+        elif name == "cmdline":
+            if not value:
+                continue
+            assert isinstance(value, list)
+            if cmdlines is not None and sock.pid is not None:
+                known = cmdlines.setdefault(str(sock.pid), value)
+                if known == value:
+                    continue
+            out[name] = value
+        elif value is not None and _DEFAULTS.get(name, ...) != value:
+            out[name] = value
+    if key != sock.key:
+        out["key"] = key
+    return out
+
+
+def process_json(p: ProcessInfo) -> dict[str, object]:
+    """A lab process as a snapshot line holds it (without its output)."""
+    return {
+        "name": p.name,
+        "pid": p.pid,
+        "program": p.program,
+        "args": list(p.args),
+        "argv": list(p.argv),
+        "state": p.state,
+        "returncode": p.returncode,
+        "cpu_percent": None if p.cpu_percent is None else round(p.cpu_percent, 1),
+        "started_at": p.started_at,
+        "ended_at": p.ended_at,
+        "stop_requested": p.stop_requested,
+    }
+
+
+def snapshot_entry(snapshot: Snapshot, processes: list[dict[str, object]]) -> Entry:
+    """The ``snapshot`` line of a poll (``processes`` as :func:`process_json` made them)."""
+    cmdlines: dict[str, list[str]] = {}
+    sockets = [compact_socket(s, k, cmdlines) for k, s in snapshot.by_key.items()]
+    return {
+        "type": "snapshot",
+        "taken_at": round(snapshot.taken_at, 6),
+        "sockets": sockets,
+        "cmdlines": cmdlines,
+        "processes": processes,
+    }
 
 
 def try_start(
@@ -503,7 +640,8 @@ def _md_cell(text: str) -> str:
 
 
 def _events_only(entries: Iterable[Entry]) -> list[Entry]:
-    return [e for e in entries if e.get("type") != "session"]
+    # A handout lists what happened: not the header, nor the replay's full snapshots.
+    return [e for e in entries if e.get("type") not in ("session", "snapshot")]
 
 
 def to_markdown(entries: Iterable[Entry], title: str | None = None) -> str:

@@ -133,6 +133,7 @@ class ObservatoryApp(App[None]):
             interfaces=interfaces,
             fail=lambda error: self._to_screen(PollFailed(error)),
             record=self._record_socket_events,
+            record_snapshot=recorder.record_snapshot if recorder is not None else None,
             stream=stream,
         )
 

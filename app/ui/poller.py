@@ -10,6 +10,10 @@ tracepoint as root, the destroy groups otherwise. The stream is handed the
 poller's own snapshot as its sample, so that there is one dump of the socket
 table per interval, not two. It is stopped (its tracefs instance removed) when
 the poller stops.
+
+With ``record_snapshot`` the session record gets each poll's snapshot and lab
+processes too (the recorder decides which to keep: a replay's key frames), also
+on this thread.
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ class Poller:
         processes: Callable[[], list[ProcessInfo]] | None = None,
         interfaces: Callable[[], list[Interface]] | None = None,
         fail: Callable[[str], object] | None = None,
-        record: Callable[[list[SocketEvent]], None] | None = None,
+        record: Callable[[list[SocketEvent]], object] | None = None,
         stream: Callable[..., EventStream] | None = None,
+        record_snapshot: Callable[[Snapshot, list[ProcessInfo]], object] | None = None,
     ) -> None:
         self.source = source
         self.deliver = deliver
@@ -59,6 +64,7 @@ class Poller:
         self.interfaces = interfaces
         self.fail = fail
         self.record = record  # the session record is written here, not on the UI loop
+        self.record_snapshot = record_snapshot  # (it rate-limits itself: called every poll)
         self.paused = False
         self.last_duration = 0.0
         self._previous: Snapshot | None = None
@@ -171,6 +177,8 @@ class Poller:
         if events and self.record is not None:
             self.record(events)
         procs = self.processes() if self.processes is not None else []
+        if self.record_snapshot is not None:
+            self.record_snapshot(snap, procs)
         ifaces = None
         now = time.monotonic()
         if self.interfaces is not None and now - self._last_interfaces >= INTERFACES_EVERY:

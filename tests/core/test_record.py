@@ -7,6 +7,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,8 @@ import pytest
 from app.core.model import Socket, SocketEvent
 from app.core.record import (
     CSV_COLUMNS,
+    FORMAT_VERSION,
+    SNAPSHOT_EVERY,
     RecordError,
     SessionRecorder,
     export_session,
@@ -101,7 +104,7 @@ def test_record_and_read_back(tmp_path: Path) -> None:
     types = [e["type"] for e in log.entries]
     assert types == ["session", "socket", "socket", "process", "process", "note"]
     header, ev1, ev2, p1, p2, note = log.entries
-    assert header["format"] == 1
+    assert header["format"] == FORMAT_VERSION == 2
     assert ev1["kind"] == "listener-opened" and ev1["key"] == first.key
     assert ev1["text"] == first.describe()
     assert ev1["socket"] == json.loads(json.dumps(first.socket.to_json()))
@@ -288,3 +291,81 @@ def test_each_line_reaches_the_file_at_once(tmp_path: Path) -> None:
         assert read_session(rec.path).entries[-1]["text"] == "now"
         assert rec.record_event(listener_event())
         assert read_session(rec.path).entries[-1]["kind"] == "listener-opened"
+
+
+# -- snapshots (format 2): the replay's key frames -------------------------------------------
+def test_snapshots_first_then_when_due_and_changed(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from app.core.sockets import default_source
+    from tests.conftest import connect, listener
+
+    held: list[socket.socket] = []
+    try:
+        server = listener(held)
+        port = server.getsockname()[1]
+        source = default_source()
+        first = source.poll()
+        t0 = first.taken_at
+        with SessionRecorder.start(tmp_path) as rec:
+            assert rec.record_snapshot(first)  # the first poll: always
+            assert not rec.record_snapshot(replace(first, taken_at=t0 + 1))  # not due
+            # Due, but nothing differs: not written (an idle machine's record stays small).
+            assert not rec.record_snapshot(replace(first, taken_at=t0 + SNAPSHOT_EVERY))
+            connect(held, server)
+            later = source.poll()
+            assert not rec.record_snapshot(replace(later, taken_at=t0 + SNAPSHOT_EVERY / 2))
+            assert rec.record_snapshot(replace(later, taken_at=t0 + SNAPSHOT_EVERY + 1))
+            assert rec.snapshots_written == 2 and rec.ok
+            path = rec.path
+    finally:
+        for s in held:
+            s.close()
+    lines = [e for e in read_session(path).entries if e["type"] == "snapshot"]
+    assert [e["taken_at"] for e in lines] == [round(t0, 6), round(t0 + SNAPSHOT_EVERY + 1, 6)]
+
+    def states(entry: dict[str, Any]) -> set[str]:
+        return {
+            s["state"] for s in entry["sockets"] if port in (s["local_port"], s.get("remote_port"))
+        }
+
+    assert states(lines[0]) == {"LISTEN"} and states(lines[1]) == {"LISTEN", "ESTABLISHED"}
+    for entry in lines:
+        for sock in entry["sockets"]:
+            # Compact: no key that holds what Socket.from_json assumes without it.
+            assert None not in sock.values() and sock.get("cmdline") != []
+            assert sock.get("owner") != "process"
+            if sock.get("pid") is not None and not sock.get("cmdline"):
+                assert str(sock["pid"]) in entry["cmdlines"]  # one command line per pid
+        assert entry["processes"] == []
+
+
+def test_a_big_snapshot_spaces_the_next_one_out(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from app.core.model import Snapshot
+    from app.core.record import SNAPSHOT_BYTES_PER_SECOND
+
+    one = listener_event().socket
+    many = tuple(replace(one, local_port=port) for port in range(10000, 12000))
+    with SessionRecorder.start(tmp_path) as rec:
+        assert rec.record_snapshot(Snapshot(FIXED, many))
+        size = rec.bytes_written - len(rec.path.read_bytes().splitlines(keepends=True)[0])
+        gap = size / SNAPSHOT_BYTES_PER_SECOND
+        assert gap > SNAPSHOT_EVERY
+        fewer = Snapshot(FIXED, many[:-1])  # differs: only the time decides
+        assert not rec.record_snapshot(replace(fewer, taken_at=FIXED + gap - 0.5))
+        assert rec.record_snapshot(replace(fewer, taken_at=FIXED + gap + 0.5))
+
+
+def test_exports_leave_snapshots_out(tmp_path: Path) -> None:
+    from app.core.model import Snapshot
+
+    path = recorded_session(tmp_path)
+    plain = export_session(path, "md", tmp_path / "plain.md").read_text()
+    with open(path, "ab") as out, SessionRecorder.start(tmp_path / "other") as rec:
+        rec.record_snapshot(Snapshot(FIXED, (listener_event().socket,)))
+        out.write(rec.path.read_bytes().splitlines(keepends=True)[1])
+    assert [e["type"] for e in read_session(path).entries][-1] == "snapshot"
+    assert export_session(path, "md", tmp_path / "with.md").read_text() == plain
+    assert len(list(csv.DictReader(io.StringIO(export_session(path, "csv").read_text())))) == 4

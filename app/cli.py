@@ -17,6 +17,7 @@ COMMANDS = (
     "sockaddr",
     "endian",
     "record",
+    "replay",
     "serve",
     "close",
     "watch",

@@ -13,6 +13,7 @@ from app.cliutil import UsageError, positive_seconds
 
 if TYPE_CHECKING:
     from app.core.interfaces import Interface
+    from app.core.lesson import Lesson
     from app.core.netns import LabNetwork
     from app.core.sockets import SocketSource
 
@@ -34,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scenario", default=None, metavar="FILE", help="a scenario file (TOML) to start at launch"
     )
+    parser.add_argument(
+        "--lesson",
+        default=None,
+        metavar="FILE",
+        help="a lesson file (TOML), or session4 (the lecture's), shown step by step "
+        "(n next, p back, L hide)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
         scenario = load_or_say(args.scenario, prog="observatory")
         if scenario is None:
             return 2
+    lesson = None if args.lesson is None else _load_lesson(args.lesson)
+    if lesson is None and args.lesson is not None:
+        return 2
+    if lesson is not None and lesson.hosts and scenario is not None and scenario.hosts:
+        raise UsageError("give lab hosts in one file: the scenario and the lesson both have some")
     if not sys.stdout.isatty() and not _served():
         raise UsageError(
             "the dashboard needs a terminal; for one printout use `observatory snapshot`"
@@ -72,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
     except NetnsError as exc:
         sys.stderr.write(f"observatory: {args.scenario}: {exc}\n")
         return 2
+    no_network = None  # why a lesson's lab hosts were not made: its steps say it
+    if network is None and lesson is not None and lesson.hosts:
+        from app.core.lesson_run import open_lab_network
+
+        network, no_network = open_lab_network(lesson.hosts, notes.append)
     recorder, warning = try_start()
     manager = ProcessManager()
     try:
@@ -92,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
             notes=notes,
             network=network,
             interfaces=functools.partial(_interfaces, network),
+            lesson=lesson,
+            no_network=no_network,
         )
         app.run()
         return app.return_code or 0
@@ -105,6 +125,19 @@ def run(args: argparse.Namespace) -> int:
             network.destroy()
         if recorder is not None:
             recorder.close()
+
+
+def _load_lesson(path: str) -> Lesson | None:
+    """The lesson at ``path``; None after its mistakes are written to stderr."""
+    from app.core.lesson import LessonError, find_lesson, load_lesson
+
+    try:
+        return load_lesson(find_lesson(path))
+    except LessonError as exc:
+        for line in exc.errors:
+            sys.stderr.write(line + "\n")
+        sys.stderr.write(f"observatory: {path}: the lesson does not check, nothing was started\n")
+        return None
 
 
 def _exit_on_stop_signals() -> None:

@@ -27,15 +27,30 @@ from textual.worker import Worker, WorkerState
 from app.core import cprograms, diag, netns
 from app.core.control import ProcessControl
 from app.core.interfaces import Interface, list_interfaces
+from app.core.lesson import Lesson, LessonError, find_lesson, load_lesson
+from app.core.lesson_run import do_step, scan_step, skip_reason
 from app.core.model import SocketEvent
 from app.core.netns import LabNetwork
-from app.core.procs import ForeignProcess, OutputLine, ProcessEvent, ProcessStarted
+from app.core.procs import (
+    ForeignProcess,
+    OutputLine,
+    ProcessError,
+    ProcessEvent,
+    ProcessStarted,
+)
 from app.core.record import SessionRecorder
+from app.core.scan import ScanError
 from app.core.scenario import Scenario, ScenarioError, load_scenario
 from app.core.scenario_start import EntryResult, start_scenario_each
 from app.core.sockets import SocketSource
 from app.core.watch import EventStream
-from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
+from app.ui.messages import (
+    LessonStepDone,
+    PollFailed,
+    PollResult,
+    ProcessEventMessage,
+    SnapshotReady,
+)
 from app.ui.palette import KeyCommands
 from app.ui.poller import Poller
 from app.ui.requests import (
@@ -44,6 +59,7 @@ from app.ui.requests import (
     KillAllRequested,
     KillRequested,
     LaunchRequested,
+    LessonOpenRequested,
     QuitRequested,
     RestartRequested,
     ScenarioRequested,
@@ -52,6 +68,7 @@ from app.ui.screens.dialogs import ConfirmDialog, post_if_yes
 from app.ui.screens.main import MainScreen
 from app.ui.styles import STYLES
 from app.ui.themes import DEFAULT_THEME, PROJECTOR, THEMES
+from app.ui.widgets.lesson_panel import LessonStepRequested
 
 ACTIONS = "actions"  # the worker group of launches, kills, restarts, closes, scenarios
 # What an action's worker returns: what to do next on the UI loop (say it, ask), or None.
@@ -76,6 +93,8 @@ class ObservatoryApp(App[None]):
         network: the lab network of the scenario's hosts (made and removed by the
             caller; ``source`` reads its hosts too): the tables gain a Host column.
         notes: sentences to say once the screen is up (what the start cleaned up).
+        lesson: a lesson to show in the Lesson band from the start (its lab hosts, if
+            any, are ``network``; ``no_network`` says why there is none).
     """
 
     TITLE = "Connection Observatory"
@@ -109,8 +128,12 @@ class ObservatoryApp(App[None]):
         notes: Sequence[str] = (),
         stream: Callable[..., EventStream] | None = None,
         network: LabNetwork | None = None,
+        lesson: Lesson | None = None,
+        no_network: str | None = None,
     ) -> None:
         super().__init__()
+        self.lesson = lesson
+        self.no_network = no_network  # why the lesson's lab hosts were not made
         self.network = network
         self.source = source
         self.manager = manager
@@ -152,6 +175,8 @@ class ObservatoryApp(App[None]):
             hosts=self.network is not None,
         )
         self.push_screen(self._main)
+        if self.lesson is not None:
+            self._show_lesson(self.lesson)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -439,6 +464,52 @@ class ObservatoryApp(App[None]):
             f"Scenario {scenario.path.name}",
             lambda: start_scenario_each(manager, scenario, on_result=report, network=self.network),
         )
+
+    # -- the lesson -----------------------------------------------------------------------
+    def on_lesson_open_requested(self, message: LessonOpenRequested) -> None:
+        try:
+            lesson = load_lesson(find_lesson(message.path))
+        except LessonError as exc:
+            self.notify(
+                "\n".join(exc.errors[:6]),
+                title="Lesson refused",
+                severity="error",
+                timeout=15,
+                markup=False,  # the file's own words, [brackets] and all
+            )
+            return
+        self.lesson = lesson
+        self._show_lesson(lesson)
+
+    def _show_lesson(self, lesson: Lesson) -> None:
+        if self._main is not None:
+            skips = {
+                step.index: why
+                for step in lesson.steps
+                if (why := skip_reason(step, self.network, no_network=self.no_network))
+            }
+            self._main.lesson.load(lesson, skips)
+            self._main.refresh_bindings()
+
+    def on_lesson_step_requested(self, message: LessonStepRequested) -> None:
+        """Do a step's stops, kills, processes and scan in a worker; the band hears back."""
+        step, folder, manager = message.step, message.folder, self._manager()
+
+        def work() -> Then:
+            notes: list[str] = []
+            scan: dict[int, str] | None = None
+            error: str | None = None
+            try:
+                if manager is not None:
+                    notes = do_step(step, manager, folder=folder, network=self.network)
+                if step.scan is not None:
+                    scan = scan_step(step)
+            except (ProcessError, ScanError, OSError) as exc:  # each says why in words
+                error = str(exc) or type(exc).__name__
+            self._to_screen(LessonStepDone(step.index, notes, scan, error))
+            return None
+
+        self._background(work, f"Lesson step {step.index}")
 
     # -- quit -----------------------------------------------------------------------------
     def on_quit_requested(self, message: QuitRequested) -> None:

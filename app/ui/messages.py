@@ -52,3 +52,21 @@ class ProcessEventMessage(Message):
     def __init__(self, event: ProcessEvent) -> None:
         super().__init__()
         self.event = event
+
+
+class LessonStepDone(Message):
+    """A lesson step's actions ran (from the app's worker): what they said, the step's
+    scan (port -> state), or why they could not run, in words."""
+
+    def __init__(
+        self,
+        index: int,
+        notes: list[str],
+        scan: dict[int, str] | None = None,
+        error: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.index = index
+        self.notes = notes
+        self.scan = scan
+        self.error = error

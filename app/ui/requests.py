@@ -76,3 +76,11 @@ class QuitRequested(Message):
     def __init__(self, running: list[str]) -> None:
         super().__init__()
         self.running = running
+
+
+class LessonOpenRequested(Message):
+    """Load a lesson file into the Lesson band (the L key's answer)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path

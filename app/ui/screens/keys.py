@@ -40,6 +40,11 @@ MAIN_BINDINGS: list[BindingType] = [
             ("o", "sort", "Sort", "Sort the focused table by its next column"),
             ("t", "app.toggle_theme", "Theme", "Switch the default and projector themes"),
             ("O", "scenario", "Scenario", "Load a scenario file"),
+            ("L", "lesson", "Lesson", "Open a lesson file, or hide and show the lesson"),
+            # While a lesson is shown n and p are its steps' (Numeric and the Lab tab
+            # step aside: MainScreen.check_action), and come back when it is hidden.
+            ("n", "lesson_next", "Next step", "The lesson's next step: does what it says"),
+            ("p", "lesson_previous", "Step back", "Show the lesson's previous step again"),
             ("z", "zoom", "Zoom", "Give the side column the whole screen, or not"),
             ("ctrl+s", "app.save_screen", "Screenshot", "Save an SVG screenshot for a handout"),
         )

@@ -32,13 +32,20 @@ from app.ui.cells import (
     with_host,
 )
 from app.ui.feed import SocketFeed, gc_paused, settle_heap
-from app.ui.messages import PollFailed, PollResult, ProcessEventMessage, SnapshotReady
+from app.ui.messages import (
+    LessonStepDone,
+    PollFailed,
+    PollResult,
+    ProcessEventMessage,
+    SnapshotReady,
+)
 from app.ui.poller import Poller
 from app.ui.requests import (
     CloseRequested,
     KillAllRequested,
     KillRequested,
     LaunchRequested,
+    LessonOpenRequested,
     QuitRequested,
     RestartRequested,
     ScenarioRequested,
@@ -53,6 +60,7 @@ from app.ui.widgets.events import MAX_EVENTS, EventsPanel, Timeline, TimelineEnt
 from app.ui.widgets.instrument import InstrumentPanel
 from app.ui.widgets.keyed_table import KeyedTable
 from app.ui.widgets.lab_panel import LabPanel
+from app.ui.widgets.lesson_panel import LessonPanel
 from app.ui.widgets.scan_panel import ScanPanel
 from app.ui.widgets.tabstrip import TabStrip
 from app.ui.widgets.tcp_machine import StateMachinePanel, mirror_key
@@ -135,6 +143,7 @@ class MainScreen(Screen[None]):
         self._made = 0  # rows changed since the heap was last settled
         self._lab_listen_ports: set[int] = set()  # every port a lab process listened on
         self.lab = LabPanel(output, id="lab")  # (made here: check_action asks it early)
+        self.lesson = LessonPanel(id="lesson")  # hidden until a lesson is loaded
 
     @property
     def processes(self) -> list[ProcessInfo]:
@@ -149,6 +158,7 @@ class MainScreen(Screen[None]):
     # -- layout -----------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static("Connection Observatory", id="status")
+        yield self.lesson
         with Horizontal(id="main"):
             with Vertical(id="tables"):
                 listen = KeyedTable(self.tables["listen"], id="listen")
@@ -228,6 +238,7 @@ class MainScreen(Screen[None]):
         if self.frozen:
             return
         self.snapshot = result.snapshot
+        self.lesson.update_world(result.snapshot, result.processes)
         self._add_to_timeline(result)
         changed = self.feed.update(result.snapshot)
         options = self.options
@@ -390,6 +401,10 @@ class MainScreen(Screen[None]):
 
     # -- actions ------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("lesson_next", "lesson_previous"):
+            return self.lesson.shown
+        if self.lesson.shown and (action == "numeric" or parameters == ("tab-lab",)):
+            return False  # n and p are the lesson's steps now
         if action == "tab":
             return bool(self.query(f"#{parameters[0]}")) or None
         if action in ("kill", "kill9"):
@@ -615,6 +630,32 @@ class MainScreen(Screen[None]):
     def _load_scenario(self, path: str | None) -> None:
         if path:
             self.post_message(ScenarioRequested(path))
+
+    # -- the lesson (app.ui.widgets.lesson_panel) ------------------------------------------
+    def action_lesson(self) -> None:
+        if self.lesson.lesson is None:
+            dialog = PathDialog(
+                "Open a lesson (a path, or session4: the lecture's, shipped with the app)",
+                "session4",
+                placeholder="the path of a .toml lesson file, or session4",
+            )
+            self.app.push_screen(dialog, self._open_lesson)
+            return
+        self.lesson.toggle()
+        self.refresh_bindings()
+
+    def _open_lesson(self, path: str | None) -> None:
+        if path:
+            self.post_message(LessonOpenRequested(path))
+
+    def action_lesson_next(self) -> None:
+        self.lesson.next_step()
+
+    def action_lesson_previous(self) -> None:
+        self.lesson.previous_step()
+
+    def on_lesson_step_done(self, message: LessonStepDone) -> None:
+        self.lesson.step_done(message.index, message.notes, message.scan, message.error)
 
     def _lab_scope(self) -> dict[str, Any]:
         pids, ports = lab_scope(self.processes, self.marked.values(), self._lab_listen_ports)

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from app.core.interfaces import Interface
     from app.core.lesson import Lesson
     from app.core.netns import LabNetwork
-    from app.core.sockets import SocketSource
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
             "the dashboard needs a terminal; for one printout use `observatory snapshot`"
         )
 
-    from app.commands.lab import open_network
-    from app.core.netns import NetnsError
+    from app.core.netns import NetnsError, lab_source, open_lab
     from app.core.procs import ProcessManager
     from app.core.record import try_start
     from app.core.watch import EventStream
@@ -81,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     _exit_on_stop_signals()
     notes: list[str] = []  # shown in the dashboard: stderr is hidden once it starts
     try:
-        network = None if scenario is None else open_network(scenario, notes.append)
+        network = None if scenario is None else open_lab(scenario.hosts, notes.append)
     except NetnsError as exc:
         sys.stderr.write(f"observatory: {args.scenario}: {exc}\n")
         return 2
@@ -94,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     manager = ProcessManager()
     try:
         try:
-            source = _source(network)
+            source = lab_source(network)
         except (NetnsError, OSError) as exc:
             sys.stderr.write(f"observatory: cannot read the lab hosts' sockets: {exc}\n")
             return 2
@@ -146,22 +144,6 @@ def _exit_on_stop_signals() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
-
-
-def _source(network: LabNetwork | None) -> SocketSource:
-    """This machine's sockets, and with lab hosts each host's too (sock_diag opened
-    inside its namespace, each socket marked with its host)."""
-    from app.core import netns
-    from app.core.sockets import DiagSource, LabSource, default_source
-
-    own = default_source()
-    if network is None:
-        return own
-    hosts = [
-        netns.in_namespace(network.namespace(h.name), functools.partial(DiagSource, host=h.name))
-        for h in network.hosts
-    ]
-    return LabSource(own, hosts)
 
 
 def _interfaces(network: LabNetwork | None) -> list[Interface]:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, TextIO
 from app.cliutil import OneLineParser, UsageError
 
 if TYPE_CHECKING:
-    from app.core.netns import LabNetwork
     from app.core.procs import ProcessEvent, ProcessManager
     from app.core.scenario import Scenario
 
@@ -133,29 +132,6 @@ def check(path: str) -> int:
     return 0
 
 
-def open_network(scenario: Scenario, say: Callable[[str], None]) -> LabNetwork | None:
-    """The lab network of the scenario's ``[[host]]`` tables, made; None when it has none.
-    What a killed run left is removed first, and said. For ``lab up`` and the dashboard.
-
-    Raises:
-        NetnsError: the network cannot be made here (not root, say), in words.
-    """
-    if not scenario.hosts:
-        return None
-    from app.core import netns
-
-    for note in netns.sweep_stale():
-        say(note)
-    refusal = netns.refusal()
-    if refusal is not None:
-        raise netns.NetnsError(refusal)
-    network = netns.LabNetwork()
-    network.create(scenario.hosts)
-    hosts = "; ".join(f"{h.name} {', '.join(h.addresses)}" for h in network.hosts)
-    say(f"lab hosts up ({hosts}): see one with `observatory snapshot --host NAME`")
-    return network
-
-
 # ------------------------------------------------------------------------ up
 
 
@@ -183,7 +159,7 @@ class _Printer:
 
 def up(path: str) -> int:
     """Check, start, stream, stop. Exit 0 when every process ended well."""
-    from app.core.netns import NetnsError
+    from app.core.netns import NetnsError, open_lab
     from app.core.procs import LaunchError, ProcessManager
     from app.core.scenario_start import start_scenario
 
@@ -199,7 +175,7 @@ def up(path: str) -> int:
     signals_seen: list[int] = []
     previous = _catch_stop_signals(stop, signals_seen)  # before the network: SIGTERM cleans up
     try:
-        network = open_network(scenario, printer.note)
+        network = open_lab(scenario.hosts, printer.note)
     except NetnsError as exc:
         _restore(previous)
         sys.stderr.write(f"observatory lab up: {path}: {exc}\n")

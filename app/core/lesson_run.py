@@ -12,7 +12,6 @@ the headless runner of ``observatory lesson run``.
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import threading
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.core import netns
 from app.core.control import ProcessControl
 from app.core.lesson import Expectation, LabHost, Lesson, Step
 from app.core.lesson_check import Verdict, World, judge
@@ -220,8 +220,6 @@ def skip_reason(
     that scans needs nmap.
     """
     if step.needs_hosts and network is None:
-        from app.core import netns
-
         hosts_why = no_network or netns.refusal() or "the lab network was not made"
         return f"it needs the lab hosts (network namespaces), and there are none: {hosts_why}"
     if step.needs_compiler:
@@ -244,40 +242,12 @@ def open_lab_network(
     hosts: Sequence[LabHost], say: Callable[[str], None]
 ) -> tuple[LabNetwork | None, str | None]:
     """The lab network of a lesson's ``[[host]]`` tables: (network, None) when made;
-    (None, why) when it cannot be made here (not root, say); (None, None) without hosts.
-    What a killed run left is removed first, and said."""
-    if not hosts:
-        return None, None
-    from app.core import netns
-
-    for note in netns.sweep_stale():
-        say(note)
-    why = netns.refusal()
-    if why is not None:
-        return None, why
-    network = netns.LabNetwork()
+    (None, why) when it cannot be made here (not root, say): the steps that need it are
+    skipped, in words; (None, None) without hosts (:func:`app.core.netns.open_lab`)."""
     try:
-        network.create(hosts)
+        return netns.open_lab(hosts, say), None
     except netns.NetnsError as exc:
         return None, str(exc)
-    made = "; ".join(f"{h.name} {', '.join(h.addresses)}" for h in network.hosts)
-    say(f"lab hosts up ({made})")
-    return network, None
-
-
-def lesson_source(network: LabNetwork | None) -> SocketSource:
-    """This machine's sockets; with a lab network each host's too (as the dashboard's)."""
-    from app.core import netns
-    from app.core.sockets import DiagSource, LabSource, default_source
-
-    own = default_source()
-    if network is None:
-        return own
-    hosts = [
-        netns.in_namespace(network.namespace(h.name), functools.partial(DiagSource, host=h.name))
-        for h in network.hosts
-    ]
-    return LabSource(own, hosts)
 
 
 # ------------------------------------------------------------------ the runner
@@ -531,7 +501,7 @@ def run_lesson(
         runner = LessonRunner(
             lesson,
             manager,
-            lesson_source(network),
+            netns.lab_source(network),
             say=out,
             network=network,
             no_network=no_network,

@@ -39,9 +39,12 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from app.core.interfaces import Address, Interface
+
+if TYPE_CHECKING:
+    from app.core.sockets import SocketSource
 
 PREFIX = "obs"
 SWITCH = "sw"
@@ -383,6 +386,43 @@ class LabNetwork:
 
 
 # --------------------------------------------------------------------------- other runs
+
+
+def open_lab(hosts: Sequence[LabHost], say: Callable[[str], None]) -> LabNetwork | None:
+    """The lab network of a scenario's or a lesson's ``[[host]]`` tables, made; None when
+    there are none. What a killed run left is removed first, and said (``say``), as is
+    the network once it is up. For ``lab up``, ``lesson run`` and the dashboard.
+
+    Raises:
+        NetnsError: the network cannot be made here (not root, say), in words.
+    """
+    if not hosts:
+        return None
+    for note in sweep_stale():
+        say(note)
+    why = refusal()
+    if why is not None:
+        raise NetnsError(why)
+    network = LabNetwork()
+    network.create(hosts)
+    made = "; ".join(f"{h.name} {', '.join(h.addresses)}" for h in network.hosts)
+    say(f"lab hosts up ({made}): see one with `observatory snapshot --host NAME`")
+    return network
+
+
+def lab_source(network: LabNetwork | None) -> SocketSource:
+    """This machine's sockets; with a lab network each host's too (sock_diag opened inside
+    its namespace, each socket marked with its host)."""
+    from app.core.sockets import DiagSource, LabSource, default_source
+
+    own = default_source()
+    if network is None:
+        return own
+    hosts = [
+        in_namespace(network.namespace(h.name), functools.partial(DiagSource, host=h.name))
+        for h in network.hosts
+    ]
+    return LabSource(own, hosts)
 
 
 def lab_namespaces() -> dict[str, list[tuple[str, str]]]:

@@ -63,8 +63,8 @@ def build(name: str) -> Path:
     so two dashboards never see half of one.
 
     Raises:
-        CProgramUnavailable: no compiler (with how to install one), or a compile error
-            (with the compiler's first lines).
+        CProgramUnavailable: no compiler (with how to install one), a cache folder that
+            cannot be written, or a compile error (with the compiler's first lines).
     """
     src = source(name)
     digest = hashlib.sha256(src.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
@@ -74,8 +74,14 @@ def build(name: str) -> Path:
     cc = compiler()
     if cc is None:
         raise CProgramUnavailable(INSTALL_HINT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out.parent)
+    except OSError as exc:  # a home this user cannot write (nobody's /nonexistent)
+        raise CProgramUnavailable(
+            f"{name} is compiled into {out.parent}, which cannot be written here "
+            f"({exc.strerror or exc}); set XDG_CACHE_HOME to a folder you can write"
+        ) from None
     os.close(fd)
     try:
         _compile(cc, src, Path(tmp))

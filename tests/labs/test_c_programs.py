@@ -236,3 +236,16 @@ def test_a_scenario_c_program_without_a_compiler_says_how_to_get_one(
         assert manager.processes() == []
     finally:
         manager.shutdown()
+
+
+def test_a_cache_folder_that_cannot_be_written_is_said_in_words(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "a-file"  # (a file where the folder should be: refused to root too)
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    with pytest.raises(cprograms.CProgramUnavailable) as refused:
+        cprograms.build("tcp_server1")
+    words = str(refused.value)
+    assert words.startswith(f"tcp_server1 is compiled into {blocked}/connection-observatory/c/")
+    assert words.endswith("set XDG_CACHE_HOME to a folder you can write")

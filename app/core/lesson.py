@@ -209,7 +209,7 @@ def _ports_of(canonical: str) -> list[int]:
     return out
 
 
-_kind = _scenario._kind  # "a whole number", "text", ... for messages
+_kind = _scenario.kind_of  # "a whole number", "text", ... for messages
 
 
 # ------------------------------------------------------------------ the sentences
@@ -777,7 +777,7 @@ def _hosts(
     """The [[host]] tables, checked as a scenario checks them (the same words)."""
     if raw is None:
         return (), ()
-    hosts, names = _scenario._check_hosts(raw, label, errors)
+    hosts, names = _scenario.check_hosts(raw, label, errors)
     return tuple(hosts), tuple(names)
 
 

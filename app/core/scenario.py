@@ -138,7 +138,7 @@ class Scenario:
         return [e.name for e in self.entries]
 
 
-def _kind(value: object) -> str:
+def kind_of(value: object) -> str:
     if isinstance(value, bool):
         return "true/false"
     if isinstance(value, int):
@@ -157,7 +157,7 @@ def _kind(value: object) -> str:
 def _as_words(value: object, what: str) -> tuple[list[str] | None, str | None]:
     """A TOML list of text (whole numbers accepted, as text) -> list[str], or an error."""
     if not isinstance(value, list):
-        return None, f'must be a list of {what}, like ["6000"], not {_kind(value)}'
+        return None, f'must be a list of {what}, like ["6000"], not {kind_of(value)}'
     out: list[str] = []
     for position, item in enumerate(value, start=1):
         if isinstance(item, str):
@@ -166,7 +166,7 @@ def _as_words(value: object, what: str) -> tuple[list[str] | None, str | None]:
             out.append(str(item))  # args = ["127.0.0.1", "hello", 6000] is fine
         else:
             return None, (
-                f"item {position} must be text in quotes or a whole number, not {_kind(item)}"
+                f"item {position} must be text in quotes or a whole number, not {kind_of(item)}"
             )
     return out, None
 
@@ -250,7 +250,7 @@ def parse_scenario(
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError([f"{label}: not valid TOML: {exc}"]) from None
     errors = _top_level_problems(data, label)
-    hosts, host_names = _check_hosts(data.get("host"), label, errors)
+    hosts, host_names = check_hosts(data.get("host"), label, errors)
     tables = _process_tables(data, label, errors)
 
     entries: list[ScenarioEntry] = []
@@ -348,7 +348,7 @@ def _check_name(
     if raw_name is None:
         return None, where, [f'{where}: key "name": missing (every {kind} needs a name)']
     if not isinstance(raw_name, str):
-        return None, where, [f'{where}: key "name": must be text, not {_kind(raw_name)}']
+        return None, where, [f'{where}: key "name": must be text, not {kind_of(raw_name)}']
     where = f'{label}: {kind} #{index} "{raw_name}"'
     if not pattern.fullmatch(raw_name):
         return None, where, [f'{where}: key "name": {rule}']
@@ -402,7 +402,7 @@ def _check_builtin(table: dict[str, object], problems: Problems) -> tuple[str | 
     program: str | None = None
     args: list[str] = []
     if not isinstance(raw_program, str):
-        problems.append(("program", f'must be text like "tcp-server", not {_kind(raw_program)}'))
+        problems.append(("program", f'must be text like "tcp-server", not {kind_of(raw_program)}'))
     else:
         program = raw_program
     if "args" in table:
@@ -454,7 +454,7 @@ def _check_delay(table: dict[str, object], problems: Problems) -> float:
         return 0.0
     raw_delay = table["delay"]
     if isinstance(raw_delay, bool) or not isinstance(raw_delay, (int, float)):
-        problems.append(("delay", f"must be a number of seconds, not {_kind(raw_delay)}"))
+        problems.append(("delay", f"must be a number of seconds, not {kind_of(raw_delay)}"))
     elif not math.isfinite(raw_delay) or raw_delay < 0:
         problems.append(("delay", f"must be a number of seconds, 0 or more, not {raw_delay}"))
     else:
@@ -471,7 +471,7 @@ def _check_host(
     raw_host = table["host"]
     if not isinstance(raw_host, str):
         problems.append(
-            ("host", f'must be text naming a [[host]], like "server", not {_kind(raw_host)}')
+            ("host", f'must be text naming a [[host]], like "server", not {kind_of(raw_host)}')
         )
         return None
     if raw_host in host_names:
@@ -495,7 +495,7 @@ def _check_host(
 # ------------------------------------------------------------------ [[host]] tables
 
 
-def _check_hosts(raw: object, label: str, errors: list[str]) -> tuple[list[LabHost], list[str]]:
+def check_hosts(raw: object, label: str, errors: list[str]) -> tuple[list[LabHost], list[str]]:
     """The [[host]] tables checked, their mistakes added to ``errors``: the hosts, and
     every name a host table gives, right or wrong (a process on a host whose table is
     wrong is not refused a second time for it)."""
@@ -577,7 +577,7 @@ def _address_texts(raw: object, problems: Problems) -> list[str]:
         problems.append(
             (
                 "address",
-                f'must be text like "10.0.2.15/24", or a list of them, not {_kind(raw)}',
+                f'must be text like "10.0.2.15/24", or a list of them, not {kind_of(raw)}',
             )
         )
         return []
@@ -590,7 +590,10 @@ def _address_texts(raw: object, problems: Problems) -> list[str]:
             texts.append(item)
         else:
             problems.append(
-                ("address", f'item {position} must be text like "10.0.2.15/24", not {_kind(item)}')
+                (
+                    "address",
+                    f'item {position} must be text like "10.0.2.15/24", not {kind_of(item)}',
+                )
             )
     return texts
 

@@ -101,8 +101,8 @@ def load_or_say(file: str) -> Lesson | None:
     """The lesson ``file`` names; or None, after its mistakes (each naming file, step and
     sentence or key) and a count are written to stderr."""
     from app.core.lesson import LessonError, find_lesson, load_lesson
-    from app.core.lesson_run import printable
     from app.core.scenario import ScenarioError
+    from app.core.terminal_text import printable
 
     path = find_lesson(file)
     try:
@@ -119,7 +119,7 @@ def load_or_say(file: str) -> Lesson | None:
 
 
 def check(file: str) -> int:
-    from app.core.lesson_run import printable
+    from app.core.terminal_text import printable
 
     lesson = load_or_say(file)
     if lesson is None:
@@ -185,7 +185,7 @@ def _enter_waiter(say: Callable[[str], None], stop: threading.Event) -> Callable
     """Before each step after the first: wait for Enter on stdin (end of input: go on)."""
 
     def wait(step: Step) -> None:
-        from app.core.lesson_run import printable
+        from app.core.terminal_text import printable
 
         say("")
         say(f"Press Enter for step {step.index}: {printable(step.title)}  (Ctrl+C ends)")
@@ -206,8 +206,9 @@ def _enter_waiter(say: Callable[[str], None], stop: threading.Event) -> Callable
 
 
 def run_file(file: str, *, auto: bool, timeout: float | None, quiet: bool) -> int:
-    from app.core.lesson_run import DEFAULT_TIMEOUT, printable, run_lesson, summary
+    from app.core.lesson_run import DEFAULT_TIMEOUT, run_lesson, summary
     from app.core.netns import NetnsError
+    from app.core.terminal_text import printable
 
     lesson = load_or_say(file)
     if lesson is None:

@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         )
     from textual.markup import escape
 
-    from app.core.replay import ReplaySource, printable
+    from app.core.replay import ReplaySource
+    from app.core.terminal_text import printable
     from app.ui.replay_app import ReplayApp
 
     source = ReplaySource(timeline, speed=args.speed, paused=args.paused)

@@ -16,7 +16,6 @@ import os
 import signal
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from app.core.control import ProcessControl
 from app.core.lesson import Expectation, LabHost, Lesson, Step
 from app.core.lesson_check import Verdict, World, judge
 from app.core.procs import LaunchError, ProcessError, ProcessInfo
+from app.core.terminal_text import printable
 
 if TYPE_CHECKING:
     from app.core.netns import LabNetwork
@@ -41,24 +41,6 @@ HELD_MARK, FAILED_MARK, SKIPPED_MARK = "✓", "✗", "-"
 
 
 # ------------------------------------------------------------------ printable text
-
-
-def printable(text: str) -> str:
-    """``text`` safe for a terminal: control characters (ESC, CR, BEL, ...), format
-    characters (right-to-left overrides) and line separators are written as ``\\x1b``,
-    ``\\u202e``; nothing of a file or of a process's output can move the cursor."""
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        if ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif unicodedata.category(ch) == "Zs":
-            out.append(" ")
-        else:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-    return "".join(out)
 
 
 # ------------------------------------------------------------------ the actions

@@ -26,7 +26,6 @@ import os
 import shlex
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,6 +43,7 @@ from app.core.record import (
     read_session,
     sessions_dir,
 )
+from app.core.terminal_text import printable
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 CHECKPOINT_EVERY = 200  # frames between full copies of the tables (a step costs at most this)
@@ -77,19 +77,6 @@ class _Change:
     processes: dict[str, ProcessInfo] | None = None
     socket_changes: list[tuple[str, Socket | None]] = field(default_factory=list)
     process_changes: list[ProcessInfo] = field(default_factory=list)
-
-
-def printable(text: str) -> str:
-    """``text`` with control and format characters escaped (``\\x1b``, ``\\u202e``): a
-    record's words (a process's name) never reach a terminal as raw escape codes."""
-    out = []
-    for ch in text:
-        if unicodedata.category(ch) in ("Cc", "Cf"):
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def clock_text(at: float) -> str:

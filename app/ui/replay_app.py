@@ -25,7 +25,8 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Static
 
-from app.core.replay import Position, ReplaySource, printable, speed_text
+from app.core.replay import Position, ReplaySource, speed_text
+from app.core.terminal_text import printable
 from app.ui.app import ObservatoryApp
 from app.ui.messages import PollResult, ProcessEventMessage, SnapshotReady
 from app.ui.requests import (

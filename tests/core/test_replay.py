@@ -25,9 +25,9 @@ from app.core.replay import (
     frame_lines,
     latest_record,
     load,
-    printable,
 )
 from app.core.sockets import default_source
+from app.core.terminal_text import printable
 from app.ui.messages import PollResult
 from app.ui.poller import Poller
 from tests.conftest import free_port, wait_for

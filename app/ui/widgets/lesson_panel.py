@@ -26,9 +26,9 @@ from textual.widgets import Static
 
 from app.core.lesson import Lesson, Step
 from app.core.lesson_check import Verdict, World, judge
-from app.core.lesson_run import printable
 from app.core.model import Snapshot
 from app.core.procs import ProcessInfo
+from app.core.terminal_text import printable
 
 HELD, NOT_YET = "✓", "✗"
 

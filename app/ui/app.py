@@ -98,6 +98,8 @@ class ObservatoryApp(App[None]):
     """
 
     TITLE = "Connection Observatory"
+    # False in a replay of a record (app.ui.replay_app): nothing acts on the machine.
+    LIVE: ClassVar[bool] = True
     CSS_PATH = [
         STYLES / "app.tcss",
         STYLES / "main.tcss",
@@ -172,7 +174,8 @@ class ObservatoryApp(App[None]):
             clock=self.clock,
             output=self.process_output,
             recording=self.recorder.path if self.recorder is not None else None,
-            hosts=self.network is not None,
+            hosts=self.shows_hosts(),
+            live=self.LIVE,
         )
         self.push_screen(self._main)
         if self.lesson is not None:
@@ -192,6 +195,10 @@ class ObservatoryApp(App[None]):
             self.notify(self.record_warning, title="Not recording", severity="warning")
         for note in self.notes:
             self.notify(note, timeout=15)
+
+    def shows_hosts(self) -> bool:
+        """Whether the tables need a Host column: lab hosts' sockets are among the rows."""
+        return self.network is not None
 
     def _on_signal(self, sig: int) -> None:
         # Textual's driver does not handle SIGTERM/SIGHUP: stop children and leave.
@@ -494,6 +501,8 @@ class ObservatoryApp(App[None]):
     def on_lesson_step_requested(self, message: LessonStepRequested) -> None:
         """Do a step's stops, kills, processes and scan in a worker; the band hears back."""
         step, folder, manager = message.step, message.folder, self._manager()
+        if self.recorder is not None:  # a replay of the record shows where the lesson was
+            self.recorder.record_note(f"lesson step {step.index}: {step.title}")
 
         def work() -> Then:
             notes: list[str] = []

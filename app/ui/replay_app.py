@@ -17,7 +17,7 @@ forward they are added as the frames pass; after a step back it is rebuilt.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -39,27 +39,8 @@ from app.ui.requests import (
     RestartRequested,
     ScenarioRequested,
 )
-from app.ui.screens.main import MainScreen
-from app.ui.widgets.events import MAX_EVENTS, EventsPanel, TimelineEntry
+from app.ui.widgets.events import MAX_EVENTS, TimelineEntry
 
-# The main screen's keys that act on the machine: hidden in a replay (what they would
-# act on is the live machine, not the record shown). And the poller's own: freeze and
-# the poll interval, whose place the replay's pause and speed take (space pauses).
-HIDDEN_KEYS = frozenset(
-    {
-        "launch",
-        "kill",
-        "kill9",
-        "restart",
-        "kill_all",
-        "close_connection",
-        "scenario",
-        "lesson",
-        "freeze",
-        "faster",
-        "slower",
-    }
-)
 REFUSAL = "This is a replay of a record: nothing can be started, killed or closed from it."
 BAR_EVERY = 0.2  # seconds between updates of the replay bar
 
@@ -88,8 +69,7 @@ class ReplayApp(ObservatoryApp):
         poll: False for tests that deliver polls themselves.
     """
 
-    # The Lab tab's buttons launch and kill: not in a replay.
-    CSS = "#process-buttons { display: none; }"
+    LIVE = False  # the main screen hides the keys and buttons that act on the machine
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space,P", "replay_pause", "Play/pause", tooltip="Pause the replay, or play on"),
         Binding(
@@ -140,31 +120,17 @@ class ReplayApp(ObservatoryApp):
 
     # -- start -------------------------------------------------------------------------
     def on_mount(self) -> None:
-        # (Runs before ObservatoryApp.on_mount, which makes the main screen: the bar and
-        # the hidden keys are added once that screen is up, by the first tick.)
+        # (Runs before ObservatoryApp.on_mount, which makes the main screen: the bar is
+        # added once that screen is up, by the first tick.)
         self.set_interval(BAR_EVERY, self._tick)
 
     def _tick(self) -> None:
         screen = self._main
         if self._bar is None and screen is not None and screen.is_mounted:
-            self._hide_keys(screen)
             self._bar = ReplayBar(id="replay-bar")
             with contextlib.suppress(Exception):  # (a screen without a status line)
                 screen.mount(self._bar, after=screen.query_one("#status"))
         self._show_position()
-
-    def _hide_keys(self, screen: MainScreen) -> None:
-        """The main screen's check_action, with :data:`HIDDEN_KEYS` hidden (False: not in
-        the footer nor the palette, not run; the key goes on to the app's bindings)."""
-        original: Callable[[str, tuple[object, ...]], bool | None] = screen.check_action
-
-        def check_action(action: str, parameters: tuple[object, ...]) -> bool | None:
-            if action in HIDDEN_KEYS:
-                return False
-            return original(action, parameters)
-
-        setattr(screen, "check_action", check_action)  # noqa: B010 (an instance's override)
-        screen.refresh_bindings()
 
     # -- the bar -----------------------------------------------------------------------
     def _show_position(self, position: Position | None = None) -> None:
@@ -228,8 +194,7 @@ class ReplayApp(ObservatoryApp):
         self._to_screen(SnapshotReady(result))
 
     def _rebuild_events(self, index: int) -> None:
-        screen = self._main
-        if screen is None:
+        if self._main is None:
             return
         entries: list[TimelineEntry] = []
         for frame in self.replay.timeline.frames[: index + 1]:
@@ -237,13 +202,16 @@ class ReplayApp(ObservatoryApp):
             for pe in frame.process_events:
                 text = frame.texts[0]
                 entries.append(TimelineEntry(pe.at, "!", text, pe.pid, lab=True))
-        screen.timeline.entries.clear()
-        screen.timeline.entries.extend(entries[-MAX_EVENTS:])
         with contextlib.suppress(Exception):  # (the screen is closing)
-            screen.query_one("#events", EventsPanel).refresh_log()
-            screen.query_one("#events-mini", Static).update(
-                screen.timeline.render(limit=8, wrap=False), layout=False
-            )
+            self._main.show_timeline(entries)
+
+    def shows_hosts(self) -> bool:
+        """A Host column when the record has lab hosts' sockets."""
+        timeline = self.replay.timeline
+        first = timeline.snapshot(0).sockets if len(timeline) else ()
+        return any(s.host for s in first) or any(
+            ev.socket.host for frame in timeline.frames for ev in frame.events
+        )
 
     # -- what a replay cannot do ---------------------------------------------------------
     def _refuse(self, message: Message) -> None:

@@ -56,5 +56,23 @@ MAIN_BINDINGS: list[BindingType] = [
     ),
 ]
 
+# The keys that act on the live machine, or on the poller: hidden in a replay of a record
+# (MainScreen(live=False)), whose pause and speed take the place of freeze and + / -.
+LIVE_ONLY = frozenset(
+    {
+        "launch",
+        "kill",
+        "kill9",
+        "restart",
+        "kill_all",
+        "close_connection",
+        "scenario",
+        "lesson",
+        "freeze",
+        "faster",
+        "slower",
+    }
+)
+
 # The keys whose footer entry greys out when they cannot act (check_action).
 ACTING = ("kill", "restart", "kill_all", "close_connection")

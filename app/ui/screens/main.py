@@ -52,7 +52,7 @@ from app.ui.requests import (
 )
 from app.ui.rows import Marked, ViewOptions, lab_scope
 from app.ui.screens.dialogs import ConfirmDialog, PathDialog, post_if_yes
-from app.ui.screens.keys import ACTING, MAIN_BINDINGS, TAB_KEYS
+from app.ui.screens.keys import ACTING, LIVE_ONLY, MAIN_BINDINGS, TAB_KEYS
 from app.ui.screens.launch import LaunchDialog, LaunchRequest
 from app.ui.widgets.backlog import BacklogPanel
 from app.ui.widgets.bytes_panel import BytesPanel
@@ -101,6 +101,9 @@ class MainScreen(Screen[None]):
         clock: the time shown in the status line.
         output: a lab process's stored output lines, by name.
         recording: where the session record goes, if anywhere.
+        hosts: the tables have a Host column (lab hosts' sockets are shown).
+        live: False for a replay of a record: the keys that would act on the machine
+            (LIVE_ONLY) and the Lab tab's buttons are hidden.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = MAIN_BINDINGS
@@ -120,8 +123,10 @@ class MainScreen(Screen[None]):
         output: Callable[[str], list[str]] = lambda name: [],
         recording: Path | None = None,
         hosts: bool = False,
+        live: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(classes="" if live else "-replay")
+        self.live = live
         self.poller = poller
         # With lab hosts, every socket table says whose socket each row is (Host).
         self.tables = {n: with_host(c) if hosts else c for n, c in SOCKET_TABLES.items()}
@@ -401,6 +406,8 @@ class MainScreen(Screen[None]):
 
     # -- actions ------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.live and action in LIVE_ONLY:
+            return False  # a replay: nothing here acts on the record shown
         if action in ("lesson_next", "lesson_previous"):
             return self.lesson.shown
         if self.lesson.shown and (action == "numeric" or parameters == ("tab-lab",)):
@@ -660,6 +667,13 @@ class MainScreen(Screen[None]):
     def _lab_scope(self) -> dict[str, Any]:
         pids, ports = lab_scope(self.processes, self.marked.values(), self._lab_listen_ports)
         return {"lab_pids": pids, "lab_ports": ports}
+
+    def show_timeline(self, entries: list[TimelineEntry]) -> None:
+        """The Events tab and box from ``entries`` alone (a replay stepping back)."""
+        self.timeline.entries.clear()
+        self.timeline.entries.extend(entries[-MAX_EVENTS:])
+        self.query_one("#events", EventsPanel).refresh_log()
+        self._update_mini()
 
     def _scope_timeline(self) -> None:
         """The Events tab and box follow the lab-only view."""

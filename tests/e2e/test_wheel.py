@@ -174,3 +174,20 @@ def test_installed_dashboard_refuses_unknown_theme(installed: Path, tmp_path: Pa
     )
     assert done.returncode == 2, done
     assert len(done.stderr.splitlines()) == 1 and "nosuch" in done.stderr, done.stderr
+
+
+def test_installed_lesson_is_found_by_its_name(installed: Path, tmp_path: Path) -> None:
+    """`observatory lesson check session4` far from the source tree: the lecture's lesson
+    ships inside the package (app/lessons), with every step checked."""
+    script = installed / "bin" / "observatory"
+    done = subprocess.run(
+        [str(script), "lesson", "check", "session4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=clean_env(),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "/app/lessons/session4.toml" in done.stdout
+    assert "14 steps" in done.stdout and "Traceback" not in done.stderr

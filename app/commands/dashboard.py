@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from app.core.interfaces import Interface
     from app.core.lesson import Lesson
     from app.core.netns import LabNetwork
+    from app.core.scenario import Scenario
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,31 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.ui.themes import theme_names
-
-    if args.theme is not None and args.theme not in theme_names():
-        raise UsageError(
-            f"there is no theme {args.theme!r}; choose one of: projector, "
-            + ", ".join(n for n in theme_names() if n != "projector")
-        )
-    scenario = None
-    if args.scenario is not None:
-        from app.commands.lab import load_or_say
-
-        scenario = load_or_say(args.scenario, prog="observatory")
-        if scenario is None:
-            return 2
-    lesson = None if args.lesson is None else _load_lesson(args.lesson)
-    if lesson is None and args.lesson is not None:
+    _check_theme(args.theme)
+    files = _read_files(args)
+    if files is None:
         return 2
-    if lesson is not None and lesson.hosts and scenario is not None and scenario.hosts:
-        raise UsageError("give lab hosts in one file: the scenario and the lesson both have some")
+    scenario, lesson = files
     if not sys.stdout.isatty() and not _served():
         raise UsageError(
             "the dashboard needs a terminal; for one printout use `observatory snapshot`"
         )
 
-    from app.core.netns import NetnsError, lab_source, open_lab
+    from app.core.netns import NetnsError, lab_source
     from app.core.procs import ProcessManager
     from app.core.record import try_start
     from app.core.watch import EventStream
@@ -79,15 +66,10 @@ def run(args: argparse.Namespace) -> int:
     _exit_on_stop_signals()
     notes: list[str] = []  # shown in the dashboard: stderr is hidden once it starts
     try:
-        network = None if scenario is None else open_lab(scenario.hosts, notes.append)
+        network, no_network = _lab_network(scenario, lesson, notes)
     except NetnsError as exc:
         sys.stderr.write(f"observatory: {args.scenario}: {exc}\n")
         return 2
-    no_network = None  # why a lesson's lab hosts were not made: its steps say it
-    if network is None and lesson is not None and lesson.hosts:
-        from app.core.lesson_run import open_lab_network
-
-        network, no_network = open_lab_network(lesson.hosts, notes.append)
     recorder, warning = try_start()
     manager = ProcessManager()
     try:
@@ -123,6 +105,54 @@ def run(args: argparse.Namespace) -> int:
             network.destroy()
         if recorder is not None:
             recorder.close()
+
+
+def _check_theme(theme: str | None) -> None:
+    from app.ui.themes import theme_names
+
+    if theme is not None and theme not in theme_names():
+        raise UsageError(
+            f"there is no theme {theme!r}; choose one of: projector, "
+            + ", ".join(n for n in theme_names() if n != "projector")
+        )
+
+
+def _read_files(args: argparse.Namespace) -> tuple[Scenario | None, Lesson | None] | None:
+    """The ``--scenario`` and ``--lesson`` files, checked; None once a mistake in either
+    is written to stderr (exit 2: nothing was started)."""
+    scenario = lesson = None
+    if args.scenario is not None:
+        from app.commands.lab import load_or_say
+
+        scenario = load_or_say(args.scenario, prog="observatory")
+        if scenario is None:
+            return None
+    if args.lesson is not None:
+        lesson = _load_lesson(args.lesson)
+        if lesson is None:
+            return None
+    if lesson is not None and lesson.hosts and scenario is not None and scenario.hosts:
+        raise UsageError("give lab hosts in one file: the scenario and the lesson both have some")
+    return scenario, lesson
+
+
+def _lab_network(
+    scenario: Scenario | None, lesson: Lesson | None, notes: list[str]
+) -> tuple[LabNetwork | None, str | None]:
+    """The lab network of the scenario's hosts, or else of the lesson's, and why a
+    lesson's could not be made (its steps that need it say so; the rest runs).
+
+    Raises:
+        NetnsError: the scenario's hosts cannot be made here (nothing starts then).
+    """
+    from app.core.lesson_run import open_lab_network
+    from app.core.netns import open_lab
+
+    if scenario is not None and scenario.hosts:
+        return open_lab(scenario.hosts, notes.append), None
+    if lesson is not None and lesson.hosts:
+        return open_lab_network(lesson.hosts, notes.append)
+    return None, None
 
 
 def _load_lesson(path: str) -> Lesson | None:

@@ -31,6 +31,7 @@ from app.core.terminal_text import printable
 if TYPE_CHECKING:
     from app.core.netns import LabNetwork
     from app.core.procs import ProcessEvent
+    from app.core.scenario import ScenarioEntry
     from app.core.sockets import SocketSource
 
 DEFAULT_TIMEOUT = 5.0  # seconds an expectation may take to hold
@@ -90,10 +91,6 @@ def do_step(
     Raises:
         LaunchError: a process could not start (in words); those started before it run on.
     """
-    from app.core.netns import NetnsError
-    from app.core.scenario import Scenario
-    from app.core.scenario_start import start_scenario
-
     notes: list[str] = []
 
     def add(note: str) -> None:
@@ -101,6 +98,16 @@ def do_step(
         if on_note is not None:
             on_note(note)
 
+    signalled = _signal(step, manager, add)
+    for note in _wait_ended(manager, signalled, grace, stop):
+        add(note)
+    if step.processes and not (stop is not None and stop.is_set()):
+        _start(step, manager, folder, network, stop, add)
+    return notes
+
+
+def _signal(step: Step, manager: ProcessControl, add: Callable[[str], None]) -> list[str]:
+    """SIGTERM the step's ``stop`` names, SIGKILL its ``kill`` names; the names signalled."""
     signalled: list[str] = []
     for names, sig, done in (
         (step.stop, signal.SIGTERM, "stopped (SIGTERM)"),
@@ -114,10 +121,22 @@ def do_step(
                 continue
             signalled.append(name)
             add(f"{done} {name} (pid {info.pid})")
-    for note in _wait_ended(manager, signalled, grace, stop):
-        add(note)
-    if not step.processes or (stop is not None and stop.is_set()):
-        return notes
+    return signalled
+
+
+def _start(
+    step: Step,
+    manager: ProcessControl,
+    folder: Path,
+    network: LabNetwork | None,
+    stop: threading.Event | None,
+    add: Callable[[str], None],
+) -> None:
+    """Start the step's processes in order, after their delays, each said with its pid."""
+    from app.core.netns import NetnsError
+    from app.core.scenario import Scenario
+    from app.core.scenario_start import start_scenario
+
     on_hosts = sorted({e.host for e in step.processes if e.host})
     if on_hosts and network is None:
         raise LaunchError(
@@ -130,11 +149,9 @@ def do_step(
         hosts=network.hosts if network is not None and on_hosts else (),
     )
 
-    def started(entry: object, info: ProcessInfo) -> None:
-        for e in step.processes:
-            if e.name == info.name:
-                where = f" on {e.host}" if e.host else ""
-                add(f"started {e.name} (pid {info.pid}){where}: {e.command_line}")
+    def started(entry: ScenarioEntry, info: ProcessInfo) -> None:
+        where = f" on {entry.host}" if entry.host else ""
+        add(f"started {info.name} (pid {info.pid}){where}: {entry.command_line}")
 
     try:
         start_scenario(
@@ -146,11 +163,10 @@ def do_step(
         )
     except NetnsError as exc:
         raise LaunchError(f"could not start on a lab host: {exc}") from None
-    except OSError as exc:  # a C program's cache folder that cannot be written, say
+    except OSError as exc:  # the fork itself failed (too many processes), say
         why = exc.strerror or str(exc)
         where = f" ({exc.filename})" if exc.filename else ""
         raise LaunchError(f"could not start: {why}{where}") from None
-    return notes
 
 
 def scan_step(step: Step, *, stop: threading.Event | None = None) -> dict[int, str]:

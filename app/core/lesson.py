@@ -50,16 +50,14 @@ poll; :mod:`app.core.lesson_run` runs the steps.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.core import scenario as _scenario
-from app.core.model import TCP_STATES
+from app.core.lesson_sentence import Expectation, Known, SentenceRefused, closest, parse_sentence
 from app.core.netns import LabHost as LabHost
 from app.core.scenario import ScenarioEntry, ScenarioError
 from app.core.targets import PortsError, parse_ports
@@ -77,51 +75,10 @@ MAX_BYTES = 256 * 1024
 MAX_STEPS = 100
 MAX_PROCESSES = 20  # per step
 MAX_SENTENCES = 50  # per step
-MAX_SENTENCE = 300  # characters of one sentence
 MAX_TITLE = 200
 MAX_SAY = 4000
 MAX_SCAN_PORTS = 1000
 MAX_TIMEOUT = 120.0
-
-KINDS = (
-    "listen",
-    "established",
-    "backlog",
-    "state",
-    "udp",
-    "scan",
-    "cpu",
-    "output",
-    "service",
-)
-NEGATABLE = ("listen", "established", "udp", "state")
-SCAN_STATES = ("open", "closed", "filtered")
-# A TCP state as ss and the snapshot name it (NEW_SYN_RECV is shown as SYN_RECV).
-STATES = tuple(s for s in TCP_STATES if s != "NEW_SYN_RECV")
-# The qualifiers each kind of sentence takes after its own words.
-QUALIFIERS: dict[str, tuple[str, ...]] = {
-    "listen": ("on", "by", "at"),
-    "established": ("on", "from", "by", "count", "at"),
-    "backlog": ("on", "at"),
-    "state": ("at",),
-    "udp": ("on", "by", "at"),
-    "scan": (),
-    "cpu": (),
-    "output": (),
-    "service": (),
-}
-FORMS = {
-    "listen": "listen PORT [on ADDR] [by PROGRAM] [at HOST]",
-    "established": "established PORT [on ADDR] [from ADDR] [by PROGRAM] [count N] [at HOST]",
-    "backlog": "backlog PORT N [on ADDR] [at HOST]",
-    "state": "state STATE port PORT [at HOST]",
-    "udp": "udp PORT [on ADDR] [by PROGRAM] [at HOST]",
-    "scan": "scan PORT open|closed|filtered",
-    "cpu": "cpu NAME above|below PERCENT",
-    "output": "output NAME contains TEXT",
-    "service": "service PORT NAME",
-}
-_WORD = re.compile(r"[A-Za-z0-9_.+-]{1,64}")  # a program's name, a service's name
 
 
 class LessonError(Exception):
@@ -132,31 +89,6 @@ class LessonError(Exception):
         first = self.errors[0] if self.errors else "invalid lesson"
         more = len(self.errors) - 1
         super().__init__(first if more <= 0 else f"{first} (and {more} more)")
-
-
-@dataclass(frozen=True, slots=True)
-class Expectation:
-    """One sentence of a step's ``expect``, checked and parsed.
-
-    ``kind`` is its first word (after ``no``); the other fields are those its
-    words give, None where the sentence does not say.
-    """
-
-    text: str  # the sentence as written
-    kind: str  # one of KINDS
-    negated: bool = False  # "no listen 6000"
-    port: int | None = None
-    address: str | None = None  # on ADDR: the address of the end on PORT
-    peer: str | None = None  # from ADDR: the other end's address
-    program: str | None = None  # by PROGRAM
-    host: str | None = None  # at HOST: a lab host's sockets; None: this machine's
-    count: int | None = None  # established ... count N; backlog PORT N
-    state: str | None = None  # a TCP state (state ...), or open/closed/filtered (scan ...)
-    name: str | None = None  # the lab process of cpu/output
-    percent: float | None = None  # cpu ... PERCENT
-    above: bool = True  # cpu NAME above (True) or below (False)
-    contains: str | None = None  # output NAME contains TEXT
-    service: str | None = None  # service PORT NAME ("unknown": no name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,276 +144,6 @@ def _ports_of(canonical: str) -> list[int]:
 _kind = _scenario.kind_of  # "a whole number", "text", ... for messages
 
 
-# ------------------------------------------------------------------ the sentences
-
-
-class _Refused(ValueError):
-    """One sentence's mistake, in words."""
-
-
-@dataclass(slots=True)
-class _Known:
-    """What a sentence may name: the processes started so far (name -> on a lab host, a C
-    program), the lesson's hosts, the step's scanned ports."""
-
-    processes: dict[str, tuple[bool, bool]]
-    hosts: tuple[str, ...]
-    scan_ports: frozenset[int] | None  # None: the step has no scan
-
-
-def _port(word: str, what: str = "a port") -> int:
-    from app.labs import digits_hint, whole_number
-
-    value = whole_number(word)
-    if value is None:
-        raise _Refused(f"{what} is a number from 1 to 65535, not {word!r}{digits_hint(word)}")
-    if not 1 <= value <= 65535:
-        raise _Refused(f"{what} is a number from 1 to 65535; {value} is outside that range")
-    return value
-
-
-def _count(word: str, what: str) -> int:
-    from app.labs import whole_number
-
-    value = whole_number(word)
-    if value is None or value > 100_000:
-        raise _Refused(f"{what} is a whole number from 0 to 100000, not {word!r}")
-    return value
-
-
-def _address(word: str) -> str:
-    try:
-        return str(ipaddress.ip_address(word))
-    except ValueError:
-        raise _Refused(
-            f"{word!r} is not an IP address (write it as numbers, like 0.0.0.0 or 10.0.2.15)"
-        ) from None
-
-
-def _closest(word: str, choices: Sequence[str]) -> str:
-    near = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {near[0]!r}?)" if near else ""
-
-
-def _process_name(word: str, known: _Known) -> str:
-    if word not in known.processes:
-        started = ", ".join(known.processes) or "none yet"
-        raise _Refused(
-            f"no process named {word!r} is started by this step or an earlier one "
-            f"(started: {started}){_closest(word, list(known.processes))}"
-        )
-    return word
-
-
-def _qualifiers(
-    kind: str, words: list[str], known: _Known, found: dict[str, object]
-) -> dict[str, object]:
-    """``on ADDR``, ``by PROGRAM``, ``count N``, ... after a sentence's own words."""
-    allowed = QUALIFIERS[kind]
-    position = 0
-    while position < len(words):
-        key = words[position]
-        if key not in allowed:
-            if allowed:
-                what = ", ".join(f"{q!r}" for q in allowed)
-                raise _Refused(
-                    f"{key!r} does not belong here; after its own words a {kind} sentence "
-                    f"takes only {what} (the form: {FORMS[kind]})"
-                )
-            raise _Refused(f"{key!r} is one word too many (the form: {FORMS[kind]})")
-        if key in found:
-            raise _Refused(f"{key!r} is given twice")
-        if position + 1 >= len(words):
-            raise _Refused(f"{key!r} needs a value after it (the form: {FORMS[kind]})")
-        value = words[position + 1]
-        found[key] = _qualifier_value(key, value, known)
-        position += 2
-    return found
-
-
-def _qualifier_value(key: str, value: str, known: _Known) -> object:
-    if key in ("on", "from"):
-        return _address(value)
-    if key == "count":
-        return _count(value, "a count")
-    if key == "by":
-        if not _WORD.fullmatch(value):
-            raise _Refused(f"'by' names a process or program, like server1, not {value!r}")
-        return value
-    # at HOST
-    if value not in known.hosts:
-        if not known.hosts:
-            raise _Refused(
-                f"there is no lab host {value!r}: this lesson has no [[host]] tables "
-                f'(add one: [[host]] name = "{value}" address = "10.0.2.15/24")'
-            )
-        names = ", ".join(known.hosts)
-        raise _Refused(
-            f"there is no lab host {value!r} (hosts: {names}){_closest(value, known.hosts)}"
-        )
-    return value
-
-
-def parse_sentence(text: str, known: _Known) -> Expectation:
-    """One sentence -> its Expectation. Raises _Refused (words) when it is not one."""
-    if len(text) > MAX_SENTENCE:
-        raise _Refused(f"a sentence is at most {MAX_SENTENCE} characters, not {len(text)}")
-    words = text.split()
-    if not words:
-        raise _Refused("is empty: write a sentence such as 'listen 6000'")
-    negated = words[0] == "no"
-    if negated:
-        words = words[1:]
-        if not words:
-            raise _Refused("'no' needs a sentence after it, such as 'no listen 6000'")
-    kind = words[0]
-    if kind not in KINDS:
-        raise _Refused(
-            f"unknown sentence: it starts with {kind!r}; a sentence starts with one of "
-            f"{', '.join(KINDS)}{_closest(kind, KINDS)}"
-        )
-    if negated and kind not in NEGATABLE:
-        raise _Refused(f"'no' goes only before {', '.join(NEGATABLE)}, not before {kind!r}")
-    rest = words[1:]
-    if kind == "output":
-        return _output(text, rest, known)
-    return _SENTENCES[kind](text, kind, negated, rest, known)
-
-
-def _need(rest: list[str], count: int, kind: str) -> None:
-    if len(rest) < count:
-        raise _Refused(f"is not complete (the form: {FORMS[kind]})")
-
-
-def _sockets_sentence(
-    text: str, kind: str, negated: bool, rest: list[str], known: _Known
-) -> Expectation:
-    _need(rest, 1, kind)
-    port = _port(rest[0])
-    found = _qualifiers(kind, rest[1:], known, {})
-    count = found.get("count")
-    if negated and count is not None:
-        raise _Refused("'no established' takes no count: write 'established PORT count 0'")
-    return Expectation(
-        text=text,
-        kind=kind,
-        negated=negated,
-        port=port,
-        address=_opt_str(found.get("on")),
-        peer=_opt_str(found.get("from")),
-        program=_opt_str(found.get("by")),
-        host=_opt_str(found.get("at")),
-        count=count if isinstance(count, int) else None,
-    )
-
-
-def _opt_str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _backlog(text: str, kind: str, negated: bool, rest: list[str], known: _Known) -> Expectation:
-    _need(rest, 2, "backlog")
-    port = _port(rest[0])
-    count = _count(rest[1], "the number waiting")
-    found = _qualifiers("backlog", rest[2:], known, {})
-    return Expectation(
-        text=text,
-        kind="backlog",
-        port=port,
-        count=count,
-        address=_opt_str(found.get("on")),
-        host=_opt_str(found.get("at")),
-    )
-
-
-def _state(text: str, kind: str, negated: bool, rest: list[str], known: _Known) -> Expectation:
-    _need(rest, 3, "state")
-    state = rest[0].upper()
-    if state not in STATES:
-        raise _Refused(
-            f"{rest[0]!r} is not a TCP state; one of {', '.join(STATES)}{_closest(state, STATES)}"
-        )
-    if rest[1] != "port":
-        raise _Refused(f"write 'port' before the port number (the form: {FORMS['state']})")
-    port = _port(rest[2])
-    found = _qualifiers("state", rest[3:], known, {})
-    return Expectation(
-        text=text,
-        kind="state",
-        negated=negated,
-        state=state,
-        port=port,
-        host=_opt_str(found.get("at")),
-    )
-
-
-def _scan(text: str, kind: str, negated: bool, rest: list[str], known: _Known) -> Expectation:
-    _need(rest, 2, "scan")
-    port = _port(rest[0])
-    state = rest[1].lower()
-    if state not in SCAN_STATES:
-        raise _Refused(
-            f"nmap's word for a port is open, closed or filtered, not {rest[1]!r}"
-            f"{_closest(state, SCAN_STATES)}"
-        )
-    _qualifiers("scan", rest[2:], known, {})
-    if known.scan_ports is None:
-        raise _Refused(f'this step scans nothing: give it a scan, like scan = "{port}"')
-    if port not in known.scan_ports:
-        raise _Refused(f"{port} is not among the ports this step scans")
-    return Expectation(text=text, kind="scan", port=port, state=state)
-
-
-def _cpu(text: str, kind: str, negated: bool, rest: list[str], known: _Known) -> Expectation:
-    _need(rest, 3, "cpu")
-    name = _process_name(rest[0], known)
-    if rest[1] not in ("above", "below"):
-        raise _Refused(f"write 'above' or 'below', not {rest[1]!r} (the form: {FORMS['cpu']})")
-    try:
-        percent = float(rest[2].removesuffix("%"))
-    except ValueError:
-        percent = math.nan
-    if not math.isfinite(percent) or not 0 <= percent <= 10_000:
-        raise _Refused(f"a CPU share is a number of percent, like 50, not {rest[2]!r}")
-    _qualifiers("cpu", rest[3:], known, {})
-    return Expectation(text=text, kind="cpu", name=name, percent=percent, above=rest[1] == "above")
-
-
-def _output(text: str, rest: list[str], known: _Known) -> Expectation:
-    _need(rest, 3, "output")
-    name = _process_name(rest[0], known)
-    if rest[1] != "contains":
-        raise _Refused(f"write 'contains' after the name (the form: {FORMS['output']})")
-    # The text is the rest of the sentence as written (its spaces kept), quotes taken off.
-    after = text.split("contains", 1)[1].strip()
-    if len(after) >= 2 and after[0] == after[-1] and after[0] in "\"'":
-        after = after[1:-1]
-    if not after:
-        raise _Refused("give the text to look for after 'contains'")
-    return Expectation(text=text, kind="output", name=name, contains=after)
-
-
-def _service(text: str, kind: str, negated: bool, rest: list[str], known: _Known) -> Expectation:
-    _need(rest, 2, "service")
-    port = _port(rest[0])
-    if not _WORD.fullmatch(rest[1]):
-        raise _Refused(f"a service's name is one word like x11 or unknown, not {rest[1]!r}")
-    _qualifiers("service", rest[2:], known, {})
-    return Expectation(text=text, kind="service", port=port, service=rest[1])
-
-
-_SENTENCES = {
-    "listen": _sockets_sentence,
-    "established": _sockets_sentence,
-    "udp": _sockets_sentence,
-    "backlog": _backlog,
-    "state": _state,
-    "scan": _scan,
-    "cpu": _cpu,
-    "service": _service,
-}
-
-
 # ------------------------------------------------------------------ the file
 
 
@@ -527,7 +189,7 @@ class _Checker:
         processes = self._processes(table.get("process"), where)
         scan = self._scan(table, where)
         timeout = self._timeout(table, where)
-        known = _Known(
+        known = Known(
             dict(self.started),
             self.hosts,
             frozenset(_ports_of(scan)) if scan else None,
@@ -600,7 +262,7 @@ class _Checker:
                 )
                 self.errors.append(
                     f'{where}: key "{key}": {name!r} {why} (running then: {started})'
-                    f"{_closest(name, sorted(self.running))}"
+                    f"{closest(name, sorted(self.running))}"
                 )
             elif name in names:
                 self.errors.append(f'{where}: key "{key}": {name!r} is given twice')
@@ -691,7 +353,7 @@ class _Checker:
         return None
 
     def _expect(
-        self, table: dict[str, object], where: str, known: _Known
+        self, table: dict[str, object], where: str, known: Known
     ) -> tuple[Expectation, ...]:
         raw = table.get("expect")
         if raw is None:
@@ -721,7 +383,7 @@ class _Checker:
                 continue
             try:
                 found.append(parse_sentence(sentence.strip(), known))
-            except _Refused as exc:
+            except SentenceRefused as exc:
                 self.errors.append(f'{where}: expect #{position} "{_short(sentence)}": {exc}')
         self.sentences += len(found)
         return tuple(found)

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from app.core.lesson import Expectation
+from app.core.lesson_sentence import Expectation
 from app.core.model import Snapshot, Socket
 from app.core.procs import ProcessInfo
 

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 
 from app.core import netns
 from app.core.control import ProcessControl
-from app.core.lesson import Expectation, LabHost, Lesson, Step
+from app.core.lesson import LabHost, Lesson, Step
 from app.core.lesson_check import Verdict, World, judge
+from app.core.lesson_sentence import Expectation
 from app.core.procs import LaunchError, ProcessError, ProcessInfo
 from app.core.terminal_text import printable
 

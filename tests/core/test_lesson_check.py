@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.core.lesson import Expectation, parse_lesson
+from app.core.lesson import parse_lesson
 from app.core.lesson_check import Verdict, World, judge
+from app.core.lesson_sentence import Expectation
 from app.core.model import Snapshot
 from app.core.procs import ProcessManager
 from app.core.sockets import default_source

@@ -11,7 +11,7 @@ HELP = "play a session record back in the dashboard (pause, step, speed), or pri
 
 
 def _speed(text: str) -> float:
-    from app.core.replay import SPEEDS, speed_text
+    from app.core.replay_source import SPEEDS, speed_text
 
     try:
         value = float(text.lower().rstrip("x"))
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         )
     from textual.markup import escape
 
-    from app.core.replay import ReplaySource
+    from app.core.replay_source import ReplaySource
     from app.core.terminal_text import printable
     from app.ui.replay_app import ReplayApp
 

@@ -1,7 +1,7 @@
 """The dashboard playing a session record back (``observatory replay RECORD``).
 
 It is the real dashboard (:class:`app.ui.app.ObservatoryApp`) on a
-:class:`app.core.replay.ReplaySource`, with no process manager and no recorder:
+:class:`app.core.replay_source.ReplaySource`, with no process manager and no recorder:
 nothing can be launched, killed or closed (those keys and the Lab tab's buttons
 are hidden, and a request that comes anyway is refused in words). The app's own
 keys move the replay: space pauses and plays (the dashboard's freeze is hidden),
@@ -25,7 +25,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Static
 
-from app.core.replay import Position, ReplaySource, speed_text
+from app.core.replay_source import Position, ReplaySource, speed_text
 from app.core.terminal_text import printable
 from app.ui.app import ObservatoryApp
 from app.ui.messages import PollResult, ProcessEventMessage, SnapshotReady

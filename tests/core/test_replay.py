@@ -17,15 +17,8 @@ import pytest
 from app.core.model import Snapshot
 from app.core.procs import OutputLine, ProcessEvent, ProcessManager, ProcessStarted
 from app.core.record import FORMAT_VERSION, RecordError, SessionRecorder, read_session
-from app.core.replay import (
-    SPEEDS,
-    ReplayError,
-    ReplaySource,
-    Timeline,
-    frame_lines,
-    latest_record,
-    load,
-)
+from app.core.replay import ReplayError, Timeline, frame_lines, latest_record, load
+from app.core.replay_source import SPEEDS, ReplaySource
 from app.core.sockets import default_source
 from app.core.terminal_text import printable
 from app.ui.messages import PollResult

@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.core.record import RecordError, export_session, fallback_dirs, sessions_dir
+    from app.core.record import RecordError, fallback_dirs, sessions_dir
+    from app.core.record_export import export_session
 
     if args.action == "list":
         folder = sessions_dir()

@@ -19,18 +19,15 @@ import pytest
 
 from app.core.model import Snapshot, Socket, SocketEvent
 from app.core.record import (
-    CSV_COLUMNS,
     FORMAT_VERSION,
     SNAPSHOT_EVERY,
     RecordError,
     SessionRecorder,
-    export_session,
     read_session,
     sessions_dir,
-    to_csv,
-    to_markdown,
     try_start,
 )
+from app.core.record_export import CSV_COLUMNS, export_session, to_csv, to_markdown
 from tests.conftest import REPO
 
 FIXED = 1_700_000_000.0  # a fixed clock: 2023-11-14, same second for every call

@@ -31,6 +31,21 @@ class World:
     processes: Sequence[ProcessInfo]
     scan: Mapping[int, str] | None = None  # port -> open/closed/filtered; None: not scanned
 
+    @functools.cached_property
+    def _by_port(self) -> dict[int, list[Socket]]:
+        """Each port's sockets (either end on it), indexed once: every socket sentence
+        names a port, and a step's sentences over 16,000 sockets each walked them all."""
+        index: dict[int, list[Socket]] = {}
+        for s in self.snapshot.sockets:
+            index.setdefault(s.local_port, []).append(s)
+            if s.remote_port and s.remote_port != s.local_port:
+                index.setdefault(s.remote_port, []).append(s)
+        return index
+
+    def on_port(self, port: int | None, host: str | None) -> list[Socket]:
+        """The sockets of ``host`` (None: this machine) with an end on ``port``."""
+        return [s for s in self._by_port.get(port or 0, ()) if s.host == host]
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -106,20 +121,18 @@ def _names_of(sock: Socket, labs: Mapping[int, ProcessInfo]) -> set[str]:
     return names
 
 
-def _on_host(world: World, host: str | None) -> list[Socket]:
-    return [s for s in world.snapshot.sockets if s.host == host]
-
-
 def _listeners(world: World, exp: Expectation) -> list[Socket]:
     return [
         s
-        for s in _on_host(world, exp.host)
+        for s in world.on_port(exp.port, exp.host)
         if s.is_tcp and s.state == "LISTEN" and s.local_port == exp.port
     ]
 
 
 def _udp_bound(world: World, exp: Expectation) -> list[Socket]:
-    return [s for s in _on_host(world, exp.host) if not s.is_tcp and s.local_port == exp.port]
+    return [
+        s for s in world.on_port(exp.port, exp.host) if not s.is_tcp and s.local_port == exp.port
+    ]
 
 
 def _describe_holders(socks: Sequence[Socket], labs: Mapping[int, ProcessInfo]) -> str:
@@ -217,7 +230,7 @@ def _established(exp: Expectation, world: World) -> Verdict:
     labs = _by_pid(world.processes)
     rows = [
         s
-        for s in _on_host(world, exp.host)
+        for s in world.on_port(exp.port, exp.host)
         if s.is_tcp and s.state == "ESTABLISHED" and exp.port in (s.local_port, s.remote_port)
     ]
     connections: dict[tuple[object, ...], Socket] = {}
@@ -297,7 +310,7 @@ def _backlog(exp: Expectation, world: World) -> Verdict:
 def _state(exp: Expectation, world: World) -> Verdict:
     rows = [
         s
-        for s in _on_host(world, exp.host)
+        for s in world.on_port(exp.port, exp.host)
         if s.is_tcp and exp.port in (s.local_port, s.remote_port)
     ]
     matching = [s for s in rows if s.state == exp.state]

@@ -507,15 +507,18 @@ class ObservatoryApp(App[None]):
         def work() -> Then:
             notes: list[str] = []
             scan: dict[int, str] | None = None
-            error: str | None = None
+            # (Anything else also ends the step on the band; its toast names the error.)
+            error: str | None = "it stopped on an unexpected error (the message says which)"
             try:
                 if manager is not None:
                     notes = do_step(step, manager, folder=folder, network=self.network)
                 if step.scan is not None:
                     scan = scan_step(step)
+                error = None
             except (ProcessError, ScanError, OSError) as exc:  # each says why in words
                 error = str(exc) or type(exc).__name__
-            self._to_screen(LessonStepDone(step.index, notes, scan, error))
+            finally:
+                self._to_screen(LessonStepDone(step, notes, scan, error))
             return None
 
         self._background(work, f"Lesson step {step.index}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from textual.message import Message
 
 from app.core.interfaces import Interface
+from app.core.lesson import Step
 from app.core.model import Snapshot, SocketEvent
 from app.core.procs import ProcessEvent, ProcessInfo
 from app.core.watch import WatchEvent
@@ -60,13 +61,13 @@ class LessonStepDone(Message):
 
     def __init__(
         self,
-        index: int,
+        step: Step,
         notes: list[str],
         scan: dict[int, str] | None = None,
         error: str | None = None,
     ) -> None:
         super().__init__()
-        self.index = index
+        self.step = step
         self.notes = notes
         self.scan = scan
         self.error = error

@@ -106,3 +106,47 @@ async def test_a_lesson_that_does_not_check_is_refused_in_words(tmp_path: Path) 
             assert not app.screen.query_one(LessonPanel).display
     finally:
         manager.shutdown()
+
+
+SLOW = """
+[[step]]
+title = "A server after a pause"
+expect = ["listen {port}"]
+
+[[step.process]]
+name = "server1"
+program = "tcp-server"
+args = ["{port}"]
+delay = 1.5
+
+[[step]]
+title = "Stop it"
+stop = ["server1"]
+expect = ["no listen {port}"]
+"""
+
+
+async def test_one_step_at_a_time(tmp_path: Path) -> None:
+    """n while a step still starts its processes waits: a later step's stop must not race
+    an earlier step's start (the server would be started after it was stopped)."""
+    port = free_port()
+    path = tmp_path / "slow.toml"
+    path.write_text(SLOW.format(port=port), encoding="utf-8")
+    manager = ProcessManager(register_atexit=False)
+    app = ObservatoryApp(ProcNetSource(), manager, interval=0.2, lesson=load_lesson(path))
+    try:
+        async with app.run_test(size=(120, 40), notifications=True) as pilot:
+            await pilot.pause()
+            panel = app.screen.query_one(LessonPanel)
+            await pilot.press("n", "n")
+            assert panel.position == 1 and panel.running is not None
+            assert any(
+                "Step 1 is still doing what it says" in str(n.message) for n in app._notifications
+            )
+            await until(pilot, lambda: f"✓ listen {port}" in band_text(app), timeout=10)
+            assert panel.running is None
+            await pilot.press("n")
+            await until(pilot, lambda: f"✓ no listen {port}" in band_text(app), timeout=10)
+            assert not manager.get("server1").running
+    finally:
+        manager.shutdown()

@@ -662,7 +662,7 @@ class MainScreen(Screen[None]):
         self.lesson.previous_step()
 
     def on_lesson_step_done(self, message: LessonStepDone) -> None:
-        self.lesson.step_done(message.index, message.notes, message.scan, message.error)
+        self.lesson.step_done(message.step, message.notes, message.scan, message.error)
 
     def _lab_scope(self) -> dict[str, Any]:
         pids, ports = lab_scope(self.processes, self.marked.values(), self._lab_listen_ports)

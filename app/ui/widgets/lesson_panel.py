@@ -70,6 +70,7 @@ class LessonPanel(Vertical):
         self._states: dict[int, _StepState] = {}
         self._snapshot: Snapshot | None = None
         self._processes: Sequence[ProcessInfo] = ()
+        self._world: World | None = None  # of the last poll and the shown step's scan
         self._shown: tuple[str, Text] | None = None  # what the band draws now
 
     def compose(self) -> ComposeResult:
@@ -102,22 +103,35 @@ class LessonPanel(Vertical):
     def update_world(self, snapshot: Snapshot, processes: Sequence[ProcessInfo]) -> None:
         """A poll: judge the shown step again (redrawn only when a line changed)."""
         self._snapshot, self._processes = snapshot, processes
+        self._world = None
         if self.shown:
             self._draw()
 
     def step_done(
         self,
-        index: int,
+        step: Step,
         notes: Sequence[str],
         scan: Mapping[int, str] | None,
         error: str | None,
     ) -> None:
-        """The app did step ``index``'s actions (or could not: ``error``)."""
-        state = self._states.get(index)
-        if state is None:
+        """The app did ``step``'s actions (or could not: ``error``)."""
+        if self.lesson is None or step not in self.lesson.steps:
             return  # a step of a lesson since replaced
+        state = self._states[step.index]
         state.done, state.notes, state.scan, state.error = True, list(notes), scan, error
+        self._world = None
         self._draw()
+
+    @property
+    def running(self) -> Step | None:
+        """The step whose actions were asked for and have not come back yet."""
+        if self.lesson is None:
+            return None
+        for step in self.lesson.steps:
+            state = self._states[step.index]
+            if state.ran and not state.done:
+                return step
+        return None
 
     # -- n and p -------------------------------------------------------------------------
     def next_step(self) -> None:
@@ -126,6 +140,13 @@ class LessonPanel(Vertical):
             return
         if self.position >= len(lesson.steps):
             self.notify("That was the last step of the lesson.", timeout=4)
+            return
+        busy = self.running
+        if busy is not None:  # one step at a time: a later stop must not race its starts
+            self.notify(
+                f"Step {busy.index} is still doing what it says; press n again once it is done.",
+                timeout=4,
+            )
             return
         self.position += 1
         step = self.step
@@ -157,8 +178,9 @@ class LessonPanel(Vertical):
         state = self._states[step.index]
         if self._snapshot is None or (state.ran and not state.done):
             return [(e.text, None) for e in step.expect]
-        world = World(self._snapshot, self._processes, state.scan)
-        return [(e.text, judge(e, world)) for e in step.expect]
+        if self._world is None or self._world.scan is not state.scan:
+            self._world = World(self._snapshot, self._processes, state.scan)
+        return [(e.text, judge(e, self._world)) for e in step.expect]
 
     def _draw(self) -> None:
         if not self.is_mounted or self.lesson is None:

@@ -553,6 +553,10 @@ def test_dashboard_as_nobody_refuses_in_words(
     nobody: Nobody, sockets: list[socket.socket], dashboard_as_nobody: Terminal
 ) -> None:
     screen, term = dashboard_as_nobody, dashboard_as_nobody.term
+    # Only the terminal's user reaches the dashboard: it listens on no port.
+    dashboard = psutil.Process(screen.tracker.root.pid)
+    assert [c for c in dashboard.net_connections("inet") if c.status == "LISTEN"] == []
+    assert dashboard.net_connections("udp") == []
 
     # Another program of nobody's, not started by the dashboard: k asks first, naming it.
     other = nobody.popen_code(LISTENER_PROGRAM)

@@ -341,6 +341,17 @@ class Scan:
             else:
                 why = f"the scan took longer than {self.timeout:g} s and was stopped"
             return self._result_of(started_at, duration, status, why)
+        if returncode is not None and returncode < 0:  # a signal we did not send
+            try:
+                name = signal.Signals(-returncode).name
+            except ValueError:
+                name = f"signal {-returncode}"
+            why = (
+                f"nmap was killed by {name} after {duration:.1f} s, not by the observatory "
+                "(another program, or the system short of memory); nothing it found is shown"
+            )
+            self._report(ScanProgress(percent, duration, task, None, None))
+            return self._result_of(started_at, duration, "failed", why)
         result = self._parse(
             started_at,
             duration,

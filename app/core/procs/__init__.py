@@ -76,6 +76,7 @@ from app.core.procs.launch import (
     executable_problem,
 )
 from app.core.procs.manager import ProcessManager
+from app.core.procs.output import LineGate
 from app.core.procs.records import ProcessInfo, Target
 
 __all__ = [
@@ -87,6 +88,7 @@ __all__ = [
     "SHIM_PATH",
     "ForeignProcess",
     "LaunchError",
+    "LineGate",
     "OutputLine",
     "ProcessError",
     "ProcessEvent",

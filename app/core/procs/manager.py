@@ -405,7 +405,7 @@ class ProcessManager:
         except TimeoutError:
             pass
         with self._lock:
-            record.signal_group(signal.SIGKILL)
+            record.escalate(timeout)
         return self.wait(record.name, 5.0)
 
     def restart(self, target: Target, timeout: float = 3.0) -> ProcessInfo:
@@ -488,9 +488,8 @@ class ProcessManager:
         if not self.wait_all(timeout):
             with self._lock:
                 for record in self._records.values():
-                    if record.alive:
-                        with contextlib.suppress(ProcessError):
-                            record.signal_group(signal.SIGKILL)
+                    with contextlib.suppress(ProcessError):
+                        record.escalate(timeout)
             self.wait_all(2.0)
         self._launcher.stop(1.0)
         with self._lock:

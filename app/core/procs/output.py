@@ -15,11 +15,12 @@ import contextlib
 import os
 import select
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import IO
 
-from app.core.procs.events import Stream
+from app.core.procs.events import OutputLine, Stream
 
 # One line, as bytes, and whether it was cut at the length limit.
 LineCallback = Callable[[bytes, bool], None]
@@ -142,3 +143,59 @@ class OutputBuffer:
         """The last line on stderr that was not blank, or None."""
         with self._lock:
             return self._last_stderr
+
+
+class LineGate:
+    """At most ``rate`` output lines a second per process reach a screen; the rest are said.
+
+    A process that floods its output (``yes``, a loop printing without end) must not
+    bury the screen's event loop under a message per line: the lines still reach the
+    process's buffer (its last lines are kept), but beyond ``rate`` a second only a
+    count goes on, as one line of words, when the second is over or the process ends
+    (:meth:`flush`). Thread-safe (a child's stdout and stderr are read by two threads).
+    Intervals are measured on ``clock`` (monotonic); a clock that went back starts a
+    new second.
+    """
+
+    def __init__(self, rate: int = 200, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate < 1:
+            raise ValueError("rate must be at least 1 line a second")
+        self.rate = rate
+        self._clock = clock
+        self._lock = threading.Lock()
+        # name -> [start of its second, lines let through in it, lines held back]
+        self._windows: dict[str, list[float]] = {}
+        self.held_back = 0  # lines held back in all (for tests and the curious)
+
+    def admit(self, line: OutputLine) -> list[OutputLine]:
+        """What goes on for ``line``: itself, a count of the lines held back, both, or none."""
+        now = self._clock()
+        with self._lock:
+            window = self._windows.get(line.name)
+            out: list[OutputLine] = []
+            if window is None or not 0 <= now - window[0] < 1.0:
+                if window is not None and window[2]:
+                    out.append(self._summary(line.name, line.pid, line.stream, int(window[2])))
+                window = self._windows[line.name] = [now, 0, 0]
+            if window[1] < self.rate:
+                window[1] += 1
+                out.append(line)
+            else:
+                window[2] += 1
+                self.held_back += 1
+            return out
+
+    def flush(self, name: str, pid: int) -> list[OutputLine]:
+        """The count of ``name``'s lines still held back (it ended), as a line; forgets it."""
+        with self._lock:
+            window = self._windows.pop(name, None)
+        if window is None or not window[2]:
+            return []
+        return [self._summary(name, pid, "stdout", int(window[2]))]
+
+    def _summary(self, name: str, pid: int, stream: Stream, held: int) -> OutputLine:
+        text = (
+            f"[... {held:,} more lines not shown here: {name} printed more than "
+            f"{self.rate} lines a second; its last lines are kept, select it again to see them]"
+        )
+        return OutputLine(name, pid, stream, text, time.time())

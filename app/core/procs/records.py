@@ -116,6 +116,8 @@ class ProcessRecord:
     cpu_last: tuple[float, float] | None = None  # (monotonic, cpu seconds)
     cpu_percent: float | None = None
     replaced: str | None = None  # the state of the ended record of this name it replaced
+    # The grace time (s) after which a SIGTERM it ignored was followed by our SIGKILL.
+    escalated_after: float | None = None
 
     @property
     def state(self) -> str:
@@ -226,13 +228,24 @@ class ProcessRecord:
             except (psutil.Error, OSError):
                 pass
 
+    def escalate(self, grace: float) -> None:
+        """It outlived a SIGTERM by ``grace`` seconds: SIGKILL its group, and remember why."""
+        if self.alive:
+            self.escalated_after = grace
+            self.signal_group(signal.SIGKILL)
+
     def exit_event(self) -> ProcessExited:
         """The event of its end, once reaped: why it failed, when it did not end well."""
         assert self.popen is not None and self.returncode is not None
         assert self.ended_at is not None
         reason: str | None = None
         explanation: str | None = None
-        if self.returncode != 0 and not self.stop_requested:
+        if self.escalated_after is not None and self.returncode == -signal.SIGKILL:
+            reason = (
+                f"it did not end within {self.escalated_after:g} s of SIGTERM, "
+                "so the observatory sent SIGKILL"
+            )
+        elif self.returncode != 0 and not self.stop_requested:
             reason = self.output.last_stderr
             if reason is not None:
                 explanation = explain_failure(reason, self.args)

@@ -293,7 +293,7 @@ class SessionRecorder:
         for n in range(1, 1000):
             path = folder / (f"{stem}.jsonl" if n == 1 else f"{stem}-{n}.jsonl")
             try:
-                fd = os.open(path, flags, 0o644)
+                fd = os.open(path, flags, 0o600)  # yours: owners and command lines
                 break
             except FileExistsError:
                 continue

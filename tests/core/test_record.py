@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -373,3 +374,14 @@ def test_exports_leave_snapshots_out(tmp_path: Path) -> None:
     assert [e["type"] for e in read_session(path).entries][-1] == "snapshot"
     assert export_session(path, "md", tmp_path / "with.md").read_text() == plain
     assert len(list(csv.DictReader(io.StringIO(export_session(path, "csv").read_text())))) == 4
+
+
+def test_a_session_file_is_the_users_alone(tmp_path: Path) -> None:
+    """Owners and command lines of a lab session: 0600, whatever the umask."""
+    old = os.umask(0o002)
+    try:
+        with SessionRecorder.start(tmp_path) as rec:
+            path = rec.path
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -70,12 +70,14 @@ def build(name: str) -> Path:
     digest = hashlib.sha256(src.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
     out = cache_dir() / digest / name
     if os.access(out, os.X_OK):
+        _check_own(out)
         return out
     cc = compiler()
     if cc is None:
         raise CProgramUnavailable(INSTALL_HINT)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        for folder in (out.parent.parent, out.parent):  # the cache, and this build's
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out.parent)
     except OSError as exc:  # a home this user cannot write (nobody's /nonexistent)
         raise CProgramUnavailable(
@@ -90,7 +92,25 @@ def build(name: str) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _check_own(out)  # (a cache folder made by someone else before: refused here too)
     return out
+
+
+def _check_own(program: Path) -> None:
+    """A program already compiled in the cache is run only when it and its folders up to
+    the cache are this user's and nobody else may write them: another user's binary
+    planted in a shared ``$XDG_CACHE_HOME`` would run as you."""
+    top = cache_dir()
+    for path in (program, *program.parents):
+        info = path.stat()
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise CProgramUnavailable(
+                f"{program} is not run: {path} is not yours alone (owner uid {info.st_uid}, "
+                f"mode {info.st_mode & 0o777:o}); remove it, or set XDG_CACHE_HOME to a "
+                "folder of your own"
+            )
+        if path == top:
+            return
 
 
 def _compile(cc: list[str], src: Path, out: Path) -> None:

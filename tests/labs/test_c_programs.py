@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -249,3 +250,23 @@ def test_a_cache_folder_that_cannot_be_written_is_said_in_words(
     words = str(refused.value)
     assert words.startswith(f"tcp_server1 is compiled into {blocked}/connection-observatory/c/")
     assert words.endswith("set XDG_CACHE_HOME to a folder you can write")
+
+
+def test_a_compiled_program_that_others_could_have_written_is_not_run(cache: Path) -> None:
+    """A shared cache: a binary (or its folder) that is not this user's alone is refused,
+    in words, instead of being run as this user."""
+    server = cprograms.build("tcp_server1")
+    assert stat.S_IMODE(server.parent.stat().st_mode) == 0o700  # made private
+    server.parent.chmod(0o777)  # as if another user could have put it there
+    with pytest.raises(cprograms.CProgramUnavailable) as refused:
+        cprograms.build("tcp_server1")
+    assert f"{server} is not run: {server.parent} is not yours alone" in str(refused.value)
+    assert "mode 777" in str(refused.value)
+    server.parent.chmod(0o700)
+    if os.geteuid() == 0:
+        os.chown(server, 1, -1)  # another user's binary
+    else:
+        server.chmod(0o775)  # one the group may rewrite
+    with pytest.raises(cprograms.CProgramUnavailable) as refused:
+        cprograms.build("tcp_server1")
+    assert f"{server} is not run: {server} is not yours alone" in str(refused.value)

@@ -105,6 +105,16 @@ def close_question(sock: Socket, peer: Socket | None) -> str:
     )
 
 
+def events_title(seeing: str | None) -> str:
+    """The Events box's title, with what the event stream sees (``seeing``): every
+    transition (root, the tracepoint), or samples, with who would see more."""
+    if seeing is None:
+        return "Events (newest first)"
+    if seeing.startswith("every transition"):
+        return "Events (newest first) · every transition"
+    return "Events · sampled (root sees every one)"
+
+
 def status_line(
     counts: Mapping[str, int] | None,
     options: ViewOptions,

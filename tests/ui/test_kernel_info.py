@@ -127,3 +127,22 @@ async def test_c_closes_the_selected_connection_after_asking(sockets) -> None:  
             conn.recv(1)  # the owner's recv() gets ECONNABORTED
         with pytest.raises(ConnectionResetError):
             cli.recv(1)  # the peer a reset
+
+
+async def test_the_events_box_says_what_the_stream_sees() -> None:
+    """Where students look at the events, the box says whether they are every transition
+    (root: the tracepoint) or samples (and that root would see every one)."""
+    app = dashboard(stream=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        box = app.screen.query_one("#events-mini", Static)
+        if os.geteuid() == 0:
+            expected = "Events (newest first) · every transition"
+        else:
+            expected = "Events · sampled (root sees every one)"
+        await until(pilot, lambda: box.border_title == expected, what=expected)
+    plain = ObservatoryApp(DiagSource(), None, interval=0.2)  # no stream: nothing claimed
+    async with plain.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)
+        assert plain.screen.query_one("#events-mini", Static).border_title == (
+            "Events (newest first)"
+        )

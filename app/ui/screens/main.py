@@ -67,6 +67,7 @@ from app.ui.widgets.tcp_machine import StateMachinePanel, mirror_key
 from app.ui.words import (
     close_question,
     command_of,
+    events_title,
     kill_refusal,
     owner_hints,
     socket_words,
@@ -143,6 +144,7 @@ class MainScreen(Screen[None]):
         self._rates = conninfo.RateMeter()  # bytes per second of the highlighted connection
         self._focus_before_zoom: Widget | None = None
         self._counts: dict[str, int] = {}
+        self._seeing: str | None = None  # what the event stream sees, as last said
         self._aware: list[InstrumentPanel] | None = None
         self._more_planned = False  # a slice of rows is due after the next refresh
         self._made = 0  # rows changed since the heap was last settled
@@ -200,7 +202,7 @@ class MainScreen(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#events-mini", Static).border_title = "Events (newest first)"
+        self.query_one("#events-mini", Static).border_title = events_title(None)
         if self._recording is not None:
             self.query_one(
                 "#events", EventsPanel
@@ -243,6 +245,9 @@ class MainScreen(Screen[None]):
         if self.frozen:
             return
         self.snapshot = result.snapshot
+        if result.seeing != self._seeing:  # what the stream sees, where students look
+            self._seeing = result.seeing
+            self.query_one("#events-mini", Static).border_title = events_title(result.seeing)
         self.lesson.update_world(result.snapshot, result.processes)
         self._add_to_timeline(result)
         changed = self.feed.update(result.snapshot)

@@ -33,9 +33,11 @@ from app.core.model import SocketEvent
 from app.core.netns import LabNetwork
 from app.core.procs import (
     ForeignProcess,
+    LineGate,
     OutputLine,
     ProcessError,
     ProcessEvent,
+    ProcessExited,
     ProcessStarted,
 )
 from app.core.record import SessionRecorder
@@ -70,6 +72,7 @@ from app.ui.styles import STYLES
 from app.ui.themes import DEFAULT_THEME, PROJECTOR, THEMES
 from app.ui.widgets.lesson_panel import LessonStepRequested
 
+TERM_GRACE = 3.0  # seconds after `k` (SIGTERM) before a process still running is named
 ACTIONS = "actions"  # the worker group of launches, kills, restarts, closes, scenarios
 # What an action's worker returns: what to do next on the UI loop (say it, ask), or None.
 Then = Callable[[], None] | None
@@ -147,6 +150,9 @@ class ObservatoryApp(App[None]):
         self.record_warning = record_warning
         self.notes = tuple(notes)  # said once the screen is up (what a start cleaned up)
         self._unsubscribe: Callable[[], None] | None = None
+        # A process flooding its output reaches the screen as a few lines a second and
+        # a count, not a message per line (which buried the loop: 200 MB never drew).
+        self._output_gate = LineGate()
         # The main screen, made at mount; the poller's and the manager's threads post to it
         # (post_message is thread-safe; once the screen closes, it takes no more).
         self._main: MainScreen | None = None
@@ -160,6 +166,7 @@ class ObservatoryApp(App[None]):
             record=self._record_socket_events,
             record_snapshot=recorder.record_snapshot if recorder is not None else None,
             stream=stream,
+            warn=lambda text: self.notify(text, severity="warning", timeout=10, markup=False),
         )
 
     # -- start and stop -------------------------------------------------------------
@@ -278,8 +285,15 @@ class ObservatoryApp(App[None]):
             data = {k: getattr(event, k) for k in event.__dataclass_fields__}
             kind = "started" if isinstance(event, ProcessStarted) else "exited"
             self.recorder.record_process(data, kind=kind)
+        if isinstance(event, OutputLine):
+            events: list[ProcessEvent] = list(self._output_gate.admit(event))
+        elif isinstance(event, ProcessExited):
+            events = [*self._output_gate.flush(event.name, event.pid), event]
+        else:
+            events = [event]
         with contextlib.suppress(RuntimeError):  # the app's loop has closed: quitting
-            self._to_screen(ProcessEventMessage(event))
+            for each in events:
+                self._to_screen(ProcessEventMessage(each))
 
     # -- the screen's other needs ---------------------------------------------------------
     def watch_theme(self, theme: str) -> None:
@@ -387,7 +401,23 @@ class ObservatoryApp(App[None]):
         if manager is None:
             return
         if isinstance(target, str) or manager.is_managed(target):
-            self._act(f"Kill {target}", lambda: manager.kill(target, sig))
+
+            def kill() -> Then:
+                info = manager.kill(target, sig)
+                if sig != signal.SIGTERM:
+                    return None
+                deadline = time.monotonic() + TERM_GRACE
+                while time.monotonic() < deadline:  # monotonic: a clock jump cannot stretch it
+                    time.sleep(0.1)
+                    with contextlib.suppress(ProcessError):
+                        if manager.get(info.name).ended:
+                            return None
+                return self._say(
+                    f"{info.name} (pid {info.pid}) still runs {TERM_GRACE:g} s after SIGTERM: "
+                    "it ignores or catches it. K sends SIGKILL, which it cannot."
+                )
+
+            self._background(kill, f"Kill {target}")
             return
 
         def ask() -> Then:

@@ -56,6 +56,7 @@ class Poller:
         record: Callable[[list[SocketEvent]], object] | None = None,
         stream: Callable[..., EventStream] | None = None,
         record_snapshot: Callable[[Snapshot, list[ProcessInfo]], object] | None = None,
+        warn: Callable[[str], object] | None = None,
     ) -> None:
         self.source = source
         self.deliver = deliver
@@ -65,6 +66,10 @@ class Poller:
         self.fail = fail
         self.record = record  # the session record is written here, not on the UI loop
         self.record_snapshot = record_snapshot  # (it rate-limits itself: called every poll)
+        # A part of a poll that failed while the rest went on (the interfaces of a lab
+        # host whose namespace was deleted, say): said once in words, until it recovers.
+        self.warn = warn
+        self._warned: str | None = None
         self.paused = False
         self.last_duration = 0.0
         self._previous: Snapshot | None = None
@@ -170,6 +175,12 @@ class Poller:
             self._wake.wait(max(0.05, self.interval - self.last_duration))
             self._wake.clear()
 
+    def _say(self, text: str) -> None:
+        if self.warn is not None and text != self._warned:
+            self._warned = text
+            with contextlib.suppress(RuntimeError):  # the UI loop is closed: quitting
+                self.warn(text)
+
     def _poll_once(self) -> PollResult:
         snap = self.source.poll()
         events = diff(self._previous, snap) if self._previous is not None else []
@@ -181,9 +192,14 @@ class Poller:
             self.record_snapshot(snap, procs)
         ifaces = None
         now = time.monotonic()
-        if self.interfaces is not None and now - self._last_interfaces >= INTERFACES_EVERY:
-            ifaces = self.interfaces()
+        if self.interfaces is not None and not 0 <= now - self._last_interfaces < INTERFACES_EVERY:
             self._last_interfaces = now
+            try:
+                ifaces = self.interfaces()
+            except Exception as exc:  # the sockets go on; the Interfaces tab keeps its last
+                self._say(f"could not read the interfaces (the tables go on without): {exc}")
+            else:
+                self._warned = None
         transitions = []
         stream = self.stream
         if stream is not None:

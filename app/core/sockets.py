@@ -21,6 +21,7 @@ to catch descriptors handed from one process to another.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -394,10 +395,35 @@ class DiagSource(_OwnedSource):
         # A lab host's sockets: a netlink socket made inside its network namespace
         # (app.core.netns) dumps that namespace's, and each is marked with the host.
         self._sock = open_socket()
+        self._open_socket = open_socket
         self.host = host
+        self.reopened = 0  # how many times the netlink socket failed and was opened again
         self._payloads: dict[bytes, tuple[str, bytes, tuple[int, int]]] = {}
 
     def _read(self) -> tuple[list[Hashable], set[int]]:
+        try:
+            return self._dump()
+        except OSError as exc:
+            failure = exc
+        # The netlink socket failed mid-run (closed, a dump cut short that left replies
+        # queued): a new one, once. A lab host's is opened inside its namespace, which
+        # this thread is not in: that one is only said.
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        where = "this machine" if self.host is None else f"lab host {self.host}"
+        why = failure.strerror or str(failure) or type(failure).__name__
+        if self.host is None:
+            try:
+                self._sock = self._open_socket()
+                self.reopened += 1
+                return self._dump()
+            except OSError as exc:
+                why = exc.strerror or str(exc) or type(exc).__name__
+        raise diag.DiagUnavailable(
+            f"the sockets of {where} cannot be read now (netlink sock_diag: {why})"
+        )
+
+    def _dump(self) -> tuple[list[Hashable], set[int]]:
         keys: list[bytes] = []
         inodes: set[int] = set()
         fresh: dict[bytes, tuple[str, bytes, tuple[int, int]]] = {}

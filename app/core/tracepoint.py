@@ -384,6 +384,29 @@ class StateTracer:
         _write(os.path.join(instance, EVENT, "filter"), self._filter())
         _write(os.path.join(instance, EVENT, "enable"), "1")
 
+    def trouble(self) -> str | None:
+        """Why the instance no longer reports (someone switched it off), or None.
+
+        Another program may write ``0`` to our instance's ``tracing_on`` or to the
+        event's ``enable`` (a tracing tool resetting every instance): the pipe then
+        stays open and silent. Two small reads; call it now and then.
+        """
+        instance = self._instance
+        if instance is None or self._fd < 0:
+            return None
+        for name, path in (
+            ("tracing_on", os.path.join(instance, "tracing_on")),
+            (f"{EVENT}/enable", os.path.join(instance, EVENT, "enable")),
+        ):
+            try:
+                with open(path, encoding="ascii", errors="replace") as handle:
+                    value = handle.read(16).strip()
+            except OSError as exc:
+                return f"the tracing instance {instance} cannot be read ({exc.strerror or exc})"
+            if not value.startswith("1"):
+                return f"another program switched off the tracing instance ({name} is {value})"
+        return None
+
     def _filter(self) -> str:
         if not self.ports or len(self.ports) > _MAX_FILTER_PORTS:
             return "protocol==6"

@@ -59,6 +59,8 @@ _FORGET_AFTER = 10.0
 # A bound on the owners learnt from tracepoint lines (a lost close line would
 # otherwise keep its entry for ever).
 _MAX_OWNERS = 65536
+# Seconds between two looks at whether the tracing instance was switched off under us.
+_CHECK_EVERY = 2.0
 
 
 class _Poller(Protocol):
@@ -195,6 +197,7 @@ class EventStream:
         self._wake_r = self._wake_w = -1
         self._started = False
         self._closed = False
+        self._checked = 0.0  # when the tracer was last checked (monotonic)
         self._next_poll = 0.0
         self._prev: Snapshot | None = None  # the last sample (filtered), None before the first
         self._taking: Snapshot | None = None  # the sample being taken, while kernel events are read
@@ -458,8 +461,36 @@ class EventStream:
 
     # ------------------------------------------------------------------ sampling
 
+    def _check_tracer(self) -> None:
+        """The tracer switched off under us: say so, and go on with closes and samples."""
+        now = time.monotonic()
+        if self._tracer is None or 0 <= now - self._checked < _CHECK_EVERY:
+            return
+        self._checked = now
+        why = self._tracer.trouble()
+        if why is None:
+            return
+        assert self._epoll is not None
+        with contextlib.suppress(OSError, ValueError):
+            self._epoll.unregister(self._tracer.fileno())
+        self._tracer.close()  # its instance is removed: we will not use it again
+        self._tracer = None
+        self.unavailable = f"{why}; every transition is no longer seen"
+        self.mode = "poll"
+        if self._destroy is None:
+            try:
+                self._destroy = diag.DestroyListener(udp=self.udp)
+            except diag.DiagUnavailable as exc:
+                self._no_destroy = str(exc)
+            else:
+                self._epoll.register(self._destroy.fileno(), select.EPOLLIN)
+        if self._destroy is not None:
+            self.mode = "destroy"
+        self.seeing = self._describe()
+
     def _sample(self) -> list[WatchEvent]:
         assert self._source is not None
+        self._check_tracer()
         started = time.monotonic()
         snap = self._filtered(self._source.poll())
         # What the kernel sources recorded up to the end of the sample comes first,

@@ -70,6 +70,7 @@ class Poller:
         # host whose namespace was deleted, say): said once in words, until it recovers.
         self.warn = warn
         self._warned: str | None = None
+        self._mode: str | None = None  # what the event stream saw at the last poll
         self.paused = False
         self.last_duration = 0.0
         self._previous: Snapshot | None = None
@@ -206,6 +207,9 @@ class Poller:
             self._latest.snapshot = snap
             stream.sample_now()  # the sample is this poll's snapshot, every poll
             transitions = stream.read(0)
+            if self._mode is not None and stream.mode != self._mode:  # (switched off, say)
+                self._say(f"The events changed: {stream.seeing}")
+            self._mode = stream.mode
         notes, self._notes = self._notes, []
         return PollResult(
             snap,

@@ -50,7 +50,7 @@ class RateMeter:
         if sock.bytes_sent is None or sock.bytes_received is None:
             self._key = None
             return None
-        if sock.key != self._key:
+        if sock.key != self._key or at < self._at:  # another row; or the clock went back
             self._key, self._rate = sock.key, None
         elif at > self._at:
             span = at - self._at

@@ -139,14 +139,16 @@ class Marks:
 
     def _expire(self, now: float, changed: dict[str, Marked | None]) -> None:
         marked = self.marked
+        # A mark ends ``seconds`` after it began, or at once when the clock went back to
+        # before it began (else a GONE row would stay until the clock caught up).
         queue = self._new_queue
-        while queue and now - queue[0][0] >= self.seconds:
+        while queue and not 0 <= now - queue[0][0] < self.seconds:
             at, key = queue.popleft()
             if self._new_since.get(key) == at:
                 del self._new_since[key]
                 changed[key] = marked[key] = Marked(key, marked[key].sock, "")
         queue = self._gone_queue
-        while queue and now - queue[0][0] >= self.seconds:
+        while queue and not 0 <= now - queue[0][0] < self.seconds:
             at, key = queue.popleft()
             if self._gone_since.get(key) == at:
                 del self._gone_since[key]

@@ -67,6 +67,15 @@ def test_rate_between_two_polls(sockets: list[socket.socket]) -> None:
     assert rate is not None and rate.sent == 25_000 and rate.received == 0
     assert "(25.0 kB/s)" in describe(client, rate)
     assert meter.observe(client, 102.0) == rate  # the same poll again: the same rate
+    # The clock went back an hour: no rate from the jump, and rates again at the next poll.
+    assert meter.observe(client, 102.0 - 3600) is None
+    cli.sendall(b"y" * 10_000)
+    got = 0
+    while got < 10_000:
+        got += len(conn.recv(65536))
+    client = wait_for(lambda: (c := _ends(source, cli, srv)[0]).bytes_sent == 60_000 and c)
+    again = meter.observe(client, 104.0 - 3600)
+    assert again is not None and again.sent == 5_000
 
 
 def test_the_peers_fin_is_not_counted_as_a_byte(sockets: list[socket.socket]) -> None:

@@ -278,3 +278,24 @@ def test_the_backlog_index_kept_per_change_equals_one_made_from_scratch() -> Non
         assert got == want, round_
         assert all(s is snap.by_key[s.key] for socks in panel.by_port.values() for s in socks)
         assert panel.first_seen == first_seen, round_
+
+
+def test_marks_end_when_the_clock_goes_back() -> None:
+    """A GONE (or NEW) row ends MARK_SECONDS after it began, or at the next poll when the
+    clock was set back to before it began: not an hour later, when the clock catches up."""
+    from app.ui.feed import Marks
+
+    a = Socket("tcp", "127.0.0.1", 6000, None, None, "LISTEN", pid=1)
+    b = Socket("tcp", "127.0.0.1", 6001, None, None, "LISTEN", pid=1)
+    marks = Marks()
+    t = 1_000_000.0
+    marks.update(Snapshot(t, (a,)))
+    marks.update(Snapshot(t + 1, (b,)))  # a went, b came
+    assert marks.marked[a.key].mark == GONE_MARK and marks.marked[b.key].mark == NEW_MARK
+    changed = marks.update(Snapshot(t + 1.5 - 3600, (b,)))  # the clock: an hour back
+    assert changed == {a.key: None, b.key: Marked(b.key, b, "")}
+    assert a.key not in marks.marked and marks.marked[b.key].mark == ""
+    marks.update(Snapshot(t + 2 - 3600, (a, b)))  # marks go on from the new time
+    assert marks.marked[a.key].mark == NEW_MARK
+    marks.update(Snapshot(t + 2 - 3600 + MARK_SECONDS, (a, b)))
+    assert marks.marked[a.key].mark == ""

@@ -146,8 +146,9 @@ def _lab_network(
         NetnsError: the scenario's hosts cannot be made here (nothing starts then).
     """
     from app.core.lesson_run import open_lab_network
-    from app.core.netns import open_lab
+    from app.core.netns import open_lab, sweep_stale
 
+    notes.extend(sweep_stale())  # what a killed run left: removed (root), or what to type
     if scenario is not None and scenario.hosts:
         return open_lab(scenario.hosts, notes.append), None
     if lesson is not None and lesson.hosts:

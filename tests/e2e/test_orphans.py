@@ -162,3 +162,28 @@ def test_nothing_is_left(runs: list[Run], tmp_path: Path, kind: str, how: str) -
     again.tracker.assert_all_gone(timeout=5)
     assert leftovers(again.proc.pid) == []
     print(f"{kind} SIGKILL: left {left}, removed by the next start")
+
+
+@pytest.mark.skipif(not ROOT, reason="lab hosts need root")
+def test_any_dashboard_start_removes_what_a_killed_lab_left(
+    runs: list[Run], tmp_path: Path
+) -> None:
+    """The namespaces of a `lab up` killed with SIGKILL are removed by the next dashboard,
+    even one started without lab hosts of its own, and it says so."""
+    run = Run("lab-up", tmp_path, "orphans-any-dashboard")
+    runs.append(run)
+    run.wait_ready()
+    pid = run.proc.pid
+    run.end("SIGKILL")
+    run.tracker.assert_all_gone(timeout=5)
+    assert any(item.startswith("namespace") for item in leftovers(pid))
+    argv, cwd = observatory_argv()
+    term = Tmux("orphans-plain-dashboard")
+    term.start([*argv, "--interval", "0.5"], cwd=cwd)
+    try:
+        term.wait_for(dashboard_up, timeout=20, what="the dashboard")
+        term.wait_for("Removed", timeout=15, what="the note of what was removed", history=True)
+        assert leftovers(pid) == [], leftovers(pid)
+    finally:
+        term.send_keys("q")
+        term.kill()

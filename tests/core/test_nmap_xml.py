@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -434,8 +435,10 @@ def test_nmap_killed_mid_scan_gives_words(sockets: list[socket.socket]) -> None:
     os.kill(pid, signal.SIGKILL)  # the nmap this test started, by its pid
     result = scan.wait(timeout=10)
     assert result is not None
-    assert (result.status, result.error) == (
-        "failed",
-        "nmap failed: nmap ended with code -9 and wrote no results",
-    )
+    assert result.status == "failed" and result.error is not None
+    assert re.fullmatch(
+        r"nmap was killed by SIGKILL after \d+\.\d s, not by the observatory \(another "
+        r"program, or the system short of memory\); nothing it found is shown",
+        result.error,
+    ), result.error
     assert nmap_processes_of(pid) == []

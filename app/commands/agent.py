@@ -20,7 +20,8 @@ import sys
 import threading
 from types import FrameType
 
-from app.cliutil import port_number
+from app.cliutil import listen_address, port_number
+from app.core.terminal_text import printable
 
 HELP = "serve this machine's sockets read-only over HTTP, for a class view or Prometheus"
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -40,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument(
         "--host",
+        type=listen_address,
         default=DEFAULT_HOST,
         help=f"address to listen on (default {DEFAULT_HOST}; another than loopback needs"
         " --token-file)",
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         token = None if args.token_file is None else load_token(args.token_file)
         agent = Agent(args.host, args.port, token)
     except AgentRefused as exc:
-        sys.stderr.write(f"observatory agent: {exc}\n")
+        sys.stderr.write(f"observatory agent: {printable(str(exc))}\n")
         return 2
     except OSError as exc:
         sys.stderr.write(f"observatory agent: cannot listen on {args.host}:{args.port}: ")

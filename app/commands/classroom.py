@@ -12,7 +12,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from app.cliutil import UsageError, positive_seconds
+from app.cliutil import UsageError, interval_seconds, safe_json
 
 if TYPE_CHECKING:
     from app.core.classroom import Classroom
@@ -49,17 +49,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument(
         "--interval",
-        type=positive_seconds,
+        type=interval_seconds,
         default=1.0,
         metavar="SECONDS",
-        help="seconds between two questions to a machine (> 0, default 1)",
+        help="seconds between two questions to a machine (0.1 to 86400, default 1)",
     )
     p.add_argument(
         "--timeout",
-        type=positive_seconds,
+        type=interval_seconds,
         default=None,
         metavar="SECONDS",
-        help="seconds a machine may take to answer (> 0, default 2)",
+        help="seconds a machine may take to answer (0.1 to 86400, default 2)",
     )
     p.add_argument(
         "--theme",
@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         dumps = json.JSONEncoder(ensure_ascii=False).encode
         try:
-            lines = [dumps(row.to_json()) for row in room.poll_all()]
+            # Each machine's answer is its own words (a host name, an error): terminal-safe.
+            lines = [safe_json(dumps(row.to_json())) for row in room.poll_all()]
         finally:
             room.close()
         sys.stdout.write("[\n" + ",\n".join(lines) + "\n]\n")

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from app.cliutil import UsageError
 from app.core.model import format_endpoint
+from app.core.terminal_text import printable
+from app.labs import whole_number
 
 if TYPE_CHECKING:
     from app.core.model import Socket
@@ -84,7 +86,7 @@ def parse_end(text: str, which: str) -> End:
         addr = ipaddress.ip_address(addr_text)
     except ValueError:
         raise UsageError(
-            f"{which} {shown}: {addr_text!r} is not an IP address ({EXAMPLE}); "
+            f"{which} {shown}: {addr_text[:60]!r} is not an IP address ({EXAMPLE}); "
             "names are not looked up"
         ) from None
     if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id:
@@ -95,13 +97,17 @@ def parse_end(text: str, which: str) -> End:
             "peer; a connection has a port at both ends"
         )
     if not port_text.isascii() or not port_text.isdigit():
-        raise UsageError(f"{which} {shown}: a port is a number from 1 to 65535, not {port_text!r}")
-    if not 1 <= int(port_text) <= 65535:
         raise UsageError(
-            f"{which} {shown}: a port is a number from 1 to 65535; "
-            f"{int(port_text)} is outside that range"
+            f"{which} {shown}: a port is a number from 1 to 65535, not {port_text[:20]!r}"
         )
-    return addr, int(port_text)
+    port = whole_number(port_text)  # None past 18 digits: int() refuses 4,301
+    if port is None or not 1 <= port <= 65535:
+        said = port_text.lstrip("0") or "0"
+        said = said if len(said) <= 20 else said[:17] + "..."
+        raise UsageError(
+            f"{which} {shown}: a port is a number from 1 to 65535; {said} is outside that range"
+        )
+    return addr, port
 
 
 def _plain(addr: Address) -> Address:
@@ -131,12 +137,13 @@ def _ends(sock: Socket) -> tuple[End, End] | None:
 def held_by(sock: Socket) -> str:
     """Who holds the socket, in words: ``2759/tcp-server (user root)``, or why nobody."""
     if sock.owner == "process":
-        user = f" (user {sock.user})" if sock.user else ""
-        return f"{sock.pid}/{sock.process or '?'}{user}"
+        # A process names itself (prctl, /proc/self/comm): its ESC is shown as \x1b.
+        user = f" (user {printable(sock.user)})" if sock.user else ""
+        return f"{sock.pid}/{printable(sock.process or '?')}{user}"
     if sock.owner == "hidden":
         if os.geteuid() == 0:  # root sees every process but those of other PID namespaces
             return "a process in another PID namespace (hidden even from root)"
-        return f"a process of user {sock.user or '?'} (which one is hidden from you)"
+        return f"a process of user {printable(sock.user or '?')} (which one is hidden from you)"
     if sock.state == "TIME_WAIT":
         return "the kernel (TIME_WAIT: no process holds it any more)"
     if sock.waiting_in_backlog:
@@ -237,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
         # The ends exactly as the kernel lists them (::ffff:a.b.c.d for a dual-stack socket).
         destroy((sock.local_addr, sock.local_port), (sock.remote_addr, sock.remote_port))
     except CloseRefused as exc:
-        sys.stderr.write(f"observatory close: {exc}\n")
+        sys.stderr.write(f"observatory close: {printable(str(exc))}\n")
         return 1
     peer = find(sockets, remote, local)
     sys.stdout.write(

@@ -17,6 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from app.cliutil import OneLineParser, UsageError
+from app.core.terminal_text import printable
 
 if TYPE_CHECKING:
     from app.core.procs import ProcessEvent, ProcessManager
@@ -108,11 +109,13 @@ def load_or_say(path: str, prog: str = "observatory lab") -> Scenario | None:
     try:
         return load_scenario(path)
     except ScenarioError as exc:
+        # A mistake quotes the file (a name, a command): never a raw control character.
         for line in exc.errors:
-            sys.stderr.write(line + "\n")
+            sys.stderr.write(printable(line) + "\n")
         count = len(exc.errors)
         sys.stderr.write(
-            f"{prog}: {path}: {count} mistake{'s' if count != 1 else ''}, nothing was started\n"
+            f"{prog}: {printable(path)}: {count} mistake{'s' if count != 1 else ''}, "
+            "nothing was started\n"
         )
         return None
 
@@ -122,13 +125,15 @@ def check(path: str) -> int:
     if scenario is None:
         return 2
     count = len(scenario.entries)
-    print(f"{path}: {count} process{'es' if count != 1 else ''}, ready to start")
+    lines = [f"{printable(path)}: {count} process{'es' if count != 1 else ''}, ready to start"]
     for host in scenario.hosts:
-        print(f"  host {host.name}: {', '.join(host.addresses)}")
+        lines.append(f"  host {host.name}: {', '.join(host.addresses)}")
     for entry in scenario.entries:
         delay = f"  (after {entry.delay:g} s)" if entry.delay else ""
         where = f"  (on {entry.host})" if entry.host else ""
-        print(f"  {entry.name}: {entry.command_line}{where}{delay}")
+        # A command's words are the file's: an argument may hold ESC.
+        lines.append(f"  {entry.name}: {printable(entry.command_line)}{where}{delay}")
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 
@@ -136,17 +141,22 @@ def check(path: str) -> int:
 
 
 class _Printer:
-    """Writes ``[name] text`` lines, names padded to one width; thread-safe."""
+    """Writes ``[name] text`` lines, names padded to one width; thread-safe.
+
+    Everything it writes is :func:`printable`: a child's output (or a name, a command, a
+    file's words in a note) holding ``ESC[2J`` shows as ``\\x1b[2J``, and cannot clear
+    or move anything on the terminal."""
 
     def __init__(self, names: list[str]) -> None:
-        self.width = max((len(n) for n in names), default=0) + 2
+        self.width = max((len(printable(n)) for n in names), default=0) + 2
         self.lock = threading.Lock()
 
     def line(self, name: str, text: str) -> None:
-        self._write(sys.stdout, f"{'[' + name + ']':<{self.width}} {text}\n")
+        label = "[" + printable(name) + "]"
+        self._write(sys.stdout, f"{label:<{self.width}} {printable(text)}\n")
 
     def note(self, text: str) -> None:
-        self._write(sys.stderr, f"observatory lab up: {text}\n")
+        self._write(sys.stderr, f"observatory lab up: {printable(text)}\n")
 
     def _write(self, stream: TextIO, text: str) -> None:
         with self.lock:
@@ -178,7 +188,7 @@ def up(path: str) -> int:
         network = open_lab(scenario.hosts, printer.note)
     except NetnsError as exc:
         _restore(previous)
-        sys.stderr.write(f"observatory lab up: {path}: {exc}\n")
+        sys.stderr.write(f"observatory lab up: {printable(path)}: {printable(str(exc))}\n")
         return 2
     manager = ProcessManager()
     manager.subscribe(_event_printer(printer, scenario, exit_printed))

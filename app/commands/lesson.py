@@ -23,7 +23,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from app.cliutil import OneLineParser, UsageError, positive_seconds
+from app.cliutil import OneLineParser, UsageError, seconds_type
 
 if TYPE_CHECKING:
     from app.core.lesson import Lesson, Step
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     _Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 PROG = "observatory lesson"
+MAX_TIMEOUT = 120.0  # = app.core.lesson.MAX_TIMEOUT (not imported: it is slow to import)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[OneLineParser]) -> None:
@@ -56,10 +57,12 @@ def add_parser(subparsers: argparse._SubParsersAction[OneLineParser]) -> None:
     )
     run.add_argument(
         "--timeout",
-        type=positive_seconds,
+        # At most a lesson file's own limit for a step (app.core.lesson.MAX_TIMEOUT).
+        type=seconds_type(most=MAX_TIMEOUT),
         default=None,
         metavar="SECONDS",
-        help="how long each expectation may take to hold (default 5; a step's own timeout wins)",
+        help="how long each expectation may take to hold (more than 0, at most "
+        f"{MAX_TIMEOUT:g}; default 5; a step's own timeout wins)",
     )
     run.add_argument("--quiet", action="store_true", help="do not show the lab processes' output")
     check = sub.add_parser("check", help="check a lesson file without starting anything")

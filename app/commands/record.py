@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from app.cliutil import UsageError
+from app.core.terminal_text import printable
 
 HELP = "list session records, or export one to Markdown or CSV for a handout"
 
@@ -34,14 +35,15 @@ def run(args: argparse.Namespace) -> int:
                 files += sorted(where.glob("*.jsonl")) if where.is_dir() else []
             except OSError:
                 continue
-        if not files:
-            print(f"no session records yet in {folder}")
-        for f in files:
-            print(f)
+        # A file's name is anyone's to choose (ESC included): shown as \x1b.
+        lines = [printable(str(f)) for f in files] or [
+            f"no session records yet in {printable(str(folder))}"
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
         return 0
     try:
         path = export_session(args.file, args.format, args.out)
     except RecordError as exc:
         raise UsageError(str(exc)) from None
-    sys.stdout.write(f"{path}\n")
+    sys.stdout.write(f"{printable(str(path))}\n")
     return 0

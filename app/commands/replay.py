@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.cliutil import UsageError
+from app.cliutil import UsageError, shown
+from app.labs import digits_hint
 
 HELP = "play a session record back in the dashboard (pause, step, speed), or print it"
 
@@ -13,13 +14,16 @@ HELP = "play a session record back in the dashboard (pause, step, speed), or pri
 def _speed(text: str) -> float:
     from app.core.replay_source import SPEEDS, speed_text
 
+    plain = text.strip().lower().removesuffix("x")
     try:
-        value = float(text.lower().rstrip("x"))
+        # float() also reads other scripts' digits (٢) and 1_0: the digits 0-9 only.
+        value = float(plain) if plain.isascii() and "_" not in plain else -1.0
     except ValueError:
         value = -1.0
     if value not in SPEEDS:
         raise argparse.ArgumentTypeError(
-            f"the speed is one of {', '.join(speed_text(s) for s in SPEEDS)}, not {text!r}"
+            f"the speed is one of {', '.join(speed_text(s) for s in SPEEDS)}, "
+            f"not {shown(text, 30)}{digits_hint(text)}"
         )
     return value
 

@@ -17,7 +17,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from app.cliutil import UsageError, positive_seconds
+from app.cliutil import UsageError, lab_host_name, positive_seconds
+from app.core.terminal_text import printable
 
 if TYPE_CHECKING:
     from app.core.scan import HostResult, ScanProgress, ScanRequest, ScanResult
@@ -56,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--from",
         dest="from_host",
         metavar="HOST",
+        type=lab_host_name,
         default=None,
         help="scan from this running lab host (a [[host]] of `observatory lab up FILE`; root): "
         "only its lab's addresses may be scanned",
@@ -120,10 +122,11 @@ def render_text(result: ScanResult) -> str:
                 row = (
                     f"{p.port}/{p.proto}",
                     p.state,
-                    p.service,
-                    p.listener.label if p.listener else "-",
+                    printable(p.service),
+                    printable(p.listener.label) if p.listener else "-",
                 )
-                rows.append(row + ((p.version or "",) if with_version else ()))
+                # A version is what the far end's banner said: anything, ESC included.
+                rows.append(row + ((printable(p.version or ""),) if with_version else ()))
             lines = _table(rows, headers)
             out.append(lines[0])
             for line, p in zip(lines[1:], ports, strict=True):
@@ -134,7 +137,8 @@ def render_text(result: ScanResult) -> str:
     if result.error:
         out += ["", result.error]
     out += ["", f"Scanned in {result.duration:.2f} s"]
-    return "\n".join(out)
+    # Names of processes, nmap's words, a lab host's: none moves the cursor.
+    return "\n".join(printable(line) for line in out)
 
 
 def _request(args: argparse.Namespace) -> ScanRequest:
@@ -200,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         while result is None:
             result = scan.wait(0.2)
     except NmapNotFound as exc:
-        sys.stderr.write(f"observatory scan: {exc}\n")
+        sys.stderr.write(f"observatory scan: {printable(str(exc))}\n")
         return 1
     except ScanError as exc:  # the type needs root
         raise UsageError(str(exc)) from None
@@ -212,9 +216,9 @@ def run(args: argparse.Namespace) -> int:
     if stopped:
         return 128 + stopped[0]
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps(result.to_json(), indent=2))  # ensure_ascii: nothing raw
         if result.error:
-            sys.stderr.write(f"observatory scan: {result.error}\n")
+            sys.stderr.write(f"observatory scan: {printable(result.error)}\n")
     else:
         print(render_text(result))
     return 0 if result.ok else 1

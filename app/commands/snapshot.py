@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from app.cliutil import port_number
+from app.cliutil import lab_host_name, port_number, safe_json
+from app.core.terminal_text import printable
 
 if TYPE_CHECKING:
     from app.core.sockets import SocketSource
@@ -56,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--host",
         metavar="NAME",
+        type=lab_host_name,
         default=None,
         help="the sockets of a lab host of a running lab (a [[host]] of its scenario; root)",
     )
@@ -92,8 +94,10 @@ def render_text(sockets: Sequence[object], numeric: bool) -> str:
                 s.local,
                 s.remote,
                 s.state if s.is_tcp else ("UNCONN" if s.remote_port is None else "ESTAB"),
-                s.owner_label,
-                s.user or "-",
+                # A process's name is its own to choose (prctl, /proc/self/comm), ESC
+                # included: as \x1b, it moves nothing.
+                printable(s.owner_label),
+                printable(s.user or "-"),
                 "" if numeric else (s.service or "-"),
             )
         )
@@ -172,7 +176,7 @@ def render_json(sockets: Sequence[object]) -> str:
     from app.core.model import Socket
 
     dumps = json.JSONEncoder(ensure_ascii=False).encode
-    lines = [dumps(s.to_json()) for s in sockets if isinstance(s, Socket)]
+    lines = [safe_json(dumps(s.to_json())) for s in sockets if isinstance(s, Socket)]
     if not lines:
         return "[]\n"
     return "[\n" + ",\n".join(lines) + "\n]\n"

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from app.cliutil import port_number, positive_seconds
+from app.cliutil import port_number, positive_seconds, safe_json
+from app.core.terminal_text import printable
 
 if TYPE_CHECKING:
     from app.core.watch import WatchEvent
@@ -81,7 +82,8 @@ class TextLines:
             if e.remote_addr is not None
             else format_endpoint("::" if e.proto.endswith("6") else "0.0.0.0", None)
         )
-        owner = "-" if e.pid is None else f"{e.pid}/{e.process or '?'}"
+        # A process names itself (prctl, /proc/self/comm): its ESC is shown as \x1b.
+        owner = "-" if e.pid is None else f"{e.pid}/{printable(e.process or '?')}"
         cells = [
             e.proto,
             format_endpoint(e.local_addr, e.local_port),
@@ -102,7 +104,7 @@ class TextLines:
 def render(events: Sequence[WatchEvent], as_json: bool, text: TextLines) -> str:
     if as_json:
         dumps = json.JSONEncoder(ensure_ascii=False).encode
-        return "".join(dumps(e.to_json()) + "\n" for e in events)
+        return "".join(safe_json(dumps(e.to_json())) + "\n" for e in events)
     return "".join(text.line(e) for e in events)
 
 

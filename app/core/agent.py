@@ -23,6 +23,7 @@ failed one is, as one line on stderr.
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
 import json
 import select
@@ -51,6 +52,7 @@ from app.core.model import Snapshot
 from app.core.select import Selection
 from app.core.select import select as chosen
 from app.core.sockets import SocketSource, default_source
+from app.core.terminal_text import printable
 from app.core.watch import WatchEvent
 
 __all__ = [
@@ -63,9 +65,13 @@ __all__ = [
 
 REUSE_SECONDS = 0.2  # a poll younger than this is served again
 CONNECTION_TIMEOUT = 10.0  # seconds a connection may take for each read or write
+# Seconds a request's line and headers may take, all told: a client that sends one byte
+# every few seconds (each read within CONNECTION_TIMEOUT) is cut off all the same.
+REQUEST_TIMEOUT = 10.0
 MAX_CONNECTIONS = 64
 HEARTBEAT_SECONDS = 15.0  # an event stream with nothing to say sends a comment this often
 ENDPOINTS = ("/api/snapshot", "/api/events", "/metrics")
+MAX_QUERY_FIELDS = 100  # /api/events?port=N&port=M...
 _ALL = Selection(state="all", udp=True)
 
 
@@ -219,6 +225,29 @@ class AgentServer(ThreadingHTTPServer):
         self.agent.log(f"{client_address[0]}: {type(exc).__name__}: {exc}")
 
 
+class _HeadReader(io.RawIOBase):
+    """The connection's reads, each one bounded by what is left of the handler's
+    ``head_deadline`` (while a request's line and headers come in), else by its timeout."""
+
+    def __init__(self, handler: AgentHandler) -> None:
+        super().__init__()
+        self._handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        handler = self._handler
+        conn: socket.socket = handler.connection
+        deadline = handler.head_deadline
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request line and headers took too long")
+            conn.settimeout(min(handler.timeout, left))
+        return conn.recv_into(buffer)
+
+
 class AgentHandler(BaseHTTPRequestHandler):
     """One connection's requests: GET/HEAD of the three endpoints, nothing else."""
 
@@ -227,8 +256,24 @@ class AgentHandler(BaseHTTPRequestHandler):
     server_version = "observatory-agent"
     sys_version = ""
     timeout = CONNECTION_TIMEOUT
+    request_timeout = REQUEST_TIMEOUT
+    head_deadline: float | None = None  # while a request's head is read: when it must end
     _headers_sent = False
     _reason = ""
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket's own file: closed, or the socket outlives us
+        self.rfile = io.BufferedReader(_HeadReader(self))
+
+    def handle_one_request(self) -> None:
+        # The line and headers of this request (and the wait for them on a kept-alive
+        # connection) must come within request_timeout, however slowly they drip.
+        self.head_deadline = time.monotonic() + self.request_timeout
+        try:
+            super().handle_one_request()
+        finally:
+            self.head_deadline = None
 
     # -------------------------------------------------------------- methods
 
@@ -247,7 +292,7 @@ class AgentHandler(BaseHTTPRequestHandler):
     def _refuse_method(self) -> None:
         self._error(
             405,
-            f"the agent is read-only: {self.command[:20]} is refused, only GET",
+            f"the agent is read-only: {printable(self.command[:20])} is refused, only GET",
             {"Allow": "GET, HEAD"},
         )
 
@@ -273,7 +318,12 @@ class AgentHandler(BaseHTTPRequestHandler):
             self._error(401, refusal, {"WWW-Authenticate": 'Bearer realm="observatory"'})
             return
         try:
-            self._route(urlsplit(self.path), with_body)
+            url = urlsplit(self.path)
+        except ValueError:  # "//[": an IPv6 host that never closes
+            self._error(400, f"not a path: {self.path[:40]!r}")
+            return
+        try:
+            self._route(url, with_body)
         except Exception as exc:  # a poll that failed: said, never a traceback
             if not self._headers_sent:
                 self._error(500, f"{type(exc).__name__}: {exc}"[:300])
@@ -333,6 +383,8 @@ class AgentHandler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         if not super().parse_request():
             return False
+        self.head_deadline = None  # the head is in: the answer has the timeout of any write
+        self.connection.settimeout(self.timeout)
         if self.request_version == "HTTP/0.9":  # "GET /" alone: no headers, so no token
             self.send_error(400, "HTTP/0.9 is not served: send GET PATH HTTP/1.1")
             return False
@@ -431,8 +483,13 @@ def _sse(event: WatchEvent) -> bytes:
 def _ports(query: str) -> frozenset[int] | str:
     """The ``port`` parameters of ``/api/events?port=N&port=M``, or why they are wrong."""
     ports: set[int] = set()
-    for text in parse_qs(query).get("port", []):
-        if not (text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+    try:
+        given = parse_qs(query, max_num_fields=MAX_QUERY_FIELDS).get("port", [])
+    except ValueError:  # more fields than that
+        return f"at most {MAX_QUERY_FIELDS} query parameters"
+    for text in given:
+        # At most 5 digits before int(): int() refuses 4,301 with words of its own.
+        if not (text.isascii() and text.isdigit() and len(text) <= 5 and 0 < int(text) < 65536):
             return f"a port is a number from 1 to 65535, not {text[:20]!r}"
         ports.add(int(text))
     return frozenset(ports)
@@ -493,6 +550,8 @@ class Agent:
         return self._wildcard or local_addr == self.address[0]
 
     def log(self, line: str) -> None:
+        # A line quotes what a client sent (its method, its path): ESC shows as \x1b.
+        line = printable(line)
         with self._log_lock, contextlib.suppress(OSError, ValueError):
             self._log.write(f"observatory agent: {line}\n")
             self._log.flush()

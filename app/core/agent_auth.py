@@ -32,12 +32,14 @@ def load_token(path: str) -> bytes:
     try:
         # O_NONBLOCK: a FIFO (not a regular file, refused below) must not block the open.
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise AgentRefused(f"cannot read the token file {path}: {exc.strerror}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = getattr(exc, "strerror", None) or "not a file name"
+        raise AgentRefused(f"cannot read the token file {path}: {reason}") from None
+    info = os.fstat(fd)  # before fdopen(), which refuses a folder with its own words
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise AgentRefused(f"the token file {path} is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise AgentRefused(f"the token file {path} is not a regular file")
         mode = stat.S_IMODE(info.st_mode)
         if mode & 0o077:
             raise AgentRefused(
@@ -67,9 +69,10 @@ def check_host(host: str, token: bytes | None) -> None:
     except ValueError:
         loopback = False
     if not loopback:
+        shown = _shown(host)
         raise AgentRefused(
             f"without --token-file the agent serves this machine only (127.0.0.1 or ::1),"
-            f" not {host}: anyone who can reach {host} could read this machine's sockets"
+            f" not {shown}: anyone who can reach {shown} could read this machine's sockets"
             " and processes. Give --token-file FILE (a file of your own, mode 600) to serve"
             " the room"
         )
@@ -112,6 +115,15 @@ def host_header_refusal(host_header: str | None, token: bytes | None) -> str | N
         pass
     return (
         f"this agent has no token and answers only requests for this machine "
-        f"(Host: localhost or a loopback address), not {host_header or 'no Host'}: "
+        f"(Host: localhost or a loopback address), not "
+        f"{'no Host' if host_header is None else _shown(host_header)}: "
         "give it --token-file FILE to serve others"
     )
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """A host as a refusal names it: as typed when it is a plain name or address, else
+    quoted (escapes for control characters), and cut to ``limit`` characters."""
+    cut = text if len(text) <= limit else text[: limit - 3] + "..."
+    plain = cut.isascii() and cut.isprintable() and " " not in cut and cut != ""
+    return cut if plain else repr(cut)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from app.core import targets
 from app.core.agent_client import (
@@ -30,6 +29,7 @@ from app.core.agent_client import (
 )
 from app.core.diff import diff
 from app.core.model import Snapshot, Socket, SocketEvent
+from app.core.small_files import read_limited
 from app.labs import digits_hint, whole_number
 
 __all__ = [
@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 MAX_TARGETS = 256  # one view; a thread each
+MAX_FILE_BYTES = 64 * 1024  # a hosts file (256 lines of HOST:PORT are 10 KiB) or a token file
+SHOWN = 60  # the most of a TARGET a message quotes
 
 
 class TargetError(ValueError):
@@ -61,30 +63,31 @@ def parse_target(text: str) -> Target:
     example = "like pc07:8765, 192.168.1.7:8765 or [fd00::7]:8765"
     if not raw:
         raise TargetError(f"a TARGET is HOST:PORT, {example}; this one is empty")
+    shown = repr(raw if len(raw) <= SHOWN else raw[: SHOWN - 3] + "...")
     if raw.startswith("["):
         host, sep, port = raw[1:].partition("]:")
         if not sep:
-            raise TargetError(f"{raw!r}: after [IPv6 address] comes ':PORT', {example}")
+            raise TargetError(f"{shown}: after [IPv6 address] comes ':PORT', {example}")
     else:
         host, sep, port = raw.rpartition(":")
         if not sep:
-            raise TargetError(f"{raw!r} has no port: a TARGET is HOST:PORT, {example}")
+            raise TargetError(f"{shown} has no port: a TARGET is HOST:PORT, {example}")
         if ":" in host:
             raise TargetError(
-                f"{raw!r}: put an IPv6 address in brackets before the port, like [{host}]:{port}"
+                f"{shown}: put an IPv6 address in brackets before the port, like [::1]:{port[:5]}"
             )
     number = whole_number(port)
     if number is None or not 1 <= number <= 65535:
         raise TargetError(
-            f"{raw!r}: the port after ':' is a number from 1 to 65535, not {port!r}"
+            f"{shown}: the port after ':' is a number from 1 to 65535, not {port[:20]!r}"
             + digits_hint(port)
         )
     try:
         parsed = targets.parse_target(host)
     except targets.TargetError as exc:
-        raise TargetError(f"{raw!r}: {exc}") from None
+        raise TargetError(f"{shown}: {exc}") from None
     if parsed.kind == "network":
-        raise TargetError(f"{raw!r}: name one machine, not a network; list each machine")
+        raise TargetError(f"{shown}: name one machine, not a network; list each machine")
     return Target(parsed.text, number)
 
 
@@ -104,16 +107,28 @@ def parse_targets(texts: Iterable[str]) -> list[Target]:
     return list(found.values())
 
 
+def _read_text(path: str, what: str) -> str:
+    """The UTF-8 text of a small file (at most MAX_FILE_BYTES), or TargetError in words.
+    A FIFO or /dev/zero is never read without end."""
+    try:
+        data = read_limited(path, MAX_FILE_BYTES)
+    except FileNotFoundError:
+        raise TargetError(f"there is no {what} {path!r}: check the name") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a file name"
+        raise TargetError(f"cannot read the {what} {path!r}: {reason}") from None
+    if data is None:
+        raise TargetError(f"the {what} {path!r} is too big: at most {MAX_FILE_BYTES // 1024} KiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TargetError(f"cannot read the {what} {path!r}: it is not UTF-8 text") from None
+
+
 def read_hosts_file(path: str) -> list[str]:
     """The TARGETs of a hosts file: one a line; blank lines and ``#`` comments skipped.
     Each is checked here, so a mistake names its line."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TargetError(f"there is no hosts file {path!r}: check the name") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "it is not UTF-8 text"
-        raise TargetError(f"cannot read the hosts file {path!r}: {reason}") from None
+    text = _read_text(path, "hosts file")
     lines: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):
         entry = line.split("#", 1)[0].strip()
@@ -131,13 +146,7 @@ def read_hosts_file(path: str) -> list[str]:
 
 def read_token(path: str) -> str:
     """The bearer token of a token file: its one line, without the spaces around it."""
-    try:
-        token = Path(path).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise TargetError(f"there is no token file {path!r}: check the name") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "it is not UTF-8 text"
-        raise TargetError(f"cannot read the token file {path!r}: {reason}") from None
+    token = _read_text(path, "token file").strip()
     if not token:
         raise TargetError(f"the token file {path!r} is empty: put the agents' token in it")
     if not token.isprintable() or not token.isascii():

@@ -29,9 +29,13 @@ HOST_BYTEORDER: ByteOrder = "little" if sys.byteorder == "little" else "big"
 DEFAULT_BYTES = bytes.fromhex("47EF152A8937B433")
 DEFAULT_SIZES = (1, 2, 4)
 MAX_BYTES = 64
+# The longest text read: MAX_BYTES bytes each written as "[63]=EF," (8 characters), with room.
+MAX_TEXT = 1024
+SHOWN = 40  # the most of a typed piece a message quotes
 
 _SEPARATORS = re.compile(r"[\s,;:\-]+")
-_LECTURE_DUMP = re.compile(r"\[(\d+)\]=([^,\s]*)")
+# [0-9], not \d: \d matches every script's digits (Arabic-Indic, full-width...).
+_LECTURE_DUMP = re.compile(r"\[([0-9]+)\]=([^,\s]*)")
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
@@ -39,21 +43,25 @@ class EndianError(ValueError):
     """Bytes that cannot be read; the message is one line in words."""
 
 
+def _shown(piece: str) -> str:
+    return repr(piece if len(piece) <= SHOWN else piece[: SHOWN - 3] + "...")
+
+
 def _piece_to_bytes(piece: str) -> bytes:
     digits = piece[2:] if piece[:2] in ("0x", "0X") else piece
     if not digits:
-        raise EndianError(f"{piece!r} has no hex digits after 0x")
+        raise EndianError(f"{_shown(piece)} has no hex digits after 0x")
     if not _HEX.fullmatch(digits):
         raise EndianError(
-            f"{piece!r} is not hexadecimal: a byte is written with the digits 0-9 and A-F, "
-            "like 47 or 0xEF"
+            f"{_shown(piece)} is not hexadecimal: a byte is written with the digits 0-9 and "
+            "A-F, like 47 or 0xEF"
         )
     if len(digits) == 1:
         return bytes([int(digits, 16)])
     if len(digits) % 2:
         raise EndianError(
-            f"{piece!r} has an odd number of hex digits ({len(digits)}): write each byte "
-            "with two digits, like 47 EF"
+            f"{_shown(piece)} has an odd number of hex digits ({len(digits)}): write each "
+            "byte with two digits, like 47 EF"
         )
     return bytes.fromhex(digits)
 
@@ -69,6 +77,11 @@ def parse_bytes(text: str | Iterable[str]) -> bytes:
             than :data:`MAX_BYTES` bytes.
     """
     joined = text if isinstance(text, str) else " ".join(text)
+    if len(joined) > MAX_TEXT:
+        raise EndianError(
+            f"{len(joined)} characters is too much to read: give at most {MAX_BYTES} bytes "
+            f"(at most {MAX_TEXT} characters)"
+        )
     dump = _LECTURE_DUMP.findall(joined)
     if dump:
         leftover = _LECTURE_DUMP.sub("", joined)
@@ -78,10 +91,12 @@ def parse_bytes(text: str | Iterable[str]) -> bytes:
             )
         pieces = []
         for index, (number, value) in enumerate(dump):
-            if int(number) != index:
-                raise EndianError(f"[{number}]= is out of order: expected [{index}]= there")
+            if number.lstrip("0") != str(index).lstrip("0"):  # no int() of 2,000 digits
+                raise EndianError(f"[{number[:10]}]= is out of order: expected [{index}]= there")
             if not value or len(value) > 2:
-                raise EndianError(f"[{number}]={value} is not one byte (one or two hex digits)")
+                raise EndianError(
+                    f"[{number}]={value[:10]} is not one byte (one or two hex digits)"
+                )
             pieces.append(value)
     else:
         pieces = [p for p in _SEPARATORS.split(joined) if p]

@@ -56,6 +56,7 @@ from app.core.procs import (
     LaunchError,
     executable_problem,
 )
+from app.core.small_files import read_limited
 
 try:
     import tomllib
@@ -69,7 +70,16 @@ HOST_KEYS = ("name", "address")
 C_PROGRAMS = {"tcp_server1": "tcp-server", "tcp_client1": "tcp-client"}
 _C_ARGS = {"tcp_server1": "PORT", "tcp_client1": "IP MESSAGE PORT"}
 TABLES = ("process", "host")  # the top level holds these arrays of tables only
+# A classroom types anything: what a scenario may hold is bounded, and each bound is named
+# in the refusal. The lecture's scenarios are a few hundred bytes and a few processes.
+MAX_BYTES = 256 * 1024  # the file
+MAX_PROCESSES = 200  # [[process]] tables: each a process, with threads and pipes of its own
 MAX_HOSTS = 16
+MAX_DELAY = 3600.0  # seconds one process waits for the one before
+MAX_NAME = 40  # characters of a process's name (NAME_RULE), as messages name the table
+SHOWN = 60  # the most of a file's text (a program, a key, a host) a message quotes
+PATH_MAX = 4096  # Linux's longest path, with its NUL
+MAX_ADDRESS = 64  # characters of one [[host]] address ("fd00::15/64" is 11)
 # A host's name becomes part of its network namespace's name, obs<PID>-<name>, and of
 # its links' names (at most 15 characters in Linux): short, and safe in any of them.
 HOST_NAME_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,9}")
@@ -138,6 +148,16 @@ class Scenario:
         return [e.name for e in self.entries]
 
 
+def quoted(text: str, limit: int = SHOWN) -> str:
+    """A file's text as a message quotes it: ``repr``, cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def key_shown(key: str) -> str:
+    """A table's key as a message names it (a key is any text in TOML: cut)."""
+    return key if len(key) <= SHOWN else key[: SHOWN - 3] + "..."
+
+
 def kind_of(value: object) -> str:
     if isinstance(value, bool):
         return "true/false"
@@ -197,7 +217,7 @@ def _c_program_problem(program: str, args: Sequence[str]) -> tuple[str, str] | N
         except ValueError:
             return (
                 "args",
-                f"{program} needs an IPv4 address first (e.g. 127.0.0.1), not {args[0]!r}",
+                f"{program} needs an IPv4 address first (e.g. 127.0.0.1), not {quoted(args[0])}",
             )
     return _builtin_problem(C_PROGRAMS[program], args)
 
@@ -216,7 +236,7 @@ def _builtin_problem(program: str, args: Sequence[str]) -> tuple[str, str] | Non
         close = difflib.get_close_matches(program, list(PROGRAMS), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         known += f", or the lecture's C programs {' and '.join(C_PROGRAMS)}"
-        return "program", f"there is no built-in program {program!r} (known: {known}){hint}"
+        return "program", f"there is no built-in program {quoted(program)} (known: {known}){hint}"
     try:
         validate(program, list(args))
     except LabUsageError as exc:
@@ -225,7 +245,7 @@ def _builtin_problem(program: str, args: Sequence[str]) -> tuple[str, str] | Non
             message += f" (usage: {_usage(program)})"
         return "args", message
     except ImportError as exc:
-        return "program", f"the built-in program {program!r} is not available ({exc})"
+        return "program", f"the built-in program {quoted(program)} is not available ({exc})"
     return None
 
 
@@ -245,10 +265,19 @@ def parse_scenario(
         ScenarioError: with every mistake found, one line each.
     """
     base = os.fspath(folder) if folder is not None else os.getcwd()
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        raise ScenarioError(
+            [f"{label}: {size} bytes: a scenario file is at most {MAX_BYTES // 1024} KiB"]
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError([f"{label}: not valid TOML: {exc}"]) from None
+    except RecursionError:  # [[[[...]]]] thousands deep: tomllib recurses once a bracket
+        raise ScenarioError(
+            [f"{label}: not valid TOML: lists or tables nested too deeply"]
+        ) from None
     errors = _top_level_problems(data, label)
     hosts, host_names = check_hosts(data.get("host"), label, errors)
     tables = _process_tables(data, label, errors)
@@ -284,7 +313,7 @@ def check_entry(
     program, args, command = _check_what_runs(table, base, env, problems)
     delay = _check_delay(table, problems)
     host = _check_host(table, host_names, problems)
-    entry_errors.extend(f'{where}: key "{key}": {words}' for key, words in problems)
+    entry_errors.extend(f'{where}: key "{key_shown(key)}": {words}' for key, words in problems)
     if entry_errors or name is None:
         return None, entry_errors
     entry = ScenarioEntry(
@@ -307,7 +336,7 @@ def _top_level_problems(data: dict[str, object], label: str) -> list[str]:
             near = difflib.get_close_matches(key, TABLES, n=1)
             suggestion = f" (did you mean [[{near[0]}]]?)" if near else ""
             errors.append(
-                f'{label}: key "{key}": unknown; a scenario holds only [[process]] and '
+                f'{label}: key "{key_shown(key)}": unknown; a scenario holds only [[process]] and '
                 f"[[host]] tables{suggestion}"
             )
     return errors
@@ -327,6 +356,12 @@ def _process_tables(data: dict[str, object], label: str, errors: list[str]) -> l
         raise ScenarioError(errors)
     if not isinstance(tables, list) or not tables:
         errors.append(f'{label}: "process" must be a list of [[process]] tables')
+        raise ScenarioError(errors)
+    if len(tables) > MAX_PROCESSES:
+        errors.append(
+            f"{label}: {len(tables)} [[process]] tables: a scenario starts at most "
+            f"{MAX_PROCESSES} processes"
+        )
         raise ScenarioError(errors)
     return tables
 
@@ -349,6 +384,13 @@ def _check_name(
         return None, where, [f'{where}: key "name": missing (every {kind} needs a name)']
     if not isinstance(raw_name, str):
         return None, where, [f'{where}: key "name": must be text, not {kind_of(raw_name)}']
+    if len(raw_name) > MAX_NAME:  # never valid: named by its start and its length
+        where = f'{label}: {kind} #{index} "{raw_name[: MAX_NAME - 3]}..."'
+        return (
+            None,
+            where,
+            [f'{where}: key "name": {len(raw_name)} characters: {rule}'],
+        )
     where = f'{label}: {kind} #{index} "{raw_name}"'
     if not pattern.fullmatch(raw_name):
         return None, where, [f'{where}: key "name": {rule}']
@@ -430,6 +472,7 @@ def _check_command(
         except ValueError:
             words = raw_command.split()
         shown = "[" + ", ".join(f'"{part}"' for part in words) + "]"
+        shown = shown if len(shown) <= SHOWN * 2 else shown[: SHOWN * 2 - 4] + "...]"
         problems.append(("command", f"must be a list, one item per argument: command = {shown}"))
     else:
         parsed, error = _as_words(raw_command, "the program and its arguments")
@@ -438,7 +481,12 @@ def _check_command(
         elif not parsed:
             problems.append(("command", "is empty: give the program and its arguments"))
         else:
-            missing = executable_problem(parsed[0], base, env)
+            too_long = len(parsed[0].encode("utf-8", "surrogatepass")) >= PATH_MAX
+            missing = (
+                f"the program's path is {len(parsed[0])} characters long: at most {PATH_MAX - 1}"
+                if too_long
+                else executable_problem(parsed[0], base, env)
+            )
             if missing:
                 problems.append(("command", missing))
             command = parsed
@@ -457,6 +505,10 @@ def _check_delay(table: dict[str, object], problems: Problems) -> float:
         problems.append(("delay", f"must be a number of seconds, not {kind_of(raw_delay)}"))
     elif not math.isfinite(raw_delay) or raw_delay < 0:
         problems.append(("delay", f"must be a number of seconds, 0 or more, not {raw_delay}"))
+    elif raw_delay > MAX_DELAY:
+        problems.append(
+            ("delay", f"must be at most {MAX_DELAY:g} seconds (an hour), not {raw_delay:.6g}")
+        )
     else:
         return float(raw_delay)
     return 0.0
@@ -476,6 +528,7 @@ def _check_host(
         return None
     if raw_host in host_names:
         return raw_host
+    raw_host = raw_host if len(raw_host) <= SHOWN else raw_host[: SHOWN - 3] + "..."
     if not host_names:
         problems.append(
             (
@@ -487,7 +540,7 @@ def _check_host(
         return None
     close = difflib.get_close_matches(raw_host, host_names, n=1)
     hint = f'; did you mean "{close[0]}"?' if close else ""
-    known = ", ".join(f'"{name}"' for name in host_names)
+    known = ", ".join(f'"{key_shown(name)}"' for name in host_names[:MAX_HOSTS])
     problems.append(("host", f'there is no [[host]] named "{raw_host}" (known: {known}){hint}'))
     return None
 
@@ -518,7 +571,7 @@ def check_hosts(raw: object, label: str, errors: list[str]) -> tuple[list[LabHos
         if name == SWITCH:
             problems.append(("name", f'"{SWITCH}" is the lab network\'s switch: choose another'))
         addresses = _check_addresses(table, where.removeprefix(f"{label}: "), taken, problems)
-        host_errors.extend(f'{where}: key "{key}": {words}' for key, words in problems)
+        host_errors.extend(f'{where}: key "{key_shown(key)}": {words}' for key, words in problems)
         errors.extend(host_errors)
         if not host_errors and name is not None:
             hosts.append(LabHost(name=name, addresses=tuple(addresses)))
@@ -554,6 +607,15 @@ def _check_addresses(
         return []
     addresses: list[str] = []
     for text in _address_texts(table["address"], problems):
+        if len(text) > MAX_ADDRESS:  # an IPv6 address with its zone and prefix is shorter
+            problems.append(
+                (
+                    "address",
+                    f"{quoted(text)} is {len(text)} characters long: an address with its "
+                    f'prefix is at most {MAX_ADDRESS}, like "10.0.2.15/24"',
+                )
+            )
+            continue
         interface, why = parse_host_address(text)
         if interface is None:
             problems.append(("address", why))
@@ -608,7 +670,7 @@ def load_scenario(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     label = os.fspath(path)
     file = Path(path)
     try:
-        raw = file.read_bytes()
+        raw = read_limited(file, MAX_BYTES)
     except FileNotFoundError:
         raise ScenarioError([f"{label}: no such file"]) from None
     except IsADirectoryError:
@@ -617,6 +679,15 @@ def load_scenario(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         raise ScenarioError([f"{label}: permission denied (cannot read it)"]) from None
     except OSError as exc:
         raise ScenarioError([f"{label}: cannot read it ({exc.strerror or exc})"]) from None
+    except ValueError:  # a NUL in the path
+        raise ScenarioError([f"{label!r}: not a file name (it holds a NUL)"]) from None
+    if raw is None:
+        raise ScenarioError(
+            [
+                f"{label}: more than {MAX_BYTES // 1024} KiB: a scenario file is at most "
+                f"{MAX_BYTES // 1024} KiB"
+            ]
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

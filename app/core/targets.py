@@ -19,6 +19,10 @@ from app.labs import digits_hint
 
 # A network may hold at most this many addresses: a /24 for IPv4, a /120 for IPv6.
 MAX_NETWORK_ADDRESSES = 256
+# The longest target (a hostname has at most 253 characters; an IPv6 address with its
+# zone and prefix fewer) and port list (ranges say any list in fewer) read.
+MAX_TARGET_LENGTH = 300
+MAX_PORTS_LENGTH = 1000
 
 # RFC 1123 labels: letters, digits and inner hyphens; 1 to 63 characters each.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -95,6 +99,11 @@ def parse_target(text: str) -> Target:
     if not raw:
         raise TargetError(
             "give a target to scan: an IP address, a network like 127.0.0.0/24, or a hostname"
+        )
+    if len(raw) > MAX_TARGET_LENGTH:
+        raise TargetError(
+            f"{_shown(raw)} is {len(raw)} characters long: a target is at most "
+            f"{MAX_TARGET_LENGTH} (a hostname at most 253)"
         )
     if raw.startswith("-"):
         raise TargetError(
@@ -181,6 +190,11 @@ def parse_ports(text: str) -> str:
     raw = text.strip()
     if not raw:
         raise PortsError("give ports as numbers and ranges, like 22,80,6000-6010")
+    if len(raw) > MAX_PORTS_LENGTH:
+        raise PortsError(
+            f"the port list is {len(raw)} characters long: at most {MAX_PORTS_LENGTH}; "
+            "write ranges, like 1-1024"
+        )
     ranges: list[tuple[int, int]] = []
     for item in raw.split(","):
         item = item.strip()
@@ -190,13 +204,15 @@ def parse_ports(text: str) -> str:
                 f"ports are numbers from 1 to 65535 and ranges like 6000-6010, "
                 f"not {_shown(item) + digits_hint(item) if item else 'an empty item'}"
             )
-        start = int(match.group(1))
-        end = int(match.group(2)) if match.group(2) is not None else start
-        for value in (start, end):
-            if not 1 <= value <= 65535:
+        start_text, end_text = match.group(1), match.group(2) or match.group(1)
+        for digits in (start_text, end_text):
+            if len(digits.lstrip("0")) > 5 or not 1 <= int(digits) <= 65535:
+                shown = digits.lstrip("0") or "0"
+                shown = shown if len(shown) <= 20 else shown[:17] + "..."
                 raise PortsError(
-                    f"a port is a number from 1 to 65535; {value} is outside that range"
+                    f"a port is a number from 1 to 65535; {shown} is outside that range"
                 )
+        start, end = int(start_text), int(end_text)
         if start > end:
             raise PortsError(
                 f"a range goes from the smaller port to the larger: {end}-{start}, not {item}"

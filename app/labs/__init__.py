@@ -21,6 +21,10 @@ PROGRAMS: dict[str, str] = {
 }
 
 
+# The most digits (leading zeros aside) a number read by whole_number() may have.
+MAX_DIGITS = 18
+
+
 class LabUsageError(ValueError):
     """Arguments a lab program would refuse; the message is one line of words."""
 
@@ -32,11 +36,18 @@ def whole_number(text: str) -> int | None:
     and full-width (``７４００``) digits, a sign and underscores (``6_000``):
     none of these is how a port or a count is written on a command line, and
     ``bind()`` in C would never see them as one. Every number parser of the
-    observatory (labs, core, commands) goes through this one check.
+    observatory (labs, core, commands) goes through this one check. More than
+    :data:`MAX_DIGITS` digits (leading zeros aside) is None too: every caller then
+    says its range, and ``int()`` is never asked for a number of 5,000 digits.
     """
     stripped = text.strip()
     if stripped and stripped.isascii() and stripped.isdigit():
-        return int(stripped)
+        significant = stripped.lstrip("0")
+        # int() refuses more than 4300 digits (a ValueError of its own words); no port,
+        # count or pid has more than MAX_DIGITS: such a number is none of them.
+        if len(significant) > MAX_DIGITS:
+            return None
+        return int(significant or "0")
     return None
 
 

@@ -16,6 +16,7 @@ from typing import NoReturn
 from app.labs import LabUsageError, digits_hint, whole_number
 
 Check = Callable[[str], object]
+MAX_MESSAGE = 400  # the longest refusal: argparse quotes every unknown argument
 
 
 class LabParser(argparse.ArgumentParser):
@@ -55,7 +56,8 @@ class LabParser(argparse.ArgumentParser):
         return parsed, extras
 
     def error(self, message: str) -> NoReturn:
-        raise LabUsageError(" ".join(message.split()))
+        words = " ".join(message.split())  # argparse quotes what was typed: cut to one line
+        raise LabUsageError(words if len(words) <= MAX_MESSAGE else words[:397] + "...")
 
 
 def add_server_address(parser: LabParser, port_help: str) -> None:
@@ -71,12 +73,20 @@ def add_server_address(parser: LabParser, port_help: str) -> None:
     parser.check("bind", check_ip)
 
 
+SHOWN = 60  # the most of the user's text a message quotes
+
+
 def _shown(text: str) -> str:
-    """The user's text as it goes into a message: numbers bare, words quoted."""
+    """The user's text as it goes into a message: numbers bare, words quoted (and cut to
+    :data:`SHOWN` characters: a message stays one line)."""
     stripped = text.strip()
-    if whole_number(stripped.removeprefix("-")) is not None:
+    if len(stripped) <= SHOWN and whole_number(stripped.removeprefix("-")) is not None:
         return stripped
-    return repr(text) + digits_hint(text)
+    return _quoted(text) + digits_hint(text)
+
+
+def _quoted(text: str) -> str:
+    return repr(text if len(text) <= SHOWN else text[: SHOWN - 3] + "...")
 
 
 def check_port(text: str) -> int:
@@ -94,7 +104,7 @@ def check_ip(text: str) -> str:
     except ValueError:
         pass
     raise ValueError(
-        f"{text!r} is not an IP address: write it as numbers, like 127.0.0.1 or ::1 "
+        f"{_quoted(text)} is not an IP address: write it as numbers, like 127.0.0.1 or ::1 "
         "(names such as localhost are not looked up)"
     )
 

@@ -107,7 +107,8 @@ class ScanRequest:
             TargetError, PortsError, ScanTypeError: one line in words.
         """
         if type not in SCAN_TYPES:
-            raise ScanTypeError(f"a scan type is one of {', '.join(SCAN_TYPES)}, not {type!r}")
+            shown = type if len(type) <= 30 else type[:27] + "..."
+            raise ScanTypeError(f"a scan type is one of {', '.join(SCAN_TYPES)}, not {shown!r}")
         scan_type: ScanType = type  # checked just above
         parsed = parse_target(target)
         if origin is not None:

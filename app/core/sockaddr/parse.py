@@ -12,10 +12,24 @@ import re
 import socket
 
 _DIGITS = re.compile(r"[0-9]+")
+SHOWN = 60  # the most of the user's text a message quotes
+IFNAMSIZ = 16  # an interface name is at most 15 characters (and its NUL), in Linux
 
 
 class SockaddrError(ValueError):
     """Input that cannot go into a sockaddr; the message is one line in words."""
+
+
+def _shown(text: str) -> str:
+    """The user's text, quoted, short enough for one line."""
+    return repr(text if len(text) <= SHOWN else text[: SHOWN - 3] + "...")
+
+
+def _number(digits: str) -> int | None:
+    """``digits`` (0-9 only) as a number; None past 20 digits (``int()`` refuses 4,301,
+    and no field of a sockaddr holds more than 10)."""
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= 20 else None
 
 
 def parse_port(text: str) -> int:
@@ -32,29 +46,39 @@ def parse_port(text: str) -> int:
     if not _DIGITS.fullmatch(text):
         if text and all(c.isdigit() for c in text):
             raise SockaddrError(
-                f"a port is written with the digits 0-9; {text!r} uses other digits "
+                f"a port is written with the digits 0-9; {_shown(text)} uses other digits "
                 "(atoi() in C reads only 0-9)"
             )
-        raise SockaddrError(f"a port is a whole number from 0 to 65535, not {text!r}")
-    value = int(text)
-    if value > 65535:
+        raise SockaddrError(f"a port is a whole number from 0 to 65535, not {_shown(text)}")
+    value = _number(text)
+    if value is None or value > 65535:
+        big = text.lstrip("0") if value is None else str(value)
+        big = big if len(big) <= 20 else big[:17] + "..."
         raise SockaddrError(
-            f"a port is a number from 0 to 65535 (it has 16 bits); {value} is too big"
+            f"a port is a number from 0 to 65535 (it has 16 bits); {big} is too big"
         )
     return value
 
 
 def _scope_to_index(scope: str) -> int:
     if _DIGITS.fullmatch(scope):
-        value = int(scope)
-        if value > 0xFFFFFFFF:
-            raise SockaddrError(f"a scope id is a 32-bit interface index; {value} is too big")
+        value = _number(scope)
+        if value is None or value > 0xFFFFFFFF:
+            raise SockaddrError(
+                f"a scope id is a 32-bit interface index (at most {0xFFFFFFFF}); "
+                f"{_shown(scope)} is too big"
+            )
         return value
+    if len(scope) >= IFNAMSIZ or "\0" in scope or "/" in scope:
+        raise SockaddrError(
+            f"{_shown(scope)} is not an interface name: at most {IFNAMSIZ - 1} characters, "
+            "like lo or eth0 (see `ip addr`)"
+        )
     try:
         return socket.if_nametoindex(scope)
-    except OSError:
+    except (OSError, ValueError, UnicodeError):
         raise SockaddrError(
-            f"no network interface named {scope!r} on this machine (see `ip addr`)"
+            f"no network interface named {_shown(scope)} on this machine (see `ip addr`)"
         ) from None
 
 
@@ -75,13 +99,15 @@ def parse_address(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Addr
     if "%" in text:
         literal, _, scope = text.partition("%")
         if ":" not in literal or not scope:
-            raise SockaddrError(f"{text!r} is not an IP address; only IPv6 addresses take a %scope")
+            raise SockaddrError(
+                f"{_shown(text)} is not an IP address; only IPv6 addresses take a %scope"
+            )
         scope_id = _scope_to_index(scope)
     try:
         addr = ipaddress.ip_address(literal)
     except ValueError:
         raise SockaddrError(
-            f"{text!r} is not an IPv4 or IPv6 address (like 127.0.0.1 or ::1); "
+            f"{_shown(text)} is not an IPv4 or IPv6 address (like 127.0.0.1 or ::1); "
             "names are not looked up here"
         ) from None
     return addr, scope_id
@@ -106,7 +132,9 @@ def parse_endpoint(text: str) -> tuple[str, int]:
         raise SockaddrError(f"type an address and a port, {example}")
     parts = text.split()
     if len(parts) > 2:
-        raise SockaddrError(f"one address and one port, {example}; {text!r} has {len(parts)} parts")
+        raise SockaddrError(
+            f"one address and one port, {example}; {_shown(text)} has {len(parts)} parts"
+        )
     if len(parts) == 2:
         address, port = parts
         if address.startswith("[") and address.endswith("]"):
@@ -114,19 +142,21 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     elif text.startswith("["):
         address, bracket, rest = text[1:].partition("]")
         if not bracket:
-            raise SockaddrError(f"{text!r} opens [ but never closes it: write [::1]:7000")
+            raise SockaddrError(f"{_shown(text)} opens [ but never closes it: write [::1]:7000")
         if not rest.startswith(":") or not rest[1:]:
-            raise SockaddrError(f"{text!r} has no port: write it after the bracket, as [::1]:7000")
+            raise SockaddrError(
+                f"{_shown(text)} has no port: write it after the bracket, as [::1]:7000"
+            )
         port = rest[1:]
     elif text.count(":") == 1:
         address, _, port = text.partition(":")
     elif ":" in text:
         raise SockaddrError(
-            f"{text!r}: write an IPv6 address with a port in brackets, [::1]:7000, or with "
+            f"{_shown(text)}: write an IPv6 address with a port in brackets, [::1]:7000, or with "
             "a space, ::1 7000 (::1:7000 alone is itself an IPv6 address)"
         )
     else:
-        raise SockaddrError(f"{text!r} has no port: add one, {example}")
+        raise SockaddrError(f"{_shown(text)} has no port: add one, {example}")
     number = parse_port(port)
     parse_address(address)  # refused here, in words, before anything is built
     return address, number

@@ -9,10 +9,32 @@ from typing import Literal
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+
+from app.core.terminal_text import printable
+
+PATH_MAX = 4096  # Linux's longest path, with its NUL
+
+
+def plain(text: str) -> Content:
+    """``text`` shown as it is: never markup (a ``[/b]`` in a foreign process's command
+    line would end the app with a MarkupError), no control character."""
+    return Content("\n".join(printable(line) for line in text.split("\n")))
+
+
+def path_problem(text: str) -> str | None:
+    """Why ``text`` cannot name a file, in words; None when it may."""
+    if not text:
+        return "Type the path of a file."
+    if "\0" in text:
+        return "A path cannot hold a NUL character (\\0)."
+    if len(text.encode("utf-8", "surrogatepass")) >= PATH_MAX:
+        return f"The path is {len(text)} characters long: a path is at most {PATH_MAX - 1} bytes."
+    return None
 
 
 def post_if_yes(node: MessagePump, message: Message) -> Callable[[bool | None], None]:
@@ -56,8 +78,8 @@ class ConfirmDialog(ModalScreen[bool]):
         # A long body (a foreign process's command line) scrolls; the buttons, docked at
         # the foot, stay in view.
         with VerticalScroll(id="dialog", classes="dialog", can_focus=False):
-            yield Label(self._title, id="dialog-title")
-            yield Static(self._body, id="dialog-body")
+            yield Label(plain(self._title), id="dialog-title")
+            yield Static(plain(self._body), id="dialog-body")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self._yes} (y)", variant="error", id="yes")
                 yield Button(f"{self._no} (n, Esc)", variant="primary", id="no")
@@ -93,10 +115,10 @@ class PathDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog"):
-            yield Label(self._title, id="dialog-title")
+            yield Label(plain(self._title), id="dialog-title")
             yield Input(self._value, placeholder=self._placeholder, id="path")
-            yield Static(f"A relative path starts from {os.getcwd()}", id="dialog-hint")
-            yield Static(self._error, id="dialog-error", classes="error")
+            yield Static(plain(f"A relative path starts from {os.getcwd()}"), id="dialog-hint")
+            yield Static(plain(self._error), id="dialog-error", classes="error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Load", variant="primary", id="ok")
                 yield Button("Cancel (Esc)", id="cancel")
@@ -115,8 +137,9 @@ class PathDialog(ModalScreen[str | None]):
 
     def _finish(self) -> None:
         value = self.query_one(Input).value.strip()
-        if not value:
-            self.query_one("#dialog-error", Static).update("Type the path of a scenario file.")
+        problem = path_problem(value)
+        if problem:
+            self.query_one("#dialog-error", Static).update(plain(problem))
             return
         self.dismiss(value)
 

@@ -13,15 +13,22 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from app.core import cprograms
+from app.core.procs import NAME_PATTERN, NAME_RULE
 from app.core.programs import PROGRAMS, LabUsageError, validate, whole_number
+from app.core.terminal_text import printable
 
 COMMAND = "command"
 UDP_HOLD_SECONDS = 30  # a udp-client launched here keeps its socket this long
 SHORT = 32  # lines: below this the port warning keeps to four lines (styles/dialogs.tcss)
+# The longest command line and client message taken (the kernel's own limit for one
+# argument is 128 KiB; a pasted page is a mistake, said here rather than by execve()).
+MAX_COMMAND = 4096
+MAX_MESSAGE = 1024
 
 # Why the server about to start will not (or may not) bind its port, in words; None when
 # nothing holds it. Called as port_check(bind_address, port, "tcp" or "udp", reuseaddr):
@@ -68,10 +75,23 @@ class LaunchRequest:
     c_program: str | None = None
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """A field's text as a refusal quotes it: cut, and terminal-safe."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def plain(text: str) -> Content:
+    """``text`` as a Static shows it: never markup (a typed ``[/b]`` would end the app
+    with a MarkupError, a ``[@click=...]`` run an action), no control character."""
+    return Content(printable(text))
+
+
 def command_problem(argv: list[str]) -> str | None:
     """Why ``argv`` cannot start, in words; None when it can."""
     if not argv:
         return "Type a command, e.g. nc -vn 127.0.0.1 7000"
+    if any("\0" in word for word in argv):
+        return "A command cannot hold a NUL character (\\0): no program would receive it"
     exe = argv[0]
     if os.sep in exe:
         if not os.path.exists(exe):
@@ -238,8 +258,11 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         if problem:
             return None, problem
         if program == COMMAND:
+            typed = self._value("command")
+            if len(typed) > MAX_COMMAND:
+                return None, (f"The command is {len(typed)} characters long: at most {MAX_COMMAND}")
             try:
-                argv = shlex.split(self._value("command"))
+                argv = shlex.split(typed)
             except ValueError as exc:
                 return None, f"The command does not parse: {exc}"
             problem = command_problem(argv)
@@ -258,6 +281,9 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
                 if not self.query_one("#reuseaddr", Checkbox).value:
                     args.append("--no-reuseaddr")
         else:
+            problem = self._message_problem()
+            if problem:
+                return None, problem
             args = [self._value("target"), self._value("message") or "hello", port]
             if program == "udp-client":
                 # A UDP client sends and exits at once: nobody would see its socket.
@@ -277,14 +303,19 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         port = self._value("port")
         number = whole_number(port)
         if number is None or not 1 <= number <= 65535:
-            return None, f"Port must be a number 1-65535, not {port!r}"
+            return None, f"Port must be a number 1-65535, not {_shown(port)}"
         args = [port]
         if program == C_CLIENT:
             target = self._value("target")
             try:
                 ipaddress.IPv4Address(target)
             except ValueError:
-                return None, f"{program} takes an IPv4 address (e.g. 127.0.0.1), not {target!r}"
+                return None, (
+                    f"{program} takes an IPv4 address (e.g. 127.0.0.1), not {_shown(target)}"
+                )
+            problem = self._message_problem()
+            if problem:
+                return None, problem
             args = [target, self._value("message") or "hello", port]
         request = LaunchRequest(name, None, tuple(args), c_program=program)
         return request, shlex.join([f"./{program}", *args]) + "  (C, compiled on first use)"
@@ -298,8 +329,19 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
     def _auto_name(self, program: str) -> str:
         return self._free_name(_BASES.get(program, "cmd"))
 
+    def _message_problem(self) -> str | None:
+        """Why a client's message cannot be sent as an argument, in words; None if it can."""
+        message = self._value("message")
+        if len(message) > MAX_MESSAGE:
+            return f"The message is {len(message)} characters long: at most {MAX_MESSAGE}"
+        if "\0" in message:
+            return "A message cannot hold a NUL character (\\0): no program would receive it"
+        return None
+
     def _name_problem(self, name: str) -> str | None:
         """Why ``name`` cannot be used, in words; None when it can."""
+        if not NAME_PATTERN.fullmatch(name):
+            return f"{_shown(name)} cannot be a name: {NAME_RULE}"
         if name not in self._taken_names:
             return None
         other = self._free_name(name.rstrip("0123456789") or name)
@@ -350,7 +392,7 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         self._warning_shown = text
         box = self.query_one("#launch-warning", Static)
         box.display = bool(warning)
-        box.update(text)
+        box.update(plain(text))
 
     def _refresh(self) -> None:
         program = self._program_value()
@@ -364,7 +406,8 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
         request, text = self.request()
         preview = self.query_one("#launch-preview", Static)
         preview.set_class(request is None, "error")
-        preview.update(("Will run: " + text) if request else ("✗ " + text))
+        # What was typed, shown as text: "[/b]" is no markup, ESC no escape sequence.
+        preview.update(plain(("Will run: " + text) if request else ("✗ " + text)))
         self.query_one("#launch", Button).disabled = request is None
         self._refresh_warning()
 

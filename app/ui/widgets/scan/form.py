@@ -20,12 +20,14 @@ from typing import Any
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalGroup
+from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
 
 from app.core.interfaces import Interface
 from app.core.model import Snapshot
 from app.core.scan import ScanType, ScanTypeInfo, default_ports, nmap_missing_reason
+from app.core.terminal_text import printable
 from app.ui.widgets.scan.formatting import (
     LECTURE,
     THIS_MACHINE,
@@ -305,7 +307,8 @@ class ScanForm(VerticalGroup):
     def say(self, text: str | None, error: bool = True) -> None:
         """Show ``text`` in the message box (an error unless ``error`` is False); None hides it."""
         box = self.query_one("#scan-message", Static)
-        box.update(text or "")
+        # A refusal quotes what was typed: shown as text ("[/b]" is no markup, ESC no escape).
+        box.update(Content(printable(text or "")))
         box.set_class(not text, "-hidden")
         box.set_class(not error, "-info")
 
@@ -327,5 +330,5 @@ class ScanForm(VerticalGroup):
 
     def show_command(self, command: str) -> None:
         line = self.query_one("#scan-command", Static)
-        line.update(command)
+        line.update(Content(printable(command)))
         line.remove_class("-hidden")

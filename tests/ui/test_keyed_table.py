@@ -233,3 +233,21 @@ async def test_sorting_and_filtering_16000_rows_takes_under_100_ms() -> None:
         assert table.keys == [
             k for _, k in sorted((r.sort_key, r.key) for r in resorted if "7" in r.key)
         ]
+
+
+async def test_control_characters_in_cells_are_drawn_escaped() -> None:
+    """A process named ESC[2J (any process may rename itself) must not clear the screen."""
+    app = TableApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.apply(
+            [
+                TableRow("a", ("", "\x1b[2Jevil", "ok")),
+                TableRow("b", ("", Text("\x1b]0;title\x07", style="bold"), "\u202eright")),
+            ]
+        )
+        await pilot.pause()
+        drawn = "\n".join(screen_lines(table))
+        # (Escaped where drawn: the column keeps the width measured for the raw text.)
+        assert "\\x1b[2Je" in drawn and "\\x1b]0;t" in drawn and "\\u202" in drawn
+        assert not any(ch in drawn for ch in "\x1b\x07\u202e")

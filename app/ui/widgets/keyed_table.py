@@ -44,6 +44,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from app.core.terminal_text import printable
+
 Cell = str | Text
 
 # Words the mark column must show whole from the start ("- GONE").
@@ -598,13 +600,19 @@ class KeyedTable(ScrollView, can_focus=True):
         segments: list[Segment] = []
         console = self.app.console
         for cell, column_width in zip(cells, self._widths, strict=True):
+            # Never a raw control character: a process may name itself ESC[2J
+            # (/proc/self/comm), and a student's machine its host (the class view).
             if isinstance(cell, str):
+                if not cell.isprintable():
+                    cell = printable(cell)
                 if cell.isascii():
                     body = cell[:column_width].ljust(column_width)
                 else:
                     body = set_cell_size(cell, column_width)
                 segments.append(Segment(f" {body} ", style))
                 continue
+            if not cell.plain.isprintable():
+                cell = Text(printable(cell.plain), style=cell.style)
             # Text.render leaves the text's own style to the caller.
             own = (
                 cell.style

@@ -60,6 +60,7 @@ from app.core import scenario as _scenario
 from app.core.lesson_sentence import Expectation, Known, SentenceRefused, closest, parse_sentence
 from app.core.netns import LabHost as LabHost
 from app.core.scenario import ScenarioEntry, ScenarioError
+from app.core.small_files import read_limited
 from app.core.targets import PortsError, parse_ports
 
 try:
@@ -462,6 +463,8 @@ def parse_lesson(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise LessonError([f"{label}: not valid TOML: {exc}"]) from None
+    except RecursionError:  # [[[[...]]]] thousands deep: tomllib recurses once a bracket
+        raise LessonError([f"{label}: not valid TOML: lists or tables nested too deeply"]) from None
     errors: list[str] = []
     title = _top_level(data, label, errors)
     hosts, host_names = _hosts(data.get("host"), label, errors)
@@ -489,12 +492,7 @@ def load_lesson(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     label = os.fspath(path)
     file = Path(path)
     try:
-        size = file.stat().st_size
-        if file.is_file() and size > MAX_BYTES:
-            raise LessonError(
-                [f"{label}: {size} bytes: a lesson file is at most {MAX_BYTES // 1024} KiB"]
-            )
-        raw = file.read_bytes()
+        raw = read_limited(file, MAX_BYTES)  # (/dev/zero, a FIFO: answered at once)
     except FileNotFoundError:
         raise LessonError([f"{label}: no such file{_shipped_hint(label)}"]) from None
     except IsADirectoryError:
@@ -503,6 +501,15 @@ def load_lesson(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise LessonError([f"{label}: permission denied (cannot read it)"]) from None
     except OSError as exc:
         raise LessonError([f"{label}: cannot read it ({exc.strerror or exc})"]) from None
+    except ValueError:  # a NUL in the path
+        raise LessonError([f"{label!r}: not a file name (it holds a NUL)"]) from None
+    if raw is None:
+        raise LessonError(
+            [
+                f"{label}: more than {MAX_BYTES // 1024} KiB: a lesson file is at most "
+                f"{MAX_BYTES // 1024} KiB"
+            ]
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -73,6 +73,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.core.model import Snapshot, Socket, SocketEvent
+from app.core.small_files import read_limited
 
 if TYPE_CHECKING:
     from app.core.procs import ProcessInfo
@@ -84,6 +85,7 @@ SNAPSHOT_EVERY = 10.0
 # ...and, for a machine with many sockets, no more than this many bytes a second on average.
 SNAPSHOT_BYTES_PER_SECOND = 2000.0
 ENV_DATA_DIR = "OBSERVATORY_DATA_DIR"
+MAX_RECORD_BYTES = 256 * 2**20  # what read_session reads at most
 
 Entry = dict[str, Any]
 
@@ -531,9 +533,16 @@ def read_session(path: str | os.PathLike[str]) -> SessionLog:
     """
     file = Path(path)
     try:
-        raw = file.read_bytes()
+        raw = read_limited(file, MAX_RECORD_BYTES)  # (/dev/zero: answered at once)
     except OSError as exc:
         raise RecordError(in_words(exc, "read", file)) from None
+    except ValueError:  # a NUL in the path
+        raise RecordError(f"{str(file)!r} is not a file name (it holds a NUL)") from None
+    if raw is None:
+        raise RecordError(
+            f"{file}: more than {MAX_RECORD_BYTES // 2**20} MiB: not a session record of "
+            "this observatory (one of a whole day is a few tens of MiB)"
+        )
     entries: list[Entry] = []
     skipped = 0
     for line in raw.splitlines():
@@ -541,7 +550,7 @@ def read_session(path: str | os.PathLike[str]) -> SessionLog:
             continue
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # broken, or [[[[...]]]] thousands deep
             skipped += 1
             continue
         if isinstance(entry, dict) and "type" in entry:

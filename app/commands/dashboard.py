@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from app.cliutil import UsageError, positive_seconds
+from app.cliutil import UsageError, interval_seconds
 
 if TYPE_CHECKING:
     from app.core.interfaces import Interface
@@ -27,10 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--interval",
-        type=positive_seconds,
+        type=interval_seconds,
         default=1.0,
         metavar="SECONDS",
-        help="seconds between polls (> 0, default 1)",
+        help="seconds between polls (at least 0.1, default 1)",
     )
     parser.add_argument(
         "--scenario", default=None, metavar="FILE", help="a scenario file (TOML) to start at launch"

@@ -60,7 +60,7 @@ from app.core import scenario as _scenario
 from app.core.lesson_sentence import Expectation, Known, SentenceRefused, closest, parse_sentence
 from app.core.netns import LabHost as LabHost
 from app.core.scenario import ScenarioEntry, ScenarioError
-from app.core.small_files import read_limited
+from app.core.small_files import SmallFileError, read_small_text
 from app.core.targets import PortsError, parse_ports
 
 try:
@@ -492,30 +492,12 @@ def load_lesson(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     label = os.fspath(path)
     file = Path(path)
     try:
-        raw = read_limited(file, MAX_BYTES)  # (/dev/zero, a FIFO: answered at once)
-    except FileNotFoundError:
-        raise LessonError([f"{label}: no such file{_shipped_hint(label)}"]) from None
-    except IsADirectoryError:
-        raise LessonError([f"{label}: is a folder, not a lesson file"]) from None
-    except PermissionError:
-        raise LessonError([f"{label}: permission denied (cannot read it)"]) from None
-    except OSError as exc:
-        raise LessonError([f"{label}: cannot read it ({exc.strerror or exc})"]) from None
+        text = read_small_text(file, MAX_BYTES, "lesson")  # (/dev/zero: answered at once)
     except ValueError:  # a NUL in the path
         raise LessonError([f"{label!r}: not a file name (it holds a NUL)"]) from None
-    if raw is None:
-        raise LessonError(
-            [
-                f"{label}: more than {MAX_BYTES // 1024} KiB: a lesson file is at most "
-                f"{MAX_BYTES // 1024} KiB"
-            ]
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise LessonError(
-            [f"{label}: not a text file in UTF-8 (bad byte at position {exc.start})"]
-        ) from None
+    except SmallFileError as exc:
+        hint = _shipped_hint(label) if str(exc) == "no such file" else ""
+        raise LessonError([f"{label}: {exc}{hint}"]) from None
     return parse_lesson(text, label, folder=file.resolve().parent, env=env, path=file)
 
 

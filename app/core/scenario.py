@@ -56,7 +56,7 @@ from app.core.procs import (
     LaunchError,
     executable_problem,
 )
-from app.core.small_files import read_limited
+from app.core.small_files import SmallFileError, read_small_text
 
 try:
     import tomllib
@@ -670,30 +670,11 @@ def load_scenario(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     label = os.fspath(path)
     file = Path(path)
     try:
-        raw = read_limited(file, MAX_BYTES)
-    except FileNotFoundError:
-        raise ScenarioError([f"{label}: no such file"]) from None
-    except IsADirectoryError:
-        raise ScenarioError([f"{label}: is a folder, not a scenario file"]) from None
-    except PermissionError:
-        raise ScenarioError([f"{label}: permission denied (cannot read it)"]) from None
-    except OSError as exc:
-        raise ScenarioError([f"{label}: cannot read it ({exc.strerror or exc})"]) from None
+        text = read_small_text(file, MAX_BYTES, "scenario")
     except ValueError:  # a NUL in the path
         raise ScenarioError([f"{label!r}: not a file name (it holds a NUL)"]) from None
-    if raw is None:
-        raise ScenarioError(
-            [
-                f"{label}: more than {MAX_BYTES // 1024} KiB: a scenario file is at most "
-                f"{MAX_BYTES // 1024} KiB"
-            ]
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(
-            [f"{label}: not a text file in UTF-8 (bad byte at position {exc.start})"]
-        ) from None
+    except SmallFileError as exc:
+        raise ScenarioError([f"{label}: {exc}"]) from None
     return parse_scenario(text, label, folder=file.resolve().parent, env=env, path=file)
 
 

@@ -29,3 +29,36 @@ def read_limited(path: str | os.PathLike[str], limit: int) -> bytes | None:
         os.set_blocking(fd, True)
         data = f.read(limit + 1)
     return data if len(data) <= limit else None
+
+
+class SmallFileError(Exception):
+    """A small text file that cannot be read; ``str()`` is the reason in words, to follow
+    the file's name (``"no such file"``, ``"is a folder, not a lesson file"``, ...)."""
+
+
+def read_small_text(path: str | os.PathLike[str], limit: int, kind: str) -> str:
+    """The UTF-8 text of ``path``, a ``kind`` file ("scenario", "lesson") of at most
+    ``limit`` bytes.
+
+    Raises:
+        SmallFileError: missing, a folder, unreadable, too big, or not UTF-8 (in words).
+    """
+    try:
+        raw = read_limited(path, limit)
+    except FileNotFoundError:
+        raise SmallFileError("no such file") from None
+    except IsADirectoryError:
+        raise SmallFileError(f"is a folder, not a {kind} file") from None
+    except PermissionError:
+        raise SmallFileError("permission denied (cannot read it)") from None
+    except OSError as exc:
+        raise SmallFileError(f"cannot read it ({exc.strerror or exc})") from None
+    if raw is None:
+        size = f"{limit // 1024} KiB"
+        raise SmallFileError(f"more than {size}: a {kind} file is at most {size}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SmallFileError(
+            f"not a text file in UTF-8 (bad byte at position {exc.start})"
+        ) from None

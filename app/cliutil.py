@@ -149,3 +149,18 @@ def listen_address(text: str) -> str:
             f"an address to listen on is an IP address of this machine, like 127.0.0.1 or "
             f"0.0.0.0, not {shown(text, 40)} (names are not looked up)"
         ) from None
+
+
+def check_theme(theme: str | None) -> None:
+    """``--theme NAME`` of the dashboard, the replay and the class view: a theme there is.
+
+    Raises:
+        UsageError: naming the themes there are.
+    """
+    from app.ui.themes import theme_names
+
+    if theme is not None and theme not in theme_names():
+        raise UsageError(
+            f"there is no theme {theme!r}; choose one of: projector, "
+            + ", ".join(n for n in theme_names() if n != "projector")
+        )

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from app.cliutil import UsageError, interval_seconds, safe_json
+from app.cliutil import UsageError, check_theme, interval_seconds, safe_json
 
 if TYPE_CHECKING:
     from app.core.classroom import Classroom
@@ -102,13 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _show(room: Classroom, args: argparse.Namespace) -> int:
-    from app.ui.themes import theme_names
-
-    if args.theme is not None and args.theme not in theme_names():
-        raise UsageError(
-            f"there is no theme {args.theme!r}; choose one of: projector, "
-            + ", ".join(n for n in theme_names() if n != "projector")
-        )
+    check_theme(args.theme)
     if not sys.stdout.isatty():
         raise UsageError(
             "the class view needs a terminal; for one printout use `observatory class --json`"

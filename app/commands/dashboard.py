@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from app.cliutil import UsageError, interval_seconds
+from app.cliutil import UsageError, check_theme, interval_seconds
 
 if TYPE_CHECKING:
     from app.core.interfaces import Interface
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_theme(args.theme)
+    check_theme(args.theme)
     files = _read_files(args)
     if files is None:
         return 2
@@ -105,16 +105,6 @@ def run(args: argparse.Namespace) -> int:
             network.destroy()
         if recorder is not None:
             recorder.close()
-
-
-def _check_theme(theme: str | None) -> None:
-    from app.ui.themes import theme_names
-
-    if theme is not None and theme not in theme_names():
-        raise UsageError(
-            f"there is no theme {theme!r}; choose one of: projector, "
-            + ", ".join(n for n in theme_names() if n != "projector")
-        )
 
 
 def _read_files(args: argparse.Namespace) -> tuple[Scenario | None, Lesson | None] | None:

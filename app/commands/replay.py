@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.cliutil import UsageError, shown
+from app.cliutil import UsageError, check_theme, shown
 from app.labs import digits_hint
 
 HELP = "play a session record back in the dashboard (pause, step, speed), or print it"
@@ -80,13 +80,7 @@ def run(args: argparse.Namespace) -> int:
         for line in frame_lines(timeline):
             sys.stdout.write(line + "\n")
         return 0
-    from app.ui.themes import theme_names
-
-    if args.theme is not None and args.theme not in theme_names():
-        raise UsageError(
-            f"there is no theme {args.theme!r}; choose one of: projector, "
-            + ", ".join(n for n in theme_names() if n != "projector")
-        )
+    check_theme(args.theme)
     if not sys.stdout.isatty():
         raise UsageError(
             "the replay needs a terminal; for a printout use `observatory replay RECORD --print`"

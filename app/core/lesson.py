@@ -25,18 +25,7 @@ Format (TOML)::
     program = "tcp-server"
     args = ["6000", "--bind", "0.0.0.0"]
 
-The sentences of ``expect`` (see ``lessons/README.md``)::
-
-    listen PORT [on ADDR] [by PROGRAM] [at HOST]      no listen PORT [...]
-    established PORT [on ADDR] [from ADDR] [by PROGRAM] [count N] [at HOST]
-                                                      no established PORT [...]
-    backlog PORT N [on ADDR] [at HOST]                (connections waiting to be accepted)
-    state STATE port PORT [at HOST]                   no state STATE port PORT [...]
-    udp PORT [on ADDR] [by PROGRAM] [at HOST]         no udp PORT [...]
-    scan PORT open|closed|filtered                    (the step's own scan)
-    cpu NAME above|below PERCENT
-    output NAME contains TEXT
-    service PORT NAME                                 (a port's name, or "unknown")
+The sentences of ``expect`` are :mod:`app.core.lesson_sentence`'s (and ``lessons/README.md``).
 
 Everything is checked before anything starts (:func:`load_lesson`): every mistake is one
 line naming the file, the step (number and title) and the key or the sentence::

@@ -55,6 +55,25 @@ def public_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def run_until_enter(path: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    """`lesson run FILE` started, and its lines read until it waits for Enter."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "lesson", "run", str(path)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("Press Enter"):
+            break
+    return proc, seen
+
+
 def test_the_lecture_passes(request: pytest.FixtureRequest) -> None:
     require_nmap()
     if os.geteuid() == 0:
@@ -228,21 +247,8 @@ expect = ["listen {port}"]
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Press Enter for step 2: Then  (Ctrl+C ends)" in done.stdout
     # Waiting for Enter, it gets SIGTERM: it stops what it started and says so.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "lesson", "run", str(path)],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, seen = run_until_enter(path)
     try:
-        assert proc.stdout is not None
-        seen: list[str] = []
-        for line in proc.stdout:
-            seen.append(line)
-            if line.startswith("Press Enter"):
-                break
         pids = started_pids("".join(seen))
         assert len(pids) == 1 and alive(pids[0]), seen
         proc.send_signal(signal.SIGTERM)
@@ -286,21 +292,8 @@ expect = ["no listen 6000 at server"]
 """,
         encoding="utf-8",
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "lesson", "run", str(path)],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, seen = run_until_enter(path)
     try:
-        assert proc.stdout is not None
-        seen: list[str] = []
-        for line in proc.stdout:
-            seen.append(line)
-            if line.startswith("Press Enter"):
-                break
         assert "✓ listen 6000 on 10.0.2.15 at server\n" in seen, seen
         pids = started_pids("".join(seen))
         proc.send_signal(signal.SIGTERM)
